@@ -1,0 +1,3 @@
+DROP TABLE admin_secrets;
+DROP TABLE admin_login_failures;
+DROP TABLE admin_users;

@@ -1,0 +1,2 @@
+DROP TABLE inventory_movements;
+DROP TABLE inventory_levels;

@@ -1,0 +1,182 @@
+//! The admin session (a signed cookie), its CSRF token, and the extractors admin pages use.
+//!
+//! The cookie is signed, not encrypted: it carries the user id, the name, the CSRF token and the
+//! sign-in time, none of them secret from the user who holds it. A stolen cookie stays valid
+//! until [`SESSION_LIFETIME`] runs out; signing out clears it from the browser.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_session::{Session, SessionExt};
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpRequest, web};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::Utc;
+use rand::RngCore;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use super::page::{Layout, PageError, Section};
+use crate::error::AppError;
+use crate::http::admin_token::constant_time_eq;
+
+/// How long a sign-in lasts, whatever the browser does with the cookie.
+pub const SESSION_LIFETIME: chrono::Duration = chrono::Duration::hours(12);
+
+const USER_ID: &str = "user_id";
+const USERNAME: &str = "username";
+const SIGNED_IN_AT: &str = "signed_in_at";
+const CSRF: &str = "csrf";
+const FLASH: &str = "flash";
+
+#[derive(Clone, Debug)]
+pub struct SignedIn {
+    pub user_id: Uuid,
+    pub username: String,
+    pub csrf_token: String,
+}
+
+/// The signed-in admin, if the session holds one that has not expired.
+pub fn signed_in(session: &Session) -> Option<SignedIn> {
+    let user_id = session.get::<Uuid>(USER_ID).ok().flatten()?;
+    let username = session.get::<String>(USERNAME).ok().flatten()?;
+    let signed_in_at = session.get::<i64>(SIGNED_IN_AT).ok().flatten()?;
+    if Utc::now().timestamp() - signed_in_at > SESSION_LIFETIME.num_seconds() {
+        session.purge();
+        return None;
+    }
+    Some(SignedIn { user_id, username, csrf_token: csrf_token(session) })
+}
+
+/// Starts a fresh session for `username`: a new cookie and a new CSRF token, so nothing an
+/// attacker planted before sign-in survives it.
+pub fn sign_in(session: &Session, user_id: Uuid, username: &str) -> Result<(), AppError> {
+    session.renew();
+    session.clear();
+    let insert = |key: &str, value: serde_json::Value| session.insert(key, value).map_err(AppError::internal);
+    insert(USER_ID, user_id.to_string().into())?;
+    insert(USERNAME, username.into())?;
+    insert(SIGNED_IN_AT, Utc::now().timestamp().into())?;
+    insert(CSRF, new_token().into())?;
+    Ok(())
+}
+
+/// The session's CSRF token, created on first use (the login form needs one before sign-in).
+pub fn csrf_token(session: &Session) -> String {
+    if let Ok(Some(token)) = session.get::<String>(CSRF) {
+        return token;
+    }
+    let token = new_token();
+    // Failing to store it only means the next form post is refused; no reason to fail the page.
+    let _ = session.insert(CSRF, &token);
+    token
+}
+
+pub fn verify_csrf(session: &Session, presented: &str) -> bool {
+    match session.get::<String>(CSRF) {
+        Ok(Some(expected)) => constant_time_eq(expected.as_bytes(), presented.as_bytes()),
+        _ => false,
+    }
+}
+
+/// A one-time message shown on the next page, after a redirect.
+pub fn set_flash(session: &Session, message: impl Into<String>) {
+    let _ = session.insert(FLASH, message.into());
+}
+
+fn take_flash(session: &Session) -> Option<String> {
+    session.remove_as::<String>(FLASH).and_then(Result::ok)
+}
+
+fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Extractor for admin pages: the signed-in admin (the middleware has already turned everyone
+/// else away) and what the page layout needs.
+pub struct Admin {
+    pub user: SignedIn,
+    pub session: Session,
+    flash: Option<String>,
+}
+
+impl Admin {
+    pub fn layout(&self, section: Section) -> Layout {
+        Layout {
+            username: self.user.username.clone(),
+            csrf_token: self.user.csrf_token.clone(),
+            section,
+            flash: self.flash.clone(),
+        }
+    }
+
+    pub fn flash(&self, message: impl Into<String>) {
+        set_flash(&self.session, message);
+    }
+}
+
+impl FromRequest for Admin {
+    type Error = PageError;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
+
+    fn from_request(request: &HttpRequest, _payload: &mut Payload) -> Self::Future {
+        let session = request.get_session();
+        let result = match signed_in(&session) {
+            Some(user) => {
+                let flash = take_flash(&session);
+                Ok(Admin { user, session, flash })
+            }
+            None => Err(PageError::from(AppError::unauthorized("Please sign in again."))),
+        };
+        std::future::ready(result)
+    }
+}
+
+/// A form that carries the session's CSRF token.
+pub trait CsrfProtected {
+    fn csrf_token(&self) -> &str;
+}
+
+/// An urlencoded form whose CSRF token has been checked against the session. Every admin form
+/// POST takes its form through this extractor.
+pub struct CsrfForm<T>(pub T);
+
+impl<T: DeserializeOwned + CsrfProtected + 'static> FromRequest for CsrfForm<T> {
+    type Error = PageError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(request: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let form = web::Form::<T>::from_request(request, payload);
+        let session = request.get_session();
+        Box::pin(async move {
+            let form = form
+                .await
+                .map_err(|error| {
+                    PageError::from(AppError::bad_request(format!("The form could not be read: {error}")))
+                })?
+                .into_inner();
+            if !verify_csrf(&session, form.csrf_token()) {
+                return Err(PageError::from(AppError::forbidden(
+                    "This form has expired or did not come from Agora's admin pages. Go back, reload the page and \
+                     try again.",
+                )));
+            }
+            Ok(CsrfForm(form))
+        })
+    }
+}
+
+/// A form with nothing but the CSRF token (buttons such as "Sign out" or "Deactivate").
+#[derive(serde::Deserialize)]
+pub struct ButtonForm {
+    pub csrf_token: String,
+}
+
+impl CsrfProtected for ButtonForm {
+    fn csrf_token(&self) -> &str {
+        &self.csrf_token
+    }
+}

@@ -1,0 +1,63 @@
+//! The shared-database coupling made visible: which module owns, reads and writes which table.
+
+pub mod runtime;
+pub mod schema_map;
+
+/// The units of Agora that own tables: the five business modules and the shared infrastructure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Module {
+    Catalog,
+    Inventory,
+    Orders,
+    Payments,
+    Notifications,
+    Outbox,
+    Idempotency,
+    Admin,
+}
+
+impl Module {
+    pub const ALL: [Module; 8] = [
+        Module::Catalog,
+        Module::Inventory,
+        Module::Orders,
+        Module::Payments,
+        Module::Notifications,
+        Module::Outbox,
+        Module::Idempotency,
+        Module::Admin,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Module::Catalog => "catalog",
+            Module::Inventory => "inventory",
+            Module::Orders => "orders",
+            Module::Payments => "payments",
+            Module::Notifications => "notifications",
+            Module::Outbox => "outbox",
+            Module::Idempotency => "idempotency",
+            Module::Admin => "admin",
+        }
+    }
+
+    /// Business modules, as opposed to the shared infrastructure every module leans on.
+    pub fn is_business(self) -> bool {
+        matches!(self, Module::Catalog | Module::Inventory | Module::Orders | Module::Payments | Module::Notifications)
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Names a unit of database work of this module, for [`crate::db::Db::run`].
+    pub const fn op(self, name: &'static str) -> runtime::Operation {
+        runtime::Operation { module: self, name }
+    }
+}
+
+impl std::fmt::Display for Module {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}

@@ -1,0 +1,212 @@
+//! Runtime evidence of the coupling: how much database work each module does, and which tables
+//! each named operation actually touched.
+//!
+//! [`crate::db::Db::run`] wraps every unit of work in [`measure`], which marks the current thread
+//! with the operation; a diesel [`Instrumentation`] installed on every pooled connection times each
+//! query and notes the tables named in its SQL. Nothing here adds a round trip to the database.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::Instant;
+
+use diesel::connection::{Instrumentation, InstrumentationEvent};
+
+use super::Module;
+
+/// A named unit of database work of one module, e.g. `orders.place_order`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Operation {
+    pub module: Module,
+    pub name: &'static str,
+}
+
+impl std::fmt::Display for Operation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.module, self.name)
+    }
+}
+
+struct ModuleCounters {
+    operations: AtomicU64,
+    failures: AtomicU64,
+    operation_micros: AtomicU64,
+    queries: AtomicU64,
+    query_micros: AtomicU64,
+}
+
+impl ModuleCounters {
+    const fn new() -> Self {
+        ModuleCounters {
+            operations: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            operation_micros: AtomicU64::new(0),
+            queries: AtomicU64::new(0),
+            query_micros: AtomicU64::new(0),
+        }
+    }
+}
+
+static MODULE_COUNTERS: [ModuleCounters; Module::ALL.len()] = [const { ModuleCounters::new() }; Module::ALL.len()];
+
+#[derive(Default)]
+struct OperationStats {
+    count: u64,
+    failures: u64,
+    queries: u64,
+    total_micros: u64,
+    max_micros: u64,
+    tables: BTreeSet<&'static str>,
+}
+
+fn operation_stats() -> &'static Mutex<BTreeMap<Operation, OperationStats>> {
+    static STATS: OnceLock<Mutex<BTreeMap<Operation, OperationStats>>> = OnceLock::new();
+    STATS.get_or_init(Default::default)
+}
+
+/// What the current thread is doing for which operation.
+struct Current {
+    operation: Operation,
+    queries: u64,
+    tables: BTreeSet<&'static str>,
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Current>> = const { RefCell::new(None) };
+}
+
+/// Runs `work` as `operation`, counting it and the queries it issues.
+pub fn measure<T, E>(operation: Operation, work: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+    let outermost = CURRENT.with(|current| {
+        let mut current = current.borrow_mut();
+        if current.is_some() {
+            return false;
+        }
+        *current = Some(Current { operation, queries: 0, tables: BTreeSet::new() });
+        true
+    });
+    if !outermost {
+        return work();
+    }
+    let started = Instant::now();
+    let result = work();
+    let micros = started.elapsed().as_micros() as u64;
+    let finished = CURRENT.with(|current| current.borrow_mut().take());
+    let counters = &MODULE_COUNTERS[operation.module.index()];
+    counters.operations.fetch_add(1, Ordering::Relaxed);
+    counters.operation_micros.fetch_add(micros, Ordering::Relaxed);
+    if result.is_err() {
+        counters.failures.fetch_add(1, Ordering::Relaxed);
+    }
+    if let Some(finished) = finished {
+        let mut stats = operation_stats().lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let entry = stats.entry(operation).or_default();
+        entry.count += 1;
+        entry.failures += u64::from(result.is_err());
+        entry.queries += finished.queries;
+        entry.total_micros += micros;
+        entry.max_micros = entry.max_micros.max(micros);
+        entry.tables.extend(finished.tables);
+    }
+    result
+}
+
+/// Installed on every pooled connection: times queries and notes the tables they name.
+#[derive(Default)]
+pub struct QueryInstrumentation {
+    query_started: Option<Instant>,
+}
+
+impl Instrumentation for QueryInstrumentation {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        match event {
+            InstrumentationEvent::StartQuery { .. } => self.query_started = Some(Instant::now()),
+            InstrumentationEvent::FinishQuery { query, .. } => {
+                let micros = self.query_started.take().map_or(0, |started| started.elapsed().as_micros() as u64);
+                CURRENT.with(|current| {
+                    let mut current = current.borrow_mut();
+                    let Some(current) = current.as_mut() else { return };
+                    let counters = &MODULE_COUNTERS[current.operation.module.index()];
+                    counters.queries.fetch_add(1, Ordering::Relaxed);
+                    counters.query_micros.fetch_add(micros, Ordering::Relaxed);
+                    current.queries += 1;
+                    let sql = query.to_string();
+                    let sql = sql.split_once("-- binds:").map_or(sql.as_str(), |(sql, _)| sql);
+                    current.tables.extend(tables_named_in(sql));
+                });
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The tables of `src/schema.rs`, read from the schema file itself so they never drift.
+pub fn schema_tables() -> &'static BTreeSet<&'static str> {
+    static TABLES: OnceLock<BTreeSet<&'static str>> = OnceLock::new();
+    TABLES.get_or_init(|| super::schema_map::tables().iter().map(|table| table.name).collect())
+}
+
+/// The schema tables an SQL text names, quoted (as diesel writes them) or not.
+pub fn tables_named_in(sql: &str) -> impl Iterator<Item = &'static str> + '_ {
+    let tables = schema_tables();
+    sql.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter_map(move |word| tables.get(word).copied())
+}
+
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ModuleRuntime {
+    pub module: String,
+    pub operations: u64,
+    pub failures: u64,
+    pub operation_time_ms: f64,
+    pub queries: u64,
+    pub query_time_ms: f64,
+}
+
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct OperationRuntime {
+    pub operation: String,
+    pub module: String,
+    pub count: u64,
+    pub failures: u64,
+    pub queries: u64,
+    pub mean_ms: f64,
+    pub max_ms: f64,
+    /// Every table the operation's queries named, since the process started.
+    pub tables: Vec<String>,
+}
+
+/// Counters since this process started.
+pub fn module_snapshot() -> Vec<ModuleRuntime> {
+    Module::ALL
+        .iter()
+        .map(|module| {
+            let counters = &MODULE_COUNTERS[module.index()];
+            ModuleRuntime {
+                module: module.name().to_owned(),
+                operations: counters.operations.load(Ordering::Relaxed),
+                failures: counters.failures.load(Ordering::Relaxed),
+                operation_time_ms: counters.operation_micros.load(Ordering::Relaxed) as f64 / 1000.0,
+                queries: counters.queries.load(Ordering::Relaxed),
+                query_time_ms: counters.query_micros.load(Ordering::Relaxed) as f64 / 1000.0,
+            }
+        })
+        .collect()
+}
+
+pub fn operation_snapshot() -> Vec<OperationRuntime> {
+    let stats = operation_stats().lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    stats
+        .iter()
+        .map(|(operation, stats)| OperationRuntime {
+            operation: operation.to_string(),
+            module: operation.module.name().to_owned(),
+            count: stats.count,
+            failures: stats.failures,
+            queries: stats.queries,
+            mean_ms: stats.total_micros as f64 / stats.count.max(1) as f64 / 1000.0,
+            max_ms: stats.max_micros as f64 / 1000.0,
+            tables: stats.tables.iter().map(|table| table.to_string()).collect(),
+        })
+        .collect()
+}

@@ -1,0 +1,87 @@
+//! The `agora` command line: `serve` (the default), `migrate`, `seed`, `worker`.
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::Config;
+use crate::error::CauseChain;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "agora",
+    version,
+    about = "An e-commerce modular monolith over one shared PostgreSQL database",
+    long_about = "An e-commerce modular monolith over one shared PostgreSQL database.\n\n\
+                  Configuration comes from the environment (and a .env file): DATABASE_URL, AGORA_BIND, \
+                  AGORA_ADMIN_TOKEN, AGORA_ADMIN_PASSWORD, AGORA_CURRENCY, AGORA_SMTP_URL, AGORA_MAIL_FROM, \
+                  AGORA_SEED, AGORA_PAYMENT_TIMEOUT_SECS, RUST_LOG. See the README for all of them."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the JSON API and the admin pages (the default). Creates, migrates and seeds the
+    /// database on first start, and runs the event dispatcher and the payment-timeout sweeper.
+    Serve,
+    /// Create the database if needed, apply pending migrations, and exit.
+    Migrate,
+    /// Add demo data: products with stock, customers, and orders in every status.
+    Seed(SeedArgs),
+    /// Run only the background work (event dispatcher, e-mails, payment timeouts), no HTTP.
+    Worker,
+}
+
+#[derive(Debug, Args)]
+struct SeedArgs {
+    /// How many products to add.
+    #[arg(long, default_value_t = 24)]
+    products: u32,
+    /// How many customers to add.
+    #[arg(long, default_value_t = 12)]
+    customers: u32,
+    /// How many orders to place (spread over every status).
+    #[arg(long, default_value_t = 30)]
+    orders: u32,
+}
+
+pub fn run() -> ExitCode {
+    // Like the diesel CLI: a .env file in the working directory is optional.
+    let _ = dotenvy::dotenv();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(error) => {
+            log::error!("invalid configuration: {error}");
+            return ExitCode::from(2);
+        }
+    };
+
+    let outcome: Result<(), Box<dyn std::error::Error>> = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => actix_web::rt::System::new().block_on(crate::http::serve(config)),
+        Command::Migrate => crate::db::prepare_database(&config.database_url).map_err(Into::into),
+        Command::Seed(args) => seed(config, args),
+        Command::Worker => actix_web::rt::System::new().block_on(crate::http::work(config)),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            log::error!("{}", CauseChain(error.as_ref()));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn seed(config: Config, args: SeedArgs) -> Result<(), Box<dyn std::error::Error>> {
+    crate::db::prepare_database(&config.database_url)?;
+    let db = crate::db::Db::connect(&config.database_url, &config.pool);
+    let plan = crate::seed::SeedPlan { products: args.products, customers: args.customers, orders: args.orders };
+    let report = crate::seed::seed(&db, &config, &plan)?;
+    log::info!("{report}");
+    Ok(())
+}

@@ -1,0 +1,275 @@
+//! Configuration, read once from the environment (and a `.env` file, as the diesel CLI does).
+//!
+//! Every variable is documented in the README's configuration table; invalid values stop the
+//! process at start-up with a message naming the variable, rather than surfacing later.
+
+use std::time::Duration;
+
+use crate::money::Currency;
+
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/agora";
+
+#[derive(Clone)]
+pub struct Config {
+    pub database_url: String,
+    pub bind: String,
+    /// Bearer token of the admin API; `None` disables the admin API.
+    pub admin_token: Option<String>,
+    /// Password for the first admin user, used only when no admin user exists yet.
+    pub admin_password: Option<String>,
+    pub currency: Currency,
+    pub smtp_url: Option<String>,
+    pub mail_from: String,
+    pub seed: SeedMode,
+    pub payment_timeout: Duration,
+    pub pool: PoolSettings,
+    pub outbox: OutboxSettings,
+    /// Mark the admin session cookie `Secure` (set it when serving behind HTTPS).
+    pub cookie_secure: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SeedMode {
+    /// Demo data on first start, when the catalog is empty.
+    Demo,
+    None,
+}
+
+#[derive(Clone, Debug)]
+pub struct PoolSettings {
+    pub max_size: u32,
+    /// How long a request waits for a free connection before it is answered with 503.
+    pub acquire_timeout: Duration,
+    /// Upper bound for any one statement, so a stuck query cannot hold a connection forever.
+    pub statement_timeout: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct OutboxSettings {
+    pub workers: usize,
+    pub max_attempts: i32,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// Fallback poll interval, for notifications missed while the LISTEN connection was down.
+    pub poll_interval: Duration,
+    /// Whether `agora serve` runs the dispatcher and the payment-timeout sweeper itself.
+    pub run_in_server: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}: {message}")]
+pub struct ConfigError {
+    variable: &'static str,
+    message: String,
+}
+
+impl std::fmt::Debug for Config {
+    // Hand-written so that secrets never reach a log line through `{:?}`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("database_url", &redact_url_password(&self.database_url))
+            .field("bind", &self.bind)
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
+            .field("admin_password", &self.admin_password.as_ref().map(|_| "<set>"))
+            .field("currency", &self.currency.code())
+            .field("smtp_url", &self.smtp_url.as_deref().map(redact_url_password))
+            .field("mail_from", &self.mail_from)
+            .field("seed", &self.seed)
+            .field("payment_timeout", &self.payment_timeout)
+            .field("pool", &self.pool)
+            .field("outbox", &self.outbox)
+            .finish()
+    }
+}
+
+impl Config {
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Builds the configuration from any source of variables; tests pass a map.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
+        let parse_u64 = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
+            match get(name) {
+                None => Ok(default),
+                Some(raw) => raw.trim().parse().map_err(|_| ConfigError {
+                    variable: name,
+                    message: format!("expected a whole number, got {raw:?}"),
+                }),
+            }
+        };
+
+        let currency = match get("AGORA_CURRENCY") {
+            None => Currency::parse("EUR").expect("EUR is a known currency"),
+            Some(code) => Currency::parse(code.trim()).ok_or_else(|| ConfigError {
+                variable: "AGORA_CURRENCY",
+                message: format!("{code:?} is not a supported ISO 4217 currency code"),
+            })?,
+        };
+        let seed = match get("AGORA_SEED").as_deref().map(str::trim) {
+            None | Some("demo") => SeedMode::Demo,
+            Some("none") => SeedMode::None,
+            Some(other) => {
+                return Err(ConfigError {
+                    variable: "AGORA_SEED",
+                    message: format!("expected \"demo\" or \"none\", got {other:?}"),
+                });
+            }
+        };
+        let admin_token = get("AGORA_ADMIN_TOKEN").map(|token| token.trim().to_owned());
+        if let Some(token) = &admin_token
+            && token.len() < 16
+        {
+            return Err(ConfigError {
+                variable: "AGORA_ADMIN_TOKEN",
+                message: "must be at least 16 characters long".into(),
+            });
+        }
+        let admin_password = get("AGORA_ADMIN_PASSWORD");
+        if let Some(password) = &admin_password
+            && password.chars().count() < 8
+        {
+            return Err(ConfigError {
+                variable: "AGORA_ADMIN_PASSWORD",
+                message: "must be at least 8 characters long".into(),
+            });
+        }
+        let mail_from = get("AGORA_MAIL_FROM").unwrap_or_else(|| "Agora <shop@agora.localhost>".into());
+        if mail_from.parse::<lettre::message::Mailbox>().is_err() {
+            return Err(ConfigError {
+                variable: "AGORA_MAIL_FROM",
+                message: format!("{mail_from:?} is not a valid mailbox, e.g. \"Shop <shop@example.com>\""),
+            });
+        }
+        let smtp_url = get("AGORA_SMTP_URL");
+        if let Some(url) = &smtp_url
+            && !(url.starts_with("smtp://") || url.starts_with("smtps://"))
+        {
+            return Err(ConfigError {
+                variable: "AGORA_SMTP_URL",
+                message: "must start with smtp:// or smtps://".into(),
+            });
+        }
+        let payment_timeout = parse_u64("AGORA_PAYMENT_TIMEOUT_SECS", 1800)?;
+        if payment_timeout == 0 {
+            return Err(ConfigError { variable: "AGORA_PAYMENT_TIMEOUT_SECS", message: "must be at least 1".into() });
+        }
+        let pool_size = parse_u64("AGORA_DB_POOL_SIZE", 10)?;
+        if !(1..=500).contains(&pool_size) {
+            return Err(ConfigError { variable: "AGORA_DB_POOL_SIZE", message: "must be between 1 and 500".into() });
+        }
+        let workers = parse_u64("AGORA_OUTBOX_WORKERS", 2)?;
+        let max_attempts = parse_u64("AGORA_OUTBOX_MAX_ATTEMPTS", 10)?;
+        if max_attempts == 0 || max_attempts > 1000 {
+            return Err(ConfigError {
+                variable: "AGORA_OUTBOX_MAX_ATTEMPTS",
+                message: "must be between 1 and 1000".into(),
+            });
+        }
+        let run_in_server = match get("AGORA_BACKGROUND").as_deref().map(str::trim) {
+            None | Some("on") => true,
+            Some("off") => false,
+            Some(other) => {
+                return Err(ConfigError {
+                    variable: "AGORA_BACKGROUND",
+                    message: format!("expected \"on\" or \"off\", got {other:?}"),
+                });
+            }
+        };
+
+        Ok(Config {
+            database_url: get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
+            bind: get("AGORA_BIND").unwrap_or_else(|| "127.0.0.1:8080".into()),
+            admin_token,
+            admin_password,
+            currency,
+            smtp_url,
+            mail_from,
+            seed,
+            payment_timeout: Duration::from_secs(payment_timeout),
+            pool: PoolSettings {
+                max_size: pool_size as u32,
+                acquire_timeout: Duration::from_millis(parse_u64("AGORA_DB_ACQUIRE_TIMEOUT_MS", 5000)?),
+                statement_timeout: Duration::from_millis(parse_u64("AGORA_DB_STATEMENT_TIMEOUT_MS", 30_000)?),
+            },
+            outbox: OutboxSettings {
+                workers: workers.clamp(1, 32) as usize,
+                max_attempts: max_attempts as i32,
+                backoff_base: Duration::from_millis(parse_u64("AGORA_OUTBOX_BACKOFF_MS", 1000)?.max(1)),
+                backoff_max: Duration::from_secs(parse_u64("AGORA_OUTBOX_BACKOFF_MAX_SECS", 600)?.max(1)),
+                poll_interval: Duration::from_millis(parse_u64("AGORA_OUTBOX_POLL_MS", 5000)?.max(10)),
+                run_in_server,
+            },
+            cookie_secure: matches!(get("AGORA_COOKIE_SECURE").as_deref(), Some("true" | "1" | "on")),
+        })
+    }
+
+    /// The database URL as it may appear in logs: without its password.
+    pub fn database_url_for_logs(&self) -> String {
+        redact_url_password(&self.database_url)
+    }
+}
+
+/// `postgres://user:secret@host/db` -> `postgres://user:***@host/db`.
+pub fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn config_from(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_match_the_documented_table() {
+        let config = config_from(&[]).unwrap();
+        assert_eq!(config.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(config.bind, "127.0.0.1:8080");
+        assert!(config.admin_token.is_none());
+        assert_eq!(config.currency.code(), "EUR");
+        assert_eq!(config.mail_from, "Agora <shop@agora.localhost>");
+        assert_eq!(config.seed, SeedMode::Demo);
+        assert_eq!(config.payment_timeout, Duration::from_secs(1800));
+    }
+
+    #[test]
+    fn invalid_values_name_the_variable() {
+        let error = config_from(&[("AGORA_CURRENCY", "EURO")]).unwrap_err();
+        assert!(error.to_string().starts_with("AGORA_CURRENCY:"), "{error}");
+        let error = config_from(&[("AGORA_SEED", "lots")]).unwrap_err();
+        assert!(error.to_string().starts_with("AGORA_SEED:"), "{error}");
+        let error = config_from(&[("AGORA_PAYMENT_TIMEOUT_SECS", "soon")]).unwrap_err();
+        assert!(error.to_string().starts_with("AGORA_PAYMENT_TIMEOUT_SECS:"), "{error}");
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let config = config_from(&[
+            ("DATABASE_URL", "postgres://agora:hunter22@db/agora"),
+            ("AGORA_ADMIN_TOKEN", "a-very-secret-admin-token"),
+            ("AGORA_ADMIN_PASSWORD", "correct horse"),
+        ])
+        .unwrap();
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("hunter22"));
+        assert!(!printed.contains("a-very-secret-admin-token"));
+        assert!(!printed.contains("correct horse"));
+        assert!(printed.contains("postgres://agora:***@db/agora"));
+    }
+}

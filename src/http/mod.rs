@@ -1,0 +1,224 @@
+//! HTTP wiring: every route of the application is registered here, in one place.
+
+pub mod admin_token;
+pub mod health;
+pub mod openapi;
+mod static_files;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_session::SessionMiddleware;
+use actix_session::config::{BrowserSession, CookieContentSecurity};
+use actix_session::storage::CookieSessionStore;
+use actix_web::cookie::{Key, SameSite};
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::{self, DefaultHeaders, Logger};
+use actix_web::{App, HttpResponse, HttpServer, web};
+use utoipa::OpenApi;
+use utoipa_actix_web::AppExt;
+
+use crate::architecture::Module;
+use crate::background::BackgroundTasks;
+use crate::config::{Config, SeedMode};
+use crate::db::{self, Db};
+use crate::error::{AppError, extractors};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub config: Arc<Config>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Database(#[from] db::SetupError),
+    #[error("cannot prepare the database: {0}")]
+    Bootstrap(#[from] AppError),
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// The running application: an HTTP server plus its background work.
+pub struct Application {
+    port: u16,
+    server: Server,
+    background: BackgroundTasks,
+}
+
+impl Application {
+    /// Prepares the database (create, migrate, first admin, demo data) and starts serving.
+    /// Must be called from within an actix system.
+    pub fn build(config: Config) -> Result<Application, StartupError> {
+        db::prepare_database(&config.database_url)?;
+        let db = Db::connect(&config.database_url, &config.pool);
+        let bootstrap_config = config.clone();
+        let session_key = db.run_blocking(Module::Admin.op("bootstrap"), move |conn| {
+            crate::admin::bootstrap(conn, &bootstrap_config)
+        })?;
+        if config.seed == SeedMode::Demo {
+            crate::seed::seed_demo_if_empty(&db, &config)?;
+        }
+
+        let listener = TcpListener::bind(&config.bind)
+            .map_err(|source| StartupError::Bind { address: config.bind.clone(), source })?;
+        let port = listener.local_addr()?.port();
+        let state = AppState { db: db.clone(), config: Arc::new(config.clone()) };
+        let session_key = Key::from(&session_key);
+        let server = HttpServer::new(move || build_app(state.clone(), session_key.clone())).listen(listener)?.run();
+
+        let background =
+            if config.outbox.run_in_server { start_background_work(&db, &config) } else { BackgroundTasks::default() };
+        Ok(Application { port, server, background })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until the server is stopped (SIGINT/SIGTERM or [`ServerHandle::stop`]), then stops
+    /// the background work, letting work in flight finish.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let served = self.server.await;
+        let background = self.background;
+        // Joining threads blocks; do it off the async executor.
+        let _ = actix_web::rt::task::spawn_blocking(move || background.shutdown()).await;
+        served
+    }
+}
+
+/// The background work `agora serve` and `agora worker` run: the outbox dispatcher (e-mails)
+/// and the payment-timeout sweeper.
+pub fn start_background_work(db: &Db, config: &Config) -> BackgroundTasks {
+    let _ = (db, config);
+    BackgroundTasks::default()
+}
+
+/// `agora serve`.
+pub async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    let admin_api = config.admin_token.is_some();
+    let application = Application::build(config)?;
+    let base = format!("http://{}", local_address(&application));
+    log::info!("Agora is serving the API at {base}/api (OpenAPI: {base}/api/openapi.json)");
+    log::info!("admin pages at {base}/admin");
+    if !admin_api {
+        log::warn!("AGORA_ADMIN_TOKEN is not set: the admin API (/api endpoints marked admin) is disabled");
+    }
+    application.run_until_stopped().await?;
+    log::info!("stopped");
+    Ok(())
+}
+
+fn local_address(application: &Application) -> String {
+    format!("127.0.0.1:{}", application.port())
+}
+
+/// `agora worker`: the background work alone, until SIGINT or SIGTERM.
+pub async fn work(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    db::prepare_database(&config.database_url)?;
+    let db = Db::connect(&config.database_url, &config.pool);
+    let tasks = start_background_work(&db, &config);
+    log::info!("worker running: dispatching events and cancelling unpaid orders; stop with Ctrl-C or SIGTERM");
+    wait_for_termination().await;
+    log::info!("stopping: finishing work in flight");
+    actix_web::rt::task::spawn_blocking(move || tasks.shutdown()).await?;
+    log::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_termination() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn build_app(
+    state: AppState,
+    session_key: Key,
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let cookie_secure = state.config.cookie_secure;
+    let sessions = SessionMiddleware::builder(CookieSessionStore::default(), session_key)
+        .cookie_name("agora_admin".into())
+        .cookie_path("/admin".into())
+        .cookie_http_only(true)
+        .cookie_same_site(SameSite::Lax)
+        .cookie_secure(cookie_secure)
+        .cookie_content_security(CookieContentSecurity::Signed)
+        .session_lifecycle(BrowserSession::default())
+        .build();
+
+    App::new()
+        .into_utoipa_app()
+        .openapi(openapi::ApiDoc::openapi())
+        .app_data(web::Data::new(state))
+        .app_data(extractors::json_config())
+        .app_data(extractors::query_config())
+        .app_data(extractors::path_config())
+        .service(health::healthz)
+        .service(health::readyz)
+        .openapi_service(|api| {
+            let document = api.to_json().unwrap_or_default();
+            web::resource("/api/openapi.json").route(web::get().to(move || {
+                let document = document.clone();
+                async move { HttpResponse::Ok().content_type("application/json").body(document) }
+            }))
+        })
+        .map(|app| {
+            app.service(static_files::scope())
+                .service(web::scope("/admin").wrap(sessions).configure(crate::admin::configure))
+                .route("/", web::get().to(|| async { see_other("/admin") }))
+                .default_service(web::to(|request: actix_web::HttpRequest| async move {
+                    Err::<HttpResponse, _>(AppError::not_found(format!("Nothing exists at {}.", request.path())))
+                }))
+        })
+        .into_app()
+        .wrap(
+            DefaultHeaders::new()
+                .add(("X-Content-Type-Options", "nosniff"))
+                .add(("X-Frame-Options", "DENY"))
+                .add(("Referrer-Policy", "same-origin")),
+        )
+        .wrap(middleware::NormalizePath::trim())
+        .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
+}
+
+/// 303 See Other to `location`.
+pub fn see_other(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther().insert_header(("Location", location)).finish()
+}

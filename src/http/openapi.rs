@@ -1,0 +1,35 @@
+//! The OpenAPI document. Paths and schemas are collected from the handlers as they are
+//! registered (utoipa-actix-web), so an endpoint cannot exist without being documented.
+
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Agora",
+        description = "An e-commerce modular monolith over one shared PostgreSQL database. Errors are \
+                       application/problem+json (RFC 9457); money is integer minor units of the shop currency; \
+                       lists take ?limit= (1..=100) and an opaque ?cursor=."
+    ),
+    modifiers(&AdminBearer),
+    tags(
+        (name = "health", description = "Liveness and readiness"),
+        (name = "catalog", description = "Products"),
+        (name = "inventory", description = "Stock levels and the stock ledger"),
+        (name = "orders", description = "Checkout and the order lifecycle"),
+        (name = "payments", description = "Card payments through the simulated gateway"),
+        (name = "notifications", description = "Customer e-mails"),
+        (name = "architecture", description = "The shared-database coupling, measured"),
+    )
+)]
+pub struct ApiDoc;
+
+struct AdminBearer;
+
+impl Modify for AdminBearer {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("admin_token", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    }
+}

@@ -1,0 +1,17 @@
+//! Agora: an e-commerce modular monolith over one shared PostgreSQL database.
+//!
+//! Five business modules (`catalog`, `inventory`, `orders`, `payments`, `notifications`) share
+//! one schema. The shared infrastructure around them lives beside them: configuration, database
+//! access, errors, HTTP wiring, the admin shell, the event outbox and idempotency keys.
+
+pub mod admin;
+pub mod architecture;
+pub mod background;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod money;
+pub mod schema;
+pub mod seed;

@@ -1,0 +1,136 @@
+//! Money is an integer count of minor units (cents for EUR) of the shop's one currency.
+//! Nothing here ever uses floating point.
+
+use std::fmt::Write;
+
+/// An ISO 4217 currency the shop can trade in, with the number of decimals of its minor unit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Currency {
+    code: &'static str,
+    exponent: u32,
+    symbol: Option<&'static str>,
+}
+
+/// The currencies Agora knows how to format. Extending the list is safe: orders record the code.
+const CURRENCIES: &[Currency] = &[
+    Currency { code: "EUR", exponent: 2, symbol: Some("€") },
+    Currency { code: "USD", exponent: 2, symbol: Some("$") },
+    Currency { code: "GBP", exponent: 2, symbol: Some("£") },
+    Currency { code: "CHF", exponent: 2, symbol: None },
+    Currency { code: "SEK", exponent: 2, symbol: None },
+    Currency { code: "NOK", exponent: 2, symbol: None },
+    Currency { code: "DKK", exponent: 2, symbol: None },
+    Currency { code: "PLN", exponent: 2, symbol: None },
+    Currency { code: "CZK", exponent: 2, symbol: None },
+    Currency { code: "CAD", exponent: 2, symbol: None },
+    Currency { code: "AUD", exponent: 2, symbol: None },
+    Currency { code: "JPY", exponent: 0, symbol: Some("¥") },
+    Currency { code: "KRW", exponent: 0, symbol: None },
+    Currency { code: "BHD", exponent: 3, symbol: None },
+    Currency { code: "KWD", exponent: 3, symbol: None },
+];
+
+impl Currency {
+    pub fn parse(code: &str) -> Option<Currency> {
+        CURRENCIES.iter().copied().find(|currency| currency.code == code)
+    }
+
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// `1234` EUR -> `€12.34`; `1234` CHF -> `CHF 12.34`; `-50` EUR -> `-€0.50`.
+    pub fn format(&self, amount_minor: i64) -> String {
+        let mut out = String::new();
+        if amount_minor < 0 {
+            out.push('-');
+        }
+        match self.symbol {
+            Some(symbol) => out.push_str(symbol),
+            None => {
+                out.push_str(self.code);
+                out.push(' ');
+            }
+        }
+        let magnitude = amount_minor.unsigned_abs();
+        let scale = 10u64.pow(self.exponent);
+        let _ = write!(out, "{}", magnitude / scale);
+        if self.exponent > 0 {
+            let _ = write!(out, ".{:0width$}", magnitude % scale, width = self.exponent as usize);
+        }
+        out
+    }
+
+    /// Parses a decimal amount typed by a person (`12.5`, `12.50`, `12`) into minor units.
+    pub fn parse_amount(&self, text: &str) -> Option<i64> {
+        let text = text.trim();
+        let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+        if whole.is_empty()
+            || !whole.bytes().all(|b| b.is_ascii_digit())
+            || !fraction.bytes().all(|b| b.is_ascii_digit())
+            || fraction.len() > self.exponent as usize
+        {
+            return None;
+        }
+        let scale = 10i64.pow(self.exponent);
+        let whole: i64 = whole.parse().ok()?;
+        let fraction_minor: i64 = if fraction.is_empty() {
+            0
+        } else {
+            format!("{fraction:0<width$}", width = self.exponent as usize).parse().ok()?
+        };
+        whole.checked_mul(scale)?.checked_add(fraction_minor)
+    }
+
+    /// The plain decimal form of an amount, as an input field shows it (`1234` -> `12.34`).
+    pub fn to_decimal(&self, amount_minor: i64) -> String {
+        let scale = 10i64.pow(self.exponent);
+        if self.exponent == 0 {
+            return amount_minor.to_string();
+        }
+        format!(
+            "{}{}.{:0width$}",
+            if amount_minor < 0 { "-" } else { "" },
+            amount_minor.unsigned_abs() / scale as u64,
+            amount_minor.unsigned_abs() % scale as u64,
+            width = self.exponent as usize
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_amounts_with_the_currency_exponent() {
+        let eur = Currency::parse("EUR").unwrap();
+        assert_eq!(eur.format(1234), "€12.34");
+        assert_eq!(eur.format(5), "€0.05");
+        assert_eq!(eur.format(-50), "-€0.50");
+        assert_eq!(Currency::parse("JPY").unwrap().format(1500), "¥1500");
+        assert_eq!(Currency::parse("KWD").unwrap().format(12345), "KWD 12.345");
+        assert_eq!(Currency::parse("CHF").unwrap().format(100), "CHF 1.00");
+    }
+
+    #[test]
+    fn parses_decimal_amounts_without_floats() {
+        let eur = Currency::parse("EUR").unwrap();
+        assert_eq!(eur.parse_amount("12.5"), Some(1250));
+        assert_eq!(eur.parse_amount("12.05"), Some(1205));
+        assert_eq!(eur.parse_amount("12"), Some(1200));
+        assert_eq!(eur.parse_amount("0.1"), Some(10));
+        assert_eq!(eur.parse_amount("12.345"), None);
+        assert_eq!(eur.parse_amount("-1"), None);
+        assert_eq!(eur.parse_amount("1e3"), None);
+        assert_eq!(eur.parse_amount(""), None);
+        assert_eq!(eur.to_decimal(1205), "12.05");
+        assert_eq!(Currency::parse("JPY").unwrap().parse_amount("1.5"), None);
+    }
+
+    #[test]
+    fn unknown_codes_are_refused() {
+        assert!(Currency::parse("XXX").is_none());
+        assert!(Currency::parse("eur").is_none());
+    }
+}

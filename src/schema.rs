@@ -1,0 +1,211 @@
+// @generated automatically by Diesel CLI.
+
+diesel::table! {
+    admin_login_failures (id) {
+        id -> Int8,
+        username -> Text,
+        client_ip -> Text,
+        failed_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    admin_secrets (name) {
+        name -> Text,
+        value -> Bytea,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    admin_users (id) {
+        id -> Uuid,
+        username -> Text,
+        password_hash -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    customers (id) {
+        id -> Uuid,
+        email -> Text,
+        name -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    event_deliveries (event_id, handler) {
+        event_id -> Int8,
+        handler -> Text,
+        status -> Text,
+        attempts -> Int4,
+        last_error -> Nullable<Text>,
+        next_attempt_at -> Timestamptz,
+        completed_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    events (id) {
+        id -> Int8,
+        event_type -> Text,
+        aggregate_type -> Text,
+        aggregate_id -> Uuid,
+        payload -> Jsonb,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    idempotency_keys (scope, idempotency_key) {
+        scope -> Text,
+        idempotency_key -> Text,
+        request_fingerprint -> Text,
+        response_status -> Nullable<Int2>,
+        response_body -> Nullable<Jsonb>,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    inventory_levels (product_id) {
+        product_id -> Uuid,
+        on_hand -> Int4,
+        reserved -> Int4,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    inventory_movements (id) {
+        id -> Int8,
+        product_id -> Uuid,
+        kind -> Text,
+        on_hand_delta -> Int4,
+        reserved_delta -> Int4,
+        reason -> Text,
+        order_id -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    notifications (id) {
+        id -> Uuid,
+        event_id -> Int8,
+        order_id -> Uuid,
+        kind -> Text,
+        recipient -> Text,
+        subject -> Text,
+        text_body -> Text,
+        html_body -> Text,
+        message_id -> Text,
+        status -> Text,
+        attempts -> Int4,
+        last_error -> Nullable<Text>,
+        sent_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    order_lines (order_id, line_no) {
+        order_id -> Uuid,
+        line_no -> Int2,
+        product_id -> Uuid,
+        sku -> Text,
+        name -> Text,
+        unit_price_minor -> Int8,
+        quantity -> Int4,
+        line_total_minor -> Int8,
+    }
+}
+
+diesel::table! {
+    orders (id) {
+        id -> Uuid,
+        number -> Int8,
+        customer_id -> Uuid,
+        status -> Text,
+        total_minor -> Int8,
+        currency -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    payment_refunds (id) {
+        id -> Uuid,
+        payment_id -> Uuid,
+        amount_minor -> Int8,
+        reason -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    payments (id) {
+        id -> Uuid,
+        order_id -> Uuid,
+        status -> Text,
+        amount_minor -> Int8,
+        currency -> Text,
+        card_brand -> Text,
+        card_last4 -> Text,
+        decline_code -> Nullable<Text>,
+        gateway_reference -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    products (id) {
+        id -> Uuid,
+        sku -> Text,
+        name -> Text,
+        description -> Text,
+        price_minor -> Int8,
+        active -> Bool,
+        low_stock_threshold -> Int4,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(event_deliveries -> events (event_id));
+diesel::joinable!(inventory_levels -> products (product_id));
+diesel::joinable!(inventory_movements -> inventory_levels (product_id));
+diesel::joinable!(notifications -> events (event_id));
+diesel::joinable!(notifications -> orders (order_id));
+diesel::joinable!(order_lines -> orders (order_id));
+diesel::joinable!(order_lines -> products (product_id));
+diesel::joinable!(orders -> customers (customer_id));
+diesel::joinable!(payment_refunds -> payments (payment_id));
+diesel::joinable!(payments -> orders (order_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    admin_login_failures,
+    admin_secrets,
+    admin_users,
+    customers,
+    event_deliveries,
+    events,
+    idempotency_keys,
+    inventory_levels,
+    inventory_movements,
+    notifications,
+    order_lines,
+    orders,
+    payment_refunds,
+    payments,
+    products,
+);

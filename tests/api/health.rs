@@ -1,0 +1,61 @@
+use std::time::{Duration, Instant};
+
+use crate::helpers::{TestApp, drop_database, maintenance_connection};
+
+#[test]
+fn liveness_answers_while_the_process_runs() {
+    let app = TestApp::spawn();
+    let body = app.get("/healthz").ok_json(200);
+    assert_eq!(body["status"], "ok");
+}
+
+#[test]
+fn readiness_answers_200_when_the_database_answers() {
+    let app = TestApp::spawn();
+    let body = app.get("/readyz").ok_json(200);
+    assert_eq!(body["status"], "ready");
+}
+
+#[test]
+fn readiness_answers_503_quickly_when_the_database_is_gone() {
+    let app = TestApp::spawn();
+    assert_eq!(app.get("/readyz").status, 200);
+
+    // Terminates the pool's connections too: the next check has to reconnect, and cannot.
+    drop_database(&mut maintenance_connection(), &app.database.name);
+
+    let started = Instant::now();
+    let problem = app.get("/readyz").problem(503);
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert_eq!(problem["type"], "/problems/unavailable");
+    assert_eq!(app.get("/healthz").status, 200, "liveness does not depend on the database");
+}
+
+#[test]
+fn the_openapi_document_describes_the_api() {
+    let app = TestApp::spawn();
+    let document = app.get("/api/openapi.json").ok_json(200);
+    assert!(document["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = document["paths"].as_object().unwrap();
+    for path in ["/healthz", "/readyz"] {
+        assert!(paths.contains_key(path), "{path} is missing from {:?}", paths.keys());
+    }
+    assert!(document["components"]["securitySchemes"]["admin_token"].is_object());
+}
+
+#[test]
+fn unknown_paths_answer_a_404_problem() {
+    let app = TestApp::spawn();
+    let problem = app.get("/api/no-such-thing").problem(404);
+    assert!(problem["detail"].as_str().unwrap().contains("/api/no-such-thing"));
+}
+
+#[test]
+fn static_files_are_served_from_the_binary() {
+    let app = TestApp::spawn();
+    let css = app.get("/static/admin.css");
+    assert_eq!(css.status, 200);
+    assert_eq!(css.header("content-type"), Some("text/css; charset=utf-8"));
+    assert!(css.body.contains(".topbar"));
+    assert_eq!(app.get("/static/nope.css").status, 404);
+}

@@ -1,0 +1,434 @@
+//! The test harness: every test gets the real application on a database of its own, cloned
+//! from a migrated template, served over real HTTP on a free port, and dropped afterwards.
+//!
+//! `AGORA_TEST_DATABASE_URL` (or else `DATABASE_URL`) names the PostgreSQL server to use; only
+//! its server part matters. Default: `postgres://postgres@127.0.0.1:5432/postgres`.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use agora::config::{Config, SeedMode};
+use agora::db;
+use agora::http::Application;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
+
+/// URL of the test server's maintenance database.
+pub fn server_url() -> String {
+    let url = std::env::var("AGORA_TEST_DATABASE_URL")
+        .or_else(|_| std::env::var("DATABASE_URL"))
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    db::split_database_url(&url).map(|(maintenance, _)| maintenance).unwrap_or(url)
+}
+
+pub fn database_url(name: &str) -> String {
+    let server = server_url();
+    let (base, query) = server.split_once('?').map_or((server.as_str(), None), |(b, q)| (b, Some(q)));
+    let base = base.rsplit_once('/').map_or(base, |(server, _)| server);
+    match query {
+        Some(query) => format!("{base}/{name}?{query}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+pub fn maintenance_connection() -> PgConnection {
+    PgConnection::establish(&server_url()).expect("PostgreSQL must be reachable for the integration tests")
+}
+
+/// The migrated template: built once per migration set (its name carries a hash of every
+/// migration file), shared by test processes, never connected to afterwards.
+fn template_database() -> &'static str {
+    static TEMPLATE: OnceLock<String> = OnceLock::new();
+    TEMPLATE.get_or_init(|| {
+        let name = format!("agora_test_template_{}", migrations_hash());
+        let mut conn = maintenance_connection();
+        // Several test processes may start at once; one builds the template, the rest wait.
+        let lock_key = i64::from_str_radix(&migrations_hash()[..15], 16).unwrap();
+        diesel::sql_query("SELECT pg_advisory_lock($1)").bind::<BigInt, _>(lock_key).execute(&mut conn).unwrap();
+        if !database_exists(&mut conn, &name) {
+            let building = format!("{name}_building");
+            drop_database(&mut conn, &building);
+            create_database(&mut conn, &building, None);
+            {
+                let mut template = PgConnection::establish(&database_url(&building)).unwrap();
+                db::run_migrations(&mut template).expect("migrations must apply to a fresh database");
+            }
+            // Renamed only once complete, so a half-built template is never cloned.
+            diesel::sql_query(format!("ALTER DATABASE {} RENAME TO {}", quote(&building), quote(&name)))
+                .execute(&mut conn)
+                .unwrap();
+        }
+        diesel::sql_query("SELECT pg_advisory_unlock($1)").bind::<BigInt, _>(lock_key).execute(&mut conn).unwrap();
+        name
+    })
+}
+
+fn migrations_hash() -> String {
+    let mut files: Vec<_> = walk(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations")));
+    files.sort();
+    let mut hasher = Sha256::new();
+    for path in files {
+        hasher.update(path.to_string_lossy().as_bytes());
+        hasher.update(std::fs::read(&path).unwrap());
+    }
+    hasher.finalize().iter().take(8).map(|byte| format!("{byte:02x}")).collect()
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+fn quote(name: &str) -> String {
+    db::quote_identifier(name)
+}
+
+#[derive(QueryableByName)]
+struct Exists {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    exists: bool,
+}
+
+fn database_exists(conn: &mut PgConnection, name: &str) -> bool {
+    diesel::sql_query("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS exists")
+        .bind::<Text, _>(name)
+        .get_result::<Exists>(conn)
+        .unwrap()
+        .exists
+}
+
+fn create_database(conn: &mut PgConnection, name: &str, template: Option<&str>) {
+    let sql = match template {
+        Some(template) => format!("CREATE DATABASE {} TEMPLATE {}", quote(name), quote(template)),
+        None => format!("CREATE DATABASE {}", quote(name)),
+    };
+    diesel::sql_query(sql).execute(conn).unwrap_or_else(|error| panic!("cannot create database {name}: {error}"));
+}
+
+pub fn drop_database(conn: &mut PgConnection, name: &str) {
+    diesel::sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote(name)))
+        .execute(conn)
+        .unwrap_or_else(|error| panic!("cannot drop database {name}: {error}"));
+}
+
+/// A database of the test's own, cloned from the migrated template and dropped on drop.
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDatabase {
+    pub fn migrated() -> TestDatabase {
+        let template = template_database();
+        let name = format!("agora_test_{}", uuid::Uuid::new_v4().simple());
+        create_database(&mut maintenance_connection(), &name, Some(template));
+        TestDatabase { url: database_url(&name), name }
+    }
+
+    /// An empty database (no migrations), for tests of the migrations themselves.
+    pub fn empty() -> TestDatabase {
+        let name = format!("agora_test_{}", uuid::Uuid::new_v4().simple());
+        create_database(&mut maintenance_connection(), &name, None);
+        TestDatabase { url: database_url(&name), name }
+    }
+
+    pub fn connect(&self) -> PgConnection {
+        PgConnection::establish(&self.url).unwrap()
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        drop_database(&mut maintenance_connection(), &self.name);
+    }
+}
+
+/// The configuration tests run with: the documented defaults, a known admin token and
+/// password, no demo data, and no background work unless a test turns it on.
+pub fn test_config(database_url: &str) -> Config {
+    let vars: HashMap<&str, String> = HashMap::from([
+        ("DATABASE_URL", database_url.to_owned()),
+        ("AGORA_BIND", "127.0.0.1:0".to_owned()),
+        ("AGORA_ADMIN_TOKEN", ADMIN_TOKEN.to_owned()),
+        ("AGORA_ADMIN_PASSWORD", ADMIN_PASSWORD.to_owned()),
+        ("AGORA_SEED", "none".to_owned()),
+        ("AGORA_BACKGROUND", "off".to_owned()),
+        ("AGORA_DB_POOL_SIZE", "8".to_owned()),
+    ]);
+    let config = Config::from_lookup(|name| vars.get(name).cloned()).unwrap();
+    assert_eq!(config.seed, SeedMode::None);
+    config
+}
+
+/// The real application, serving HTTP on a free port, on a database of its own.
+pub struct TestApp {
+    pub address: String,
+    pub database: TestDatabase,
+    handle: actix_web::dev::ServerHandle,
+    server_thread: Option<JoinHandle<()>>,
+    agent: ureq::Agent,
+}
+
+impl TestApp {
+    pub fn spawn() -> TestApp {
+        Self::spawn_with(|_| {})
+    }
+
+    pub fn spawn_with(customize: impl FnOnce(&mut Config)) -> TestApp {
+        let database = TestDatabase::migrated();
+        let mut config = test_config(&database.url);
+        customize(&mut config);
+        let (started, receive_start) = mpsc::channel();
+        let server_thread = std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                match Application::build(config) {
+                    Ok(application) => {
+                        started.send(Ok((application.port(), application.handle()))).unwrap();
+                        application.run_until_stopped().await.unwrap();
+                    }
+                    Err(error) => started.send(Err(error.to_string())).unwrap(),
+                }
+            })
+        });
+        let (port, handle) =
+            receive_start.recv().unwrap().unwrap_or_else(|error| panic!("agora failed to start: {error}"));
+        TestApp {
+            address: format!("http://127.0.0.1:{port}"),
+            database,
+            handle,
+            server_thread: Some(server_thread),
+            agent: agent(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub fn connect(&self) -> PgConnection {
+        self.database.connect()
+    }
+
+    pub fn get(&self, path: &str) -> TestResponse {
+        TestResponse::from(self.agent.get(&self.url(path)).call())
+    }
+
+    pub fn admin_get(&self, path: &str) -> TestResponse {
+        TestResponse::from(
+            self.agent.get(&self.url(path)).header("Authorization", &format!("Bearer {ADMIN_TOKEN}")).call(),
+        )
+    }
+
+    pub fn post_json(&self, path: &str, body: &Value) -> TestResponse {
+        TestResponse::from(self.agent.post(&self.url(path)).send_json(body))
+    }
+
+    pub fn post_json_with(&self, path: &str, headers: &[(&str, &str)], body: &Value) -> TestResponse {
+        let mut request = self.agent.post(&self.url(path));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        TestResponse::from(request.send_json(body))
+    }
+
+    pub fn admin_post_json(&self, path: &str, body: &Value) -> TestResponse {
+        self.post_json_with(path, &[("Authorization", &format!("Bearer {ADMIN_TOKEN}"))], body)
+    }
+
+    pub fn admin_post(&self, path: &str) -> TestResponse {
+        TestResponse::from(
+            self.agent.post(&self.url(path)).header("Authorization", &format!("Bearer {ADMIN_TOKEN}")).send_empty(),
+        )
+    }
+
+    pub fn post_raw(&self, path: &str, content_type: &str, body: &str) -> TestResponse {
+        TestResponse::from(self.agent.post(&self.url(path)).header("Content-Type", content_type).send(body))
+    }
+
+    pub fn admin_patch_json(&self, path: &str, body: &Value) -> TestResponse {
+        TestResponse::from(
+            self.agent.patch(&self.url(path)).header("Authorization", &format!("Bearer {ADMIN_TOKEN}")).send_json(body),
+        )
+    }
+
+    /// A browser-like client for the admin pages (keeps the session cookie).
+    pub fn browser(&self) -> Browser {
+        Browser { address: self.address.clone(), agent: agent(), cookies: HashMap::new() }
+    }
+
+    /// A browser already signed in as the first admin.
+    pub fn signed_in_browser(&self) -> Browser {
+        let mut browser = self.browser();
+        let response = browser.sign_in("admin", ADMIN_PASSWORD);
+        assert_eq!(response.status, 303, "sign-in failed: {}", response.body);
+        browser
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // The stop command is sent when `stop` is called; the server thread ends once it is done.
+        drop(self.handle.stop(true));
+        if let Some(thread) = self.server_thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .new_agent()
+}
+
+/// What a client saw: status, headers and body.
+#[derive(Debug)]
+pub struct TestResponse {
+    pub status: u16,
+    pub headers: HashMap<String, Vec<String>>,
+    pub body: String,
+}
+
+impl TestResponse {
+    fn from(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> TestResponse {
+        let mut response = result.expect("the request must reach the server");
+        let mut headers: HashMap<String, Vec<String>> = HashMap::new();
+        for (name, value) in response.headers() {
+            headers.entry(name.as_str().to_owned()).or_default().push(value.to_str().unwrap_or_default().to_owned());
+        }
+        let body = response.body_mut().read_to_string().unwrap_or_default();
+        TestResponse { status: response.status().as_u16(), headers, body }
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|error| panic!("not JSON ({error}): {}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|values| values.first()).map(String::as_str)
+    }
+
+    /// Asserts a problem+json answer with this status, and returns the problem.
+    #[track_caller]
+    pub fn problem(&self, status: u16) -> Value {
+        assert_eq!(self.status, status, "expected {status}, got {}: {}", self.status, self.body);
+        assert_eq!(self.header("content-type"), Some("application/problem+json"), "{}", self.body);
+        let problem = self.json();
+        assert_eq!(problem["status"], status);
+        assert!(problem["type"].is_string() && problem["title"].is_string() && problem["detail"].is_string());
+        problem
+    }
+
+    #[track_caller]
+    pub fn ok_json(&self, status: u16) -> Value {
+        assert_eq!(self.status, status, "expected {status}, got {}: {}", self.status, self.body);
+        self.json()
+    }
+}
+
+/// Keeps cookies like a browser does, for the admin pages.
+pub struct Browser {
+    address: String,
+    agent: ureq::Agent,
+    cookies: HashMap<String, String>,
+}
+
+impl Browser {
+    fn cookie_header(&self) -> String {
+        self.cookies.iter().map(|(name, value)| format!("{name}={value}")).collect::<Vec<_>>().join("; ")
+    }
+
+    fn remember_cookies(&mut self, response: &TestResponse) {
+        for cookie in response.headers.get("set-cookie").into_iter().flatten() {
+            let pair = cookie.split(';').next().unwrap_or_default();
+            if let Some((name, value)) = pair.split_once('=') {
+                if value.is_empty() || cookie.contains("Max-Age=0") {
+                    self.cookies.remove(name);
+                } else {
+                    self.cookies.insert(name.to_owned(), value.to_owned());
+                }
+            }
+        }
+    }
+
+    pub fn get(&mut self, path: &str) -> TestResponse {
+        let mut request = self.agent.get(&format!("{}{}", self.address, path));
+        if !self.cookies.is_empty() {
+            request = request.header("Cookie", &self.cookie_header());
+        }
+        let response = TestResponse::from(request.call());
+        self.remember_cookies(&response);
+        response
+    }
+
+    pub fn post_form(&mut self, path: &str, fields: &[(&str, &str)]) -> TestResponse {
+        let mut request = self.agent.post(&format!("{}{}", self.address, path));
+        if !self.cookies.is_empty() {
+            request = request.header("Cookie", &self.cookie_header());
+        }
+        let response = TestResponse::from(request.send_form(fields.iter().copied()));
+        self.remember_cookies(&response);
+        response
+    }
+
+    /// The CSRF token of the page at `path` (every admin form carries it).
+    pub fn csrf_token(&mut self, path: &str) -> String {
+        let page = self.get(path);
+        assert_eq!(page.status, 200, "{path}: {}", page.body);
+        extract_csrf_token(&page.body)
+    }
+
+    /// Posts a form the way a browser would: with the CSRF token taken from `page`.
+    pub fn submit(&mut self, page: &str, action: &str, fields: &[(&str, &str)]) -> TestResponse {
+        let token = self.csrf_token(page);
+        let mut all = vec![("csrf_token", token.as_str())];
+        all.extend_from_slice(fields);
+        self.post_form(action, &all)
+    }
+
+    pub fn sign_in(&mut self, username: &str, password: &str) -> TestResponse {
+        self.submit("/admin/login", "/admin/login", &[("username", username), ("password", password)])
+    }
+
+    pub fn has_session(&self) -> bool {
+        self.cookies.contains_key("agora_admin")
+    }
+}
+
+pub fn extract_csrf_token(html: &str) -> String {
+    let marker = "name=\"csrf_token\" value=\"";
+    let start = html.find(marker).unwrap_or_else(|| panic!("no CSRF token in page: {html}")) + marker.len();
+    html[start..].split('"').next().unwrap().to_owned()
+}
+
+/// Waits up to `timeout` for `check` to hold, polling; panics with `what` otherwise.
+#[track_caller]
+pub fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out after {timeout:?} waiting for: {what}");
+}

@@ -1,0 +1,7 @@
+//! Agora's integration tests: one binary, so it links once. Each test runs the real application
+//! over HTTP on a PostgreSQL database of its own (see `helpers`).
+
+mod admin;
+mod health;
+mod helpers;
+mod migrations;
