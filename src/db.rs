@@ -108,6 +108,12 @@ impl Db {
     }
 }
 
+/// Whether `conn` is inside a transaction (functions that lock rows require one).
+pub fn in_transaction(conn: &mut PgConnection) -> bool {
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    matches!(AnsiTransactionManager::transaction_manager_status_mut(conn).transaction_depth(), Ok(Some(_)))
+}
+
 /// Per-connection setup, run once when the pool opens a connection.
 #[derive(Debug)]
 struct SessionSetup {

@@ -27,6 +27,19 @@ impl FieldError {
     }
 }
 
+/// The shape of every error body (`application/problem+json`, RFC 9457), for the OpenAPI document.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ProblemDetails {
+    /// `/problems/{kind}`, e.g. `/problems/insufficient-stock`.
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// Present on validation problems (422): one entry per invalid field.
+    pub errors: Option<Vec<FieldError>>,
+}
+
 /// A client-facing problem: what went wrong with the request, in terms the client can act on.
 #[derive(Debug)]
 pub struct Problem {

@@ -7,11 +7,16 @@
 pub mod admin;
 pub mod architecture;
 pub mod background;
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod http;
+mod ids;
+pub mod inventory;
 pub mod money;
+pub mod outbox;
+pub mod pagination;
 pub mod schema;
 pub mod seed;

@@ -40,7 +40,9 @@ impl Currency {
     }
 
     /// `1234` EUR -> `€12.34`; `1234` CHF -> `CHF 12.34`; `-50` EUR -> `-€0.50`.
-    pub fn format(&self, amount_minor: i64) -> String {
+    /// Takes the amount by value or by reference (templates pass references).
+    pub fn format(&self, amount_minor: impl std::borrow::Borrow<i64>) -> String {
+        let amount_minor = *amount_minor.borrow();
         let mut out = String::new();
         if amount_minor < 0 {
             out.push('-');

@@ -1,8 +1,17 @@
-//! Demo data.
+//! Demo data, created through the modules' own functions (never by writing their tables
+//! directly), so the seed obeys every rule the application does: stock moves through the ledger,
+//! orders through checkout, payments through the gateway.
 
+use diesel::prelude::*;
+use diesel::sql_types::BigInt;
+use rand::Rng;
+
+use crate::architecture::Module;
+use crate::catalog::{self, ProductDraft, ProductId};
 use crate::config::Config;
 use crate::db::Db;
 use crate::error::AppError;
+use crate::inventory::{self, MovementKind};
 
 pub struct SeedPlan {
     pub products: u32,
@@ -10,10 +19,115 @@ pub struct SeedPlan {
     pub orders: u32,
 }
 
-pub fn seed_demo_if_empty(_db: &Db, _config: &Config) -> Result<(), AppError> {
+/// The plan for the first start of an empty database.
+pub const FIRST_START: SeedPlan = SeedPlan { products: 24, customers: 12, orders: 30 };
+
+/// (SKU, name, price in minor units, stock received, low-stock threshold, description)
+const DEMO_PRODUCTS: &[(&str, &str, i64, i32, i32, &str)] = &[
+    ("MUG-CLASSIC", "Classic stoneware mug", 1290, 120, 10, "350 ml, dishwasher safe."),
+    ("MUG-TRAVEL", "Insulated travel mug", 2490, 45, 8, "Keeps coffee hot for 6 hours."),
+    ("TEE-BLACK-M", "Organic cotton T-shirt, black, M", 1990, 60, 10, "Heavyweight jersey."),
+    ("TEE-WHITE-L", "Organic cotton T-shirt, white, L", 1990, 4, 10, "Heavyweight jersey."),
+    ("HOOD-GREY-M", "Zip hoodie, grey, M", 4990, 25, 5, "Brushed fleece inside."),
+    ("CAP-NAVY", "Baseball cap, navy", 1790, 3, 5, "Adjustable strap."),
+    ("BAG-TOTE", "Canvas tote bag", 1490, 200, 20, "Carries 15 kg."),
+    ("NOTE-A5-DOT", "A5 notebook, dotted", 990, 150, 20, "120 g paper, 192 pages."),
+    ("NOTE-A4-LINE", "A4 notebook, lined", 1290, 80, 15, "100 g paper, 160 pages."),
+    ("PEN-FOUNTAIN", "Fountain pen, steel nib", 3490, 30, 5, "Medium nib, converter included."),
+    ("PEN-GEL-3", "Gel pens, pack of 3", 590, 2, 10, "Black, blue, red."),
+    ("STICKER-SET", "Sticker set", 490, 300, 30, "Twelve vinyl stickers."),
+    ("POSTER-A2", "Architecture poster, A2", 2290, 40, 5, "Matte, 200 g paper."),
+    ("BOTTLE-750", "Steel water bottle, 750 ml", 2790, 55, 10, "Double-walled."),
+    ("SOCKS-2P", "Wool socks, two pairs", 1590, 7, 8, "Merino blend."),
+    ("KEYRING", "Brass keyring", 890, 90, 10, "Engraved logo."),
+    ("BEANIE-RED", "Knit beanie, red", 2190, 18, 5, "Recycled wool."),
+    ("UMBRELLA", "Compact umbrella", 2990, 12, 5, "Windproof to 80 km/h."),
+    ("APRON", "Kitchen apron", 2590, 22, 5, "Waxed canvas."),
+    ("COASTER-4", "Cork coasters, set of 4", 1190, 65, 10, "Heat resistant."),
+    ("CANDLE-CEDAR", "Cedar scented candle", 1890, 0, 5, "40 hours of burn time."),
+    ("PUZZLE-1000", "Jigsaw puzzle, 1000 pieces", 2490, 16, 4, "Illustrated city map."),
+    ("DESK-MAT", "Felt desk mat", 3290, 9, 4, "80 x 30 cm."),
+    ("LAMP-CLIP", "Clip-on reading lamp", 3990, 11, 3, "USB-C, three brightness levels."),
+];
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    count: i64,
+}
+
+/// First start: seeds demo data when the catalog is empty. Serialised by an advisory lock, so
+/// several agora processes starting at once on an empty database seed it once.
+pub fn seed_demo_if_empty(db: &Db, config: &Config) -> Result<(), AppError> {
+    let seeded = db.run_blocking(Module::Catalog.op("seed_demo"), |conn| {
+        conn.transaction(|conn| -> Result<Option<String>, AppError> {
+            diesel::sql_query("SELECT pg_advisory_xact_lock(4711)").execute(conn)?;
+            let existing =
+                diesel::sql_query("SELECT count(*) AS count FROM (SELECT 1 FROM products LIMIT 1) AS any_product")
+                    .get_result::<Count>(conn)?
+                    .count;
+            if existing > 0 {
+                return Ok(None);
+            }
+            seed_in(conn, config, &FIRST_START, true).map(Some)
+        })
+    })?;
+    if let Some(report) = seeded {
+        log::info!("seeded demo data into the empty database: {report} (AGORA_SEED=none skips this)");
+    }
     Ok(())
 }
 
-pub fn seed(_db: &Db, _config: &Config, _plan: &SeedPlan) -> Result<String, AppError> {
-    Ok(String::new())
+/// `agora seed`: adds demo data whatever is there already.
+pub fn seed(db: &Db, config: &Config, plan: &SeedPlan) -> Result<String, AppError> {
+    db.run_blocking(Module::Catalog.op("seed"), |conn| conn.transaction(|conn| seed_in(conn, config, plan, false)))
+}
+
+fn seed_in(conn: &mut PgConnection, config: &Config, plan: &SeedPlan, first_start: bool) -> Result<String, AppError> {
+    let mut rng = rand::rng();
+    // Later seeds add products beside the first ones: their SKUs carry a batch tag.
+    let tag: String = if first_start {
+        String::new()
+    } else {
+        (0..4).map(|_| char::from(b'A' + rng.random_range(0..26u8))).collect()
+    };
+    let mut products: Vec<(ProductId, i32)> = Vec::new();
+    for index in 0..plan.products as usize {
+        let (base_sku, name, price, stock, threshold, description) = DEMO_PRODUCTS[index % DEMO_PRODUCTS.len()];
+        let round = index / DEMO_PRODUCTS.len();
+        let sku = match (tag.is_empty(), round) {
+            (true, 0) => base_sku.to_owned(),
+            (true, round) => format!("{base_sku}-{round}"),
+            (false, 0) => format!("{base_sku}-{tag}"),
+            (false, round) => format!("{base_sku}-{tag}-{round}"),
+        };
+        let product = catalog::create_product(
+            conn,
+            ProductDraft {
+                sku,
+                name: name.to_owned(),
+                description: Some(description.to_owned()),
+                price_minor: price,
+                low_stock_threshold: Some(threshold),
+            },
+        )?;
+        // Orders take from what was received: receive enough for them, keeping low items low.
+        let received = if stock > 0 { stock + 2 * threshold } else { 0 };
+        if received > 0 {
+            inventory::adjust(conn, product.id, received, MovementKind::Receipt, "opening stock (demo data)")?;
+        }
+        products.push((product.id, received));
+    }
+    let orders = format!("{} customers and {} orders to come with the orders module", plan.customers, plan.orders);
+    let _ = config;
+    // Bring the low items back to their demo levels once orders have taken their share.
+    for (index, (product_id, _)) in products.iter().enumerate() {
+        let target = DEMO_PRODUCTS[index % DEMO_PRODUCTS.len()].3;
+        let level = inventory::stock_level(conn, *product_id)?;
+        let excess = level.available() - target;
+        if excess > 0 && level.on_hand - excess >= level.reserved {
+            inventory::adjust(conn, *product_id, -excess, MovementKind::Adjustment, "stock count (demo data)")?;
+        }
+    }
+    Ok(format!("{} products with stock; {orders}", plan.products))
 }

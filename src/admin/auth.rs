@@ -227,13 +227,14 @@ pub async fn logout(request: HttpRequest, CsrfForm(_): CsrfForm<ButtonForm>) -> 
     see_other("/admin/login")
 }
 
-/// Middleware for every admin page but the login page: signed-in admins pass, everyone else is
+/// Middleware for every admin page but sign-in and sign-out: signed-in admins pass, everyone else is
 /// sent to the login page, which brings them back afterwards.
 pub async fn require_signed_in(
     request: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    if session::signed_in(&request.get_session()).is_some() {
+    let open_to_everyone = matches!(request.path(), "/admin/login" | "/admin/logout");
+    if open_to_everyone || session::signed_in(&request.get_session()).is_some() {
         return next.call(request).await.map(ServiceResponse::map_into_left_body);
     }
     let target = request.uri().path_and_query().map_or("/admin", |path| path.as_str()).to_owned();

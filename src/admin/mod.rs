@@ -12,14 +12,32 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 
 pub use auth::bootstrap;
-pub use page::{Layout, PageError, Section, render};
+pub use page::{FormErrors, Layout, PageError, Section, render, render_with_status};
 pub use session::{Admin, ButtonForm, CsrfForm, CsrfProtected};
 
 /// Routes under `/admin`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/login").route(web::get().to(auth::login_form)).route(web::post().to(auth::login)))
         .route("/logout", web::post().to(auth::logout))
-        .service(web::scope("").wrap(from_fn(auth::require_signed_in)).route("", web::get().to(dashboard)));
+        .route("", web::get().to(dashboard))
+        .configure(crate::catalog::pages::configure)
+        .configure(crate::inventory::pages::configure);
+}
+
+/// The `/admin` scope: sessions, the sign-in middleware, and every admin page.
+pub fn scope(
+    sessions: actix_session::SessionMiddleware<actix_session::storage::CookieSessionStore>,
+) -> actix_web::Scope<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    // Middleware wrapped last runs first: the session must exist before sign-in is checked.
+    web::scope("/admin").wrap(from_fn(auth::require_signed_in)).wrap(sessions).configure(configure)
 }
 
 #[derive(Template)]

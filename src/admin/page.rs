@@ -80,6 +80,24 @@ impl Layout {
     }
 }
 
+/// Field messages of a form that did not validate, for re-rendering it.
+#[derive(Debug, Default)]
+pub struct FormErrors(pub Vec<crate::error::FieldError>);
+
+impl FormErrors {
+    pub fn get(&self, field: &str) -> Option<&str> {
+        self.0.iter().find(|error| error.field == field).map(|error| error.message.as_str())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn push(&mut self, field: &str, message: impl Into<String>) {
+        self.0.push(crate::error::FieldError::new(field, message));
+    }
+}
+
 pub fn render(template: &impl Template) -> Result<HttpResponse, PageError> {
     render_with_status(StatusCode::OK, template)
 }

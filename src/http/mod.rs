@@ -15,7 +15,6 @@ use actix_web::cookie::{Key, SameSite};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::{self, DefaultHeaders, Logger};
 use actix_web::{App, HttpResponse, HttpServer, web};
-use utoipa::OpenApi;
 use utoipa_actix_web::AppExt;
 
 use crate::architecture::Module;
@@ -29,6 +28,8 @@ use crate::error::{AppError, extractors};
 pub struct AppState {
     pub db: Db,
     pub config: Arc<Config>,
+    /// The OpenAPI document, rendered once at start-up.
+    pub openapi: Arc<str>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,7 +72,7 @@ impl Application {
         let listener = TcpListener::bind(&config.bind)
             .map_err(|source| StartupError::Bind { address: config.bind.clone(), source })?;
         let port = listener.local_addr()?.port();
-        let state = AppState { db: db.clone(), config: Arc::new(config.clone()) };
+        let state = AppState { db: db.clone(), config: Arc::new(config.clone()), openapi: openapi::document() };
         let session_key = Key::from(&session_key);
         let server = HttpServer::new(move || build_app(state.clone(), session_key.clone())).listen(listener)?.run();
 
@@ -185,23 +186,20 @@ fn build_app(
 
     App::new()
         .into_utoipa_app()
-        .openapi(openapi::ApiDoc::openapi())
         .app_data(web::Data::new(state))
         .app_data(extractors::json_config())
         .app_data(extractors::query_config())
         .app_data(extractors::path_config())
         .service(health::healthz)
         .service(health::readyz)
-        .openapi_service(|api| {
-            let document = api.to_json().unwrap_or_default();
-            web::resource("/api/openapi.json").route(web::get().to(move || {
-                let document = document.clone();
-                async move { HttpResponse::Ok().content_type("application/json").body(document) }
-            }))
-        })
+        .service(
+            utoipa_actix_web::scope("/api")
+                .configure(configure_api)
+                .route("/openapi.json", web::get().to(openapi::serve_document)),
+        )
         .map(|app| {
             app.service(static_files::scope())
-                .service(web::scope("/admin").wrap(sessions).configure(crate::admin::configure))
+                .service(crate::admin::scope(sessions))
                 .route("/", web::get().to(|| async { see_other("/admin") }))
                 .default_service(web::to(|request: actix_web::HttpRequest| async move {
                     Err::<HttpResponse, _>(AppError::not_found(format!("Nothing exists at {}.", request.path())))
@@ -216,6 +214,12 @@ fn build_app(
         )
         .wrap(middleware::NormalizePath::trim())
         .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
+}
+
+/// Every JSON endpoint under `/api`, module by module. The OpenAPI document is collected from
+/// the same registrations, so an endpoint cannot exist without being documented.
+pub fn configure_api(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    cfg.configure(crate::catalog::api::configure).configure(crate::inventory::api::configure);
 }
 
 /// 303 See Other to `location`.

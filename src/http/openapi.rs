@@ -1,8 +1,14 @@
 //! The OpenAPI document. Paths and schemas are collected from the handlers as they are
 //! registered (utoipa-actix-web), so an endpoint cannot exist without being documented.
 
+use std::sync::Arc;
+
+use actix_web::{App, HttpResponse, web};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
+use utoipa_actix_web::AppExt;
+
+use super::AppState;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -32,4 +38,20 @@ impl Modify for AdminBearer {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme("admin_token", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
     }
+}
+
+/// Collects the document from the same registrations the server uses.
+pub fn document() -> Arc<str> {
+    let (_, api) = App::new()
+        .into_utoipa_app()
+        .openapi(ApiDoc::openapi())
+        .service(super::health::healthz)
+        .service(super::health::readyz)
+        .service(utoipa_actix_web::scope("/api").configure(super::configure_api))
+        .split_for_parts();
+    api.to_json().expect("the OpenAPI document serializes").into()
+}
+
+pub async fn serve_document(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().content_type("application/json").body(state.openapi.to_string())
 }

@@ -432,3 +432,76 @@ pub fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool
     }
     panic!("timed out after {timeout:?} waiting for: {what}");
 }
+
+/// Shortcuts for arranging a test through the public API.
+impl TestApp {
+    #[track_caller]
+    pub fn create_product(&self, sku: &str, price_minor: i64) -> Value {
+        let response = self.admin_post_json(
+            "/api/products",
+            &serde_json::json!({"sku": sku, "name": format!("Product {sku}"), "price_minor": price_minor}),
+        );
+        response.ok_json(201)
+    }
+
+    /// Creates a product with `stock` units received; returns its id.
+    #[track_caller]
+    pub fn product_with_stock(&self, sku: &str, price_minor: i64, stock: i32) -> String {
+        let product = self.create_product(sku, price_minor);
+        let id = product["id"].as_str().unwrap().to_owned();
+        if stock > 0 {
+            self.receive_stock(&id, stock);
+        }
+        id
+    }
+
+    #[track_caller]
+    pub fn receive_stock(&self, product_id: &str, quantity: i32) -> Value {
+        self.admin_post_json(
+            &format!("/api/inventory/{product_id}/adjustments"),
+            &serde_json::json!({"delta": quantity, "reason": "test delivery", "kind": "receipt"}),
+        )
+        .ok_json(201)
+    }
+
+    #[track_caller]
+    pub fn stock(&self, product_id: &str) -> Value {
+        self.get(&format!("/api/inventory/{product_id}")).ok_json(200)
+    }
+}
+
+#[derive(QueryableByName, Debug, PartialEq)]
+pub struct LedgerCheck {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub sku: String,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    pub on_hand: i32,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    pub reserved: i32,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub ledger_on_hand: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub ledger_reserved: i64,
+}
+
+/// Asserts that for every product the ledger sums equal the levels, and that no level is
+/// negative or over-reserved.
+#[track_caller]
+pub fn assert_ledger_matches_levels(conn: &mut PgConnection) {
+    let rows = diesel::sql_query(
+        "SELECT p.sku, l.on_hand, l.reserved,
+                coalesce(sum(m.on_hand_delta), 0)::bigint AS ledger_on_hand,
+                coalesce(sum(m.reserved_delta), 0)::bigint AS ledger_reserved
+           FROM inventory_levels l
+           JOIN products p ON p.id = l.product_id
+           LEFT JOIN inventory_movements m ON m.product_id = l.product_id
+          GROUP BY p.sku, l.on_hand, l.reserved",
+    )
+    .load::<LedgerCheck>(conn)
+    .unwrap();
+    for row in rows {
+        assert_eq!(i64::from(row.on_hand), row.ledger_on_hand, "{row:?}");
+        assert_eq!(i64::from(row.reserved), row.ledger_reserved, "{row:?}");
+        assert!(row.reserved >= 0 && row.reserved <= row.on_hand, "{row:?}");
+    }
+}

@@ -2,6 +2,8 @@
 //! over HTTP on a PostgreSQL database of its own (see `helpers`).
 
 mod admin;
+mod catalog;
 mod health;
 mod helpers;
+mod inventory;
 mod migrations;

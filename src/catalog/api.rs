@@ -1,0 +1,205 @@
+//! JSON handlers for products.
+
+use actix_web::{HttpResponse, get, patch, post, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{ListCursor, Product, ProductDraft, ProductId, ProductPatch};
+use crate::architecture::Module;
+use crate::error::{AppError, ProblemDetails};
+use crate::http::AppState;
+use crate::http::admin_token::AdminToken;
+use crate::money::Currency;
+use crate::pagination::{Page, PageQuery};
+
+pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    cfg.service(list_products).service(get_product).service(create_product).service(update_product);
+}
+
+/// A product as the API shows it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ProductView {
+    pub id: ProductId,
+    pub sku: String,
+    pub name: String,
+    pub description: String,
+    /// Price in minor units of `currency` (e.g. cents).
+    pub price_minor: i64,
+    pub currency: &'static str,
+    /// Inactive products are hidden from the list and cannot be ordered.
+    pub active: bool,
+    pub low_stock_threshold: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl ProductView {
+    pub fn new(product: Product, currency: Currency) -> Self {
+        ProductView {
+            id: product.id,
+            sku: product.sku,
+            name: product.name,
+            description: product.description,
+            price_minor: product.price_minor,
+            currency: currency.code(),
+            active: product.active,
+            low_stock_threshold: product.low_stock_threshold,
+            created_at: product.created_at,
+            updated_at: product.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ProductListQuery {
+    /// Case-insensitive substring of the name or the SKU.
+    q: Option<String>,
+    /// Items per page, 1..=100 (default 20).
+    limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// Active products by name; `q` searches name and SKU.
+#[utoipa::path(
+    tag = "catalog",
+    params(ProductListQuery),
+    responses(
+        (status = 200, description = "A page of active products", body = Page<ProductView>),
+        (status = 400, description = "Malformed query or cursor", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "limit out of range", body = ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
+#[get("/products")]
+pub async fn list_products(
+    state: web::Data<AppState>,
+    query: web::Query<ProductListQuery>,
+) -> Result<web::Json<Page<ProductView>>, AppError> {
+    let query = query.into_inner();
+    let page = PageQuery { limit: query.limit, cursor: query.cursor };
+    let (limit, after) = (page.limit()?, page.cursor::<ListCursor>()?);
+    let search = query.q;
+    let products = state
+        .db
+        .run(Module::Catalog.op("list_products"), move |conn| {
+            super::list_products(conn, search.as_deref(), false, after, limit)
+        })
+        .await?;
+    let currency = state.config.currency;
+    Ok(web::Json(products.map(|product| ProductView::new(product, currency))))
+}
+
+/// One product, inactive ones included (flagged by `active`).
+#[utoipa::path(
+    tag = "catalog",
+    params(("id" = ProductId, Path, description = "Product id")),
+    responses(
+        (status = 200, description = "The product", body = ProductView),
+        (status = 404, description = "No such product", body = ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
+#[get("/products/{id}")]
+pub async fn get_product(
+    state: web::Data<AppState>,
+    id: web::Path<ProductId>,
+) -> Result<web::Json<ProductView>, AppError> {
+    let id = id.into_inner();
+    let product = state.db.run(Module::Catalog.op("get_product"), move |conn| super::get_product(conn, id)).await?;
+    Ok(web::Json(ProductView::new(product, state.config.currency)))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProduct {
+    /// 3 to 32 upper-case letters, digits or dashes; unique.
+    sku: String,
+    /// 1 to 200 characters.
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    /// Minor units of the shop currency, > 0.
+    price_minor: i64,
+    /// Available stock at or below this writes a `StockLow` event (default 5).
+    #[serde(default)]
+    low_stock_threshold: Option<i32>,
+}
+
+/// Creates a product (its stock starts at zero).
+#[utoipa::path(
+    tag = "catalog",
+    security(("admin_token" = [])),
+    request_body = CreateProduct,
+    responses(
+        (status = 201, description = "Created", body = ProductView),
+        (status = 400, description = "Malformed JSON", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong admin token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "The SKU exists already", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
+#[post("/products")]
+pub async fn create_product(
+    _admin: AdminToken,
+    state: web::Data<AppState>,
+    body: web::Json<CreateProduct>,
+) -> Result<HttpResponse, AppError> {
+    let body = body.into_inner();
+    let draft = ProductDraft {
+        sku: body.sku,
+        name: body.name,
+        description: body.description,
+        price_minor: body.price_minor,
+        low_stock_threshold: body.low_stock_threshold,
+    };
+    let product =
+        state.db.run(Module::Catalog.op("create_product"), move |conn| super::create_product(conn, draft)).await?;
+    Ok(HttpResponse::Created()
+        .insert_header(("Location", format!("/api/products/{}", product.id)))
+        .json(ProductView::new(product, state.config.currency)))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateProduct {
+    name: Option<String>,
+    description: Option<String>,
+    price_minor: Option<i64>,
+    /// `false` hides the product from the shop and from new orders; existing orders keep it.
+    active: Option<bool>,
+    low_stock_threshold: Option<i32>,
+}
+
+/// Changes any of name, description, price, active, threshold. Products are never deleted.
+#[utoipa::path(
+    tag = "catalog",
+    security(("admin_token" = [])),
+    params(("id" = ProductId, Path, description = "Product id")),
+    request_body = UpdateProduct,
+    responses(
+        (status = 200, description = "Updated", body = ProductView),
+        (status = 400, description = "Malformed JSON", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong admin token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such product", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
+#[patch("/products/{id}")]
+pub async fn update_product(
+    _admin: AdminToken,
+    state: web::Data<AppState>,
+    id: web::Path<ProductId>,
+    body: web::Json<UpdateProduct>,
+) -> Result<web::Json<ProductView>, AppError> {
+    let (id, body) = (id.into_inner(), body.into_inner());
+    let patch = ProductPatch {
+        name: body.name,
+        description: body.description,
+        price_minor: body.price_minor,
+        active: body.active,
+        low_stock_threshold: body.low_stock_threshold,
+    };
+    let product =
+        state.db.run(Module::Catalog.op("update_product"), move |conn| super::update_product(conn, id, patch)).await?;
+    Ok(web::Json(ProductView::new(product, state.config.currency)))
+}

@@ -1,0 +1,89 @@
+//! Catalog: products (SKU, name, description, price, active). The module's public face.
+//!
+//! Other modules read `products` directly (orders prices lines from it; inventory and
+//! notifications read names and SKUs): that is the shared-database pattern, declared in
+//! [`crate::architecture::declarations`].
+
+pub mod api;
+mod model;
+pub mod pages;
+mod store;
+
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+pub use model::{
+    DEFAULT_LOW_STOCK_THRESHOLD, NewProduct, Product, ProductChanges, ProductDraft, ProductId, ProductPatch, parse_sku,
+};
+pub use store::escape_like;
+
+use crate::error::{AppError, FieldError};
+use crate::pagination::Page;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("no product with id {0}")]
+    NotFound(ProductId),
+    #[error("a product with SKU {0} already exists")]
+    DuplicateSku(String),
+    #[error("invalid product")]
+    Invalid(Vec<FieldError>),
+    #[error(transparent)]
+    Database(#[from] DieselError),
+}
+
+impl From<CatalogError> for AppError {
+    fn from(error: CatalogError) -> Self {
+        match error {
+            CatalogError::NotFound(id) => AppError::not_found(format!("No product with id {id}.")),
+            CatalogError::DuplicateSku(sku) => {
+                AppError::conflict("duplicate-sku", format!("A product with SKU {sku} already exists."))
+                    .with("sku", sku)
+            }
+            CatalogError::Invalid(errors) => AppError::validation(errors),
+            CatalogError::Database(error) => error.into(),
+        }
+    }
+}
+
+/// Creates a product and starts tracking its stock (at zero), in one transaction.
+pub fn create_product(conn: &mut PgConnection, draft: ProductDraft) -> Result<Product, CatalogError> {
+    let new_product = draft.validate().map_err(CatalogError::Invalid)?;
+    conn.transaction(|conn| {
+        let product = store::insert(conn, &new_product).map_err(|error| match error {
+            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+                CatalogError::DuplicateSku(new_product.sku.clone())
+            }
+            other => other.into(),
+        })?;
+        crate::inventory::track_product(conn, product.id)?;
+        Ok(product)
+    })
+}
+
+pub fn update_product(conn: &mut PgConnection, id: ProductId, patch: ProductPatch) -> Result<Product, CatalogError> {
+    let changes = patch.validate().map_err(CatalogError::Invalid)?;
+    if changes.is_empty() {
+        return get_product(conn, id);
+    }
+    store::update(conn, id, &changes)?.ok_or(CatalogError::NotFound(id))
+}
+
+pub fn get_product(conn: &mut PgConnection, id: ProductId) -> Result<Product, CatalogError> {
+    store::find(conn, id)?.ok_or(CatalogError::NotFound(id))
+}
+
+/// Sort key of the product list, carried in cursors.
+pub type ListCursor = (String, ProductId);
+
+pub fn list_products(
+    conn: &mut PgConnection,
+    query: Option<&str>,
+    include_inactive: bool,
+    after: Option<ListCursor>,
+    limit: i64,
+) -> Result<Page<Product>, CatalogError> {
+    let filter = store::ListFilter { query, include_inactive };
+    let rows = store::list(conn, &filter, after, limit + 1)?;
+    Ok(Page::from_rows(rows, limit, |product| (product.name.clone(), product.id)))
+}

@@ -1,0 +1,176 @@
+//! JSON handlers for stock levels, adjustments and the ledger.
+
+use actix_web::{HttpResponse, get, post, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{Movement, MovementKind, StockLevel};
+use crate::architecture::Module;
+use crate::catalog::ProductId;
+use crate::error::{AppError, ProblemDetails};
+use crate::http::AppState;
+use crate::http::admin_token::AdminToken;
+use crate::pagination::{Page, PageQuery};
+
+pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    cfg.service(get_stock).service(adjust_stock).service(list_movements);
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct StockView {
+    pub product_id: ProductId,
+    pub sku: String,
+    /// Physically in the warehouse.
+    pub on_hand: i32,
+    /// Promised to orders that have not shipped.
+    pub reserved: i32,
+    /// `on_hand - reserved`: what new orders can get.
+    pub available: i32,
+    pub low_stock_threshold: i32,
+}
+
+impl From<StockLevel> for StockView {
+    fn from(level: StockLevel) -> Self {
+        StockView {
+            product_id: level.product_id,
+            available: level.available(),
+            sku: level.sku,
+            on_hand: level.on_hand,
+            reserved: level.reserved,
+            low_stock_threshold: level.low_stock_threshold,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MovementView {
+    pub id: i64,
+    pub product_id: ProductId,
+    #[schema(value_type = MovementKind)]
+    pub kind: String,
+    pub on_hand_delta: i32,
+    pub reserved_delta: i32,
+    pub reason: String,
+    pub order_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<Movement> for MovementView {
+    fn from(movement: Movement) -> Self {
+        MovementView {
+            id: movement.id,
+            product_id: movement.product_id,
+            kind: movement.kind,
+            on_hand_delta: movement.on_hand_delta,
+            reserved_delta: movement.reserved_delta,
+            reason: movement.reason,
+            order_id: movement.order_id,
+            created_at: movement.created_at,
+        }
+    }
+}
+
+/// Stock of one product.
+#[utoipa::path(
+    tag = "inventory",
+    params(("product_id" = ProductId, Path, description = "Product id")),
+    responses(
+        (status = 200, description = "Current levels", body = StockView),
+        (status = 404, description = "No such product", body = ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
+#[get("/inventory/{product_id}")]
+pub async fn get_stock(
+    state: web::Data<AppState>,
+    product_id: web::Path<ProductId>,
+) -> Result<web::Json<StockView>, AppError> {
+    let product_id = product_id.into_inner();
+    let level =
+        state.db.run(Module::Inventory.op("stock_level"), move |conn| super::stock_level(conn, product_id)).await?;
+    Ok(web::Json(level.into()))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdjustmentRequest {
+    /// Change of `on_hand`, not 0.
+    delta: i32,
+    /// Why (1 to 500 characters), kept in the ledger.
+    reason: String,
+    /// `receipt` (goods arrived, delta > 0) or `adjustment` (the default).
+    #[serde(default)]
+    kind: Option<MovementKind>,
+}
+
+/// Changes `on_hand` by `delta`; refused with 409 (changing nothing) if it would fall below what
+/// is reserved or below 0.
+#[utoipa::path(
+    tag = "inventory",
+    security(("admin_token" = [])),
+    params(("product_id" = ProductId, Path, description = "Product id")),
+    request_body = AdjustmentRequest,
+    responses(
+        (status = 201, description = "The new levels", body = StockView),
+        (status = 400, description = "Malformed JSON", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong admin token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such product", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "on_hand would fall below reserved or 0", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "delta 0, missing reason, receipt with a negative delta", body = ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
+#[post("/inventory/{product_id}/adjustments")]
+pub async fn adjust_stock(
+    _admin: AdminToken,
+    state: web::Data<AppState>,
+    product_id: web::Path<ProductId>,
+    body: web::Json<AdjustmentRequest>,
+) -> Result<HttpResponse, AppError> {
+    let (product_id, body) = (product_id.into_inner(), body.into_inner());
+    let kind = body.kind.unwrap_or(MovementKind::Adjustment);
+    let level = state
+        .db
+        .run(Module::Inventory.op("adjust_stock"), move |conn| {
+            super::adjust(conn, product_id, body.delta, kind, &body.reason)
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(StockView::from(level)))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MovementsQuery {
+    /// Items per page, 1..=100 (default 20).
+    limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// The stock ledger of one product, newest first.
+#[utoipa::path(
+    tag = "inventory",
+    security(("admin_token" = [])),
+    params(("product_id" = ProductId, Path, description = "Product id"), MovementsQuery),
+    responses(
+        (status = 200, description = "A page of movements", body = Page<MovementView>),
+        (status = 401, description = "Missing or wrong admin token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such product", body = ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
+#[get("/inventory/{product_id}/movements")]
+pub async fn list_movements(
+    _admin: AdminToken,
+    state: web::Data<AppState>,
+    product_id: web::Path<ProductId>,
+    query: web::Query<MovementsQuery>,
+) -> Result<web::Json<Page<MovementView>>, AppError> {
+    let product_id = product_id.into_inner();
+    let query = query.into_inner();
+    let page = PageQuery { limit: query.limit, cursor: query.cursor };
+    let (limit, before) = (page.limit()?, page.cursor::<i64>()?);
+    let movements = state
+        .db
+        .run(Module::Inventory.op("list_movements"), move |conn| super::movements(conn, product_id, before, limit))
+        .await?;
+    Ok(web::Json(movements.map(MovementView::from)))
+}

@@ -1,0 +1,287 @@
+//! Inventory: stock per product (`on_hand`, `reserved`) and a ledger of every movement. The
+//! module's public face.
+//!
+//! The orders module calls [`reserve`], [`release`] and [`ship`] inside its own transaction, so
+//! that an order and its stock change commit together or not at all. Every function that moves
+//! stock goes through one routine that locks the affected levels in product-id order (no two
+//! transactions can deadlock on them), checks the invariants, updates the levels and appends the
+//! ledger rows, and writes a `StockLow` event when available stock falls to its threshold.
+
+pub mod api;
+mod model;
+pub mod pages;
+mod store;
+
+use diesel::prelude::*;
+use serde::Serialize;
+use uuid::Uuid;
+
+pub use model::{Movement, MovementKind, StockLevel};
+
+use crate::catalog::ProductId;
+use crate::error::{AppError, FieldError};
+use crate::outbox::{self, DomainEvent};
+use crate::pagination::Page;
+
+/// A quantity of one product, as orders reserve, release and ship it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StockLine {
+    pub product_id: ProductId,
+    pub quantity: i32,
+}
+
+/// One product an order could not get enough of.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Shortage {
+    pub product_id: ProductId,
+    pub sku: String,
+    pub requested: i32,
+    pub available: i32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    #[error("no stock is tracked for product {0}")]
+    UnknownProduct(ProductId),
+    #[error("insufficient stock")]
+    Insufficient(Vec<Shortage>),
+    #[error("on_hand of {sku} would become {on_hand}, below the {reserved} reserved or below 0")]
+    BelowReserved { sku: String, on_hand: i64, reserved: i32 },
+    #[error("invalid stock change")]
+    Invalid(Vec<FieldError>),
+    /// A release or shipment that does not match what was reserved: a bug in the caller.
+    #[error("inconsistent stock movement for {sku}: {detail}")]
+    Inconsistent { sku: String, detail: String },
+    #[error(transparent)]
+    Database(#[from] diesel::result::Error),
+}
+
+impl From<InventoryError> for AppError {
+    fn from(error: InventoryError) -> Self {
+        match error {
+            InventoryError::UnknownProduct(id) => AppError::not_found(format!("No product with id {id}.")),
+            InventoryError::Insufficient(shortages) => {
+                let detail = shortages
+                    .iter()
+                    .map(|s| format!("{}: {} requested, {} available", s.sku, s.requested, s.available))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                let first = &shortages[0];
+                AppError::conflict("insufficient-stock", format!("Not enough stock. {detail}."))
+                    .with("sku", first.sku.clone())
+                    .with("available", first.available)
+                    .with("requested", first.requested)
+                    .with("shortages", serde_json::to_value(&shortages).unwrap_or_default())
+            }
+            InventoryError::BelowReserved { sku, on_hand, reserved } => AppError::conflict(
+                "stock-below-reserved",
+                format!(
+                    "This adjustment would leave {on_hand} of {sku} on hand, but {reserved} are reserved for orders \
+                     and stock cannot be negative."
+                ),
+            )
+            .with("sku", sku)
+            .with("reserved", reserved),
+            InventoryError::Invalid(errors) => AppError::validation(errors),
+            error @ InventoryError::Inconsistent { .. } => AppError::internal(error),
+            InventoryError::Database(error) => error.into(),
+        }
+    }
+}
+
+/// Starts tracking stock for a new product, at zero. Called by the catalog when it creates one.
+pub fn track_product(conn: &mut PgConnection, product_id: ProductId) -> QueryResult<()> {
+    store::insert_level(conn, product_id).map(|_| ())
+}
+
+/// Reserves every line for `order_id`, or nothing: on any shortage nothing changes and the
+/// error lists every short product with what is available.
+pub fn reserve(conn: &mut PgConnection, order_id: Uuid, lines: &[StockLine]) -> Result<(), InventoryError> {
+    let changes = lines.iter().map(|line| (line.product_id, 0, line.quantity)).collect();
+    move_stock(conn, MovementKind::Reservation, "reserved for an order", Some(order_id), changes).map(|_| ())
+}
+
+/// Gives back what was reserved for `order_id` (cancelled, or refunded before shipping).
+pub fn release(
+    conn: &mut PgConnection,
+    order_id: Uuid,
+    lines: &[StockLine],
+    reason: &str,
+) -> Result<(), InventoryError> {
+    let changes = lines.iter().map(|line| (line.product_id, 0, -line.quantity)).collect();
+    move_stock(conn, MovementKind::Release, reason, Some(order_id), changes).map(|_| ())
+}
+
+/// Takes the reserved goods of `order_id` out of the warehouse.
+pub fn ship(conn: &mut PgConnection, order_id: Uuid, lines: &[StockLine]) -> Result<(), InventoryError> {
+    let changes = lines.iter().map(|line| (line.product_id, -line.quantity, -line.quantity)).collect();
+    move_stock(conn, MovementKind::Shipment, "shipped with an order", Some(order_id), changes).map(|_| ())
+}
+
+/// A manual change of `on_hand`: a receipt of goods (delta > 0) or an adjustment after a count.
+pub fn adjust(
+    conn: &mut PgConnection,
+    product_id: ProductId,
+    delta: i32,
+    kind: MovementKind,
+    reason: &str,
+) -> Result<StockLevel, InventoryError> {
+    let reason = reason.trim();
+    let mut errors = Vec::new();
+    if delta == 0 {
+        errors.push(FieldError::new("delta", "must not be 0"));
+    }
+    if kind == MovementKind::Receipt && delta < 0 {
+        errors.push(FieldError::new("delta", "a receipt adds stock: it must be positive"));
+    }
+    if !matches!(kind, MovementKind::Receipt | MovementKind::Adjustment) {
+        errors.push(FieldError::new("kind", "must be receipt or adjustment"));
+    }
+    if reason.is_empty() || reason.chars().count() > 500 {
+        errors.push(FieldError::new("reason", "must be 1 to 500 characters"));
+    }
+    if !errors.is_empty() {
+        return Err(InventoryError::Invalid(errors));
+    }
+    conn.transaction(|conn| {
+        move_stock(conn, kind, reason, None, vec![(product_id, delta, 0)])?;
+        stock_level(conn, product_id)
+    })
+}
+
+pub fn stock_level(conn: &mut PgConnection, product_id: ProductId) -> Result<StockLevel, InventoryError> {
+    store::level(conn, product_id)?.ok_or(InventoryError::UnknownProduct(product_id))
+}
+
+/// Stock levels, emptiest first; `low_only` keeps those at or below their threshold.
+pub fn stock_levels(
+    conn: &mut PgConnection,
+    low_only: bool,
+    after: Option<LevelsCursor>,
+    limit: i64,
+) -> Result<Page<StockLevel>, InventoryError> {
+    let rows = store::levels(conn, low_only, after, limit + 1)?;
+    Ok(Page::from_rows(rows, limit, |level| (level.available(), level.product_id)))
+}
+
+pub type LevelsCursor = (i32, ProductId);
+
+/// The ledger of a product, newest first; the cursor is the last movement id seen.
+pub fn movements(
+    conn: &mut PgConnection,
+    product_id: ProductId,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Page<Movement>, InventoryError> {
+    stock_level(conn, product_id)?;
+    let rows = store::movements(conn, product_id, before, limit + 1)?;
+    Ok(Page::from_rows(rows, limit, |movement| movement.id))
+}
+
+/// The ledger rows an order caused, oldest first.
+pub fn order_movements(conn: &mut PgConnection, order_id: Uuid) -> Result<Vec<Movement>, InventoryError> {
+    Ok(store::order_movements(conn, order_id)?)
+}
+
+/// The one routine that changes stock. `changes` are (product, on_hand delta, reserved delta).
+fn move_stock(
+    conn: &mut PgConnection,
+    kind: MovementKind,
+    reason: &str,
+    order_id: Option<Uuid>,
+    mut changes: Vec<(ProductId, i32, i32)>,
+) -> Result<Vec<store::LockedLevel>, InventoryError> {
+    // Row locks taken outside a transaction would be released at once.
+    if !crate::db::in_transaction(conn) {
+        return Err(InventoryError::Inconsistent {
+            sku: String::new(),
+            detail: format!("{} called outside a transaction", kind.as_str()),
+        });
+    }
+    // Fixed lock order, and one row per product.
+    changes.sort_by_key(|(product_id, _, _)| *product_id);
+    changes.dedup_by(|later, earlier| {
+        let same = later.0 == earlier.0;
+        if same {
+            earlier.1 += later.1;
+            earlier.2 += later.2;
+        }
+        same
+    });
+    let product_ids: Vec<ProductId> = changes.iter().map(|(id, _, _)| *id).collect();
+    let locked = store::lock_levels(conn, &product_ids)?;
+    if let Some(missing) = product_ids.iter().find(|id| !locked.iter().any(|level| level.product_id == **id)) {
+        return Err(InventoryError::UnknownProduct(*missing));
+    }
+
+    let mut shortages = Vec::new();
+    for ((_, on_hand_delta, reserved_delta), level) in changes.iter().zip(&locked) {
+        let on_hand = i64::from(level.on_hand) + i64::from(*on_hand_delta);
+        let reserved = i64::from(level.reserved) + i64::from(*reserved_delta);
+        let available = level.on_hand - level.reserved;
+        if kind == MovementKind::Reservation && *reserved_delta > available {
+            shortages.push(Shortage {
+                product_id: level.product_id,
+                sku: level.sku.clone(),
+                requested: *reserved_delta,
+                available: available.max(0),
+            });
+            continue;
+        }
+        if on_hand > i64::from(i32::MAX) {
+            return Err(InventoryError::Invalid(vec![FieldError::new("delta", "would make on_hand too large")]));
+        }
+        if on_hand < 0 || reserved < 0 || reserved > on_hand {
+            return Err(match kind {
+                MovementKind::Receipt | MovementKind::Adjustment => {
+                    InventoryError::BelowReserved { sku: level.sku.clone(), on_hand, reserved: level.reserved }
+                }
+                _ => InventoryError::Inconsistent {
+                    sku: level.sku.clone(),
+                    detail: format!(
+                        "{} would leave on_hand {on_hand}, reserved {reserved} (was {}, {})",
+                        kind.as_str(),
+                        level.on_hand,
+                        level.reserved
+                    ),
+                },
+            });
+        }
+    }
+    if !shortages.is_empty() {
+        return Err(InventoryError::Insufficient(shortages));
+    }
+
+    let on_hand_deltas: Vec<i32> = changes.iter().map(|(_, on_hand, _)| *on_hand).collect();
+    let reserved_deltas: Vec<i32> = changes.iter().map(|(_, _, reserved)| *reserved).collect();
+    store::add_to_levels(conn, &product_ids, &on_hand_deltas, &reserved_deltas)?;
+    let ledger: Vec<model::NewMovement<'_>> = changes
+        .iter()
+        .map(|(product_id, on_hand_delta, reserved_delta)| model::NewMovement {
+            product_id: *product_id,
+            kind: kind.as_str(),
+            on_hand_delta: *on_hand_delta,
+            reserved_delta: *reserved_delta,
+            reason,
+            order_id,
+        })
+        .collect();
+    store::insert_movements(conn, &ledger)?;
+
+    for ((_, on_hand_delta, reserved_delta), level) in changes.iter().zip(&locked) {
+        let before = level.on_hand - level.reserved;
+        let after = before + on_hand_delta - reserved_delta;
+        if before > level.low_stock_threshold && after <= level.low_stock_threshold {
+            outbox::publish(
+                conn,
+                &DomainEvent::StockLow {
+                    product_id: level.product_id.0,
+                    sku: level.sku.clone(),
+                    available: after,
+                    threshold: level.low_stock_threshold,
+                },
+            )?;
+        }
+    }
+    Ok(locked)
+}

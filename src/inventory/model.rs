@@ -1,0 +1,93 @@
+//! Inventory rows: stock levels (joined with the product they count) and ledger movements.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::catalog::ProductId;
+
+/// What a ledger row records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MovementKind {
+    /// Goods arrived (on_hand up).
+    Receipt,
+    /// A correction after a count, damage, loss (on_hand up or down).
+    Adjustment,
+    /// Promised to an order (reserved up).
+    Reservation,
+    /// A promise withdrawn: order cancelled or refunded before shipping (reserved down).
+    Release,
+    /// Goods left with an order (on_hand and reserved down).
+    Shipment,
+}
+
+impl MovementKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MovementKind::Receipt => "receipt",
+            MovementKind::Adjustment => "adjustment",
+            MovementKind::Reservation => "reservation",
+            MovementKind::Release => "release",
+            MovementKind::Shipment => "shipment",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<MovementKind> {
+        [Self::Receipt, Self::Adjustment, Self::Reservation, Self::Release, Self::Shipment]
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
+    }
+}
+
+/// The stock of one product, with the catalog facts inventory needs to judge it.
+#[derive(Clone, Debug, Queryable, Selectable)]
+#[diesel(table_name = crate::schema::inventory_levels)]
+pub struct StockLevel {
+    pub product_id: ProductId,
+    #[diesel(select_expression = crate::schema::products::sku)]
+    pub sku: String,
+    #[diesel(select_expression = crate::schema::products::name)]
+    pub name: String,
+    pub on_hand: i32,
+    pub reserved: i32,
+    #[diesel(select_expression = crate::schema::products::low_stock_threshold)]
+    pub low_stock_threshold: i32,
+    #[diesel(select_expression = crate::schema::products::active)]
+    pub active: bool,
+}
+
+impl StockLevel {
+    pub fn available(&self) -> i32 {
+        self.on_hand - self.reserved
+    }
+
+    pub fn is_low(&self) -> bool {
+        self.available() <= self.low_stock_threshold
+    }
+}
+
+#[derive(Clone, Debug, Queryable, Selectable)]
+#[diesel(table_name = crate::schema::inventory_movements)]
+pub struct Movement {
+    pub id: i64,
+    pub product_id: ProductId,
+    pub kind: String,
+    pub on_hand_delta: i32,
+    pub reserved_delta: i32,
+    pub reason: String,
+    pub order_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = crate::schema::inventory_movements)]
+pub struct NewMovement<'a> {
+    pub product_id: ProductId,
+    pub kind: &'static str,
+    pub on_hand_delta: i32,
+    pub reserved_delta: i32,
+    pub reason: &'a str,
+    pub order_id: Option<Uuid>,
+}

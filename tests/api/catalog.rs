@@ -1,0 +1,256 @@
+use serde_json::json;
+
+use crate::helpers::{ADMIN_TOKEN, TestApp};
+
+#[test]
+fn creating_a_product_answers_201_with_the_product_and_its_location() {
+    let app = TestApp::spawn();
+    let response = app.admin_post_json(
+        "/api/products",
+        &json!({"sku": "MUG-001", "name": "Mug", "description": "Stoneware", "price_minor": 1290}),
+    );
+    let product = response.ok_json(201);
+    let id = product["id"].as_str().unwrap();
+    assert_eq!(response.header("location"), Some(format!("/api/products/{id}").as_str()));
+    assert_eq!(product["sku"], "MUG-001");
+    assert_eq!(product["price_minor"], 1290);
+    assert_eq!(product["currency"], "EUR");
+    assert_eq!(product["active"], true);
+    assert_eq!(product["low_stock_threshold"], 5);
+
+    let fetched = app.get(&format!("/api/products/{id}")).ok_json(200);
+    assert_eq!(fetched, product);
+    let stock = app.stock(id);
+    assert_eq!((stock["on_hand"].as_i64(), stock["reserved"].as_i64()), (Some(0), Some(0)), "stock starts at zero");
+}
+
+#[test]
+fn invalid_products_are_refused_with_every_field_named_and_nothing_created() {
+    let app = TestApp::spawn();
+    let problem =
+        app.admin_post_json("/api/products", &json!({"sku": "mug 1", "name": "", "price_minor": -5})).problem(422);
+    let fields: Vec<&str> =
+        problem["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, vec!["sku", "name", "price_minor"]);
+
+    app.admin_post_json("/api/products", &json!({"sku": "AB", "name": "x", "price_minor": 1})).problem(422);
+    app.admin_post_json("/api/products", &json!({"sku": "ZERO-1", "name": "x", "price_minor": 0})).problem(422);
+    let negative = app.admin_post_json("/api/products", &json!({"sku": "NEG-1", "name": "x", "price_minor": -100}));
+    assert_eq!(negative.problem(422)["errors"][0]["field"], "price_minor");
+
+    assert_eq!(app.get("/api/products").ok_json(200)["items"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn a_duplicate_sku_is_a_conflict() {
+    let app = TestApp::spawn();
+    app.create_product("MUG-001", 1290);
+    let problem = app
+        .admin_post_json("/api/products", &json!({"sku": "MUG-001", "name": "Another", "price_minor": 990}))
+        .problem(409);
+    assert_eq!(problem["type"], "/problems/duplicate-sku");
+    assert_eq!(problem["sku"], "MUG-001");
+}
+
+#[test]
+fn malformed_requests_get_400_problems() {
+    let app = TestApp::spawn();
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let headers = [("Authorization", auth.as_str())];
+    let response =
+        app.post_json_with("/api/products", &headers, &json!({"sku": "MUG-1", "name": "x", "price_minor": "12"}));
+    response.problem(400);
+    let response = app.post_json_with(
+        "/api/products",
+        &headers,
+        &json!({"sku": "MUG-1", "name": "x", "price_minor": 1, "colour": "red"}),
+    );
+    assert!(response.problem(400)["detail"].as_str().unwrap().contains("colour"));
+    let response = app.post_raw("/api/products", "application/json", "{not json");
+    assert_eq!(response.status, 401, "authentication comes first");
+}
+
+#[test]
+fn admin_endpoints_need_the_right_token() {
+    let app = TestApp::spawn();
+    let body = json!({"sku": "MUG-001", "name": "Mug", "price_minor": 1290});
+    let missing = app.post_json("/api/products", &body).problem(401);
+    assert!(missing["detail"].as_str().unwrap().contains("Bearer"));
+    app.post_json_with("/api/products", &[("Authorization", "Bearer wrong-token-0000000000")], &body).problem(401);
+    app.post_json_with("/api/products", &[("Authorization", ADMIN_TOKEN)], &body).problem(401);
+    assert_eq!(app.get("/api/products").ok_json(200)["items"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn without_a_configured_token_the_admin_api_is_disabled() {
+    let app = TestApp::spawn_with(|config| config.admin_token = None);
+    let problem =
+        app.admin_post_json("/api/products", &json!({"sku": "MUG-001", "name": "Mug", "price_minor": 1})).problem(403);
+    assert!(problem["detail"].as_str().unwrap().contains("AGORA_ADMIN_TOKEN"));
+}
+
+#[test]
+fn unknown_and_malformed_product_ids_are_404() {
+    let app = TestApp::spawn();
+    app.get("/api/products/6f1d6f5e-0000-4000-8000-000000000000").problem(404);
+    app.get("/api/products/not-a-uuid").problem(404);
+    app.admin_patch_json("/api/products/6f1d6f5e-0000-4000-8000-000000000000", &json!({"price_minor": 5})).problem(404);
+}
+
+#[test]
+fn patching_changes_only_the_given_fields() {
+    let app = TestApp::spawn();
+    let product = app.create_product("MUG-001", 1290);
+    let id = product["id"].as_str().unwrap();
+    let patched = app.admin_patch_json(&format!("/api/products/{id}"), &json!({"price_minor": 1490})).ok_json(200);
+    assert_eq!(patched["price_minor"], 1490);
+    assert_eq!(patched["name"], product["name"]);
+    assert_eq!(patched["sku"], "MUG-001");
+    app.admin_patch_json(&format!("/api/products/{id}"), &json!({"price_minor": -1})).problem(422);
+    app.admin_patch_json(&format!("/api/products/{id}"), &json!({"sku": "NEW-SKU"})).problem(400);
+    assert_eq!(app.get(&format!("/api/products/{id}")).ok_json(200)["price_minor"], 1490);
+}
+
+#[test]
+fn a_deactivated_product_leaves_the_list_but_can_still_be_fetched() {
+    let app = TestApp::spawn();
+    let keep = app.create_product("KEEP-1", 100);
+    let hide = app.create_product("HIDE-1", 100);
+    let hide_id = hide["id"].as_str().unwrap();
+    app.admin_patch_json(&format!("/api/products/{hide_id}"), &json!({"active": false})).ok_json(200);
+
+    let list = app.get("/api/products").ok_json(200);
+    let skus: Vec<&str> = list["items"].as_array().unwrap().iter().map(|p| p["sku"].as_str().unwrap()).collect();
+    assert_eq!(skus, vec![keep["sku"].as_str().unwrap()]);
+    let fetched = app.get(&format!("/api/products/{hide_id}")).ok_json(200);
+    assert_eq!(fetched["active"], false);
+}
+
+#[test]
+fn the_product_list_searches_name_and_sku_case_insensitively() {
+    let app = TestApp::spawn();
+    for (sku, name) in
+        [("MUG-001", "Blue mug"), ("TEE-001", "Mug print T-shirt"), ("CAP-001", "Cap"), ("PCT-001", "100% wool")]
+    {
+        app.admin_post_json("/api/products", &json!({"sku": sku, "name": name, "price_minor": 100})).ok_json(201);
+    }
+    let skus = |query: &str| -> Vec<String> {
+        app.get(&format!("/api/products?q={query}")).ok_json(200)["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["sku"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(skus("mug"), vec!["MUG-001", "TEE-001"]);
+    assert_eq!(skus("cap-0"), vec!["CAP-001"]);
+    assert_eq!(skus("100%25"), vec!["PCT-001"], "% is matched literally");
+    assert_eq!(skus("_"), Vec::<String>::new(), "_ is matched literally");
+}
+
+#[test]
+fn keyset_pagination_visits_every_product_once_in_name_order() {
+    let app = TestApp::spawn();
+    for n in 0..25 {
+        app.admin_post_json(
+            "/api/products",
+            &json!({"sku": format!("P-{n:03}"), "name": format!("Item {:02}", (n * 7) % 25), "price_minor": 100}),
+        )
+        .ok_json(201);
+    }
+    let mut names = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let path = match &cursor {
+            Some(cursor) => format!("/api/products?limit=10&cursor={cursor}"),
+            None => "/api/products?limit=10".to_owned(),
+        };
+        let page = app.get(&path).ok_json(200);
+        pages += 1;
+        names.extend(page["items"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_owned()));
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    let mut sorted = names.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(names, sorted, "in order, no duplicates");
+    assert_eq!(names.len(), 25);
+}
+
+#[test]
+fn list_parameters_out_of_range_are_refused() {
+    let app = TestApp::spawn();
+    app.get("/api/products?limit=0").problem(422);
+    app.get("/api/products?limit=101").problem(422);
+    app.get("/api/products?limit=ten").problem(400);
+    app.get("/api/products?cursor=garbage").problem(400);
+}
+
+#[test]
+fn admin_pages_create_edit_and_deactivate_products() {
+    let app = TestApp::spawn();
+    let mut browser = app.signed_in_browser();
+
+    let invalid = browser.submit(
+        "/admin/products/new",
+        "/admin/products",
+        &[("sku", "bad sku"), ("name", "Mug"), ("description", ""), ("price", "12,50"), ("low_stock_threshold", "5")],
+    );
+    assert_eq!(invalid.status, 422);
+    assert!(invalid.body.contains("enter an amount such as 12.50"), "{}", invalid.body);
+    assert!(invalid.body.contains("value=\"bad sku\""), "the form keeps what was typed");
+
+    let invalid = browser.submit(
+        "/admin/products/new",
+        "/admin/products",
+        &[("sku", "bad sku"), ("name", "Mug"), ("description", ""), ("price", "12.50"), ("low_stock_threshold", "5")],
+    );
+    assert_eq!(invalid.status, 422);
+    assert!(invalid.body.contains("must be 3 to 32 upper-case letters"), "{}", invalid.body);
+
+    let created = browser.submit(
+        "/admin/products/new",
+        "/admin/products",
+        &[
+            ("sku", "MUG-001"),
+            ("name", "Mug"),
+            ("description", "Blue"),
+            ("price", "12.50"),
+            ("low_stock_threshold", "3"),
+        ],
+    );
+    assert_eq!(created.status, 303, "{}", created.body);
+    let location = created.header("location").unwrap().to_owned();
+    let page = browser.get(&location);
+    assert!(page.body.contains("Product MUG-001 created"), "a flash message confirms it");
+    assert!(page.body.contains("€12.50"));
+
+    let duplicate = browser.submit(
+        "/admin/products/new",
+        "/admin/products",
+        &[("sku", "MUG-001"), ("name", "Mug"), ("description", ""), ("price", "1"), ("low_stock_threshold", "3")],
+    );
+    assert_eq!(duplicate.status, 422);
+    assert!(duplicate.body.contains("MUG-001 is taken by another product"));
+
+    let id = location.rsplit('/').next().unwrap();
+    let edited = browser.submit(
+        &format!("/admin/products/{id}/edit"),
+        &format!("/admin/products/{id}"),
+        &[("name", "Big mug"), ("description", "Blue"), ("price", "14"), ("low_stock_threshold", "3")],
+    );
+    assert_eq!(edited.status, 303);
+    assert_eq!(app.get(&format!("/api/products/{id}")).ok_json(200)["price_minor"], 1400);
+
+    let deactivated = browser.submit(&location, &format!("/admin/products/{id}/active"), &[("active", "false")]);
+    assert_eq!(deactivated.status, 303);
+    assert_eq!(app.get(&format!("/api/products/{id}")).ok_json(200)["active"], false);
+
+    let list = browser.get("/admin/products?q=big");
+    assert!(list.body.contains("Big mug") && list.body.contains("inactive"), "{}", list.body);
+}
