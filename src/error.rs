@@ -136,6 +136,10 @@ impl AppError {
 
     /// Adds an extension member to a client problem (ignored for other errors).
     pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
+        debug_assert!(
+            !matches!(key, "type" | "title" | "status" | "detail" | "instance" | "errors"),
+            "extension {key:?} would replace a standard problem member"
+        );
         if let AppError::Client(problem) = &mut self {
             problem.extensions.insert(key.to_owned(), value.into());
         }

@@ -3,6 +3,23 @@
 
 use std::fmt::Write;
 
+/// An amount in minor units, by value or behind any number of references.
+pub trait MinorUnits {
+    fn minor_units(&self) -> i64;
+}
+
+impl MinorUnits for i64 {
+    fn minor_units(&self) -> i64 {
+        *self
+    }
+}
+
+impl<T: MinorUnits + ?Sized> MinorUnits for &T {
+    fn minor_units(&self) -> i64 {
+        (**self).minor_units()
+    }
+}
+
 /// An ISO 4217 currency the shop can trade in, with the number of decimals of its minor unit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Currency {
@@ -41,8 +58,8 @@ impl Currency {
 
     /// `1234` EUR -> `€12.34`; `1234` CHF -> `CHF 12.34`; `-50` EUR -> `-€0.50`.
     /// Takes the amount by value or by reference (templates pass references).
-    pub fn format(&self, amount_minor: impl std::borrow::Borrow<i64>) -> String {
-        let amount_minor = *amount_minor.borrow();
+    pub fn format(&self, amount_minor: impl MinorUnits) -> String {
+        let amount_minor = amount_minor.minor_units();
         let mut out = String::new();
         if amount_minor < 0 {
             out.push('-');

@@ -118,8 +118,7 @@ fn seed_in(conn: &mut PgConnection, config: &Config, plan: &SeedPlan, first_star
         }
         products.push((product.id, received));
     }
-    let orders = format!("{} customers and {} orders to come with the orders module", plan.customers, plan.orders);
-    let _ = config;
+    let orders = crate::orders::seed_orders(conn, config, &products, plan.customers, plan.orders, &mut rng)?;
     // Bring the low items back to their demo levels once orders have taken their share.
     for (index, (product_id, _)) in products.iter().enumerate() {
         let target = DEMO_PRODUCTS[index % DEMO_PRODUCTS.len()].3;
@@ -129,5 +128,5 @@ fn seed_in(conn: &mut PgConnection, config: &Config, plan: &SeedPlan, first_star
             inventory::adjust(conn, *product_id, -excess, MovementKind::Adjustment, "stock count (demo data)")?;
         }
     }
-    Ok(format!("{} products with stock; {orders}", plan.products))
+    Ok(format!("{} products with stock, {} customers, {orders}", plan.products, plan.customers))
 }

@@ -21,7 +21,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/logout", web::post().to(auth::logout))
         .route("", web::get().to(dashboard))
         .configure(crate::catalog::pages::configure)
-        .configure(crate::inventory::pages::configure);
+        .configure(crate::inventory::pages::configure)
+        .configure(crate::orders::pages::configure)
+        .configure(crate::payments::pages::configure);
 }
 
 /// The `/admin` scope: sessions, the sign-in middleware, and every admin page.

@@ -30,6 +30,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The OpenAPI document, rendered once at start-up.
     pub openapi: Arc<str>,
+    pub gateway: Arc<dyn crate::payments::CardGateway>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +73,12 @@ impl Application {
         let listener = TcpListener::bind(&config.bind)
             .map_err(|source| StartupError::Bind { address: config.bind.clone(), source })?;
         let port = listener.local_addr()?.port();
-        let state = AppState { db: db.clone(), config: Arc::new(config.clone()), openapi: openapi::document() };
+        let state = AppState {
+            db: db.clone(),
+            config: Arc::new(config.clone()),
+            openapi: openapi::document(),
+            gateway: Arc::new(crate::payments::SimulatedGateway),
+        };
         let session_key = Key::from(&session_key);
         let server = HttpServer::new(move || build_app(state.clone(), session_key.clone())).listen(listener)?.run();
 
@@ -103,8 +109,10 @@ impl Application {
 /// The background work `agora serve` and `agora worker` run: the outbox dispatcher (e-mails)
 /// and the payment-timeout sweeper.
 pub fn start_background_work(db: &Db, config: &Config) -> BackgroundTasks {
-    let _ = (db, config);
-    BackgroundTasks::default()
+    let mut tasks = BackgroundTasks::default();
+    crate::orders::timeout::start(&mut tasks, db, config);
+    crate::idempotency::start_purging(&mut tasks, db);
+    tasks
 }
 
 /// `agora serve`.
@@ -219,7 +227,9 @@ fn build_app(
 /// Every JSON endpoint under `/api`, module by module. The OpenAPI document is collected from
 /// the same registrations, so an endpoint cannot exist without being documented.
 pub fn configure_api(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
-    cfg.configure(crate::catalog::api::configure).configure(crate::inventory::api::configure);
+    cfg.configure(crate::catalog::api::configure)
+        .configure(crate::inventory::api::configure)
+        .configure(crate::orders::api::configure);
 }
 
 /// 303 See Other to `location`.

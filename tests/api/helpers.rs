@@ -179,7 +179,7 @@ pub fn test_config(database_url: &str) -> Config {
 /// The real application, serving HTTP on a free port, on a database of its own.
 pub struct TestApp {
     pub address: String,
-    pub database: TestDatabase,
+    pub database: std::sync::Arc<TestDatabase>,
     handle: actix_web::dev::ServerHandle,
     server_thread: Option<JoinHandle<()>>,
     agent: ureq::Agent,
@@ -191,7 +191,15 @@ impl TestApp {
     }
 
     pub fn spawn_with(customize: impl FnOnce(&mut Config)) -> TestApp {
-        let database = TestDatabase::migrated();
+        Self::spawn_on(std::sync::Arc::new(TestDatabase::migrated()), customize)
+    }
+
+    /// Another agora process on this app's database, as when several run side by side.
+    pub fn spawn_beside(&self, customize: impl FnOnce(&mut Config)) -> TestApp {
+        Self::spawn_on(self.database.clone(), customize)
+    }
+
+    fn spawn_on(database: std::sync::Arc<TestDatabase>, customize: impl FnOnce(&mut Config)) -> TestApp {
         let mut config = test_config(&database.url);
         customize(&mut config);
         let (started, receive_start) = mpsc::channel();
@@ -504,4 +512,63 @@ pub fn assert_ledger_matches_levels(conn: &mut PgConnection) {
         assert_eq!(i64::from(row.reserved), row.ledger_reserved, "{row:?}");
         assert!(row.reserved >= 0 && row.reserved <= row.on_hand, "{row:?}");
     }
+}
+
+impl TestApp {
+    /// Places an order for one customer; returns the response.
+    pub fn place_order(&self, email: &str, items: &[(&str, i64)]) -> TestResponse {
+        self.post_json("/api/orders", &order_body(email, items))
+    }
+
+    #[track_caller]
+    pub fn placed_order(&self, email: &str, items: &[(&str, i64)]) -> Value {
+        self.place_order(email, items).ok_json(201)
+    }
+
+    pub fn pay(&self, order_id: &str, card_number: &str) -> TestResponse {
+        self.post_json(&format!("/api/orders/{order_id}/payments"), &card(card_number))
+    }
+
+    #[track_caller]
+    pub fn order(&self, order_id: &str) -> Value {
+        self.get(&format!("/api/orders/{order_id}")).ok_json(200)
+    }
+
+    /// One query's single bigint answer, e.g. a count.
+    pub fn count(&self, sql: &str) -> i64 {
+        #[derive(QueryableByName)]
+        struct Answer {
+            #[diesel(sql_type = BigInt)]
+            n: i64,
+        }
+        diesel::sql_query(format!("SELECT ({sql})::bigint AS n")).get_result::<Answer>(&mut self.connect()).unwrap().n
+    }
+}
+
+pub fn order_body(email: &str, items: &[(&str, i64)]) -> Value {
+    serde_json::json!({
+        "customer": {"email": email, "name": "Ada Lovelace"},
+        "items": items.iter().map(|(id, quantity)| serde_json::json!({"product_id": id, "quantity": quantity})).collect::<Vec<_>>(),
+    })
+}
+
+pub fn card(number: &str) -> Value {
+    serde_json::json!({"card": {"number": number, "exp_month": 12, "exp_year": 2030, "cvc": "123"}})
+}
+
+/// Runs `count` copies of `request` at the same moment, each on its own thread and connection.
+pub fn concurrently<T: Send>(count: usize, request: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let barrier = std::sync::Barrier::new(count);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..count)
+            .map(|index| {
+                let (barrier, request) = (&barrier, &request);
+                scope.spawn(move || {
+                    barrier.wait();
+                    request(index)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|handle| handle.join().unwrap()).collect()
+    })
 }

@@ -7,3 +7,5 @@ mod health;
 mod helpers;
 mod inventory;
 mod migrations;
+mod orders;
+mod payments;

@@ -1,0 +1,174 @@
+//! Placing an order: one ACID transaction across four modules' tables. Prices come straight
+//! from `products`, stock is reserved through the inventory module, the customer is upserted,
+//! the order and its lines are inserted and `OrderPlaced` is appended to the outbox. Either all
+//! of it commits or none of it does.
+
+use diesel::prelude::*;
+
+use super::model::{Customer, CustomerEmail, Order, OrderId, OrderLine};
+use super::{OrdersError, store};
+use crate::catalog::ProductId;
+use crate::error::FieldError;
+use crate::inventory::{self, StockLine};
+use crate::money::Currency;
+use crate::outbox::{self, DomainEvent};
+
+pub const MAX_LINES: usize = 50;
+pub const MAX_QUANTITY: i64 = 1000;
+
+/// A validated order request: lines merged by product, in the order first seen.
+#[derive(Clone, Debug)]
+pub struct PlaceOrder {
+    pub email: CustomerEmail,
+    pub name: String,
+    pub items: Vec<(ProductId, i32)>,
+}
+
+impl PlaceOrder {
+    /// Checks the request and reports every invalid field (`customer.email`, `items[2].quantity`).
+    pub fn new(email: &str, name: &str, items: &[(ProductId, i64)]) -> Result<PlaceOrder, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let email =
+            CustomerEmail::parse(email).map_err(|message| errors.push(FieldError::new("customer.email", message))).ok();
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 200 {
+            errors.push(FieldError::new("customer.name", "must be 1 to 200 characters"));
+        }
+        if items.is_empty() || items.len() > MAX_LINES {
+            errors.push(FieldError::new("items", format!("must have 1 to {MAX_LINES} lines")));
+        }
+        let mut merged: Vec<(ProductId, i64)> = Vec::new();
+        for (index, (product_id, quantity)) in items.iter().enumerate() {
+            if !(1..=MAX_QUANTITY).contains(quantity) {
+                errors
+                    .push(FieldError::new(format!("items[{index}].quantity"), format!("must be 1 to {MAX_QUANTITY}")));
+                continue;
+            }
+            match merged.iter_mut().find(|(seen, _)| seen == product_id) {
+                Some((_, total)) => *total += quantity,
+                None => merged.push((*product_id, *quantity)),
+            }
+        }
+        for (product_id, total) in &merged {
+            if *total > MAX_QUANTITY {
+                errors.push(FieldError::new(
+                    "items",
+                    format!("lines for product {product_id} add up to {total}, more than {MAX_QUANTITY}"),
+                ));
+            }
+        }
+        match email {
+            Some(email) if errors.is_empty() => Ok(PlaceOrder {
+                email,
+                name: name.to_owned(),
+                items: merged.into_iter().map(|(product_id, quantity)| (product_id, quantity as i32)).collect(),
+            }),
+            _ => Err(errors),
+        }
+    }
+}
+
+/// What checkout produced.
+#[derive(Clone, Debug)]
+pub struct PlacedOrder {
+    pub order: Order,
+    pub customer: Customer,
+    pub lines: Vec<OrderLine>,
+}
+
+pub fn place_order(
+    conn: &mut PgConnection,
+    request: &PlaceOrder,
+    currency: Currency,
+) -> Result<PlacedOrder, OrdersError> {
+    conn.transaction(|conn| {
+        let product_ids: Vec<ProductId> = request.items.iter().map(|(id, _)| *id).collect();
+        let products = store::priced_products(conn, &product_ids)?;
+
+        let mut unknown = Vec::new();
+        let mut lines = Vec::with_capacity(request.items.len());
+        let order_id = OrderId::new();
+        for (index, (product_id, quantity)) in request.items.iter().enumerate() {
+            match products.iter().find(|product| product.id == *product_id) {
+                None => unknown.push(FieldError::new(format!("items[{index}].product_id"), "no such product")),
+                Some(product) if !product.active => unknown.push(FieldError::new(
+                    format!("items[{index}].product_id"),
+                    format!("{} is no longer sold", product.sku),
+                )),
+                Some(product) => {
+                    let line_total = product.price_minor.checked_mul(i64::from(*quantity)).ok_or_else(|| {
+                        OrdersError::Invalid(vec![FieldError::new(
+                            format!("items[{index}].quantity"),
+                            "total too large",
+                        )])
+                    })?;
+                    lines.push(OrderLine {
+                        order_id,
+                        line_no: index as i16 + 1,
+                        product_id: *product_id,
+                        sku: product.sku.clone(),
+                        name: product.name.clone(),
+                        unit_price_minor: product.price_minor,
+                        quantity: *quantity,
+                        line_total_minor: line_total,
+                    });
+                }
+            }
+        }
+        if !unknown.is_empty() {
+            return Err(OrdersError::Invalid(unknown));
+        }
+        let total = lines
+            .iter()
+            .try_fold(0i64, |sum, line| sum.checked_add(line.line_total_minor))
+            .ok_or_else(|| OrdersError::Invalid(vec![FieldError::new("items", "the order total is too large")]))?;
+
+        // Stock first: the inventory rows are the contended ones, locked in a fixed order.
+        let stock: Vec<StockLine> =
+            lines.iter().map(|line| StockLine { product_id: line.product_id, quantity: line.quantity }).collect();
+        inventory::reserve(conn, order_id.0, &stock)?;
+
+        let customer_id = store::upsert_customer(conn, request.email.as_str(), &request.name)?;
+        let order = store::insert_order(conn, order_id, customer_id, total, currency.code())?;
+        store::insert_lines(conn, &lines)?;
+        outbox::publish(
+            conn,
+            &DomainEvent::OrderPlaced {
+                order_id: order.id.0,
+                number: order.display_number(),
+                total_minor: order.total_minor,
+                currency: order.currency.clone(),
+            },
+        )?;
+        let customer =
+            Customer { id: customer_id, email: request.email.as_str().to_owned(), name: request.name.clone() };
+        Ok(PlacedOrder { order, customer, lines })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn product(n: u128) -> ProductId {
+        ProductId(uuid::Uuid::from_u128(n))
+    }
+
+    #[test]
+    fn duplicate_lines_are_merged_in_first_seen_order() {
+        let order = PlaceOrder::new("a@b.co", "Ada", &[(product(2), 1), (product(1), 2), (product(2), 3)]).unwrap();
+        assert_eq!(order.items, vec![(product(2), 4), (product(1), 2)]);
+    }
+
+    #[test]
+    fn every_rule_is_checked() {
+        let errors = PlaceOrder::new("nope", "", &[(product(1), 0), (product(2), 1001)]).unwrap_err();
+        let fields: Vec<_> = errors.iter().map(|error| error.field.as_str()).collect();
+        assert_eq!(fields, vec!["customer.email", "customer.name", "items[0].quantity", "items[1].quantity"]);
+        assert!(PlaceOrder::new("a@b.co", "Ada", &[]).is_err());
+        let many: Vec<_> = (0..51).map(|n| (product(n), 1)).collect();
+        assert!(PlaceOrder::new("a@b.co", "Ada", &many).is_err());
+        let merged_too_many = PlaceOrder::new("a@b.co", "Ada", &[(product(1), 600), (product(1), 600)]).unwrap_err();
+        assert_eq!(merged_too_many[0].field, "items");
+    }
+}

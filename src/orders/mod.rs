@@ -1,0 +1,193 @@
+//! Orders: customers, orders with line snapshots, the status machine, checkout, the payment
+//! timeout. The module's public face.
+//!
+//! This is where the shared-database pattern earns its keep: checkout prices lines from the
+//! catalog's `products` table and reserves stock through the inventory module in the same
+//! transaction that inserts the order; the aggregated order view reads payments, e-mails and
+//! events straight from their tables.
+
+pub mod api;
+mod checkout;
+mod lifecycle;
+mod model;
+pub mod pages;
+mod store;
+pub mod timeout;
+mod view;
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use rand::Rng;
+use rand::seq::IndexedRandom;
+
+pub use checkout::{MAX_LINES, MAX_QUANTITY, PlaceOrder, PlacedOrder, place_order};
+pub use lifecycle::{PaymentAttempt, cancel, pay, refund, ship};
+pub use model::{
+    Action, Customer, CustomerEmail, CustomerId, Order, OrderId, OrderLine, OrderStatus, order_number,
+    parse_order_number,
+};
+pub use view::{EventSummary, NotificationSummary, OrderDetails, order_details};
+
+use crate::catalog::ProductId;
+use crate::config::Config;
+use crate::error::{AppError, FieldError};
+use crate::inventory::InventoryError;
+use crate::outbox::CancelledBy;
+use crate::pagination::Page;
+use crate::payments::{Card, PaymentsError, SimulatedGateway};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OrdersError {
+    #[error("no order with id {0}")]
+    NotFound(OrderId),
+    #[error("invalid order")]
+    Invalid(Vec<FieldError>),
+    #[error("order {number} is {status}; it cannot be {}", action.verb())]
+    IllegalTransition { number: String, status: OrderStatus, action: Action },
+    #[error(transparent)]
+    Stock(#[from] InventoryError),
+    #[error(transparent)]
+    Payment(#[from] PaymentsError),
+    #[error(transparent)]
+    Database(#[from] diesel::result::Error),
+}
+
+impl From<OrdersError> for AppError {
+    fn from(error: OrdersError) -> Self {
+        match error {
+            OrdersError::NotFound(id) => AppError::not_found(format!("No order with id {id}.")),
+            OrdersError::Invalid(errors) => AppError::validation(errors),
+            OrdersError::IllegalTransition { number, status, action } => AppError::conflict(
+                "order-status",
+                format!("Order {number} is {status}; it cannot be {}.", action.verb()),
+            )
+            .with("order_status", status.as_str()),
+            OrdersError::Stock(error) => error.into(),
+            OrdersError::Payment(error) => error.into(),
+            OrdersError::Database(error) => error.into(),
+        }
+    }
+}
+
+pub type ListCursor = (DateTime<Utc>, OrderId);
+
+/// Which orders to list.
+#[derive(Debug, Default)]
+pub struct OrderFilter {
+    pub status: Option<OrderStatus>,
+    pub email: Option<String>,
+    pub number: Option<i64>,
+}
+
+/// Orders newest first, one index range per page (fast at millions of orders).
+pub fn list_orders(
+    conn: &mut PgConnection,
+    filter: OrderFilter,
+    after: Option<ListCursor>,
+    limit: i64,
+) -> Result<Page<(Order, Customer)>, OrdersError> {
+    let filter = store::ListFilter {
+        status: filter.status,
+        email: filter.email.map(|email| email.trim().to_lowercase()),
+        number: filter.number,
+    };
+    let rows = store::list(conn, &filter, after, limit + 1)?;
+    Ok(Page::from_rows(rows, limit, |(order, _)| (order.created_at, order.id)))
+}
+
+/// Figures for the admin dashboard: the last 24 hours, per status.
+#[derive(Debug, Default)]
+pub struct Dashboard {
+    pub per_status: Vec<(OrderStatus, i64, i64)>,
+    pub orders: i64,
+    pub revenue_minor: i64,
+}
+
+pub fn dashboard(conn: &mut PgConnection) -> Result<Dashboard, OrdersError> {
+    let totals = store::recent_totals(conn, Utc::now() - chrono::Duration::hours(24))?;
+    let mut dashboard = Dashboard::default();
+    for status in OrderStatus::ALL {
+        let (count, total) =
+            totals.iter().find(|row| row.status == status.as_str()).map_or((0, 0), |row| (row.orders, row.total_minor));
+        dashboard.orders += count;
+        if matches!(status, OrderStatus::Paid | OrderStatus::Shipped) {
+            dashboard.revenue_minor += total;
+        }
+        dashboard.per_status.push((status, count, total));
+    }
+    Ok(dashboard)
+}
+
+const FIRST_NAMES: &[&str] =
+    &["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Margaret", "Ken", "Radia", "Tony", "Frances", "John"];
+const LAST_NAMES: &[&str] =
+    &["Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Hamilton", "Thompson", "Perlman", "Hoare"];
+
+/// Demo orders through the real checkout and lifecycle, spread over every status. `products`
+/// are (id, units received).
+pub fn seed_orders(
+    conn: &mut PgConnection,
+    config: &Config,
+    products: &[(ProductId, i32)],
+    customers: u32,
+    orders: u32,
+    rng: &mut impl Rng,
+) -> Result<String, AppError> {
+    let in_stock: Vec<ProductId> = products.iter().filter(|(_, stock)| *stock > 20).map(|(id, _)| *id).collect();
+    if in_stock.is_empty() || customers == 0 {
+        return Ok("no orders".into());
+    }
+    let people: Vec<(String, String)> = (0..customers as usize)
+        .map(|n| {
+            let first = FIRST_NAMES[n % FIRST_NAMES.len()];
+            let last = LAST_NAMES[(n / FIRST_NAMES.len() + n) % LAST_NAMES.len()];
+            let suffix: u32 = rng.random_range(1000..10000);
+            (
+                format!("{}.{}{}@example.com", first.to_lowercase(), last.to_lowercase(), suffix),
+                format!("{first} {last}"),
+            )
+        })
+        .collect();
+    let card = Card::parse("4242424242424242", 12, 2099, "123").map_err(AppError::validation)?;
+    let declined = Card::parse("4000000000000002", 12, 2099, "123").map_err(AppError::validation)?;
+    let mut placed = 0;
+    for n in 0..orders as usize {
+        let (email, name) = people.choose(rng).expect("at least one customer");
+        let lines = rng.random_range(1..=3usize);
+        let items: Vec<(ProductId, i64)> =
+            in_stock.choose_multiple(rng, lines).map(|id| (*id, rng.random_range(1..=3i64))).collect();
+        let request = PlaceOrder::new(email, name, &items).map_err(AppError::validation)?;
+        let order = match place_order(conn, &request, config.currency) {
+            Ok(placed) => placed.order,
+            // Demo stock can run out; that order simply is not placed.
+            Err(OrdersError::Stock(InventoryError::Insufficient(_))) => continue,
+            Err(other) => return Err(other.into()),
+        };
+        placed += 1;
+        // Every status, most orders paid or shipped, a few declined once before paying.
+        match n % 8 {
+            0 => {}
+            1 => {
+                pay(conn, &SimulatedGateway, order.id, &declined)?;
+            }
+            2 => {
+                cancel(conn, order.id, CancelledBy::Customer)?;
+            }
+            3 | 4 => {
+                pay(conn, &SimulatedGateway, order.id, &card)?;
+            }
+            5 | 6 => {
+                pay(conn, &SimulatedGateway, order.id, &card)?;
+                ship(conn, order.id)?;
+            }
+            _ => {
+                pay(conn, &SimulatedGateway, order.id, &card)?;
+                if rng.random_bool(0.5) {
+                    ship(conn, order.id)?;
+                }
+                refund(conn, order.id)?;
+            }
+        }
+    }
+    Ok(format!("{placed} orders in every status"))
+}

@@ -1,0 +1,225 @@
+//! Orders, their lines and their customers; the status machine; the values orders are made of.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::ProductId;
+use crate::ids::uuid_id;
+
+uuid_id!(
+    /// The id of an order (`orders.id`).
+    OrderId
+);
+uuid_id!(
+    /// The id of a customer (`customers.id`).
+    CustomerId
+);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    PendingPayment,
+    Paid,
+    Shipped,
+    Cancelled,
+    Refunded,
+}
+
+impl OrderStatus {
+    pub const ALL: [OrderStatus; 5] = [
+        OrderStatus::PendingPayment,
+        OrderStatus::Paid,
+        OrderStatus::Shipped,
+        OrderStatus::Cancelled,
+        OrderStatus::Refunded,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::PendingPayment => "pending_payment",
+            OrderStatus::Paid => "paid",
+            OrderStatus::Shipped => "shipped",
+            OrderStatus::Cancelled => "cancelled",
+            OrderStatus::Refunded => "refunded",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<OrderStatus> {
+        OrderStatus::ALL.into_iter().find(|status| status.as_str() == text)
+    }
+
+    /// The lifecycle: pending_payment -> paid -> shipped; pending_payment -> cancelled;
+    /// paid | shipped -> refunded. Everything else is refused.
+    pub fn after(self, action: Action) -> Option<OrderStatus> {
+        use OrderStatus::*;
+        match (self, action) {
+            (PendingPayment, Action::Pay) => Some(Paid),
+            (PendingPayment, Action::Cancel) => Some(Cancelled),
+            (Paid, Action::Ship) => Some(Shipped),
+            (Paid | Shipped, Action::Refund) => Some(Refunded),
+            _ => None,
+        }
+    }
+
+    pub fn allows(self, action: Action) -> bool {
+        self.after(action).is_some()
+    }
+}
+
+impl std::fmt::Display for OrderStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What can happen to an order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Pay,
+    Cancel,
+    Ship,
+    Refund,
+}
+
+impl Action {
+    pub fn verb(self) -> &'static str {
+        match self {
+            Action::Pay => "paid",
+            Action::Cancel => "cancelled",
+            Action::Ship => "shipped",
+            Action::Refund => "refunded",
+        }
+    }
+}
+
+/// `AG-000042`: how people refer to an order.
+pub fn order_number(number: i64) -> String {
+    format!("AG-{number:06}")
+}
+
+/// Accepts `AG-000042`, `ag-42` or `42`.
+pub fn parse_order_number(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let digits = text.strip_prefix("AG-").or_else(|| text.strip_prefix("ag-")).unwrap_or(text);
+    digits.parse::<i64>().ok().filter(|number| *number > 0)
+}
+
+#[derive(Clone, Debug, Queryable, Selectable)]
+#[diesel(table_name = crate::schema::orders)]
+pub struct Order {
+    pub id: OrderId,
+    pub number: i64,
+    pub customer_id: CustomerId,
+    pub status: String,
+    pub total_minor: i64,
+    pub currency: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Order {
+    pub fn status(&self) -> OrderStatus {
+        OrderStatus::parse(&self.status).expect("the CHECK constraint admits known statuses only")
+    }
+
+    pub fn display_number(&self) -> String {
+        order_number(self.number)
+    }
+}
+
+#[derive(Clone, Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = crate::schema::order_lines)]
+pub struct OrderLine {
+    pub order_id: OrderId,
+    pub line_no: i16,
+    pub product_id: ProductId,
+    pub sku: String,
+    pub name: String,
+    pub unit_price_minor: i64,
+    pub quantity: i32,
+    pub line_total_minor: i64,
+}
+
+#[derive(Clone, Debug, Queryable, Selectable)]
+#[diesel(table_name = crate::schema::customers)]
+pub struct Customer {
+    pub id: CustomerId,
+    pub email: String,
+    pub name: String,
+}
+
+/// An e-mail address as customers are identified by: valid, trimmed and lower-cased.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct CustomerEmail(String);
+
+impl CustomerEmail {
+    pub fn parse(text: &str) -> Result<CustomerEmail, String> {
+        let text = text.trim().to_lowercase();
+        if text.len() > 254 {
+            return Err("must be at most 254 characters".into());
+        }
+        match text.parse::<lettre::Address>() {
+            Ok(address) if address.domain().contains('.') => Ok(CustomerEmail(text)),
+            _ => Err("must be a valid e-mail address".into()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lifecycle_allows_only_its_transitions() {
+        use Action::*;
+        use OrderStatus::*;
+        assert_eq!(PendingPayment.after(Pay), Some(Paid));
+        assert_eq!(PendingPayment.after(Cancel), Some(Cancelled));
+        assert_eq!(Paid.after(Ship), Some(Shipped));
+        assert_eq!(Paid.after(Refund), Some(Refunded));
+        assert_eq!(Shipped.after(Refund), Some(Refunded));
+        for (status, action) in [
+            (PendingPayment, Ship),
+            (PendingPayment, Refund),
+            (Paid, Pay),
+            (Paid, Cancel),
+            (Shipped, Cancel),
+            (Shipped, Ship),
+            (Shipped, Pay),
+            (Cancelled, Pay),
+            (Cancelled, Cancel),
+            (Cancelled, Ship),
+            (Cancelled, Refund),
+            (Refunded, Refund),
+            (Refunded, Ship),
+            (Refunded, Cancel),
+            (Refunded, Pay),
+        ] {
+            assert_eq!(status.after(action), None, "{status} must not become {}", action.verb());
+        }
+    }
+
+    #[test]
+    fn order_numbers_read_and_print_alike() {
+        assert_eq!(order_number(42), "AG-000042");
+        assert_eq!(parse_order_number("AG-000042"), Some(42));
+        assert_eq!(parse_order_number("ag-42"), Some(42));
+        assert_eq!(parse_order_number("42"), Some(42));
+        assert_eq!(parse_order_number("AG-"), None);
+        assert_eq!(parse_order_number("x@y.z"), None);
+    }
+
+    #[test]
+    fn e_mail_addresses_are_checked_and_lower_cased() {
+        assert_eq!(CustomerEmail::parse(" Ada@Example.COM ").unwrap().as_str(), "ada@example.com");
+        assert!(CustomerEmail::parse("ada").is_err());
+        assert!(CustomerEmail::parse("ada@localhost").is_err());
+        assert!(CustomerEmail::parse("a b@example.com").is_err());
+    }
+}

@@ -1,0 +1,185 @@
+//! Admin pages for orders: the list (filter by status, search by number or e-mail), and each
+//! order with everything the shared tables know about it and the actions its status allows.
+
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use serde::Deserialize;
+
+use super::{
+    Action, ListCursor, Order, OrderDetails, OrderFilter, OrderId, OrderStatus, order_number, parse_order_number,
+};
+use crate::admin::{Admin, ButtonForm, CsrfForm, Layout, PageError, Section, render};
+use crate::architecture::Module;
+use crate::error::AppError;
+use crate::http::{AppState, see_other};
+use crate::inventory::Movement;
+use crate::money::Currency;
+use crate::orders::Customer;
+use crate::outbox::CancelledBy;
+use crate::pagination::{Page, PageQuery};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/orders", web::get().to(list))
+        .route("/orders/{id}", web::get().to(show))
+        .route("/orders/{id}/cancel", web::post().to(cancel))
+        .route("/orders/{id}/ship", web::post().to(ship))
+        .route("/orders/{id}/refund", web::post().to(refund));
+}
+
+const PAGE_SIZE: i64 = 50;
+
+#[derive(Template)]
+#[template(path = "orders/templates/list.html")]
+struct ListPage {
+    layout: Layout,
+    statuses: [OrderStatus; 5],
+    status: Option<OrderStatus>,
+    query: String,
+    hint: Option<&'static str>,
+    page: Page<(Order, Customer)>,
+    currency: Currency,
+}
+
+impl ListPage {
+    fn next_href(&self) -> Option<String> {
+        let cursor = self.page.next_cursor.as_ref()?;
+        let status = self.status.map_or("", |status| status.as_str());
+        let query =
+            serde_urlencoded::to_string([("status", status), ("q", self.query.as_str()), ("cursor", cursor)]).ok()?;
+        Some(format!("/admin/orders?{query}"))
+    }
+
+    fn is_selected(&self, status: &OrderStatus) -> bool {
+        self.status == Some(*status)
+    }
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    status: Option<String>,
+    q: Option<String>,
+    cursor: Option<String>,
+}
+
+async fn list(
+    state: web::Data<AppState>,
+    admin: Admin,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, PageError> {
+    let query = query.into_inner();
+    let after = PageQuery { limit: None, cursor: query.cursor }.cursor::<ListCursor>()?;
+    let status = query.status.as_deref().and_then(OrderStatus::parse);
+    let text = query.q.unwrap_or_default().trim().to_owned();
+    let mut filter = OrderFilter { status, ..Default::default() };
+    let mut hint = None;
+    if !text.is_empty() {
+        if text.contains('@') {
+            filter.email = Some(text.clone());
+        } else if let Some(number) = parse_order_number(&text) {
+            filter.number = Some(number);
+        } else {
+            hint = Some("Search by order number (AG-000042 or 42) or by the customer's full e-mail address.");
+        }
+    }
+    let page = if hint.is_some() {
+        Page { items: Vec::new(), next_cursor: None }
+    } else {
+        state
+            .db
+            .run(Module::Orders.op("list_orders"), move |conn| super::list_orders(conn, filter, after, PAGE_SIZE))
+            .await?
+    };
+    render(&ListPage {
+        layout: admin.layout(Section::Orders),
+        statuses: OrderStatus::ALL,
+        status,
+        query: text,
+        hint,
+        page,
+        currency: state.config.currency,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "orders/templates/show.html")]
+struct ShowPage {
+    layout: Layout,
+    details: OrderDetails,
+    movements: Vec<Movement>,
+    currency: Currency,
+}
+
+impl ShowPage {
+    fn can(&self, action: &str) -> bool {
+        let action = match action {
+            "cancel" => Action::Cancel,
+            "ship" => Action::Ship,
+            "refund" => Action::Refund,
+            _ => return false,
+        };
+        self.details.order.status().allows(action)
+    }
+
+    fn number(&self) -> String {
+        order_number(self.details.order.number)
+    }
+}
+
+async fn show(state: web::Data<AppState>, admin: Admin, id: web::Path<OrderId>) -> Result<HttpResponse, PageError> {
+    let id = id.into_inner();
+    let (details, movements) = state
+        .db
+        .run(Module::Orders.op("order_page"), move |conn| -> Result<_, AppError> {
+            let details = super::order_details(conn, id)?;
+            let movements = crate::inventory::order_movements(conn, id.0)?;
+            Ok((details, movements))
+        })
+        .await?;
+    render(&ShowPage { layout: admin.layout(Section::Orders), details, movements, currency: state.config.currency })
+}
+
+async fn transition(
+    state: web::Data<AppState>,
+    admin: Admin,
+    id: OrderId,
+    action: Action,
+) -> Result<HttpResponse, PageError> {
+    let order = state
+        .db
+        .run(Module::Orders.op("admin_transition"), move |conn| match action {
+            Action::Cancel => super::cancel(conn, id, CancelledBy::Admin),
+            Action::Ship => super::ship(conn, id),
+            Action::Refund => super::refund(conn, id),
+            Action::Pay => unreachable!("admins do not pay orders"),
+        })
+        .await?;
+    admin.flash(format!("Order {} {}.", order.display_number(), action.verb()));
+    Ok(see_other(&format!("/admin/orders/{id}")))
+}
+
+async fn cancel(
+    state: web::Data<AppState>,
+    admin: Admin,
+    id: web::Path<OrderId>,
+    _: CsrfForm<ButtonForm>,
+) -> Result<HttpResponse, PageError> {
+    transition(state, admin, id.into_inner(), Action::Cancel).await
+}
+
+async fn ship(
+    state: web::Data<AppState>,
+    admin: Admin,
+    id: web::Path<OrderId>,
+    _: CsrfForm<ButtonForm>,
+) -> Result<HttpResponse, PageError> {
+    transition(state, admin, id.into_inner(), Action::Ship).await
+}
+
+async fn refund(
+    state: web::Data<AppState>,
+    admin: Admin,
+    id: web::Path<OrderId>,
+    _: CsrfForm<ButtonForm>,
+) -> Result<HttpResponse, PageError> {
+    transition(state, admin, id.into_inner(), Action::Refund).await
+}

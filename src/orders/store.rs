@@ -1,0 +1,158 @@
+//! Diesel queries on `customers`, `orders` and `order_lines`, and the deliberate reads of other
+//! modules' tables that the shared database allows (`products` at checkout).
+
+use chrono::{DateTime, Utc};
+use diesel::dsl::sql;
+use diesel::prelude::*;
+use diesel::sql_types::{Bool, Timestamptz, Uuid as SqlUuid};
+
+use super::model::{Customer, CustomerId, Order, OrderId, OrderLine, OrderStatus};
+use crate::catalog::ProductId;
+
+/// What checkout needs of a product: read straight from the catalog's table, in the checkout's
+/// transaction, instead of asking the catalog over an API.
+#[derive(Debug, Queryable)]
+pub struct PricedProduct {
+    pub id: ProductId,
+    pub sku: String,
+    pub name: String,
+    pub price_minor: i64,
+    pub active: bool,
+}
+
+pub fn priced_products(conn: &mut PgConnection, ids: &[ProductId]) -> QueryResult<Vec<PricedProduct>> {
+    use crate::schema::products::dsl::*;
+    products.filter(id.eq_any(ids)).select((id, sku, name, price_minor, active)).load(conn)
+}
+
+/// The customer with this e-mail, created or renamed to the name given last.
+pub fn upsert_customer(conn: &mut PgConnection, address: &str, full_name: &str) -> QueryResult<CustomerId> {
+    use crate::schema::customers::dsl::*;
+    diesel::insert_into(customers)
+        .values((email.eq(address), name.eq(full_name)))
+        .on_conflict(email)
+        .do_update()
+        .set(name.eq(full_name))
+        .returning(id)
+        .get_result(conn)
+}
+
+pub fn insert_order(
+    conn: &mut PgConnection,
+    order_id: OrderId,
+    customer: CustomerId,
+    total: i64,
+    currency_code: &str,
+) -> QueryResult<Order> {
+    use crate::schema::orders::dsl::*;
+    diesel::insert_into(orders)
+        .values((
+            id.eq(order_id),
+            customer_id.eq(customer),
+            status.eq(OrderStatus::PendingPayment.as_str()),
+            total_minor.eq(total),
+            currency.eq(currency_code),
+        ))
+        .returning(Order::as_returning())
+        .get_result(conn)
+}
+
+pub fn insert_lines(conn: &mut PgConnection, lines: &[OrderLine]) -> QueryResult<usize> {
+    diesel::insert_into(crate::schema::order_lines::table).values(lines).execute(conn)
+}
+
+/// Locks the order for a status change. `NO KEY UPDATE`: rows that merely reference the order
+/// (payments, e-mails) can still be inserted meanwhile.
+pub fn lock_order(conn: &mut PgConnection, order_id: OrderId) -> QueryResult<Option<Order>> {
+    use crate::schema::orders::dsl::*;
+    orders.find(order_id).select(Order::as_select()).for_no_key_update().first(conn).optional()
+}
+
+/// The oldest unpaid order created before `cutoff` that no other process is working on, locked.
+pub fn lock_expired_unpaid(conn: &mut PgConnection, cutoff: DateTime<Utc>) -> QueryResult<Option<Order>> {
+    use crate::schema::orders::dsl::*;
+    orders
+        .filter(status.eq(OrderStatus::PendingPayment.as_str()))
+        .filter(created_at.lt(cutoff))
+        .order(created_at.asc())
+        .select(Order::as_select())
+        .for_no_key_update()
+        .skip_locked()
+        .first(conn)
+        .optional()
+}
+
+pub fn set_status(conn: &mut PgConnection, order_id: OrderId, new_status: OrderStatus) -> QueryResult<Order> {
+    use crate::schema::orders::dsl::*;
+    diesel::update(orders.find(order_id))
+        .set(status.eq(new_status.as_str()))
+        .returning(Order::as_returning())
+        .get_result(conn)
+}
+
+pub fn lines(conn: &mut PgConnection, order: OrderId) -> QueryResult<Vec<OrderLine>> {
+    use crate::schema::order_lines::dsl::*;
+    order_lines.filter(order_id.eq(order)).select(OrderLine::as_select()).order(line_no.asc()).load(conn)
+}
+
+pub struct ListFilter {
+    pub status: Option<OrderStatus>,
+    pub email: Option<String>,
+    pub number: Option<i64>,
+}
+
+/// Orders newest first with their customer, from just after `after`.
+pub fn list(
+    conn: &mut PgConnection,
+    filter: &ListFilter,
+    after: Option<(DateTime<Utc>, OrderId)>,
+    limit: i64,
+) -> QueryResult<Vec<(Order, Customer)>> {
+    use crate::schema::{customers, orders};
+    let mut query = orders::table
+        .inner_join(customers::table)
+        .select((Order::as_select(), Customer::as_select()))
+        .order((orders::created_at.desc(), orders::id.desc()))
+        .limit(limit)
+        .into_boxed();
+    if let Some(status) = filter.status {
+        query = query.filter(orders::status.eq(status.as_str()));
+    }
+    if let Some(email) = &filter.email {
+        query = query.filter(customers::email.eq(email.clone()));
+    }
+    if let Some(number) = filter.number {
+        query = query.filter(orders::number.eq(number));
+    }
+    if let Some((after_created, after_id)) = after {
+        // Row comparison: answered from the (created_at DESC, id DESC) indexes.
+        query = query.filter(
+            sql::<Bool>("(orders.created_at, orders.id) < (")
+                .bind::<Timestamptz, _>(after_created)
+                .sql(", ")
+                .bind::<SqlUuid, _>(after_id)
+                .sql(")"),
+        );
+    }
+    query.load(conn)
+}
+
+#[derive(Debug, QueryableByName)]
+pub struct StatusTotal {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub status: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub orders: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub total_minor: i64,
+}
+
+/// Orders created since `since`, per status, with their totals: a range of the created_at index.
+pub fn recent_totals(conn: &mut PgConnection, since: DateTime<Utc>) -> QueryResult<Vec<StatusTotal>> {
+    diesel::sql_query(
+        "SELECT status, count(*) AS orders, coalesce(sum(total_minor), 0)::bigint AS total_minor
+           FROM orders WHERE created_at >= $1 GROUP BY status",
+    )
+    .bind::<Timestamptz, _>(since)
+    .load(conn)
+}

@@ -1,0 +1,111 @@
+//! Payments: charges against orders through a card gateway (simulated), declines and refunds.
+//! The module's public face.
+//!
+//! Only the card's brand and last four digits are stored or logged. The orders module calls
+//! [`charge`] and [`refund`] inside its own transaction, so that a payment and the order's
+//! status change commit together.
+
+pub mod card;
+pub mod gateway;
+mod model;
+pub mod pages;
+mod store;
+
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use uuid::Uuid;
+
+pub use card::{Card, CardBrand, CardNumber};
+pub use gateway::{CardGateway, ChargeOutcome, DeclineCode, SimulatedGateway};
+pub use model::{Payment, PaymentId, PaymentListItem, Refund};
+
+use crate::error::AppError;
+use crate::pagination::Page;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PaymentsError {
+    #[error("order {0} is paid already")]
+    AlreadyPaid(Uuid),
+    #[error("order {0} has no successful payment to refund")]
+    NothingToRefund(Uuid),
+    #[error("the payment of order {0} is refunded already")]
+    AlreadyRefunded(Uuid),
+    #[error(transparent)]
+    Database(#[from] DieselError),
+}
+
+impl From<PaymentsError> for AppError {
+    fn from(error: PaymentsError) -> Self {
+        match error {
+            PaymentsError::AlreadyPaid(_) => AppError::conflict("already-paid", "The order is paid already."),
+            PaymentsError::NothingToRefund(_) => {
+                AppError::conflict("nothing-to-refund", "The order has no successful payment to refund.")
+            }
+            PaymentsError::AlreadyRefunded(_) => {
+                AppError::conflict("already-refunded", "The payment is refunded already.")
+            }
+            PaymentsError::Database(error) => error.into(),
+        }
+    }
+}
+
+/// Charges `amount_minor` to `card` for `order_id` and records the attempt, succeeded or
+/// declined. A second successful payment of one order is refused by a unique index, whatever
+/// races the callers run.
+pub fn charge(
+    conn: &mut PgConnection,
+    gateway: &dyn CardGateway,
+    order_id: Uuid,
+    amount_minor: i64,
+    currency: &str,
+    card: &Card,
+) -> Result<Payment, PaymentsError> {
+    let (status, decline_code, reference) = match gateway.charge(card, amount_minor, currency) {
+        ChargeOutcome::Captured { reference } => (model::SUCCEEDED, None, reference),
+        ChargeOutcome::Declined { code, reference } => (model::FAILED, Some(code.as_str()), reference),
+    };
+    let payment = model::NewPayment {
+        id: PaymentId::new(),
+        order_id,
+        status,
+        amount_minor,
+        currency,
+        card_brand: card.number.brand().as_str(),
+        card_last4: card.number.last4(),
+        decline_code,
+        gateway_reference: &reference,
+    };
+    let recorded = store::insert(conn, &payment).map_err(|error| match error {
+        DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => PaymentsError::AlreadyPaid(order_id),
+        other => other.into(),
+    })?;
+    log::info!(
+        "payment {} for order {order_id}: {status}{} ({} **** {})",
+        recorded.id,
+        decline_code.map(|code| format!(" ({code})")).unwrap_or_default(),
+        recorded.card_brand,
+        recorded.card_last4
+    );
+    Ok(recorded)
+}
+
+/// Records a full refund of the order's successful payment.
+pub fn refund(conn: &mut PgConnection, order_id: Uuid, reason: &str) -> Result<(Payment, Refund), PaymentsError> {
+    let payment = store::succeeded_for_order(conn, order_id)?.ok_or(PaymentsError::NothingToRefund(order_id))?;
+    let refund = store::insert_refund(conn, payment.id, payment.amount_minor, reason).map_err(|error| match error {
+        DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => PaymentsError::AlreadyRefunded(order_id),
+        other => other.into(),
+    })?;
+    Ok((payment, refund))
+}
+
+pub type ListCursor = (chrono::DateTime<chrono::Utc>, PaymentId);
+
+pub fn list_payments(
+    conn: &mut PgConnection,
+    after: Option<ListCursor>,
+    limit: i64,
+) -> Result<Page<PaymentListItem>, PaymentsError> {
+    let rows = store::list(conn, after, limit + 1)?;
+    Ok(Page::from_rows(rows, limit, |item| (item.payment.created_at, item.payment.id)))
+}

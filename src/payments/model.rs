@@ -1,0 +1,69 @@
+//! Payment rows. Order ids are plain UUIDs: payments records charges against orders without
+//! depending on the orders module's code.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use uuid::Uuid;
+
+use crate::ids::uuid_id;
+
+uuid_id!(
+    /// The id of a charge attempt (`payments.id`).
+    PaymentId
+);
+
+#[derive(Clone, Debug, Queryable, Selectable)]
+#[diesel(table_name = crate::schema::payments)]
+pub struct Payment {
+    pub id: PaymentId,
+    pub order_id: Uuid,
+    pub status: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub card_brand: String,
+    pub card_last4: String,
+    pub decline_code: Option<String>,
+    pub gateway_reference: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Payment {
+    pub fn succeeded(&self) -> bool {
+        self.status == SUCCEEDED
+    }
+}
+
+pub const SUCCEEDED: &str = "succeeded";
+pub const FAILED: &str = "failed";
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = crate::schema::payments)]
+pub struct NewPayment<'a> {
+    pub id: PaymentId,
+    pub order_id: Uuid,
+    pub status: &'static str,
+    pub amount_minor: i64,
+    pub currency: &'a str,
+    pub card_brand: &'static str,
+    pub card_last4: &'a str,
+    pub decline_code: Option<&'static str>,
+    pub gateway_reference: &'a str,
+}
+
+#[derive(Clone, Debug, Queryable, Selectable)]
+#[diesel(table_name = crate::schema::payment_refunds)]
+pub struct Refund {
+    pub id: Uuid,
+    pub payment_id: PaymentId,
+    pub amount_minor: i64,
+    pub reason: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A payment as the admin list shows it: with its order's number and any refund.
+#[derive(Clone, Debug, Queryable)]
+pub struct PaymentListItem {
+    pub payment: Payment,
+    pub order_number: i64,
+    pub refunded_minor: Option<i64>,
+}

@@ -1,0 +1,47 @@
+//! The admin list of payments, newest first.
+
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use serde::Deserialize;
+
+use super::{ListCursor, PaymentListItem};
+use crate::admin::{Admin, Layout, PageError, Section, render};
+use crate::architecture::Module;
+use crate::http::AppState;
+use crate::money::Currency;
+use crate::orders::order_number;
+use crate::pagination::{Page, PageQuery};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/payments", web::get().to(list));
+}
+
+#[derive(Template)]
+#[template(path = "payments/templates/list.html")]
+struct ListPage {
+    layout: Layout,
+    page: Page<PaymentListItem>,
+    currency: Currency,
+}
+
+impl ListPage {
+    fn number(&self, number: &i64) -> String {
+        order_number(*number)
+    }
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    cursor: Option<String>,
+}
+
+async fn list(
+    state: web::Data<AppState>,
+    admin: Admin,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, PageError> {
+    let after = PageQuery { limit: None, cursor: query.into_inner().cursor }.cursor::<ListCursor>()?;
+    let page =
+        state.db.run(Module::Payments.op("list_payments"), move |conn| super::list_payments(conn, after, 50)).await?;
+    render(&ListPage { layout: admin.layout(Section::Payments), page, currency: state.config.currency })
+}
