@@ -143,13 +143,16 @@ impl Config {
             });
         }
         let smtp_url = get("AGORA_SMTP_URL");
-        if let Some(url) = &smtp_url
-            && !(url.starts_with("smtp://") || url.starts_with("smtps://"))
-        {
-            return Err(ConfigError {
-                variable: "AGORA_SMTP_URL",
-                message: "must start with smtp:// or smtps://".into(),
-            });
+        if let Some(url) = &smtp_url {
+            if !(url.starts_with("smtp://") || url.starts_with("smtps://")) {
+                return Err(ConfigError {
+                    variable: "AGORA_SMTP_URL",
+                    message: "must start with smtp:// or smtps://".into(),
+                });
+            }
+            if let Err(error) = lettre::SmtpTransport::from_url(url) {
+                return Err(ConfigError { variable: "AGORA_SMTP_URL", message: error.to_string() });
+            }
         }
         let payment_timeout = parse_u64("AGORA_PAYMENT_TIMEOUT_SECS", 1800)?;
         if payment_timeout == 0 {

@@ -17,6 +17,7 @@ pub mod idempotency;
 mod ids;
 pub mod inventory;
 pub mod money;
+pub mod notifications;
 pub mod orders;
 pub mod outbox;
 pub mod pagination;

@@ -23,7 +23,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(crate::catalog::pages::configure)
         .configure(crate::inventory::pages::configure)
         .configure(crate::orders::pages::configure)
-        .configure(crate::payments::pages::configure);
+        .configure(crate::payments::pages::configure)
+        .configure(crate::notifications::pages::configure)
+        .configure(crate::outbox::pages::configure);
 }
 
 /// The `/admin` scope: sessions, the sign-in middleware, and every admin page.

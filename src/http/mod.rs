@@ -110,6 +110,7 @@ impl Application {
 /// and the payment-timeout sweeper.
 pub fn start_background_work(db: &Db, config: &Config) -> BackgroundTasks {
     let mut tasks = BackgroundTasks::default();
+    crate::outbox::dispatcher::start(&mut tasks, db, config);
     crate::orders::timeout::start(&mut tasks, db, config);
     crate::idempotency::start_purging(&mut tasks, db);
     tasks
@@ -229,7 +230,8 @@ fn build_app(
 pub fn configure_api(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.configure(crate::catalog::api::configure)
         .configure(crate::inventory::api::configure)
-        .configure(crate::orders::api::configure);
+        .configure(crate::orders::api::configure)
+        .configure(crate::notifications::api::configure);
 }
 
 /// 303 See Other to `location`.

@@ -2,7 +2,9 @@
 //! same transaction as the change they describe; handlers consume them later, each at its own
 //! pace, with retries. It is the event-driven pattern, kept inside the one database.
 
+pub mod dispatcher;
 pub mod events;
+pub mod pages;
 pub mod subscriptions;
 
 use diesel::prelude::*;
@@ -39,4 +41,89 @@ pub fn publish(conn: &mut PgConnection, event: &DomainEvent) -> QueryResult<i64>
     .bind::<Array<Text>, _>(handlers)
     .get_result::<PublishedId>(conn)?;
     Ok(published.id)
+}
+
+/// A delivery that has not completed, with its event.
+#[derive(Debug, Queryable)]
+pub struct OpenDelivery {
+    pub event_id: i64,
+    pub handler: String,
+    pub status: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub next_attempt_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+    pub event_type: String,
+    pub aggregate_type: String,
+    pub aggregate_id: uuid::Uuid,
+}
+
+impl OpenDelivery {
+    pub fn is_dead(&self) -> bool {
+        self.status == "dead"
+    }
+
+    /// Pending work that has failed at least once.
+    pub fn is_failing(&self) -> bool {
+        self.status == "pending" && self.attempts > 0
+    }
+}
+
+/// Deliveries still to do or given up on: dead first, then by when they fall due.
+pub fn open_deliveries(conn: &mut PgConnection, limit: i64) -> QueryResult<Vec<OpenDelivery>> {
+    use crate::schema::{event_deliveries as d, events as e};
+    d::table
+        .inner_join(e::table)
+        .filter(d::status.ne("completed"))
+        .order((d::status.asc(), d::next_attempt_at.asc()))
+        .select((
+            d::event_id,
+            d::handler,
+            d::status,
+            d::attempts,
+            d::last_error,
+            d::next_attempt_at,
+            d::updated_at,
+            e::event_type,
+            e::aggregate_type,
+            e::aggregate_id,
+        ))
+        .limit(limit)
+        .load(conn)
+}
+
+#[derive(Debug, Queryable, Selectable)]
+#[diesel(table_name = crate::schema::events)]
+pub struct RecentEvent {
+    pub id: i64,
+    pub event_type: String,
+    pub aggregate_type: String,
+    pub aggregate_id: uuid::Uuid,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The most recent events, newest first.
+pub fn recent_events(conn: &mut PgConnection, limit: i64) -> QueryResult<Vec<RecentEvent>> {
+    use crate::schema::events::dsl::*;
+    events.order(id.desc()).select(RecentEvent::as_select()).limit(limit).load(conn)
+}
+
+/// Puts dead work back in the queue, from its first attempt, and wakes the dispatchers.
+/// Returns whether there was such dead work.
+pub fn retry_dead(conn: &mut PgConnection, event: i64, handler_name: &str) -> QueryResult<bool> {
+    use crate::schema::event_deliveries::dsl::*;
+    conn.transaction(|conn| {
+        let revived = diesel::update(event_deliveries.find((event, handler_name)).filter(status.eq("dead")))
+            .set((
+                status.eq("pending"),
+                attempts.eq(0),
+                next_attempt_at.eq(diesel::dsl::now),
+                last_error.eq(None::<String>),
+            ))
+            .execute(conn)?;
+        if revived == 1 {
+            diesel::sql_query(format!("NOTIFY {}", dispatcher::CHANNEL)).execute(conn)?;
+        }
+        Ok(revived == 1)
+    })
 }

@@ -534,14 +534,17 @@ impl TestApp {
         self.get(&format!("/api/orders/{order_id}")).ok_json(200)
     }
 
-    /// One query's single bigint answer, e.g. a count.
+    /// One query's single bigint answer (NULL read as 0), e.g. a count.
     pub fn count(&self, sql: &str) -> i64 {
         #[derive(QueryableByName)]
         struct Answer {
             #[diesel(sql_type = BigInt)]
             n: i64,
         }
-        diesel::sql_query(format!("SELECT ({sql})::bigint AS n")).get_result::<Answer>(&mut self.connect()).unwrap().n
+        diesel::sql_query(format!("SELECT coalesce(({sql})::bigint, 0) AS n"))
+            .get_result::<Answer>(&mut self.connect())
+            .unwrap()
+            .n
     }
 }
 
@@ -571,4 +574,55 @@ pub fn concurrently<T: Send>(count: usize, request: impl Fn(usize) -> T + Sync) 
             .collect();
         handles.into_iter().map(|handle| handle.join().unwrap()).collect()
     })
+}
+
+/// The real `agora` binary in a process of its own, for tests that kill it.
+pub struct AgoraProcess {
+    child: std::process::Child,
+    pub address: String,
+}
+
+impl AgoraProcess {
+    /// Starts `agora serve` on `database` with test settings plus `env`, and waits until it answers.
+    pub fn start(database: &TestDatabase, env: &[(&str, &str)]) -> AgoraProcess {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_agora"));
+        command
+            .arg("serve")
+            .env("DATABASE_URL", &database.url)
+            .env("AGORA_BIND", format!("127.0.0.1:{port}"))
+            .env("AGORA_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("AGORA_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env("AGORA_SEED", "none")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let child = command.spawn().expect("the agora binary starts");
+        let process = AgoraProcess { child, address: format!("http://127.0.0.1:{port}") };
+        let agent = agent();
+        eventually("agora to answer /healthz", Duration::from_secs(20), || {
+            agent.get(&format!("{}/healthz", process.address)).call().is_ok_and(|response| response.status() == 200)
+        });
+        process
+    }
+
+    pub fn post_json(&self, path: &str, body: &Value) -> TestResponse {
+        TestResponse::from(agent().post(&format!("{}{}", self.address, path)).send_json(body))
+    }
+
+    /// SIGKILL: no shutdown hook runs, work in flight is simply cut off.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for AgoraProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

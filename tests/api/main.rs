@@ -7,5 +7,7 @@ mod health;
 mod helpers;
 mod inventory;
 mod migrations;
+mod notifications;
 mod orders;
 mod payments;
+mod smtp;

@@ -1,0 +1,91 @@
+//! The e-mails of an order, for admins.
+
+use actix_web::{get, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{ListCursor, Notification};
+use crate::architecture::Module;
+use crate::error::{AppError, ProblemDetails};
+use crate::http::AppState;
+use crate::http::admin_token::AdminToken;
+use crate::pagination::{Page, PageQuery};
+
+pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    cfg.service(list_notifications);
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct NotificationItem {
+    pub id: Uuid,
+    pub order_id: Uuid,
+    /// order_received, order_confirmation, order_cancelled, order_refunded or order_shipped.
+    pub kind: String,
+    pub to: String,
+    pub subject: String,
+    /// `pending`, `sent` (accepted by the SMTP server), `stored` (no SMTP configured) or `failed`.
+    pub status: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub message_id: String,
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+impl From<Notification> for NotificationItem {
+    fn from(n: Notification) -> Self {
+        NotificationItem {
+            id: n.id,
+            order_id: n.order_id,
+            kind: n.kind,
+            to: n.recipient,
+            subject: n.subject,
+            status: n.status,
+            attempts: n.attempts,
+            last_error: n.last_error,
+            message_id: n.message_id,
+            sent_at: n.sent_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct NotificationQuery {
+    /// Only the e-mails of this order.
+    order_id: Option<Uuid>,
+    /// Items per page, 1..=100 (default 20).
+    limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// Customer e-mails, newest first; `order_id` narrows them to one order.
+#[utoipa::path(
+    tag = "notifications",
+    security(("admin_token" = [])),
+    params(NotificationQuery),
+    responses(
+        (status = 200, description = "A page of e-mails", body = Page<NotificationItem>),
+        (status = 400, description = "Malformed query or cursor", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong admin token", body = ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
+#[get("/notifications")]
+pub async fn list_notifications(
+    _admin: AdminToken,
+    state: web::Data<AppState>,
+    query: web::Query<NotificationQuery>,
+) -> Result<web::Json<Page<NotificationItem>>, AppError> {
+    let query = query.into_inner();
+    let page = PageQuery { limit: query.limit, cursor: query.cursor };
+    let (limit, after) = (page.limit()?, page.cursor::<ListCursor>()?);
+    let order_id = query.order_id;
+    let notifications = state
+        .db
+        .run(Module::Notifications.op("list_notifications"), move |conn| {
+            super::list_notifications(conn, order_id, after, limit)
+        })
+        .await?;
+    Ok(web::Json(notifications.map(NotificationItem::from)))
+}

@@ -1,0 +1,114 @@
+//! Notifications: the customer e-mails for an order's life (received, confirmed, cancelled,
+//! refunded, shipped). The module's public face.
+//!
+//! It learns *when* to write from the outbox (events committed with the change they describe)
+//! and *what* to write by reading orders, customers, order lines and products straight from the
+//! shared tables. Each e-mail is rendered once into `notifications`, whose unique (order, kind)
+//! makes a second e-mail of the same kind impossible, and is sent with a Message-ID derived
+//! from its event, so that a resend after a crash is recognisable as the same message.
+
+pub mod api;
+mod model;
+pub mod pages;
+mod render;
+mod store;
+mod transport;
+
+use diesel::prelude::*;
+use uuid::Uuid;
+
+pub use model::{EmailKind, Notification};
+pub use transport::{Delivered, Transport};
+
+use crate::config::Config;
+use crate::money::Currency;
+use crate::outbox::dispatcher::{Attempt, EventRecord, Handler, Outcome};
+use crate::outbox::subscriptions::ORDER_EMAILS;
+use crate::pagination::Page;
+
+/// The outbox handler that turns order events into e-mails.
+pub struct OrderEmails {
+    transport: Transport,
+    currency: Currency,
+    /// Right-hand side of Message-IDs: the sender's domain.
+    message_id_domain: String,
+}
+
+impl OrderEmails {
+    pub fn new(config: &Config) -> OrderEmails {
+        // The configuration was validated at start-up, SMTP URL included.
+        let transport = Transport::new(config.smtp_url.as_deref(), &config.mail_from).unwrap_or_else(|error| {
+            log::error!("cannot use AGORA_SMTP_URL ({error}); e-mails are stored only");
+            Transport::Store
+        });
+        let message_id_domain = config
+            .mail_from
+            .parse::<lettre::message::Mailbox>()
+            .map(|mailbox| mailbox.email.domain().to_owned())
+            .unwrap_or_else(|_| "agora.localhost".into());
+        OrderEmails { transport, currency: config.currency, message_id_domain }
+    }
+}
+
+impl Handler for OrderEmails {
+    fn name(&self) -> &'static str {
+        ORDER_EMAILS
+    }
+
+    fn handle(&self, conn: &mut PgConnection, record: &EventRecord, attempt: Attempt) -> QueryResult<Outcome> {
+        let Some((kind, order_id)) = EmailKind::for_event(&record.event) else { return Ok(Outcome::Done) };
+        let notification = match store::find_for_update(conn, order_id, kind.as_str())? {
+            Some(existing) => existing,
+            None => {
+                let rows = render::load(conn, order_id)?;
+                let Some(email) = render::render(kind, &rows, self.currency) else {
+                    return Ok(Outcome::Retry(format!("order {order_id} has no lines to write about")));
+                };
+                store::insert(
+                    conn,
+                    &model::NewNotification {
+                        event_id: record.id,
+                        order_id,
+                        kind: kind.as_str(),
+                        recipient: email.recipient,
+                        subject: email.subject,
+                        text_body: email.text,
+                        html_body: email.html,
+                        message_id: format!("<event-{}.{}@{}>", record.id, kind.as_str(), self.message_id_domain),
+                        status: "pending",
+                    },
+                )?
+            }
+        };
+        if notification.is_done() {
+            return Ok(Outcome::Done);
+        }
+        match self.transport.deliver(&notification) {
+            Ok(delivered) => {
+                store::mark_delivered(conn, notification.id, delivered.status())?;
+                log::info!("e-mail {} for order {order_id} {}", kind.as_str(), delivered.status());
+                Ok(Outcome::Done)
+            }
+            Err(error) => {
+                store::mark_failed_attempt(conn, notification.id, &error, attempt.is_last)?;
+                Ok(Outcome::Retry(error))
+            }
+        }
+    }
+}
+
+pub fn get_notification(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<Notification>> {
+    store::find(conn, id)
+}
+
+pub type ListCursor = (chrono::DateTime<chrono::Utc>, Uuid);
+
+pub fn list_notifications(
+    conn: &mut PgConnection,
+    order_id: Option<Uuid>,
+    after: Option<ListCursor>,
+    limit: i64,
+) -> QueryResult<Page<Notification>> {
+    let rows = store::list(conn, order_id, after, limit + 1)?;
+    Ok(Page::from_rows(rows, limit, |notification| (notification.created_at, notification.id)))
+}

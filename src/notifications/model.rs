@@ -1,0 +1,90 @@
+//! E-mail rows and the kinds of e-mail Agora sends.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use uuid::Uuid;
+
+use crate::outbox::DomainEvent;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EmailKind {
+    OrderReceived,
+    OrderConfirmation,
+    OrderCancelled,
+    OrderRefunded,
+    OrderShipped,
+}
+
+impl EmailKind {
+    /// The e-mail an event calls for, and the order it is about.
+    pub fn for_event(event: &DomainEvent) -> Option<(EmailKind, Uuid)> {
+        match event {
+            DomainEvent::OrderPlaced { order_id, .. } => Some((EmailKind::OrderReceived, *order_id)),
+            DomainEvent::PaymentSucceeded { order_id, .. } => Some((EmailKind::OrderConfirmation, *order_id)),
+            DomainEvent::OrderCancelled { order_id, .. } => Some((EmailKind::OrderCancelled, *order_id)),
+            DomainEvent::OrderRefunded { order_id, .. } => Some((EmailKind::OrderRefunded, *order_id)),
+            DomainEvent::OrderShipped { order_id } => Some((EmailKind::OrderShipped, *order_id)),
+            DomainEvent::PaymentFailed { .. } | DomainEvent::StockLow { .. } => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EmailKind::OrderReceived => "order_received",
+            EmailKind::OrderConfirmation => "order_confirmation",
+            EmailKind::OrderCancelled => "order_cancelled",
+            EmailKind::OrderRefunded => "order_refunded",
+            EmailKind::OrderShipped => "order_shipped",
+        }
+    }
+
+    pub fn subject(self, number: &str) -> String {
+        match self {
+            EmailKind::OrderReceived => format!("We received your order {number}"),
+            EmailKind::OrderConfirmation => format!("Order {number} confirmed: payment received"),
+            EmailKind::OrderCancelled => format!("Order {number} cancelled"),
+            EmailKind::OrderRefunded => format!("Order {number} refunded"),
+            EmailKind::OrderShipped => format!("Order {number} is on its way"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Queryable, Selectable)]
+#[diesel(table_name = crate::schema::notifications)]
+pub struct Notification {
+    pub id: Uuid,
+    pub event_id: i64,
+    pub order_id: Uuid,
+    pub kind: String,
+    pub recipient: String,
+    pub subject: String,
+    pub text_body: String,
+    pub html_body: String,
+    pub message_id: String,
+    pub status: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Notification {
+    /// Delivered (to an SMTP server) or kept (store-only mode): nothing more to do.
+    pub fn is_done(&self) -> bool {
+        matches!(self.status.as_str(), "sent" | "stored")
+    }
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = crate::schema::notifications)]
+pub struct NewNotification {
+    pub event_id: i64,
+    pub order_id: Uuid,
+    pub kind: &'static str,
+    pub recipient: String,
+    pub subject: String,
+    pub text_body: String,
+    pub html_body: String,
+    pub message_id: String,
+    pub status: &'static str,
+}

@@ -1,0 +1,67 @@
+//! Admin pages for e-mails: the list, and each e-mail as its customer sees it (HTML in a
+//! sandboxed frame, the text version beside it).
+
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::{ListCursor, Notification};
+use crate::admin::{Admin, Layout, PageError, Section, render};
+use crate::architecture::Module;
+use crate::error::AppError;
+use crate::http::AppState;
+use crate::pagination::{Page, PageQuery};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/notifications", web::get().to(list)).route("/notifications/{id}", web::get().to(show));
+}
+
+#[derive(Template)]
+#[template(path = "notifications/templates/list.html")]
+struct ListPage {
+    layout: Layout,
+    page: Page<Notification>,
+    store_only: bool,
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    cursor: Option<String>,
+}
+
+async fn list(
+    state: web::Data<AppState>,
+    admin: Admin,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, PageError> {
+    let after = PageQuery { limit: None, cursor: query.into_inner().cursor }.cursor::<ListCursor>()?;
+    let page = state
+        .db
+        .run(Module::Notifications.op("list_notifications"), move |conn| {
+            super::list_notifications(conn, None, after, 50)
+        })
+        .await?;
+    render(&ListPage {
+        layout: admin.layout(Section::Notifications),
+        page,
+        store_only: state.config.smtp_url.is_none(),
+    })
+}
+
+#[derive(Template)]
+#[template(path = "notifications/templates/show.html")]
+struct ShowPage {
+    layout: Layout,
+    notification: Notification,
+}
+
+async fn show(state: web::Data<AppState>, admin: Admin, id: web::Path<Uuid>) -> Result<HttpResponse, PageError> {
+    let id = id.into_inner();
+    let notification = state
+        .db
+        .run(Module::Notifications.op("get_notification"), move |conn| super::get_notification(conn, id))
+        .await?
+        .ok_or_else(|| AppError::not_found(format!("No e-mail with id {id}.")))?;
+    render(&ShowPage { layout: admin.layout(Section::Notifications), notification })
+}

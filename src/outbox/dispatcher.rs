@@ -1,0 +1,321 @@
+//! The dispatcher: hands due work of the outbox to its handlers, with retries.
+//!
+//! Each unit of work is one `(event, handler)` row of `event_deliveries`. A worker claims one
+//! due row with `FOR UPDATE SKIP LOCKED` and keeps the row locked, in one transaction, while
+//! the handler runs; then it marks the row completed, or schedules a retry (exponential backoff
+//! with jitter), or marks it dead after the last attempt. Because the lock lives in the
+//! transaction, a process that dies mid-work simply loses it: PostgreSQL rolls back and the row
+//! is due again for whoever comes next. Several agora processes therefore share the work, and
+//! each row completes once.
+//!
+//! Workers wake as soon as new work commits: a trigger NOTIFYs `agora_outbox`, a listener
+//! thread LISTENs on a connection of its own and rings a doorbell. They also wake when the next
+//! retry falls due, and poll every `AGORA_OUTBOX_POLL_MS` in case a notification was missed.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use rand::Rng;
+
+use super::events::DomainEvent;
+use crate::architecture::Module;
+use crate::background::{BackgroundTasks, StopSignal};
+use crate::config::{Config, OutboxSettings};
+use crate::db::Db;
+use crate::error::{AppError, CauseChain};
+
+pub const CHANNEL: &str = "agora_outbox";
+
+/// What a handler made of one event.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    /// Try again later; the handler's own writes (e.g. an attempt count) are kept.
+    Retry(String),
+}
+
+/// Where in its retries a delivery is.
+#[derive(Clone, Copy, Debug)]
+pub struct Attempt {
+    /// 1 for the first attempt.
+    pub number: i32,
+    /// No retry follows if this attempt fails.
+    pub is_last: bool,
+}
+
+/// The stored event a handler receives.
+#[derive(Clone, Debug)]
+pub struct EventRecord {
+    pub id: i64,
+    pub created_at: DateTime<Utc>,
+    pub event: DomainEvent,
+}
+
+/// A consumer of events. `handle` runs inside the delivery's transaction, in a savepoint: on a
+/// database error everything it wrote is undone and the delivery is retried; with
+/// [`Outcome::Retry`] its writes are kept.
+pub trait Handler: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn handle(&self, conn: &mut PgConnection, record: &EventRecord, attempt: Attempt) -> QueryResult<Outcome>;
+}
+
+/// Wakes sleeping workers: rung by the LISTEN thread and by retries from the admin pages.
+#[derive(Clone, Default)]
+pub struct Doorbell {
+    inner: Arc<(Mutex<u64>, Condvar)>,
+}
+
+impl Doorbell {
+    pub fn ring(&self) {
+        let (rings, bell) = &*self.inner;
+        *rings.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) += 1;
+        bell.notify_all();
+    }
+
+    fn rings(&self) -> u64 {
+        *self.inner.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Sleeps until a ring after `seen`, `timeout`, or a stop (checked a few times a second).
+    fn wait(&self, seen: u64, timeout: Duration, stop: &StopSignal) {
+        let deadline = std::time::Instant::now() + timeout;
+        let (rings, bell) = &*self.inner;
+        let mut current = rings.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        while *current == seen && !stop.is_stopped() {
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return;
+            }
+            let slice = (deadline - now).min(Duration::from_millis(200));
+            current = bell.wait_timeout(current, slice).unwrap_or_else(|poisoned| poisoned.into_inner()).0;
+        }
+    }
+}
+
+/// Starts the listener and the workers with the handlers this application has.
+pub fn start(tasks: &mut BackgroundTasks, db: &Db, config: &Config) {
+    let handlers: Vec<Arc<dyn Handler>> = vec![Arc::new(crate::notifications::OrderEmails::new(config))];
+    start_with(tasks, db, config, handlers);
+}
+
+pub fn start_with(tasks: &mut BackgroundTasks, db: &Db, config: &Config, handlers: Vec<Arc<dyn Handler>>) {
+    let handlers: Arc<HashMap<&'static str, Arc<dyn Handler>>> =
+        Arc::new(handlers.into_iter().map(|handler| (handler.name(), handler)).collect());
+    for subscription in super::subscriptions::SUBSCRIPTIONS {
+        assert!(handlers.contains_key(subscription.handler), "no handler registered for {}", subscription.handler);
+    }
+    let doorbell = Doorbell::default();
+    {
+        let (url, doorbell) = (config.database_url.clone(), doorbell.clone());
+        tasks.spawn("outbox-listener", move |stop| listen(&url, &doorbell, &stop));
+    }
+    for _ in 0..config.outbox.workers {
+        let (db, settings, handlers, doorbell) =
+            (db.clone(), config.outbox.clone(), handlers.clone(), doorbell.clone());
+        tasks.spawn("outbox-worker", move |stop| work(&db, &settings, &handlers, &doorbell, &stop));
+    }
+}
+
+/// LISTENs on a dedicated connection and rings the doorbell for every notification. The
+/// notifications are read without blocking every 25 ms: a local socket read, no query.
+fn listen(database_url: &str, doorbell: &Doorbell, stop: &StopSignal) {
+    while !stop.is_stopped() {
+        let mut conn = match connect_and_listen(database_url) {
+            Ok(conn) => conn,
+            Err(error) => {
+                log::warn!("outbox listener cannot connect, polling meanwhile: {error}");
+                stop.wait(Duration::from_secs(2));
+                continue;
+            }
+        };
+        // Anything committed while we were not listening is picked up by this ring.
+        doorbell.ring();
+        loop {
+            let mut rang = false;
+            for notification in conn.notifications_iter() {
+                match notification {
+                    Ok(_) => rang = true,
+                    Err(error) => {
+                        log::warn!("outbox listener lost its connection, reconnecting: {error}");
+                        rang = false;
+                        break;
+                    }
+                }
+            }
+            if rang {
+                doorbell.ring();
+            }
+            if stop.wait(Duration::from_millis(25)) {
+                return;
+            }
+            // A dead connection shows as an error above; probe now and then in case it does not.
+            if rand::rng().random_ratio(1, 400) && diesel::sql_query("SELECT 1").execute(&mut conn).is_err() {
+                break;
+            }
+        }
+    }
+}
+
+fn connect_and_listen(database_url: &str) -> Result<PgConnection, String> {
+    let mut conn = PgConnection::establish(database_url).map_err(|error| error.to_string())?;
+    diesel::sql_query(format!("LISTEN {CHANNEL}")).execute(&mut conn).map_err(|error| error.to_string())?;
+    Ok(conn)
+}
+
+fn work(
+    db: &Db,
+    settings: &OutboxSettings,
+    handlers: &HashMap<&'static str, Arc<dyn Handler>>,
+    doorbell: &Doorbell,
+    stop: &StopSignal,
+) {
+    while !stop.is_stopped() {
+        let seen = doorbell.rings();
+        match db.run_blocking(Module::Outbox.op("dispatch"), |conn| process_one(conn, settings, handlers)) {
+            Ok(true) => continue,
+            Ok(false) => {}
+            Err(error) => log::warn!("outbox worker: {}", CauseChain(&error)),
+        }
+        let next_due = db
+            .run_blocking(Module::Outbox.op("next_due"), next_due_in)
+            .unwrap_or(None)
+            .map_or(settings.poll_interval, |due| due.min(settings.poll_interval));
+        doorbell.wait(seen, next_due, stop);
+    }
+}
+
+#[derive(Debug, Queryable)]
+struct Claimed {
+    event_id: i64,
+    handler: String,
+    attempts: i32,
+}
+
+/// Claims one due delivery and runs its handler; returns whether there was one.
+pub fn process_one(
+    conn: &mut PgConnection,
+    settings: &OutboxSettings,
+    handlers: &HashMap<&'static str, Arc<dyn Handler>>,
+) -> Result<bool, AppError> {
+    use crate::schema::{event_deliveries as d, events as e};
+    conn.transaction(|conn| {
+        let claimed: Option<Claimed> = d::table
+            .filter(d::status.eq("pending"))
+            .filter(d::next_attempt_at.le(diesel::dsl::now))
+            .order((d::next_attempt_at.asc(), d::event_id.asc()))
+            .select((d::event_id, d::handler, d::attempts))
+            .for_update()
+            .skip_locked()
+            .first(conn)
+            .optional()?;
+        let Some(claimed) = claimed else { return Ok(false) };
+        let (event_type, payload, created_at): (String, serde_json::Value, DateTime<Utc>) =
+            e::table.find(claimed.event_id).select((e::event_type, e::payload, e::created_at)).first(conn)?;
+        let attempt = Attempt { number: claimed.attempts + 1, is_last: claimed.attempts + 1 >= settings.max_attempts };
+
+        let outcome = match (handlers.get(claimed.handler.as_str()), DomainEvent::from_stored(&event_type, &payload)) {
+            (None, _) => Outcome::Retry(format!("no handler called {} runs in this process", claimed.handler)),
+            (_, Err(error)) => Outcome::Retry(format!("unreadable {event_type} payload: {error}")),
+            (Some(handler), Ok(event)) => {
+                let record = EventRecord { id: claimed.event_id, created_at, event };
+                match conn.transaction(|conn| handler.handle(conn, &record, attempt)) {
+                    Ok(outcome) => outcome,
+                    Err(error) => Outcome::Retry(format!("database error: {error}")),
+                }
+            }
+        };
+
+        let row = d::table.find((claimed.event_id, &claimed.handler));
+        match outcome {
+            Outcome::Done => {
+                diesel::update(row)
+                    .set((
+                        d::status.eq("completed"),
+                        d::attempts.eq(attempt.number),
+                        d::completed_at.eq(diesel::dsl::now),
+                        d::last_error.eq(None::<String>),
+                    ))
+                    .execute(conn)?;
+            }
+            Outcome::Retry(error) if attempt.is_last => {
+                log::error!(
+                    "{} gave up on event {} after {} attempts: {error}",
+                    claimed.handler,
+                    claimed.event_id,
+                    attempt.number
+                );
+                diesel::update(row)
+                    .set((d::status.eq("dead"), d::attempts.eq(attempt.number), d::last_error.eq(truncate(&error))))
+                    .execute(conn)?;
+            }
+            Outcome::Retry(error) => {
+                let delay = backoff(settings, attempt.number);
+                log::warn!(
+                    "{} failed on event {} (attempt {}), retrying in {delay:?}: {error}",
+                    claimed.handler,
+                    claimed.event_id,
+                    attempt.number
+                );
+                let next = Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+                diesel::update(row)
+                    .set((
+                        d::attempts.eq(attempt.number),
+                        d::last_error.eq(truncate(&error)),
+                        d::next_attempt_at.eq(next),
+                    ))
+                    .execute(conn)?;
+            }
+        }
+        Ok(true)
+    })
+}
+
+/// How long until the next pending delivery falls due (zero if one is due now).
+fn next_due_in(conn: &mut PgConnection) -> QueryResult<Option<Duration>> {
+    use crate::schema::event_deliveries as d;
+    let next: Option<DateTime<Utc>> =
+        d::table.filter(d::status.eq("pending")).select(diesel::dsl::min(d::next_attempt_at)).first(conn)?;
+    Ok(next.map(|next| (next - Utc::now()).to_std().unwrap_or(Duration::ZERO)))
+}
+
+/// Exponential backoff with jitter: base * 2^(attempt-1), capped, then scaled by 50..100 % so
+/// that work failing together does not retry together.
+pub fn backoff(settings: &OutboxSettings, attempt: i32) -> Duration {
+    let exponent = attempt.clamp(1, 30) as u32 - 1;
+    let delay = settings.backoff_base.saturating_mul(2u32.saturating_pow(exponent)).min(settings.backoff_max);
+    delay.mul_f64(rand::rng().random_range(0.5..=1.0))
+}
+
+fn truncate(error: &str) -> String {
+    error.chars().take(2000).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> OutboxSettings {
+        OutboxSettings {
+            workers: 1,
+            max_attempts: 10,
+            backoff_base: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+            poll_interval: Duration::from_secs(5),
+            run_in_server: true,
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_stays_under_the_cap() {
+        for _ in 0..100 {
+            let first = backoff(&settings(), 1);
+            assert!(first >= Duration::from_millis(500) && first <= Duration::from_secs(1), "{first:?}");
+            let fourth = backoff(&settings(), 4);
+            assert!(fourth >= Duration::from_secs(4) && fourth <= Duration::from_secs(8), "{fourth:?}");
+            assert!(backoff(&settings(), 30) <= Duration::from_secs(60));
+        }
+    }
+}

@@ -1,0 +1,219 @@
+use std::collections::HashSet;
+use std::time::Duration;
+
+use agora::config::Config;
+use serde_json::json;
+
+use crate::helpers::{AgoraProcess, TestApp, card, eventually, order_body};
+use crate::smtp::{Mode, SmtpSink, unused_port};
+
+/// Background work on, SMTP to `smtp_url`, quick retries.
+fn mailing(smtp_url: Option<String>) -> impl FnOnce(&mut Config) {
+    move |config: &mut Config| {
+        config.smtp_url = smtp_url;
+        config.outbox.run_in_server = true;
+        config.outbox.backoff_base = Duration::from_millis(100);
+        config.outbox.backoff_max = Duration::from_millis(400);
+        config.outbox.poll_interval = Duration::from_millis(500);
+    }
+}
+
+fn wait_for_messages(sink: &SmtpSink, count: usize) {
+    eventually(&format!("{count} e-mails at the SMTP server"), Duration::from_secs(20), || {
+        sink.messages().len() >= count
+    });
+    // Anything sent twice would arrive right behind.
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(sink.messages().len(), count, "no e-mail is sent twice");
+}
+
+#[test]
+fn paying_an_order_sends_one_confirmation_listing_its_lines_and_total() {
+    let sink = SmtpSink::start();
+    let app = TestApp::spawn_with(mailing(Some(sink.url())));
+    let mug = app.product_with_stock("MUG-001", 1290, 10);
+    let cap = app.product_with_stock("CAP-001", 1790, 10);
+    let order = app.placed_order("Ada@Example.com", &[(&mug, 2), (&cap, 1)]);
+    let id = order["id"].as_str().unwrap();
+    let number = order["number"].as_str().unwrap();
+    app.pay(id, "4242424242424242").ok_json(201);
+
+    wait_for_messages(&sink, 2);
+    let messages = sink.messages();
+    let confirmation = messages.iter().find(|m| m.header("Subject").unwrap().contains("confirmed")).unwrap();
+    assert_eq!(confirmation.to, vec!["ada@example.com"]);
+    assert_eq!(confirmation.header("Subject").unwrap(), format!("Order {number} confirmed: payment received"));
+    assert_eq!(confirmation.header("From").unwrap(), "Agora <shop@agora.localhost>");
+    assert!(
+        confirmation.message_id().ends_with(".order_confirmation@agora.localhost>"),
+        "{}",
+        confirmation.message_id()
+    );
+    let body = confirmation.decoded_body();
+    assert!(body.contains("2 x Product MUG-001 (MUG-001) at €12.90 = €25.80"), "{body}");
+    assert!(body.contains("1 x Product CAP-001 (CAP-001) at €17.90 = €17.90"), "{body}");
+    assert!(body.contains("Total: €43.70"), "{body}");
+    assert!(body.contains("<strong>€43.70</strong>"), "the HTML part too: {body}");
+
+    let listed = app.admin_get(&format!("/api/notifications?order_id={id}")).ok_json(200);
+    let items = listed["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    for item in items {
+        assert_eq!(item["status"], "sent");
+        assert_eq!(item["attempts"], 1);
+        assert_eq!(item["to"], "ada@example.com");
+        assert!(item["sent_at"].is_string());
+    }
+    let kinds: HashSet<&str> = items.iter().map(|item| item["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, HashSet::from(["order_received", "order_confirmation"]));
+    assert_eq!(app.order(id)["notifications"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn without_smtp_e_mails_are_stored_and_readable_in_the_admin_pages() {
+    let app = TestApp::spawn_with(mailing(None));
+    let mug = app.product_with_stock("MUG-001", 1290, 10);
+    let order = app.placed_order("ada@example.com", &[(&mug, 1)]);
+    let id = order["id"].as_str().unwrap().to_owned();
+    app.post_json(&format!("/api/orders/{id}/cancel"), &json!({})).ok_json(200);
+    eventually("two stored e-mails", Duration::from_secs(10), || {
+        app.count(&format!("SELECT count(*) FROM notifications WHERE order_id = '{id}' AND status = 'stored'")) == 2
+    });
+
+    let mut browser = app.signed_in_browser();
+    let list = browser.get("/admin/notifications");
+    assert!(list.body.contains("e-mails are stored here, not sent"), "{}", list.body);
+    let notification_id = app.admin_get(&format!("/api/notifications?order_id={id}")).ok_json(200)["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let page = browser.get(&format!("/admin/notifications/{notification_id}"));
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("<iframe class=\"mail\" sandbox=\"\" srcdoc=\"&#60;!doctype html&#62;"),
+        "HTML escaped into a sandbox: {}",
+        page.body
+    );
+    assert!(page.body.contains("1 x Product MUG-001 (MUG-001) at €12.90 = €12.90"), "the text version beside it");
+}
+
+#[test]
+fn a_refusing_smtp_server_means_retries_then_one_delivery() {
+    let sink = SmtpSink::start();
+    sink.set_mode(Mode::Refuse);
+    let app = TestApp::spawn_with(mailing(Some(sink.url())));
+    let mug = app.product_with_stock("MUG-001", 1290, 10);
+    let order = app.placed_order("ada@example.com", &[(&mug, 1)]);
+    let id = order["id"].as_str().unwrap();
+    eventually("a few refused attempts", Duration::from_secs(10), || {
+        app.count(&format!("SELECT max(attempts) FROM notifications WHERE order_id = '{id}'")) >= 3
+    });
+    let pending = app.admin_get(&format!("/api/notifications?order_id={id}")).ok_json(200);
+    assert_eq!(pending["items"][0]["status"], "pending");
+    assert!(pending["items"][0]["last_error"].as_str().unwrap().contains("temporarily unavailable"), "{pending}");
+    assert!(sink.messages().is_empty());
+
+    sink.set_mode(Mode::Accept);
+    wait_for_messages(&sink, 1);
+    let sent = app.admin_get(&format!("/api/notifications?order_id={id}")).ok_json(200);
+    assert_eq!(sent["items"][0]["status"], "sent");
+    assert!(sent["items"][0]["last_error"].is_null());
+    assert!(sent["items"][0]["attempts"].as_i64().unwrap() >= 4);
+}
+
+#[test]
+fn an_smtp_server_that_is_down_gets_the_e_mail_once_it_is_up() {
+    let port = unused_port();
+    let app = TestApp::spawn_with(mailing(Some(format!("smtp://127.0.0.1:{port}"))));
+    let mug = app.product_with_stock("MUG-001", 1290, 10);
+    let id = app.placed_order("ada@example.com", &[(&mug, 1)])["id"].as_str().unwrap().to_owned();
+    eventually("failed attempts while the server is down", Duration::from_secs(10), || {
+        app.count(&format!("SELECT max(attempts) FROM notifications WHERE order_id = '{id}'")) >= 2
+    });
+    let sink = SmtpSink::start_on(port);
+    wait_for_messages(&sink, 1);
+    assert_eq!(sink.messages()[0].to, vec!["ada@example.com"]);
+}
+
+#[test]
+fn a_process_killed_before_its_e_mails_went_out_delivers_each_exactly_once_after_restart() {
+    let sink = SmtpSink::start();
+    sink.set_mode(Mode::Stall);
+    let app = TestApp::spawn();
+    let mug = app.product_with_stock("MUG-001", 1290, 100);
+    let env = [("AGORA_SMTP_URL", sink.url()), ("AGORA_OUTBOX_BACKOFF_MS", "100".to_owned())];
+    let env: Vec<(&str, &str)> = env.iter().map(|(name, value)| (*name, value.as_str())).collect();
+
+    let first = AgoraProcess::start(&app.database, &env);
+    for n in 0..5 {
+        first.post_json("/api/orders", &order_body(&format!("c{n}@example.com"), &[(&mug, 1)])).ok_json(201);
+    }
+    // One delivery is now stuck mid-SMTP-conversation, holding its row lock; the rest wait.
+    std::thread::sleep(Duration::from_millis(500));
+    first.kill();
+    assert!(sink.messages().is_empty());
+    assert_eq!(app.count("SELECT count(*) FROM event_deliveries WHERE status = 'completed'"), 0);
+
+    sink.set_mode(Mode::Accept);
+    let _second = AgoraProcess::start(&app.database, &env);
+    wait_for_messages(&sink, 5);
+    let ids: HashSet<String> = sink.messages().iter().map(|message| message.message_id()).collect();
+    assert_eq!(ids.len(), 5);
+    assert_eq!(app.count("SELECT count(*) FROM notifications WHERE status = 'sent'"), 5);
+}
+
+#[test]
+fn two_agora_processes_on_one_database_send_each_e_mail_once() {
+    let sink = SmtpSink::start();
+    let app = TestApp::spawn_with(mailing(Some(sink.url())));
+    let _other = app.spawn_beside(mailing(Some(sink.url())));
+    let mug = app.product_with_stock("MUG-001", 500, 100);
+    for n in 0..15 {
+        let id = app.placed_order(&format!("c{n}@example.com"), &[(&mug, 1)])["id"].as_str().unwrap().to_owned();
+        app.post_json(&format!("/api/orders/{id}/payments"), &card("4242424242424242")).ok_json(201);
+    }
+    wait_for_messages(&sink, 30);
+    let ids: HashSet<String> = sink.messages().iter().map(|message| message.message_id()).collect();
+    assert_eq!(ids.len(), 30);
+    assert_eq!(app.count("SELECT count(*) FROM event_deliveries WHERE status = 'completed'"), 30);
+}
+
+#[test]
+fn dead_work_is_shown_with_its_error_and_can_be_retried_from_the_admin_page() {
+    let sink = SmtpSink::start();
+    sink.set_mode(Mode::Refuse);
+    let app = TestApp::spawn_with(|config| {
+        mailing(Some(sink.url()))(config);
+        config.outbox.max_attempts = 2;
+    });
+    let mug = app.product_with_stock("MUG-001", 1290, 10);
+    let id = app.placed_order("ada@example.com", &[(&mug, 1)])["id"].as_str().unwrap().to_owned();
+    eventually("the delivery to die", Duration::from_secs(10), || {
+        app.count("SELECT count(*) FROM event_deliveries WHERE status = 'dead'") == 1
+    });
+    let api = app.admin_get(&format!("/api/notifications?order_id={id}")).ok_json(200);
+    assert_eq!(api["items"][0]["status"], "failed");
+
+    let mut browser = app.signed_in_browser();
+    let page = browser.get("/admin/events");
+    assert!(page.body.contains("badge dead") && page.body.contains("temporarily unavailable"), "{}", page.body);
+    let event_id = app.count("SELECT event_id FROM event_deliveries WHERE status = 'dead'");
+
+    sink.set_mode(Mode::Accept);
+    let retried =
+        browser.submit("/admin/events", &format!("/admin/events/{event_id}/notifications.order_emails/retry"), &[]);
+    assert_eq!(retried.status, 303, "{}", retried.body);
+    wait_for_messages(&sink, 1);
+    assert_eq!(app.count("SELECT count(*) FROM event_deliveries WHERE status = 'completed'"), 1);
+    let again =
+        browser.submit("/admin/events", &format!("/admin/events/{event_id}/notifications.order_emails/retry"), &[]);
+    assert_eq!(again.status, 409, "only dead work can be retried");
+}
+
+#[test]
+fn the_notifications_api_is_admin_only() {
+    let app = TestApp::spawn();
+    app.get("/api/notifications").problem(401);
+    app.admin_get("/api/notifications?order_id=nope").problem(400);
+    assert_eq!(app.admin_get("/api/notifications").ok_json(200)["items"], json!([]));
+}
