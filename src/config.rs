@@ -26,6 +26,8 @@ pub struct Config {
     pub outbox: OutboxSettings,
     /// Mark the admin session cookie `Secure` (set it when serving behind HTTPS).
     pub cookie_secure: bool,
+    /// How often lock waits are sampled from `pg_stat_activity`.
+    pub lock_sample_interval: Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,6 +80,7 @@ impl std::fmt::Debug for Config {
             .field("payment_timeout", &self.payment_timeout)
             .field("pool", &self.pool)
             .field("outbox", &self.outbox)
+            .field("lock_sample_interval", &self.lock_sample_interval)
             .finish()
     }
 }
@@ -205,6 +208,7 @@ impl Config {
                 run_in_server,
             },
             cookie_secure: matches!(get("AGORA_COOKIE_SECURE").as_deref(), Some("true" | "1" | "on")),
+            lock_sample_interval: Duration::from_millis(parse_u64("AGORA_LOCK_SAMPLE_MS", 500)?.max(10)),
         })
     }
 

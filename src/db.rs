@@ -127,7 +127,10 @@ impl CustomizeConnection<PgConnection, diesel::r2d2::Error> for SessionSetup {
             self.statement_timeout.as_millis()
         ))
         .map_err(diesel::r2d2::Error::QueryError)?;
-        conn.set_instrumentation(runtime::QueryInstrumentation::default());
+        let pid: i32 = diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>("pg_backend_pid()"))
+            .get_result(conn)
+            .map_err(diesel::r2d2::Error::QueryError)?;
+        conn.set_instrumentation(runtime::QueryInstrumentation::for_backend(pid));
         Ok(())
     }
 }

@@ -17,6 +17,13 @@ use sha2::{Digest, Sha256};
 
 use crate::error::AppError;
 
+pub const TABLES: crate::architecture::coupling::TableAccess = crate::architecture::coupling::TableAccess {
+    module: crate::architecture::Module::Idempotency,
+    owns: &["idempotency_keys"],
+    reads: &[],
+    writes: &[],
+};
+
 pub const HEADER: &str = "Idempotency-Key";
 pub const KEY_LIFETIME: chrono::Duration = chrono::Duration::hours(24);
 

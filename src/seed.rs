@@ -6,7 +6,6 @@ use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 use rand::Rng;
 
-use crate::architecture::Module;
 use crate::catalog::{self, ProductDraft, ProductId};
 use crate::config::Config;
 use crate::db::Db;
@@ -50,29 +49,22 @@ const DEMO_PRODUCTS: &[(&str, &str, i64, i32, i32, &str)] = &[
     ("LAMP-CLIP", "Clip-on reading lamp", 3990, 11, 3, "USB-C, three brightness levels."),
 ];
 
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    count: i64,
-}
+/// Any fixed number; the same in every agora process.
+const SEED_LOCK_KEY: i64 = 0x4147_4f52_415f_5345; // "AGORA_SE"
 
-/// First start: seeds demo data when the catalog is empty. Serialised by an advisory lock, so
+/// First start: seeds demo data when the catalog is empty. A session advisory lock makes
 /// several agora processes starting at once on an empty database seed it once.
 pub fn seed_demo_if_empty(db: &Db, config: &Config) -> Result<(), AppError> {
-    let seeded = db.run_blocking(Module::Catalog.op("seed_demo"), |conn| {
-        conn.transaction(|conn| -> Result<Option<String>, AppError> {
-            diesel::sql_query("SELECT pg_advisory_xact_lock(4711)").execute(conn)?;
-            let existing =
-                diesel::sql_query("SELECT count(*) AS count FROM (SELECT 1 FROM products LIMIT 1) AS any_product")
-                    .get_result::<Count>(conn)?
-                    .count;
-            if existing > 0 {
-                return Ok(None);
-            }
-            seed_in(conn, config, &FIRST_START, true).map(Some)
-        })
-    })?;
-    if let Some(report) = seeded {
+    // Seeding is not any one module's work: it runs outside the per-module accounting.
+    let mut conn = db.get()?;
+    diesel::sql_query("SELECT pg_advisory_lock($1)").bind::<BigInt, _>(SEED_LOCK_KEY).execute(&mut conn)?;
+    let seeded = match catalog::is_empty(&mut conn) {
+        Ok(true) => seed_in(&mut conn, config, &FIRST_START, true).map(Some),
+        Ok(false) => Ok(None),
+        Err(error) => Err(error.into()),
+    };
+    diesel::sql_query("SELECT pg_advisory_unlock($1)").bind::<BigInt, _>(SEED_LOCK_KEY).execute(&mut conn)?;
+    if let Some(report) = seeded? {
         log::info!("seeded demo data into the empty database: {report} (AGORA_SEED=none skips this)");
     }
     Ok(())
@@ -80,9 +72,12 @@ pub fn seed_demo_if_empty(db: &Db, config: &Config) -> Result<(), AppError> {
 
 /// `agora seed`: adds demo data whatever is there already.
 pub fn seed(db: &Db, config: &Config, plan: &SeedPlan) -> Result<String, AppError> {
-    db.run_blocking(Module::Catalog.op("seed"), |conn| conn.transaction(|conn| seed_in(conn, config, plan, false)))
+    let mut conn = db.get()?;
+    seed_in(&mut conn, config, plan, false)
 }
 
+/// Each product, receipt and order commits on its own, through the modules' functions, so the
+/// demo orders get distinct times as real ones would.
 fn seed_in(conn: &mut PgConnection, config: &Config, plan: &SeedPlan, first_start: bool) -> Result<String, AppError> {
     let mut rng = rand::rng();
     // Later seeds add products beside the first ones: their SKUs carry a batch tag.

@@ -12,6 +12,16 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 
 pub use auth::bootstrap;
+
+use crate::architecture::Module;
+use crate::architecture::coupling::TableAccess;
+
+pub const TABLES: TableAccess = TableAccess {
+    module: Module::Admin,
+    owns: &["admin_users", "admin_login_failures", "admin_secrets"],
+    reads: &[],
+    writes: &[],
+};
 pub use page::{FormErrors, Layout, PageError, Section, render, render_with_status};
 pub use session::{Admin, ButtonForm, CsrfForm, CsrfProtected};
 
@@ -25,7 +35,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(crate::orders::pages::configure)
         .configure(crate::payments::pages::configure)
         .configure(crate::notifications::pages::configure)
-        .configure(crate::outbox::pages::configure);
+        .configure(crate::outbox::pages::configure)
+        .configure(crate::architecture::pages::configure);
 }
 
 /// The `/admin` scope: sessions, the sign-in middleware, and every admin page.

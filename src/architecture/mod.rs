@@ -1,6 +1,12 @@
 //! The shared-database coupling made visible: which module owns, reads and writes which table.
 
+pub mod api;
+pub mod coupling;
+mod diagram;
+pub mod locks;
+pub mod pages;
 pub mod runtime;
+pub mod scan;
 pub mod schema_map;
 
 /// The units of Agora that own tables: the five business modules and the shared infrastructure.

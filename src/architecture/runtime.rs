@@ -6,7 +6,7 @@
 //! query and notes the tables named in its SQL. Nothing here adds a round trip to the database.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
@@ -112,16 +112,59 @@ pub fn measure<T, E>(operation: Operation, work: impl FnOnce() -> Result<T, E>) 
     result
 }
 
+/// Which operation each of this process's database sessions (by backend pid) last worked for,
+/// so that a lock wait seen in `pg_stat_activity` can be put down to a module.
+fn backends() -> &'static Mutex<HashMap<i32, Operation>> {
+    static BACKENDS: OnceLock<Mutex<HashMap<i32, Operation>>> = OnceLock::new();
+    BACKENDS.get_or_init(Default::default)
+}
+
+/// The operation this process last ran on the database session `pid`, if it is ours.
+pub fn operation_of_backend(pid: i32) -> Option<Operation> {
+    backends().lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&pid).copied()
+}
+
 /// Installed on every pooled connection: times queries and notes the tables they name.
 #[derive(Default)]
 pub struct QueryInstrumentation {
     query_started: Option<Instant>,
+    backend_pid: Option<i32>,
+    last_operation: Option<Operation>,
+}
+
+impl QueryInstrumentation {
+    pub fn for_backend(pid: i32) -> Self {
+        QueryInstrumentation { backend_pid: Some(pid), ..Default::default() }
+    }
+
+    /// Records the session's current operation, touching the shared map only when it changes.
+    fn note_operation(&mut self) {
+        let Some(pid) = self.backend_pid else { return };
+        let current = CURRENT.with(|current| current.borrow().as_ref().map(|current| current.operation));
+        if let Some(operation) = current
+            && self.last_operation != Some(operation)
+        {
+            self.last_operation = Some(operation);
+            backends().lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(pid, operation);
+        }
+    }
+}
+
+impl Drop for QueryInstrumentation {
+    fn drop(&mut self) {
+        if let Some(pid) = self.backend_pid {
+            backends().lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&pid);
+        }
+    }
 }
 
 impl Instrumentation for QueryInstrumentation {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
         match event {
-            InstrumentationEvent::StartQuery { .. } => self.query_started = Some(Instant::now()),
+            InstrumentationEvent::StartQuery { .. } => {
+                self.note_operation();
+                self.query_started = Some(Instant::now());
+            }
             InstrumentationEvent::FinishQuery { query, .. } => {
                 let micros = self.query_started.take().map_or(0, |started| started.elapsed().as_micros() as u64);
                 CURRENT.with(|current| {

@@ -17,8 +17,14 @@ pub use model::{
 };
 pub use store::escape_like;
 
+use crate::architecture::Module;
+use crate::architecture::coupling::TableAccess;
 use crate::error::{AppError, FieldError};
 use crate::pagination::Page;
+
+/// The catalog's tables. No other module's table is read: the catalog is the most depended-on
+/// module and depends on nobody's data.
+pub const TABLES: TableAccess = TableAccess { module: Module::Catalog, owns: &["products"], reads: &[], writes: &[] };
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -67,6 +73,11 @@ pub fn update_product(conn: &mut PgConnection, id: ProductId, patch: ProductPatc
         return get_product(conn, id);
     }
     store::update(conn, id, &changes)?.ok_or(CatalogError::NotFound(id))
+}
+
+/// Whether the catalog has no product yet (a fresh database).
+pub fn is_empty(conn: &mut PgConnection) -> QueryResult<bool> {
+    store::is_empty(conn)
 }
 
 pub fn get_product(conn: &mut PgConnection, id: ProductId) -> Result<Product, CatalogError> {

@@ -16,6 +16,11 @@ pub fn find(conn: &mut PgConnection, product_id: ProductId) -> QueryResult<Optio
     products.find(product_id).select(Product::as_select()).first(conn).optional()
 }
 
+pub fn is_empty(conn: &mut PgConnection) -> QueryResult<bool> {
+    use crate::schema::products::dsl::*;
+    diesel::select(diesel::dsl::not(diesel::dsl::exists(products.select(id)))).get_result(conn)
+}
+
 pub fn update(
     conn: &mut PgConnection,
     product_id: ProductId,

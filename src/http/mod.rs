@@ -113,6 +113,7 @@ pub fn start_background_work(db: &Db, config: &Config) -> BackgroundTasks {
     crate::outbox::dispatcher::start(&mut tasks, db, config);
     crate::orders::timeout::start(&mut tasks, db, config);
     crate::idempotency::start_purging(&mut tasks, db);
+    crate::architecture::locks::start(&mut tasks, db, config.lock_sample_interval);
     tasks
 }
 
@@ -231,7 +232,8 @@ pub fn configure_api(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) 
     cfg.configure(crate::catalog::api::configure)
         .configure(crate::inventory::api::configure)
         .configure(crate::orders::api::configure)
-        .configure(crate::notifications::api::configure);
+        .configure(crate::notifications::api::configure)
+        .configure(crate::architecture::api::configure);
 }
 
 /// 303 See Other to `location`.

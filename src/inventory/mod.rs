@@ -18,10 +18,22 @@ use uuid::Uuid;
 
 pub use model::{Movement, MovementKind, StockLevel};
 
+use crate::architecture::Module;
+use crate::architecture::coupling::{TableAccess, Use};
 use crate::catalog::ProductId;
 use crate::error::{AppError, FieldError};
 use crate::outbox::{self, DomainEvent};
 use crate::pagination::Page;
+
+pub const TABLES: TableAccess = TableAccess {
+    module: Module::Inventory,
+    owns: &["inventory_levels", "inventory_movements"],
+    reads: &[Use {
+        table: "products",
+        reason: "stock checks need each product's SKU and low-stock threshold; stock pages show its name",
+    }],
+    writes: &[],
+};
 
 /// A quantity of one product, as orders reserve, release and ship it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -20,11 +20,25 @@ use uuid::Uuid;
 pub use model::{EmailKind, Notification};
 pub use transport::{Delivered, Transport};
 
+use crate::architecture::Module;
+use crate::architecture::coupling::{TableAccess, Use};
 use crate::config::Config;
 use crate::money::Currency;
 use crate::outbox::dispatcher::{Attempt, EventRecord, Handler, Outcome};
 use crate::outbox::subscriptions::ORDER_EMAILS;
 use crate::pagination::Page;
+
+pub const TABLES: TableAccess = TableAccess {
+    module: Module::Notifications,
+    owns: &["notifications"],
+    reads: &[
+        Use { table: "orders", reason: "an e-mail shows the order's number, date and total" },
+        Use { table: "customers", reason: "an e-mail goes to the customer, by name" },
+        Use { table: "order_lines", reason: "an e-mail lists the lines as ordered" },
+        Use { table: "products", reason: "an e-mail describes each product" },
+    ],
+    writes: &[],
+};
 
 /// The outbox handler that turns order events into e-mails.
 pub struct OrderEmails {

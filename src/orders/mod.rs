@@ -28,6 +28,8 @@ pub use model::{
 };
 pub use view::{EventSummary, NotificationSummary, OrderDetails, order_details};
 
+use crate::architecture::Module;
+use crate::architecture::coupling::{TableAccess, Use};
 use crate::catalog::ProductId;
 use crate::config::Config;
 use crate::error::{AppError, FieldError};
@@ -35,6 +37,22 @@ use crate::inventory::InventoryError;
 use crate::outbox::CancelledBy;
 use crate::pagination::Page;
 use crate::payments::{Card, PaymentsError, SimulatedGateway};
+
+pub const TABLES: TableAccess = TableAccess {
+    module: Module::Orders,
+    owns: &["customers", "orders", "order_lines"],
+    reads: &[
+        Use {
+            table: "products",
+            reason: "checkout prices every line from the catalog, inside the checkout transaction",
+        },
+        Use { table: "payments", reason: "the aggregated order view lists the order's payment attempts" },
+        Use { table: "payment_refunds", reason: "the aggregated order view shows refunds" },
+        Use { table: "notifications", reason: "the aggregated order view lists the order's e-mails" },
+        Use { table: "events", reason: "the aggregated order view lists the order's events" },
+    ],
+    writes: &[],
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OrdersError {

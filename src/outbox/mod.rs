@@ -12,6 +12,13 @@ use diesel::sql_types::{Array, BigInt, Jsonb, Text, Uuid as SqlUuid};
 
 pub use events::{CancelledBy, DomainEvent, EventType};
 
+use crate::architecture::Module;
+use crate::architecture::coupling::TableAccess;
+
+/// Modules write events only through [`publish`], never into these tables.
+pub const TABLES: TableAccess =
+    TableAccess { module: Module::Outbox, owns: &["events", "event_deliveries"], reads: &[], writes: &[] };
+
 #[derive(QueryableByName)]
 struct PublishedId {
     #[diesel(sql_type = BigInt)]

@@ -19,8 +19,17 @@ pub use card::{Card, CardBrand, CardNumber};
 pub use gateway::{CardGateway, ChargeOutcome, DeclineCode, SimulatedGateway};
 pub use model::{Payment, PaymentId, PaymentListItem, Refund};
 
+use crate::architecture::Module;
+use crate::architecture::coupling::{TableAccess, Use};
 use crate::error::AppError;
 use crate::pagination::Page;
+
+pub const TABLES: TableAccess = TableAccess {
+    module: Module::Payments,
+    owns: &["payments", "payment_refunds"],
+    reads: &[Use { table: "orders", reason: "the payments list shows the number of each payment's order" }],
+    writes: &[],
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PaymentsError {

@@ -2,6 +2,7 @@
 //! over HTTP on a PostgreSQL database of its own (see `helpers`).
 
 mod admin;
+mod architecture;
 mod catalog;
 mod health;
 mod helpers;
@@ -10,4 +11,5 @@ mod migrations;
 mod notifications;
 mod orders;
 mod payments;
+mod seed;
 mod smtp;

@@ -1,0 +1,76 @@
+//! `GET /api/metrics`: the runtime evidence of the coupling, as JSON.
+
+use std::collections::BTreeMap;
+
+use actix_web::{get, web};
+use serde::Serialize;
+
+use super::locks::{self, LockWait};
+use super::runtime::{self, ModuleRuntime, OperationRuntime};
+use crate::error::{AppError, ProblemDetails};
+use crate::http::AppState;
+use crate::http::admin_token::AdminToken;
+
+pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    cfg.service(metrics);
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct OperationMetrics {
+    #[serde(flatten)]
+    pub runtime: OperationRuntime,
+    /// The tables the operation touched, grouped by the module that owns them.
+    pub tables_by_owner: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PoolMetrics {
+    pub connections: u32,
+    pub idle: u32,
+}
+
+/// Counters since this process started.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Metrics {
+    /// Database work per module: operations (units of work through `Db::run`), queries, time.
+    pub modules: Vec<ModuleRuntime>,
+    pub operations: Vec<OperationMetrics>,
+    /// Sessions seen waiting for a lock held by another, by (waiting, blocking) operation.
+    pub lock_waits: Vec<LockWait>,
+    pub pool: PoolMetrics,
+}
+
+pub fn collect(state: &AppState) -> Metrics {
+    let pool = state.db.pool_state();
+    Metrics {
+        modules: runtime::module_snapshot(),
+        operations: runtime::operation_snapshot()
+            .into_iter()
+            .map(|runtime| {
+                let mut tables_by_owner: BTreeMap<String, Vec<String>> = BTreeMap::new();
+                for table in &runtime.tables {
+                    let owner = super::coupling::owner_of(table).map_or("(none)", |module| module.name());
+                    tables_by_owner.entry(owner.to_owned()).or_default().push(table.clone());
+                }
+                OperationMetrics { runtime, tables_by_owner }
+            })
+            .collect(),
+        lock_waits: locks::summary(),
+        pool: PoolMetrics { connections: pool.connections, idle: pool.idle_connections },
+    }
+}
+
+/// Database work per module and per operation, the tables each operation touched, and lock
+/// waits between modules' transactions.
+#[utoipa::path(
+    tag = "architecture",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Counters since the process started", body = Metrics),
+        (status = 401, description = "Missing or wrong admin token", body = ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
+#[get("/metrics")]
+pub async fn metrics(_admin: AdminToken, state: web::Data<AppState>) -> Result<web::Json<Metrics>, AppError> {
+    Ok(web::Json(collect(&state)))
+}

@@ -1,0 +1,312 @@
+//! Declared coupling (what each module says it uses of other modules' tables, and why) held
+//! against derived coupling (what its code actually names, found at build time).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::Module;
+use super::scan::{FileScan, TableUse};
+
+/// Another module's table that a module uses, and why.
+#[derive(Debug)]
+pub struct Use {
+    pub table: &'static str,
+    pub reason: &'static str,
+}
+
+/// A module's one declaration of its tables: those it owns, and those of other modules it reads
+/// or writes. Adding a cross-module read is a change to this declaration, visible in review.
+#[derive(Debug)]
+pub struct TableAccess {
+    pub module: Module,
+    pub owns: &'static [&'static str],
+    pub reads: &'static [Use],
+    pub writes: &'static [Use],
+}
+
+/// Every module's declaration.
+pub fn declarations() -> [&'static TableAccess; 8] {
+    [
+        &crate::catalog::TABLES,
+        &crate::inventory::TABLES,
+        &crate::orders::TABLES,
+        &crate::payments::TABLES,
+        &crate::notifications::TABLES,
+        &crate::outbox::TABLES,
+        &crate::idempotency::TABLES,
+        &crate::admin::TABLES,
+    ]
+}
+
+/// One scanned file, as `build.rs` writes it.
+#[derive(Debug)]
+pub struct ScannedFile {
+    pub path: &'static str,
+    pub module: Option<&'static str>,
+    pub tables: &'static [ScannedTable],
+    pub calls: &'static [&'static str],
+}
+
+#[derive(Debug)]
+pub struct ScannedTable {
+    pub table: &'static str,
+    pub written: bool,
+    pub columns: &'static [&'static str],
+}
+
+include!(concat!(env!("OUT_DIR"), "/coupling.rs"));
+
+/// The build-time scan of `src/`, in the scanner's own form.
+pub fn scanned() -> Vec<FileScan> {
+    SCANNED
+        .iter()
+        .map(|file| FileScan {
+            path: file.path.to_owned(),
+            module: file.module.map(str::to_owned),
+            tables: file
+                .tables
+                .iter()
+                .map(|table| {
+                    let columns = table.columns.iter().map(|column| column.to_string()).collect();
+                    (table.table.to_owned(), TableUse { written: table.written, columns })
+                })
+                .collect(),
+            calls: file.calls.iter().map(|call| call.to_string()).collect(),
+        })
+        .collect()
+}
+
+/// A difference between what the code does and what the modules declare.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Violation {
+    /// A module's code uses another module's table without declaring it.
+    Undeclared { module: String, table: String, access: &'static str, files: Vec<String> },
+    /// A module declares a use its code no longer has.
+    Stale { module: String, table: String, access: &'static str },
+    /// Code outside every module names a table.
+    OutsideModules { path: String, table: String },
+    /// A table of the schema that no module owns, or that several claim.
+    Ownership { table: String, owners: Vec<String> },
+    /// A declaration names a table the schema does not have.
+    UnknownTable { module: String, table: String },
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Violation::Undeclared { module, table, access, files } => write!(
+                f,
+                "{module} {access} {table} (in {}) without declaring it: add it to `{access}` in {module}'s TABLES, with a reason",
+                files.join(", ")
+            ),
+            Violation::Stale { module, table, access } => {
+                write!(
+                    f,
+                    "{module} declares that it {access} {table}, but its code no longer does: remove the declaration"
+                )
+            }
+            Violation::OutsideModules { path, table } => {
+                write!(f, "{path} is outside every module but names {table}: move the access into the owning module")
+            }
+            Violation::Ownership { table, owners } if owners.is_empty() => write!(f, "no module owns {table}"),
+            Violation::Ownership { table, owners } => write!(f, "{table} is owned by {}", owners.join(" and ")),
+            Violation::UnknownTable { module, table } => {
+                write!(f, "{module} declares {table}, which the schema does not have")
+            }
+        }
+    }
+}
+
+/// What a module's code uses of tables it does not own: table -> (written?, files).
+pub fn foreign_uses(module: &str, owned: &[&str], scans: &[FileScan]) -> BTreeMap<String, (bool, Vec<String>)> {
+    let mut uses: BTreeMap<String, (bool, Vec<String>)> = BTreeMap::new();
+    for file in scans.iter().filter(|file| file.module.as_deref() == Some(module)) {
+        for (table, usage) in &file.tables {
+            if owned.contains(&table.as_str()) {
+                continue;
+            }
+            let entry = uses.entry(table.clone()).or_default();
+            entry.0 |= usage.written;
+            entry.1.push(file.path.clone());
+        }
+    }
+    uses
+}
+
+/// Every difference between the declarations and the scanned code.
+pub fn check(declarations: &[&TableAccess], scans: &[FileScan], schema_tables: &[&str]) -> Vec<Violation> {
+    let mut violations = Vec::new();
+    for table in schema_tables {
+        let owners: Vec<String> = declarations
+            .iter()
+            .filter(|declaration| declaration.owns.contains(table))
+            .map(|declaration| declaration.module.name().to_owned())
+            .collect();
+        if owners.len() != 1 {
+            violations.push(Violation::Ownership { table: table.to_string(), owners });
+        }
+    }
+    for declaration in declarations {
+        let module = declaration.module.name();
+        let declared = declaration
+            .owns
+            .iter()
+            .chain(declaration.reads.iter().map(|u| &u.table))
+            .chain(declaration.writes.iter().map(|u| &u.table));
+        for table in declared {
+            if !schema_tables.contains(table) {
+                violations.push(Violation::UnknownTable { module: module.to_owned(), table: table.to_string() });
+            }
+        }
+        let uses = foreign_uses(module, declaration.owns, scans);
+        let declares = |list: &[Use], table: &str| list.iter().any(|u| u.table == table);
+        for (table, (written, files)) in &uses {
+            if *written && !declares(declaration.writes, table) {
+                violations.push(Violation::Undeclared {
+                    module: module.to_owned(),
+                    table: table.clone(),
+                    access: "writes",
+                    files: files.clone(),
+                });
+            } else if !*written && !declares(declaration.reads, table) && !declares(declaration.writes, table) {
+                violations.push(Violation::Undeclared {
+                    module: module.to_owned(),
+                    table: table.clone(),
+                    access: "reads",
+                    files: files.clone(),
+                });
+            }
+        }
+        for declared in declaration.reads {
+            if !uses.contains_key(declared.table) {
+                violations.push(Violation::Stale {
+                    module: module.to_owned(),
+                    table: declared.table.to_owned(),
+                    access: "reads",
+                });
+            }
+        }
+        for declared in declaration.writes {
+            if !uses.get(declared.table).is_some_and(|(written, _)| *written) {
+                violations.push(Violation::Stale {
+                    module: module.to_owned(),
+                    table: declared.table.to_owned(),
+                    access: "writes",
+                });
+            }
+        }
+    }
+    for file in scans.iter().filter(|file| file.module.is_none()) {
+        for table in file.tables.keys() {
+            violations.push(Violation::OutsideModules { path: file.path.clone(), table: table.clone() });
+        }
+    }
+    violations
+}
+
+/// How a module relates to a table, as the matrix shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Relation {
+    Owns,
+    Reads,
+    Writes,
+    None,
+}
+
+impl Relation {
+    pub fn label(self) -> &'static str {
+        match self {
+            Relation::Owns => "owner",
+            Relation::Reads => "reads",
+            Relation::Writes => "writes",
+            Relation::None => "",
+        }
+    }
+}
+
+/// The module x table matrix, from the declarations (which the coupling test holds equal to
+/// the code).
+pub struct Matrix {
+    pub modules: Vec<Module>,
+    /// (table, owner, one relation per module in `modules` order)
+    pub rows: Vec<(String, Module, Vec<Relation>)>,
+}
+
+pub fn matrix() -> Matrix {
+    let declarations = declarations();
+    let modules: Vec<Module> = declarations.iter().map(|declaration| declaration.module).collect();
+    let mut rows = Vec::new();
+    for owner in &declarations {
+        for table in owner.owns {
+            let relations = declarations
+                .iter()
+                .map(|declaration| {
+                    if declaration.owns.contains(table) {
+                        Relation::Owns
+                    } else if declaration.writes.iter().any(|u| u.table == *table) {
+                        Relation::Writes
+                    } else if declaration.reads.iter().any(|u| u.table == *table) {
+                        Relation::Reads
+                    } else {
+                        Relation::None
+                    }
+                })
+                .collect();
+            rows.push((table.to_string(), owner.module, relations));
+        }
+    }
+    Matrix { modules, rows }
+}
+
+/// The owner of a table.
+pub fn owner_of(table: &str) -> Option<Module> {
+    declarations().iter().find(|declaration| declaration.owns.contains(&table)).map(|declaration| declaration.module)
+}
+
+/// For one table: each column, and every (module, file) whose code names it.
+pub struct TableDependents {
+    pub table: String,
+    pub owner: Option<Module>,
+    pub modules: BTreeSet<String>,
+    pub columns: Vec<(String, Vec<(String, String)>)>,
+}
+
+pub fn dependents() -> Vec<TableDependents> {
+    let scans = scanned();
+    super::schema_map::tables()
+        .iter()
+        .map(|table| {
+            let users: Vec<&FileScan> = scans.iter().filter(|file| file.tables.contains_key(table.name)).collect();
+            let columns = table
+                .columns
+                .iter()
+                .map(|column| {
+                    let files = users
+                        .iter()
+                        .filter(|file| file.tables[table.name].columns.contains(*column))
+                        .map(|file| {
+                            (file.module.clone().unwrap_or_else(|| "(outside modules)".into()), file.path.clone())
+                        })
+                        .collect();
+                    (column.to_string(), files)
+                })
+                .collect();
+            TableDependents {
+                table: table.name.to_owned(),
+                owner: owner_of(table.name),
+                modules: users.iter().filter_map(|file| file.module.clone()).collect(),
+                columns,
+            }
+        })
+        .collect()
+}
+
+/// Module -> modules whose public functions its code calls.
+pub fn calls() -> BTreeMap<String, BTreeSet<String>> {
+    let mut calls: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for file in scanned() {
+        if let Some(module) = file.module {
+            calls.entry(module).or_default().extend(file.calls);
+        }
+    }
+    calls
+}

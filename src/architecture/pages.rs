@@ -1,0 +1,60 @@
+//! `/admin/architecture`: the coupling, declared and derived from the code at build time, and
+//! measured at run time.
+
+use actix_web::{HttpResponse, web};
+use askama::Template;
+
+use super::api::{Metrics, collect};
+use super::coupling::{self, Matrix, TableDependents, Violation};
+use crate::admin::{Admin, Layout, PageError, Section, render};
+use crate::http::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/architecture", web::get().to(show));
+}
+
+#[derive(Template)]
+#[template(path = "architecture/templates/architecture.html")]
+struct ArchitecturePage {
+    layout: Layout,
+    violations: Vec<Violation>,
+    matrix: Matrix,
+    reasons: Vec<(String, String, &'static str, String)>,
+    diagram: String,
+    dependents: Vec<TableDependents>,
+    metrics: Metrics,
+}
+
+impl ArchitecturePage {
+    fn owner_name(&self, dependents: &TableDependents) -> &'static str {
+        dependents.owner.map_or("nobody", |module| module.name())
+    }
+}
+
+async fn show(state: web::Data<AppState>, admin: Admin) -> Result<HttpResponse, PageError> {
+    let declarations = coupling::declarations();
+    let schema_tables: Vec<&str> = super::schema_map::tables().iter().map(|table| table.name).collect();
+    let violations = coupling::check(&declarations, &coupling::scanned(), &schema_tables);
+    let mut reasons = Vec::new();
+    for declaration in &declarations {
+        for (uses, access) in [(declaration.reads, "reads"), (declaration.writes, "writes")] {
+            for used in uses {
+                reasons.push((
+                    declaration.module.name().to_owned(),
+                    used.table.to_owned(),
+                    access,
+                    used.reason.to_owned(),
+                ));
+            }
+        }
+    }
+    render(&ArchitecturePage {
+        layout: admin.layout(Section::Architecture),
+        violations,
+        matrix: coupling::matrix(),
+        reasons,
+        diagram: super::diagram::svg(&declarations, &coupling::calls()),
+        dependents: coupling::dependents(),
+        metrics: collect(&state),
+    })
+}

@@ -1,0 +1,36 @@
+use std::process::Command;
+
+use agora::config::SeedMode;
+
+use crate::helpers::{TestApp, assert_ledger_matches_levels};
+
+#[test]
+fn the_first_start_seeds_products_with_stock_and_orders_in_every_status() {
+    let app = TestApp::spawn_with(|config| config.seed = SeedMode::Demo);
+    assert_eq!(app.count("SELECT count(*) FROM products"), 24);
+    assert_eq!(app.count("SELECT count(DISTINCT status) FROM orders"), 5, "every status");
+    assert!(app.count("SELECT count(*) FROM inventory_levels l JOIN products p ON p.id = l.product_id WHERE l.on_hand - l.reserved <= p.low_stock_threshold") >= 3, "some low stock");
+    assert!(app.count("SELECT count(*) FROM inventory_levels WHERE on_hand - reserved > 20") >= 10, "most in stock");
+    assert!(app.count("SELECT count(*) FROM payments WHERE status = 'failed'") >= 1);
+    assert_ledger_matches_levels(&mut app.connect());
+    assert_eq!(app.get("/api/products?limit=100").ok_json(200)["items"].as_array().unwrap().len(), 24);
+
+    // A second process starting on the seeded database adds nothing.
+    let _again = app.spawn_beside(|config| config.seed = SeedMode::Demo);
+    assert_eq!(app.count("SELECT count(*) FROM products"), 24);
+}
+
+#[test]
+fn agora_seed_adds_more_demo_data_beside_what_is_there() {
+    let app = TestApp::spawn_with(|config| config.seed = SeedMode::Demo);
+    let output = Command::new(env!("CARGO_BIN_EXE_agora"))
+        .args(["seed", "--products", "30", "--customers", "5", "--orders", "12"])
+        .env("DATABASE_URL", &app.database.url)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("30 products with stock, 5 customers"));
+    assert_eq!(app.count("SELECT count(*) FROM products"), 54);
+    assert!(app.count("SELECT count(*) FROM orders") >= 30 + 10);
+    assert_ledger_matches_levels(&mut app.connect());
+}
