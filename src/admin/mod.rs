@@ -59,8 +59,13 @@ pub fn scope(
 #[template(path = "admin/templates/dashboard.html")]
 struct DashboardPage {
     layout: Layout,
+    orders: crate::orders::Dashboard,
+    outbox: crate::outbox::Backlog,
+    currency: crate::money::Currency,
 }
 
-async fn dashboard(admin: Admin) -> Result<HttpResponse, PageError> {
-    render(&DashboardPage { layout: admin.layout(Section::Dashboard) })
+async fn dashboard(state: web::Data<crate::http::AppState>, admin: Admin) -> Result<HttpResponse, PageError> {
+    let orders = state.db.run(Module::Orders.op("dashboard"), crate::orders::dashboard).await?;
+    let outbox = state.db.run(Module::Outbox.op("backlog"), crate::outbox::backlog).await?;
+    render(&DashboardPage { layout: admin.layout(Section::Dashboard), orders, outbox, currency: state.config.currency })
 }

@@ -120,8 +120,9 @@ pub fn start_background_work(db: &Db, config: &Config) -> BackgroundTasks {
 /// `agora serve`.
 pub async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let admin_api = config.admin_token.is_some();
+    let bind = config.bind.clone();
     let application = Application::build(config)?;
-    let base = format!("http://{}", local_address(&application));
+    let base = format!("http://{}", local_address(&bind, application.port()));
     log::info!("Agora is serving the API at {base}/api (OpenAPI: {base}/api/openapi.json)");
     log::info!("admin pages at {base}/admin");
     if !admin_api {
@@ -132,8 +133,12 @@ pub async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-fn local_address(application: &Application) -> String {
-    format!("127.0.0.1:{}", application.port())
+/// Where a person on this machine reaches the server: the bound host, or loopback when bound
+/// to every interface.
+fn local_address(bind: &str, port: u16) -> String {
+    let host = bind.rsplit_once(':').map_or(bind, |(host, _)| host);
+    let host = if matches!(host, "0.0.0.0" | "[::]" | "") { "127.0.0.1" } else { host };
+    format!("{host}:{port}")
 }
 
 /// `agora worker`: the background work alone, until SIGINT or SIGTERM.
@@ -239,4 +244,14 @@ pub fn configure_api(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) 
 /// 303 See Other to `location`.
 pub fn see_other(location: &str) -> HttpResponse {
     HttpResponse::SeeOther().insert_header(("Location", location)).finish()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn logged_addresses_are_reachable_from_this_machine() {
+        assert_eq!(super::local_address("0.0.0.0:8080", 8080), "127.0.0.1:8080");
+        assert_eq!(super::local_address("127.0.0.1:0", 41234), "127.0.0.1:41234");
+        assert_eq!(super::local_address("[::]:8080", 8080), "127.0.0.1:8080");
+    }
 }

@@ -87,4 +87,6 @@ pub struct NewNotification {
     pub html_body: String,
     pub message_id: String,
     pub status: &'static str,
+    pub attempts: i32,
+    pub sent_at: Option<DateTime<Utc>>,
 }

@@ -1,8 +1,8 @@
 //! The dispatcher: hands due work of the outbox to its handlers, with retries.
 //!
-//! Each unit of work is one `(event, handler)` row of `event_deliveries`. A worker claims one
-//! due row with `FOR UPDATE SKIP LOCKED` and keeps the row locked, in one transaction, while
-//! the handler runs; then it marks the row completed, or schedules a retry (exponential backoff
+//! Each unit of work is one `(event, handler)` row of `event_deliveries`. A worker claims due
+//! rows with `FOR NO KEY UPDATE SKIP LOCKED` and keeps them locked, in one transaction, while
+//! the handler runs (one row per transaction when handling sends e-mail, see [`batch_size`]); then it marks the row completed, or schedules a retry (exponential backoff
 //! with jitter), or marks it dead after the last attempt. Because the lock lives in the
 //! transaction, a process that dies mid-work simply loses it: PostgreSQL rolls back and the row
 //! is due again for whoever comes next. Several agora processes therefore share the work, and
@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Integer, Jsonb, Text, Timestamptz};
 use rand::Rng;
 
 use super::events::DomainEvent;
@@ -59,6 +60,8 @@ pub struct EventRecord {
 /// [`Outcome::Retry`] its writes are kept.
 pub trait Handler: Send + Sync {
     fn name(&self) -> &'static str;
+    /// Whether handling reaches outside the database (sends an e-mail): see [`batch_size`].
+    fn has_external_effects(&self) -> bool;
     fn handle(&self, conn: &mut PgConnection, record: &EventRecord, attempt: Attempt) -> QueryResult<Outcome>;
 }
 
@@ -172,11 +175,12 @@ fn work(
     doorbell: &Doorbell,
     stop: &StopSignal,
 ) {
+    let batch = batch_size(handlers);
     while !stop.is_stopped() {
         let seen = doorbell.rings();
-        match db.run_blocking(Module::Outbox.op("dispatch"), |conn| process_one(conn, settings, handlers)) {
-            Ok(true) => continue,
-            Ok(false) => {}
+        match db.run_blocking(Module::Outbox.op("dispatch"), |conn| process_batch(conn, settings, handlers, batch)) {
+            Ok(0) => {}
+            Ok(_) => continue,
             Err(error) => log::warn!("outbox worker: {}", CauseChain(&error)),
         }
         let next_due = db
@@ -187,90 +191,127 @@ fn work(
     }
 }
 
-#[derive(Debug, Queryable)]
+#[derive(Debug, QueryableByName)]
 struct Claimed {
+    #[diesel(sql_type = BigInt)]
     event_id: i64,
+    #[diesel(sql_type = Text)]
     handler: String,
+    #[diesel(sql_type = Integer)]
     attempts: i32,
+    #[diesel(sql_type = Text)]
+    event_type: String,
+    #[diesel(sql_type = Jsonb)]
+    payload: serde_json::Value,
+    #[diesel(sql_type = Timestamptz)]
+    created_at: DateTime<Utc>,
 }
 
-/// Claims one due delivery and runs its handler; returns whether there was one.
-pub fn process_one(
+/// How many deliveries one transaction takes on. Work with effects outside the database (an
+/// e-mail handed to an SMTP server) is committed one delivery at a time, so that a crash can
+/// repeat at most the one in flight; work confined to the database is all-or-nothing anyway and
+/// is committed in batches, which saves a commit (a WAL flush) per delivery.
+pub fn batch_size(handlers: &HashMap<&'static str, Arc<dyn Handler>>) -> i64 {
+    if handlers.values().any(|handler| handler.has_external_effects()) { 1 } else { 32 }
+}
+
+/// Claims up to `batch` due deliveries with their events (one query) and runs their handlers,
+/// each in a savepoint; returns how many there were.
+pub fn process_batch(
     conn: &mut PgConnection,
     settings: &OutboxSettings,
     handlers: &HashMap<&'static str, Arc<dyn Handler>>,
-) -> Result<bool, AppError> {
-    use crate::schema::{event_deliveries as d, events as e};
+    batch: i64,
+) -> Result<usize, AppError> {
     conn.transaction(|conn| {
-        let claimed: Option<Claimed> = d::table
-            .filter(d::status.eq("pending"))
-            .filter(d::next_attempt_at.le(diesel::dsl::now))
-            .order((d::next_attempt_at.asc(), d::event_id.asc()))
-            .select((d::event_id, d::handler, d::attempts))
-            .for_update()
-            .skip_locked()
-            .first(conn)
-            .optional()?;
-        let Some(claimed) = claimed else { return Ok(false) };
-        let (event_type, payload, created_at): (String, serde_json::Value, DateTime<Utc>) =
-            e::table.find(claimed.event_id).select((e::event_type, e::payload, e::created_at)).first(conn)?;
-        let attempt = Attempt { number: claimed.attempts + 1, is_last: claimed.attempts + 1 >= settings.max_attempts };
+        let claimed: Vec<Claimed> = diesel::sql_query(
+            "SELECT d.event_id, d.handler, d.attempts, e.event_type, e.payload, e.created_at
+               FROM event_deliveries d
+               JOIN events e ON e.id = d.event_id
+              WHERE d.status = 'pending' AND d.next_attempt_at <= now()
+              ORDER BY d.next_attempt_at, d.event_id
+              LIMIT $1
+                FOR NO KEY UPDATE OF d SKIP LOCKED",
+        )
+        .bind::<BigInt, _>(batch)
+        .load(conn)?;
+        for delivery in &claimed {
+            let outcome = run_handler(conn, settings, handlers, delivery);
+            record_outcome(conn, settings, delivery, outcome)?;
+        }
+        Ok(claimed.len())
+    })
+}
 
-        let outcome = match (handlers.get(claimed.handler.as_str()), DomainEvent::from_stored(&event_type, &payload)) {
-            (None, _) => Outcome::Retry(format!("no handler called {} runs in this process", claimed.handler)),
-            (_, Err(error)) => Outcome::Retry(format!("unreadable {event_type} payload: {error}")),
-            (Some(handler), Ok(event)) => {
-                let record = EventRecord { id: claimed.event_id, created_at, event };
-                match conn.transaction(|conn| handler.handle(conn, &record, attempt)) {
-                    Ok(outcome) => outcome,
-                    Err(error) => Outcome::Retry(format!("database error: {error}")),
-                }
-            }
-        };
-
-        let row = d::table.find((claimed.event_id, &claimed.handler));
-        match outcome {
-            Outcome::Done => {
-                diesel::update(row)
-                    .set((
-                        d::status.eq("completed"),
-                        d::attempts.eq(attempt.number),
-                        d::completed_at.eq(diesel::dsl::now),
-                        d::last_error.eq(None::<String>),
-                    ))
-                    .execute(conn)?;
-            }
-            Outcome::Retry(error) if attempt.is_last => {
-                log::error!(
-                    "{} gave up on event {} after {} attempts: {error}",
-                    claimed.handler,
-                    claimed.event_id,
-                    attempt.number
-                );
-                diesel::update(row)
-                    .set((d::status.eq("dead"), d::attempts.eq(attempt.number), d::last_error.eq(truncate(&error))))
-                    .execute(conn)?;
-            }
-            Outcome::Retry(error) => {
-                let delay = backoff(settings, attempt.number);
-                log::warn!(
-                    "{} failed on event {} (attempt {}), retrying in {delay:?}: {error}",
-                    claimed.handler,
-                    claimed.event_id,
-                    attempt.number
-                );
-                let next = Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
-                diesel::update(row)
-                    .set((
-                        d::attempts.eq(attempt.number),
-                        d::last_error.eq(truncate(&error)),
-                        d::next_attempt_at.eq(next),
-                    ))
-                    .execute(conn)?;
+fn run_handler(
+    conn: &mut PgConnection,
+    settings: &OutboxSettings,
+    handlers: &HashMap<&'static str, Arc<dyn Handler>>,
+    delivery: &Claimed,
+) -> (Attempt, Outcome) {
+    let attempt = Attempt { number: delivery.attempts + 1, is_last: delivery.attempts + 1 >= settings.max_attempts };
+    let outcome = match (
+        handlers.get(delivery.handler.as_str()),
+        DomainEvent::from_stored(&delivery.event_type, &delivery.payload),
+    ) {
+        (None, _) => Outcome::Retry(format!("no handler called {} runs in this process", delivery.handler)),
+        (_, Err(error)) => Outcome::Retry(format!("unreadable {} payload: {error}", delivery.event_type)),
+        (Some(handler), Ok(event)) => {
+            let record = EventRecord { id: delivery.event_id, created_at: delivery.created_at, event };
+            match conn.transaction(|conn| handler.handle(conn, &record, attempt)) {
+                Ok(outcome) => outcome,
+                Err(error) => Outcome::Retry(format!("database error: {error}")),
             }
         }
-        Ok(true)
-    })
+    };
+    (attempt, outcome)
+}
+
+fn record_outcome(
+    conn: &mut PgConnection,
+    settings: &OutboxSettings,
+    delivery: &Claimed,
+    (attempt, outcome): (Attempt, Outcome),
+) -> QueryResult<()> {
+    use crate::schema::event_deliveries as d;
+    let row = d::table.find((delivery.event_id, &delivery.handler));
+    match outcome {
+        Outcome::Done => {
+            diesel::update(row)
+                .set((
+                    d::status.eq("completed"),
+                    d::attempts.eq(attempt.number),
+                    d::completed_at.eq(diesel::dsl::now),
+                    d::last_error.eq(None::<String>),
+                ))
+                .execute(conn)?;
+        }
+        Outcome::Retry(error) if attempt.is_last => {
+            log::error!(
+                "{} gave up on event {} after {} attempts: {error}",
+                delivery.handler,
+                delivery.event_id,
+                attempt.number
+            );
+            diesel::update(row)
+                .set((d::status.eq("dead"), d::attempts.eq(attempt.number), d::last_error.eq(truncate(&error))))
+                .execute(conn)?;
+        }
+        Outcome::Retry(error) => {
+            let delay = backoff(settings, attempt.number);
+            log::warn!(
+                "{} failed on event {} (attempt {}), retrying in {delay:?}: {error}",
+                delivery.handler,
+                delivery.event_id,
+                attempt.number
+            );
+            let next = Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+            diesel::update(row)
+                .set((d::attempts.eq(attempt.number), d::last_error.eq(truncate(&error)), d::next_attempt_at.eq(next)))
+                .execute(conn)?;
+        }
+    }
+    Ok(())
 }
 
 /// How long until the next pending delivery falls due (zero if one is due now).

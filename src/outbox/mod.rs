@@ -50,6 +50,21 @@ pub fn publish(conn: &mut PgConnection, event: &DomainEvent) -> QueryResult<i64>
     Ok(published.id)
 }
 
+/// Work the handlers have not finished: counted through the partial indexes on pending and
+/// dead deliveries, so the count stays cheap however many events have completed.
+#[derive(Debug, Default)]
+pub struct Backlog {
+    pub pending: i64,
+    pub dead: i64,
+}
+
+pub fn backlog(conn: &mut PgConnection) -> QueryResult<Backlog> {
+    use crate::schema::event_deliveries::dsl::*;
+    let pending = event_deliveries.filter(status.eq("pending")).count().get_result(conn)?;
+    let dead = event_deliveries.filter(status.eq("dead")).count().get_result(conn)?;
+    Ok(Backlog { pending, dead })
+}
+
 /// A delivery that has not completed, with its event.
 #[derive(Debug, Queryable)]
 pub struct OpenDelivery {

@@ -41,6 +41,7 @@ fn signing_in_opens_the_admin_shell_with_every_section() {
         assert!(shell.body.contains(&format!("<a href=\"{href}\">{label}</a>")), "no link to {label}");
     }
     assert!(shell.body.contains("href=\"/static/admin.css\""));
+    assert!(shell.body.contains("The last 24 hours") && shell.body.contains("Dead events"), "the dashboard's figures");
     assert!(!shell.body.contains("http://") && !shell.body.contains("https://"), "no external resources");
 }
 

@@ -37,10 +37,39 @@ fn the_openapi_document_describes_the_api() {
     let document = app.get("/api/openapi.json").ok_json(200);
     assert!(document["openapi"].as_str().unwrap().starts_with("3."));
     let paths = document["paths"].as_object().unwrap();
-    for path in ["/healthz", "/readyz"] {
-        assert!(paths.contains_key(path), "{path} is missing from {:?}", paths.keys());
+    // Every endpoint of the public contract (API.md), with its method.
+    for (method, path) in [
+        ("get", "/healthz"),
+        ("get", "/readyz"),
+        ("get", "/api/products"),
+        ("post", "/api/products"),
+        ("get", "/api/products/{id}"),
+        ("patch", "/api/products/{id}"),
+        ("get", "/api/inventory/{product_id}"),
+        ("post", "/api/inventory/{product_id}/adjustments"),
+        ("get", "/api/inventory/{product_id}/movements"),
+        ("post", "/api/orders"),
+        ("get", "/api/orders"),
+        ("get", "/api/orders/{id}"),
+        ("post", "/api/orders/{id}/cancel"),
+        ("post", "/api/orders/{id}/payments"),
+        ("post", "/api/orders/{id}/ship"),
+        ("post", "/api/orders/{id}/refund"),
+        ("get", "/api/notifications"),
+        ("get", "/api/metrics"),
+    ] {
+        let operation = &paths.get(path).unwrap_or_else(|| panic!("{path} is missing from {:?}", paths.keys()))[method];
+        assert!(operation.is_object(), "{method} {path} is not documented");
+        let responses = operation["responses"].as_object().unwrap();
+        if path.starts_with("/api/") {
+            assert!(
+                responses.keys().any(|status| status.starts_with('4')),
+                "{method} {path} documents no error response"
+            );
+        }
     }
     assert!(document["components"]["securitySchemes"]["admin_token"].is_object());
+    assert!(document["components"]["schemas"]["ProblemDetails"].is_object());
 }
 
 #[test]

@@ -1,0 +1,508 @@
+//! Load benchmark: the running `agora` binary against a baseline of pgbench running the same
+//! SQL on the same database, in the same run.
+//!
+//!     cargo bench --bench load
+//!
+//! Settings (environment): AGORA_BENCH_SECS (per round, default 5), AGORA_BENCH_ROUNDS (rounds
+//! per scenario, alternating agora and its baseline; default 3), AGORA_BENCH_CLIENTS (concurrent
+//! clients, default 8), AGORA_TEST_DATABASE_URL or DATABASE_URL (the server; default
+//! postgres://postgres@127.0.0.1:5432/postgres). Needs `pgbench` on the PATH. Prints a Markdown
+//! report and writes it to target/bench-report.md.
+//!
+//! Scenarios:
+//! - checkout, spread: each order takes 1 unit each of 2 neighbouring products out of 200;
+//! - checkout, hot: every order takes 1 unit of the same product (all contend for one row);
+//! - order view: GET /api/orders/{id} (five reads from one snapshot) for random orders;
+//! - HTTP hop: GET /healthz, the cost of one request on loopback without the database;
+//! - e-mail delay: checkout under load with the outbox dispatcher running, then the time from
+//!   each order's transaction to its stored confirmation e-mail.
+
+use std::fmt::Write as _;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Double, Text};
+
+const PRODUCTS: usize = 200;
+const CUSTOMERS: usize = 1000;
+const TOKEN: &str = "bench-admin-token-0123456789";
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|value| value.parse().ok()).unwrap_or(default)
+}
+
+fn server_url() -> String {
+    let url = std::env::var("AGORA_TEST_DATABASE_URL")
+        .or_else(|_| std::env::var("DATABASE_URL"))
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    agora::db::split_database_url(&url).map(|(maintenance, _)| maintenance).unwrap_or(url)
+}
+
+fn database_url(name: &str) -> String {
+    let server = server_url();
+    let base = server.split('?').next().unwrap();
+    format!("{}/{name}", base.rsplit_once('/').unwrap().0)
+}
+
+/// Latencies of one scenario.
+struct Run {
+    label: String,
+    requests: usize,
+    errors: usize,
+    seconds: f64,
+    latencies_us: Vec<u64>,
+}
+
+impl Run {
+    fn throughput(&self) -> f64 {
+        self.requests as f64 / self.seconds
+    }
+
+    fn percentile(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return f64::NAN;
+        }
+        let index = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies_us[index] as f64 / 1000.0
+    }
+
+    fn merge(mut self, other: Run) -> Run {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.seconds += other.seconds;
+        self.latencies_us.extend(other.latencies_us);
+        self.latencies_us.sort_unstable();
+        self
+    }
+
+    fn row(&self) -> String {
+        format!(
+            "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {} |",
+            self.label,
+            self.throughput(),
+            self.percentile(0.50),
+            self.percentile(0.95),
+            self.percentile(0.99),
+            self.errors
+        )
+    }
+}
+
+/// `clients` threads send `request` back to back for `duration`; each keeps one HTTP connection.
+fn load(
+    label: &str,
+    clients: usize,
+    duration: Duration,
+    request: impl Fn(&ureq::Agent, usize, u64) -> bool + Sync,
+) -> Run {
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let results: Vec<(Vec<u64>, usize)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..clients)
+            .map(|client| {
+                let (stop, request) = (stop.clone(), &request);
+                scope.spawn(move || {
+                    let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+                    let (mut latencies, mut errors, mut n) = (Vec::new(), 0, 0u64);
+                    while !stop.load(Ordering::Relaxed) {
+                        let sent = Instant::now();
+                        if request(&agent, client, n) {
+                            latencies.push(sent.elapsed().as_micros() as u64);
+                        } else {
+                            errors += 1;
+                        }
+                        n += 1;
+                    }
+                    (latencies, errors)
+                })
+            })
+            .collect();
+        std::thread::sleep(duration);
+        stop.store(true, Ordering::Relaxed);
+        handles.into_iter().map(|handle| handle.join().unwrap()).collect()
+    });
+    let seconds = started.elapsed().as_secs_f64();
+    let mut latencies_us: Vec<u64> = results.iter().flat_map(|(latencies, _)| latencies.iter().copied()).collect();
+    latencies_us.sort_unstable();
+    Run {
+        label: label.to_owned(),
+        requests: latencies_us.len(),
+        errors: results.iter().map(|(_, errors)| errors).sum(),
+        seconds,
+        latencies_us,
+    }
+}
+
+/// pgbench with `script`, parsing its per-transaction log for percentiles.
+fn pgbench(label: &str, database: &str, script: &str, clients: usize, duration: Duration) -> Run {
+    let dir = std::env::temp_dir().join(format!("agora-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let script_path = dir.join("script.sql");
+    std::fs::write(&script_path, script).unwrap();
+    let url = database_url(database);
+    let output = Command::new("pgbench")
+        .args([
+            "-n",
+            "-l",
+            "-c",
+            &clients.to_string(),
+            "-j",
+            &clients.to_string(),
+            "-T",
+            &duration.as_secs().to_string(),
+        ])
+        .arg(format!("--log-prefix={}", dir.join("log").display()))
+        .arg("-f")
+        .arg(&script_path)
+        .arg(&url)
+        .output()
+        .expect("pgbench must be installed (Debian: postgresql-client)");
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "pgbench failed: {report}\n{}", String::from_utf8_lossy(&output.stderr));
+    let mut latencies_us = Vec::new();
+    let mut errors = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if !path.file_name().unwrap().to_string_lossy().starts_with("log") {
+            continue;
+        }
+        for line in std::fs::read_to_string(&path).unwrap().lines() {
+            match line.split_whitespace().nth(2) {
+                Some("failed") | Some("skipped") => errors += 1,
+                Some(latency) => latencies_us.push(latency.parse().unwrap()),
+                None => {}
+            }
+        }
+    }
+    latencies_us.sort_unstable();
+    let _ = std::fs::remove_dir_all(&dir);
+    Run { label: label.to_owned(), requests: latencies_us.len(), errors, seconds: duration.as_secs_f64(), latencies_us }
+}
+
+/// Runs `a` and `b` in turn, `rounds` times, so that drift during the run (a table growing,
+/// the machine warming up) does not favour whichever goes second.
+fn alternate(rounds: usize, mut a: impl FnMut() -> Run, mut b: impl FnMut() -> Run) -> (Run, Run) {
+    let (mut first, mut second) = (a(), b());
+    for _ in 1..rounds {
+        first = first.merge(a());
+        second = second.merge(b());
+    }
+    (first, second)
+}
+
+struct Agora(Child);
+
+impl Agora {
+    fn start(database: &str, port: u16, clients: usize, background: bool) -> Agora {
+        let child = Command::new(env!("CARGO_BIN_EXE_agora"))
+            .arg("serve")
+            .env("DATABASE_URL", database_url(database))
+            .env("AGORA_BIND", format!("127.0.0.1:{port}"))
+            .env("AGORA_ADMIN_TOKEN", TOKEN)
+            .env("AGORA_SEED", "none")
+            .env("AGORA_BACKGROUND", if background { "on" } else { "off" })
+            .env("AGORA_DB_POOL_SIZE", (clients + 4).to_string())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the agora binary starts");
+        let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while agent.get(&format!("http://127.0.0.1:{port}/readyz")).call().map(|r| r.status().as_u16()).unwrap_or(0)
+            != 200
+        {
+            assert!(Instant::now() < deadline, "agora did not become ready");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Agora(child)
+    }
+}
+
+impl Drop for Agora {
+    fn drop(&mut self) {
+        // SIGKILL is fine here: the next scenario starts a fresh process on the same data.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[derive(QueryableByName)]
+struct Id {
+    #[diesel(sql_type = Text)]
+    id: String,
+}
+
+#[derive(QueryableByName)]
+struct Delays {
+    #[diesel(sql_type = BigInt)]
+    emails: i64,
+    #[diesel(sql_type = Double)]
+    p50: f64,
+    #[diesel(sql_type = Double)]
+    p95: f64,
+    #[diesel(sql_type = Double)]
+    p99: f64,
+}
+
+/// The statements `orders::place_order` runs, in its order, for pgbench: one line per product
+/// expression (pgbench variables allowed). With `stock_first`, the stock rows are locked before
+/// the inserts instead of after them, to measure what that order of statements would cost.
+fn checkout_script(products: &[&str], stock_first: bool) -> String {
+    let ids: Vec<String> = products.iter().map(|n| format!("md5('bench-' || {n})::uuid")).collect();
+    let id_list = ids.join(", ");
+    let zeros = vec!["0"; ids.len()].join(", ");
+    let ones = vec!["1"; ids.len()].join(", ");
+    let movements: Vec<String> = ids
+        .iter()
+        .map(|id| format!("({id}, 'reservation', 0, 1, 'reserved for an order', ':order_id'::uuid)"))
+        .collect();
+    let lines: Vec<String> = ids
+        .iter()
+        .enumerate()
+        .map(|(index, id)| {
+            format!(
+                "(':order_id'::uuid, {}, {id}, (SELECT sku FROM products WHERE id = {id}), 'Bench product', 1000, 1, 1000)",
+                index + 1
+            )
+        })
+        .collect();
+    let stock = format!(
+        "SELECT l.product_id, p.sku, l.on_hand, l.reserved, p.low_stock_threshold FROM inventory_levels l JOIN products p ON p.id = l.product_id WHERE l.product_id = ANY(ARRAY[{id_list}]) ORDER BY l.product_id FOR NO KEY UPDATE OF l;
+UPDATE inventory_levels l SET on_hand = l.on_hand + d.on_hand_delta, reserved = l.reserved + d.reserved_delta FROM unnest(ARRAY[{id_list}]::uuid[], ARRAY[{zeros}]::int4[], ARRAY[{ones}]::int4[]) AS d (product_id, on_hand_delta, reserved_delta) WHERE l.product_id = d.product_id;
+INSERT INTO inventory_movements (product_id, kind, on_hand_delta, reserved_delta, reason, order_id) VALUES {};
+",
+        movements.join(", ")
+    );
+    let order = format!(
+        r#"INSERT INTO customers (email, name) VALUES ('buyer' || :customer || '@example.com', 'Bench Buyer') ON CONFLICT (email) DO UPDATE SET name = EXCLUDED.name RETURNING id AS customer_id \gset
+INSERT INTO orders (id, customer_id, status, total_minor, currency) VALUES (':order_id'::uuid, ':customer_id'::uuid, 'pending_payment', {total}, 'EUR') RETURNING id, number, customer_id, status, total_minor, currency, created_at, updated_at;
+INSERT INTO order_lines (order_id, line_no, product_id, sku, name, unit_price_minor, quantity, line_total_minor) VALUES {lines};
+WITH event AS (INSERT INTO events (event_type, aggregate_type, aggregate_id, payload) VALUES ('OrderPlaced', 'order', ':order_id'::uuid, '{{"total_minor": 2000}}') RETURNING id), deliveries AS (INSERT INTO event_deliveries (event_id, handler) SELECT event.id, handler FROM event, unnest(ARRAY['notifications.order_emails']) AS handler) SELECT id FROM event;
+"#,
+        lines = lines.join(", "),
+        total = 1000 * ids.len(),
+    );
+    let (first, second) = if stock_first { (&stock, &order) } else { (&order, &stock) };
+    format!(
+        r#"\set a random(1, {PRODUCTS})
+\set customer random(1, {CUSTOMERS})
+SELECT gen_random_uuid() AS order_id \gset
+BEGIN;
+SELECT id, sku, name, price_minor, active FROM products WHERE id IN ({id_list});
+{first}{second}COMMIT;
+"#
+    )
+}
+
+/// The five reads of `orders::order_details`, from one repeatable-read snapshot.
+fn view_script(orders: usize) -> String {
+    format!(
+        r#"\set n random(1, {orders})
+SELECT id AS order_id FROM orders WHERE number = (SELECT min(number) FROM orders) + :n - 1 \gset
+BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
+SELECT o.*, c.id, c.email, c.name FROM orders o JOIN customers c ON c.id = o.customer_id WHERE o.id = ':order_id'::uuid;
+SELECT * FROM order_lines WHERE order_id = ':order_id'::uuid ORDER BY line_no;
+SELECT p.*, r.* FROM payments p LEFT JOIN payment_refunds r ON r.payment_id = p.id WHERE p.order_id = ':order_id'::uuid ORDER BY p.created_at, p.id;
+SELECT id, kind, recipient, subject, status, attempts, last_error, sent_at, created_at FROM notifications WHERE order_id = ':order_id'::uuid ORDER BY created_at;
+SELECT id, event_type, payload, created_at FROM events WHERE aggregate_id = ':order_id'::uuid ORDER BY id;
+COMMIT;
+"#
+    )
+}
+
+fn main() {
+    let seconds = env_number("AGORA_BENCH_SECS", 5);
+    let clients = env_number("AGORA_BENCH_CLIENTS", 8) as usize;
+    let rounds = env_number("AGORA_BENCH_ROUNDS", 3) as usize;
+    let duration = Duration::from_secs(seconds);
+    let database = format!("agora_bench_{}", std::process::id());
+    let mut maintenance = PgConnection::establish(&server_url()).expect("PostgreSQL must be reachable");
+    diesel::sql_query(format!("CREATE DATABASE {database}")).execute(&mut maintenance).unwrap();
+    let result = std::panic::catch_unwind(|| run(&database, clients, duration, rounds));
+    diesel::sql_query(format!("DROP DATABASE {database} WITH (FORCE)")).execute(&mut maintenance).unwrap();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+fn run(database: &str, clients: usize, duration: Duration, rounds: usize) {
+    let migrate = Command::new(env!("CARGO_BIN_EXE_agora"))
+        .arg("migrate")
+        .env("DATABASE_URL", database_url(database))
+        .env("RUST_LOG", "warn")
+        .status()
+        .unwrap();
+    assert!(migrate.success());
+    let mut conn = PgConnection::establish(&database_url(database)).unwrap();
+    // Products with known ids (md5 of their number) so that pgbench can name them; stock is
+    // received through the ledger as the inventory module would record it.
+    conn.batch_execute(&format!(
+        "INSERT INTO products (id, sku, name, price_minor) SELECT md5('bench-' || n)::uuid, 'BENCH-' || lpad(n::text, 5, '0'), 'Bench product', 1000 FROM generate_series(1, {PRODUCTS}) AS n;
+         INSERT INTO inventory_levels (product_id, on_hand) SELECT id, 100000000 FROM products;
+         INSERT INTO inventory_movements (product_id, kind, on_hand_delta, reserved_delta, reason) SELECT id, 'receipt', 100000000, 0, 'bench stock' FROM products;
+         ANALYZE;"
+    ))
+    .unwrap();
+    let product_ids: Vec<String> = diesel::sql_query("SELECT id::text AS id FROM products ORDER BY sku")
+        .load::<Id>(&mut conn)
+        .unwrap()
+        .into_iter()
+        .map(|row| row.id)
+        .collect();
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let base = format!("http://127.0.0.1:{port}");
+    let checkout = |agent: &ureq::Agent, client: usize, n: u64, items: Vec<&str>| -> bool {
+        let body = serde_json::json!({
+            "customer": {"email": format!("buyer{}@example.com", (client * 7919 + n as usize) % CUSTOMERS + 1), "name": "Bench Buyer"},
+            "items": items.iter().map(|id| serde_json::json!({"product_id": id, "quantity": 1})).collect::<Vec<_>>(),
+        });
+        agent.post(&format!("{base}/api/orders")).send_json(&body).map(|r| r.status().as_u16() == 201).unwrap_or(false)
+    };
+    let pick = |client: usize, n: u64, salt: usize| (client * 31 + n as usize * 17 + salt * 101) % PRODUCTS;
+
+    let mut runs = Vec::new();
+    {
+        let _agora = Agora::start(database, port, clients, false);
+        let spread = |agent: &ureq::Agent, client: usize, n: u64| {
+            let a = pick(client, n, 0);
+            checkout(agent, client, n, vec![&product_ids[a], &product_ids[(a + 1) % PRODUCTS]])
+        };
+        let neighbour = format!("(1 + :a % {PRODUCTS})");
+        let spread_script = checkout_script(&[":a", &neighbour], false);
+        let (agora, baseline) = alternate(
+            rounds,
+            || load("agora: checkout, 2 of 200 products", clients, duration, spread),
+            || pgbench("pgbench: the same SQL", database, &spread_script, clients, duration),
+        );
+        runs.extend([agora, baseline]);
+
+        let hot = |agent: &ureq::Agent, client: usize, n: u64| checkout(agent, client, n, vec![&product_ids[0]]);
+        let hot_script = checkout_script(&["1"], false);
+        let (agora, baseline) = alternate(
+            rounds,
+            || load("agora: checkout, 1 hot product", clients, duration, hot),
+            || pgbench("pgbench: the same SQL", database, &hot_script, clients, duration),
+        );
+        runs.extend([agora, baseline]);
+
+        let orders =
+            diesel::sql_query("SELECT count(*)::text AS id FROM orders").get_result::<Id>(&mut conn).unwrap().id;
+        let orders: usize = orders.parse().unwrap();
+        let order_ids: Vec<String> = diesel::sql_query("SELECT id::text AS id FROM orders ORDER BY number LIMIT 5000")
+            .load::<Id>(&mut conn)
+            .unwrap()
+            .into_iter()
+            .map(|row| row.id)
+            .collect();
+        let view = |agent: &ureq::Agent, client: usize, n: u64| {
+            let id = &order_ids[pick(client, n, 2) * 7 % order_ids.len()];
+            agent.get(&format!("{base}/api/orders/{id}")).call().map(|r| r.status().as_u16() == 200).unwrap_or(false)
+        };
+        let view_sql = view_script(orders.min(5000));
+        let (agora, baseline) = alternate(
+            rounds,
+            || load("agora: order view (5 reads, 1 snapshot)", clients, duration, view),
+            || pgbench("pgbench: the same SQL", database, &view_sql, clients, duration),
+        );
+        runs.extend([agora, baseline]);
+        runs.push(load("agora: GET /healthz (one HTTP hop)", clients, duration, |agent, _, _| {
+            agent.get(&format!("{base}/healthz")).call().map(|r| r.status().as_u16() == 200).unwrap_or(false)
+        }));
+    }
+    let stock_first_script = checkout_script(&["1"], true);
+    let stock_last_script = checkout_script(&["1"], false);
+    let (stock_first, stock_last) = alternate(
+        rounds,
+        || pgbench("pgbench: hot product, stock locked first", database, &stock_first_script, clients, duration),
+        || pgbench("pgbench: hot product, stock locked last", database, &stock_last_script, clients, duration),
+    );
+
+    // E-mails: checkout under load with the dispatcher running, then the delays it achieved.
+    conn.batch_execute(
+        "UPDATE event_deliveries SET status = 'completed', completed_at = now() WHERE status = 'pending'",
+    )
+    .unwrap();
+    let marker: String = diesel::sql_query("SELECT now()::text AS id").get_result::<Id>(&mut conn).unwrap().id;
+    let email_run = {
+        let _agora = Agora::start(database, port, clients, true);
+        let run = load("agora: checkout with e-mails being written", clients, duration, |agent, client, n| {
+            let a = pick(client, n, 3);
+            checkout(agent, client, n, vec![&product_ids[a], &product_ids[(a + 1) % PRODUCTS]])
+        });
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let pending =
+                diesel::sql_query("SELECT count(*)::text AS id FROM event_deliveries WHERE status = 'pending'")
+                    .get_result::<Id>(&mut conn)
+                    .unwrap()
+                    .id;
+            if pending == "0" || Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        run
+    };
+    let delays = diesel::sql_query(format!(
+        "SELECT count(*) AS emails,
+                percentile_cont(0.50) WITHIN GROUP (ORDER BY ms) AS p50,
+                percentile_cont(0.95) WITHIN GROUP (ORDER BY ms) AS p95,
+                percentile_cont(0.99) WITHIN GROUP (ORDER BY ms) AS p99
+           FROM (SELECT extract(epoch FROM n.sent_at - o.created_at) * 1000 AS ms
+                   FROM notifications n JOIN orders o ON o.id = n.order_id
+                  WHERE o.created_at > '{marker}') AS delays"
+    ))
+    .get_result::<Delays>(&mut conn)
+    .unwrap();
+    runs.push(email_run);
+    runs.push(stock_first);
+    runs.push(stock_last);
+
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mut report = String::new();
+    let _ = writeln!(
+        report,
+        "Command: `cargo bench --bench load` ({rounds} rounds of {} s per scenario, agora and its baseline in turn; {clients} clients, {cores} cores, {PRODUCTS} products, PostgreSQL on loopback)\n",
+        duration.as_secs()
+    );
+    let _ = writeln!(report, "| scenario | per second | p50 ms | p95 ms | p99 ms | errors |");
+    let _ = writeln!(report, "| --- | ---: | ---: | ---: | ---: | ---: |");
+    for run in &runs {
+        let _ = writeln!(report, "{}", run.row());
+    }
+    let ratio = |a: &Run, b: &Run| a.throughput() / b.throughput();
+    let _ = writeln!(report, "\nRatios:");
+    let _ = writeln!(report, "- checkout, spread: agora / pgbench throughput = {:.2}", ratio(&runs[0], &runs[1]));
+    let _ = writeln!(report, "- checkout, hot product: agora / pgbench throughput = {:.2}", ratio(&runs[2], &runs[3]));
+    let _ = writeln!(report, "- hot / spread checkout throughput (agora) = {:.2}", ratio(&runs[2], &runs[0]));
+    let _ = writeln!(
+        report,
+        "- hot product, stock locked last / locked first (pgbench, same statements) = {:.2}",
+        ratio(&runs[9], &runs[8])
+    );
+    let _ = writeln!(report, "- order view: agora / pgbench throughput = {:.2}", ratio(&runs[4], &runs[5]));
+    let _ = writeln!(
+        report,
+        "- one HTTP hop p50 = {:.2} ms; order view p50 = {:.2} ms",
+        runs[6].percentile(0.5),
+        runs[4].percentile(0.5)
+    );
+    let _ = writeln!(
+        report,
+        "- e-mails: {} written while taking orders; order transaction to stored e-mail p50 {:.0} ms, p95 {:.0} ms, p99 {:.0} ms; checkout throughput with the dispatcher running / without = {:.2}",
+        delays.emails,
+        delays.p50,
+        delays.p95,
+        delays.p99,
+        ratio(&runs[7], &runs[0])
+    );
+    println!("{report}");
+    let _ = std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/target/bench-report.md"), &report);
+}
