@@ -14,7 +14,8 @@ use diesel::prelude::*;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, PooledConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
-use crate::architecture::runtime::{self, Operation};
+use crate::architecture::Operation;
+use crate::architecture::runtime;
 use crate::config::PoolSettings;
 use crate::error::AppError;
 

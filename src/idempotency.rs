@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::AppError;
 
-pub const TABLES: crate::architecture::coupling::TableAccess = crate::architecture::coupling::TableAccess {
+pub const TABLES: crate::architecture::TableAccess = crate::architecture::TableAccess {
     module: crate::architecture::Module::Idempotency,
     owns: &["idempotency_keys"],
     reads: &[],

@@ -1,4 +1,6 @@
-//! Typed ids: a `ProductId` cannot be passed where an `OrderId` is expected, in Rust or in SQL.
+//! The identifiers modules share (a small shared kernel): typed ids, so that a `ProductId`
+//! cannot be passed where an `OrderId` is expected, in Rust or in SQL, and the human order number.
+//! Every module names other modules' things by these, without depending on their code.
 
 /// Declares a UUID newtype usable as a diesel `Uuid` column, in serde and in the OpenAPI document.
 macro_rules! uuid_id {
@@ -54,4 +56,53 @@ macro_rules! uuid_id {
     };
 }
 
-pub(crate) use uuid_id;
+uuid_id!(
+    /// The id of a product (`products.id`).
+    ProductId
+);
+uuid_id!(
+    /// The id of an order (`orders.id`).
+    OrderId
+);
+uuid_id!(
+    /// The id of a customer (`customers.id`).
+    CustomerId
+);
+uuid_id!(
+    /// The id of a charge attempt (`payments.id`).
+    PaymentId
+);
+
+/// How people refer to an order: `AG-000042` for `orders.number` 42.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OrderNumber(pub i64);
+
+impl OrderNumber {
+    /// Accepts `AG-000042`, `ag-42` or `42`.
+    pub fn parse(text: &str) -> Option<OrderNumber> {
+        let text = text.trim();
+        let digits = text.strip_prefix("AG-").or_else(|| text.strip_prefix("ag-")).unwrap_or(text);
+        digits.parse::<i64>().ok().filter(|number| *number > 0).map(OrderNumber)
+    }
+}
+
+impl std::fmt::Display for OrderNumber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AG-{:06}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_numbers_read_and_print_alike() {
+        assert_eq!(OrderNumber(42).to_string(), "AG-000042");
+        assert_eq!(OrderNumber::parse("AG-000042"), Some(OrderNumber(42)));
+        assert_eq!(OrderNumber::parse("ag-42"), Some(OrderNumber(42)));
+        assert_eq!(OrderNumber::parse("42"), Some(OrderNumber(42)));
+        assert_eq!(OrderNumber::parse("AG-"), None);
+        assert_eq!(OrderNumber::parse("x@y.z"), None);
+    }
+}

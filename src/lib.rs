@@ -14,7 +14,7 @@ pub mod db;
 pub mod error;
 pub mod http;
 pub mod idempotency;
-mod ids;
+pub mod ids;
 pub mod inventory;
 pub mod money;
 pub mod notifications;

@@ -6,10 +6,11 @@ use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 use rand::Rng;
 
-use crate::catalog::{self, ProductDraft, ProductId};
+use crate::catalog::{self, ProductDraft};
 use crate::config::Config;
 use crate::db::Db;
 use crate::error::AppError;
+use crate::ids::ProductId;
 use crate::inventory::{self, MovementKind};
 
 pub struct SeedPlan {

@@ -98,6 +98,11 @@ impl FormErrors {
     }
 }
 
+/// 303 See Other to `location`: where a form post sends the browser next.
+pub fn see_other(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther().insert_header(("Location", location)).finish()
+}
+
 pub fn render(template: &impl Template) -> Result<HttpResponse, PageError> {
     render_with_status(StatusCode::OK, template)
 }

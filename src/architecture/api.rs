@@ -8,8 +8,8 @@ use serde::Serialize;
 use super::locks::{self, LockWait};
 use super::runtime::{self, ModuleRuntime, OperationRuntime};
 use crate::error::{AppError, ProblemDetails};
-use crate::http::AppState;
 use crate::http::admin_token::AdminToken;
+use crate::http::state::AppState;
 
 pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(metrics);

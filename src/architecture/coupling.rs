@@ -3,25 +3,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::Module;
 use super::scan::{FileScan, TableUse};
-
-/// Another module's table that a module uses, and why.
-#[derive(Debug)]
-pub struct Use {
-    pub table: &'static str,
-    pub reason: &'static str,
-}
-
-/// A module's one declaration of its tables: those it owns, and those of other modules it reads
-/// or writes. Adding a cross-module read is a change to this declaration, visible in review.
-#[derive(Debug)]
-pub struct TableAccess {
-    pub module: Module,
-    pub owns: &'static [&'static str],
-    pub reads: &'static [Use],
-    pub writes: &'static [Use],
-}
+use super::{Module, TableAccess, Use};
 
 /// Every module's declaration.
 pub fn declarations() -> [&'static TableAccess; 8] {

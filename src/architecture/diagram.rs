@@ -5,8 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use super::Module;
-use super::coupling::TableAccess;
+use super::{Module, TableAccess};
 
 const COLUMN: f64 = 156.0;
 const BOX_WIDTH: f64 = 140.0;

@@ -57,8 +57,8 @@ impl Module {
     }
 
     /// Names a unit of database work of this module, for [`crate::db::Db::run`].
-    pub const fn op(self, name: &'static str) -> runtime::Operation {
-        runtime::Operation { module: self, name }
+    pub const fn op(self, name: &'static str) -> Operation {
+        Operation { module: self, name }
     }
 }
 
@@ -66,4 +66,34 @@ impl std::fmt::Display for Module {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
     }
+}
+
+/// A named unit of database work of one module, e.g. `orders.place_order`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Operation {
+    pub module: Module,
+    pub name: &'static str,
+}
+
+impl std::fmt::Display for Operation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.module, self.name)
+    }
+}
+
+/// Another module's table that a module uses, and why.
+#[derive(Debug)]
+pub struct Use {
+    pub table: &'static str,
+    pub reason: &'static str,
+}
+
+/// A module's one declaration of its tables: those it owns, and those of other modules it reads
+/// or writes. Adding a cross-module read is a change to this declaration, visible in review.
+#[derive(Debug)]
+pub struct TableAccess {
+    pub module: Module,
+    pub owns: &'static [&'static str],
+    pub reads: &'static [Use],
+    pub writes: &'static [Use],
 }

@@ -6,8 +6,9 @@ use askama::Template;
 
 use super::api::{Metrics, collect};
 use super::coupling::{self, Matrix, TableDependents, Violation};
-use crate::admin::{Admin, Layout, PageError, Section, render};
-use crate::http::AppState;
+use crate::admin::page::{Layout, PageError, Section, render};
+use crate::admin::session::Admin;
+use crate::http::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/architecture", web::get().to(show));

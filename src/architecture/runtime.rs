@@ -13,20 +13,7 @@ use std::time::Instant;
 
 use diesel::connection::{Instrumentation, InstrumentationEvent};
 
-use super::Module;
-
-/// A named unit of database work of one module, e.g. `orders.place_order`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Operation {
-    pub module: Module,
-    pub name: &'static str,
-}
-
-impl std::fmt::Display for Operation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}.{}", self.module, self.name)
-    }
-}
+use super::{Module, Operation};
 
 struct ModuleCounters {
     operations: AtomicU64,

@@ -4,11 +4,12 @@ use actix_web::{HttpResponse, get, patch, post, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{ListCursor, Product, ProductDraft, ProductId, ProductPatch};
+use super::{ListCursor, Product, ProductDraft, ProductPatch};
 use crate::architecture::Module;
 use crate::error::{AppError, ProblemDetails};
-use crate::http::AppState;
 use crate::http::admin_token::AdminToken;
+use crate::http::state::AppState;
+use crate::ids::ProductId;
 use crate::money::Currency;
 use crate::pagination::{Page, PageQuery};
 

@@ -13,13 +13,13 @@ use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 pub use model::{
-    DEFAULT_LOW_STOCK_THRESHOLD, NewProduct, Product, ProductChanges, ProductDraft, ProductId, ProductPatch, parse_sku,
+    DEFAULT_LOW_STOCK_THRESHOLD, NewProduct, Product, ProductChanges, ProductDraft, ProductPatch, parse_sku,
 };
 pub use store::escape_like;
 
-use crate::architecture::Module;
-use crate::architecture::coupling::TableAccess;
+use crate::architecture::{Module, TableAccess};
 use crate::error::{AppError, FieldError};
+use crate::ids::ProductId;
 use crate::pagination::Page;
 
 /// The catalog's tables. No other module's table is read: the catalog is the most depended-on

@@ -4,12 +4,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 
 use crate::error::FieldError;
-use crate::ids::uuid_id;
-
-uuid_id!(
-    /// The id of a product (`products.id`).
-    ProductId
-);
+use crate::ids::ProductId;
 
 #[derive(Clone, Debug, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = crate::schema::products)]

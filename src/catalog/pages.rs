@@ -6,13 +6,14 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::{CatalogError, ListCursor, Product, ProductDraft, ProductId, ProductPatch};
-use crate::admin::{
-    Admin, CsrfForm, CsrfProtected, FormErrors, Layout, PageError, Section, render, render_with_status,
-};
+use super::{CatalogError, ListCursor, Product, ProductDraft, ProductPatch};
+use crate::admin::page::see_other;
+use crate::admin::page::{FormErrors, Layout, PageError, Section, render, render_with_status};
+use crate::admin::session::{Admin, CsrfForm, CsrfProtected};
 use crate::architecture::Module;
 use crate::error::AppError;
-use crate::http::{AppState, see_other};
+use crate::http::state::AppState;
+use crate::ids::ProductId;
 use crate::inventory::{Movement, StockLevel};
 use crate::money::Currency;
 use crate::pagination::{Page, PageQuery};

@@ -4,7 +4,8 @@ use diesel::dsl::sql;
 use diesel::prelude::*;
 use diesel::sql_types::{Bool, Text, Uuid as SqlUuid};
 
-use super::model::{NewProduct, Product, ProductChanges, ProductId};
+use super::model::{NewProduct, Product, ProductChanges};
+use crate::ids::ProductId;
 
 pub fn insert(conn: &mut PgConnection, product: &NewProduct) -> QueryResult<Product> {
     use crate::schema::products::dsl::*;

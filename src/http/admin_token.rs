@@ -5,7 +5,7 @@ use std::future::{Ready, ready};
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 
 use crate::error::AppError;
-use crate::http::AppState;
+use crate::http::state::AppState;
 
 /// Proof that the request carried `Authorization: Bearer $AGORA_ADMIN_TOKEN`. Taking it as a
 /// handler argument is what makes an endpoint an admin endpoint.

@@ -6,7 +6,7 @@ use actix_web::{HttpResponse, get, web};
 use serde::Serialize;
 
 use crate::error::AppError;
-use crate::http::AppState;
+use crate::http::state::AppState;
 
 /// How long readiness waits for the database before answering 503. Never a hang.
 const READINESS_BUDGET: Duration = Duration::from_secs(3);

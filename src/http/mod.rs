@@ -3,6 +3,7 @@
 pub mod admin_token;
 pub mod health;
 pub mod openapi;
+pub mod state;
 mod static_files;
 
 use std::net::TcpListener;
@@ -22,16 +23,7 @@ use crate::background::BackgroundTasks;
 use crate::config::{Config, SeedMode};
 use crate::db::{self, Db};
 use crate::error::{AppError, extractors};
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    pub db: Db,
-    pub config: Arc<Config>,
-    /// The OpenAPI document, rendered once at start-up.
-    pub openapi: Arc<str>,
-    pub gateway: Arc<dyn crate::payments::CardGateway>,
-}
+pub use state::AppState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -64,7 +56,7 @@ impl Application {
         let db = Db::connect(&config.database_url, &config.pool);
         let bootstrap_config = config.clone();
         let session_key = db.run_blocking(Module::Admin.op("bootstrap"), move |conn| {
-            crate::admin::bootstrap(conn, &bootstrap_config)
+            crate::admin::auth::bootstrap(conn, &bootstrap_config)
         })?;
         if config.seed == SeedMode::Demo {
             crate::seed::seed_demo_if_empty(&db, &config)?;
@@ -110,7 +102,9 @@ impl Application {
 /// and the payment-timeout sweeper.
 pub fn start_background_work(db: &Db, config: &Config) -> BackgroundTasks {
     let mut tasks = BackgroundTasks::default();
-    crate::outbox::dispatcher::start(&mut tasks, db, config);
+    let handlers: Vec<Arc<dyn crate::outbox::dispatcher::Handler>> =
+        vec![Arc::new(crate::notifications::OrderEmails::new(config))];
+    crate::outbox::dispatcher::start(&mut tasks, db, config, handlers);
     crate::orders::timeout::start(&mut tasks, db, config);
     crate::idempotency::start_purging(&mut tasks, db);
     crate::architecture::locks::start(&mut tasks, db, config.lock_sample_interval);
@@ -214,8 +208,8 @@ fn build_app(
         )
         .map(|app| {
             app.service(static_files::scope())
-                .service(crate::admin::scope(sessions))
-                .route("/", web::get().to(|| async { see_other("/admin") }))
+                .service(crate::admin::scope(sessions, configure_pages))
+                .route("/", web::get().to(|| async { crate::admin::page::see_other("/admin") }))
                 .default_service(web::to(|request: actix_web::HttpRequest| async move {
                     Err::<HttpResponse, _>(AppError::not_found(format!("Nothing exists at {}.", request.path())))
                 }))
@@ -231,6 +225,18 @@ fn build_app(
         .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
 }
 
+/// Every admin page under `/admin`, module by module.
+fn configure_pages(cfg: &mut web::ServiceConfig) {
+    cfg.route("", web::get().to(crate::admin::dashboard::show))
+        .configure(crate::catalog::pages::configure)
+        .configure(crate::inventory::pages::configure)
+        .configure(crate::orders::pages::configure)
+        .configure(crate::payments::pages::configure)
+        .configure(crate::notifications::pages::configure)
+        .configure(crate::outbox::pages::configure)
+        .configure(crate::architecture::pages::configure);
+}
+
 /// Every JSON endpoint under `/api`, module by module. The OpenAPI document is collected from
 /// the same registrations, so an endpoint cannot exist without being documented.
 pub fn configure_api(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
@@ -239,11 +245,6 @@ pub fn configure_api(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) 
         .configure(crate::orders::api::configure)
         .configure(crate::notifications::api::configure)
         .configure(crate::architecture::api::configure);
-}
-
-/// 303 See Other to `location`.
-pub fn see_other(location: &str) -> HttpResponse {
-    HttpResponse::SeeOther().insert_header(("Location", location)).finish()
 }
 
 #[cfg(test)]

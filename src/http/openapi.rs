@@ -8,7 +8,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_actix_web::AppExt;
 
-use super::AppState;
+use super::state::AppState;
 
 #[derive(OpenApi)]
 #[openapi(

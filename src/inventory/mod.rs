@@ -18,10 +18,9 @@ use uuid::Uuid;
 
 pub use model::{Movement, MovementKind, StockLevel};
 
-use crate::architecture::Module;
-use crate::architecture::coupling::{TableAccess, Use};
-use crate::catalog::ProductId;
+use crate::architecture::{Module, TableAccess, Use};
 use crate::error::{AppError, FieldError};
+use crate::ids::ProductId;
 use crate::outbox::{self, DomainEvent};
 use crate::pagination::Page;
 

@@ -7,13 +7,13 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::{InventoryError, LevelsCursor, Movement, MovementKind, StockLevel};
-use crate::admin::{
-    Admin, CsrfForm, CsrfProtected, FormErrors, Layout, PageError, Section, render, render_with_status,
-};
+use crate::admin::page::see_other;
+use crate::admin::page::{FormErrors, Layout, PageError, Section, render, render_with_status};
+use crate::admin::session::{Admin, CsrfForm, CsrfProtected};
 use crate::architecture::Module;
-use crate::catalog::ProductId;
 use crate::error::AppError;
-use crate::http::{AppState, see_other};
+use crate::http::state::AppState;
+use crate::ids::ProductId;
 use crate::pagination::{Page, PageQuery};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

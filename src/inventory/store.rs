@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{Array, Bool, Int4, Text, Uuid as SqlUuid};
 
 use super::model::{Movement, NewMovement, StockLevel};
-use crate::catalog::ProductId;
+use crate::ids::ProductId;
 
 /// A level locked for update, with what the checks need.
 #[derive(Debug, QueryableByName)]

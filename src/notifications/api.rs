@@ -8,8 +8,8 @@ use uuid::Uuid;
 use super::{ListCursor, Notification};
 use crate::architecture::Module;
 use crate::error::{AppError, ProblemDetails};
-use crate::http::AppState;
 use crate::http::admin_token::AdminToken;
+use crate::http::state::AppState;
 use crate::pagination::{Page, PageQuery};
 
 pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {

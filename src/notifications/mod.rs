@@ -20,8 +20,7 @@ use uuid::Uuid;
 pub use model::{EmailKind, Notification};
 pub use transport::{Delivered, Transport};
 
-use crate::architecture::Module;
-use crate::architecture::coupling::{TableAccess, Use};
+use crate::architecture::{Module, TableAccess, Use};
 use crate::config::Config;
 use crate::money::Currency;
 use crate::outbox::dispatcher::{Attempt, EventRecord, Handler, Outcome};

@@ -7,10 +7,11 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::{ListCursor, Notification};
-use crate::admin::{Admin, Layout, PageError, Section, render};
+use crate::admin::page::{Layout, PageError, Section, render};
+use crate::admin::session::Admin;
 use crate::architecture::Module;
 use crate::error::AppError;
-use crate::http::AppState;
+use crate::http::state::AppState;
 use crate::pagination::{Page, PageQuery};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

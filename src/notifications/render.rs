@@ -7,6 +7,7 @@ use diesel::sql_types::{BigInt, Integer, Text, Timestamptz, Uuid as SqlUuid};
 use uuid::Uuid;
 
 use super::model::EmailKind;
+use crate::ids::OrderNumber;
 use crate::money::Currency;
 
 /// One row per order line, with the order and its customer repeated: the whole e-mail comes
@@ -118,7 +119,7 @@ impl EmailKind {
 
 pub fn render(kind: EmailKind, rows: &[EmailRow], currency: Currency) -> Option<RenderedEmail> {
     let first = rows.first()?;
-    let number = crate::orders::order_number(first.number);
+    let number = OrderNumber(first.number).to_string();
     // Orders record their currency; format with it when it is one we know.
     let currency = Currency::parse(&first.currency).unwrap_or(currency);
     let lines: Vec<Line> = rows

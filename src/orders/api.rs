@@ -6,16 +6,16 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{Customer, Order, OrderDetails, OrderFilter, OrderId, OrderLine, OrderStatus, PaymentAttempt, PlaceOrder};
+use super::{Customer, Order, OrderDetails, OrderFilter, OrderLine, OrderStatus, PaymentAttempt, PlaceOrder};
 use crate::architecture::Module;
-use crate::catalog::ProductId;
 use crate::error::{AppError, ProblemDetails};
-use crate::http::AppState;
 use crate::http::admin_token::AdminToken;
+use crate::http::state::AppState;
 use crate::idempotency::{self, Answer, Guard, IdempotencyKey};
+use crate::ids::{OrderId, PaymentId, ProductId};
 use crate::outbox::CancelledBy;
 use crate::pagination::{Page, PageQuery};
-use crate::payments::{Card, Payment, PaymentId, Refund};
+use crate::payments::{Card, Payment, Refund};
 
 pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(place_order)

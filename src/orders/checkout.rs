@@ -5,10 +5,10 @@
 
 use diesel::prelude::*;
 
-use super::model::{Customer, CustomerEmail, Order, OrderId, OrderLine};
+use super::model::{Customer, CustomerEmail, Order, OrderLine};
 use super::{OrdersError, store};
-use crate::catalog::ProductId;
 use crate::error::FieldError;
+use crate::ids::{OrderId, ProductId};
 use crate::inventory::{self, StockLine};
 use crate::money::Currency;
 use crate::outbox::{self, DomainEvent};

@@ -7,8 +7,9 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 
-use super::model::{Action, Order, OrderId, OrderStatus};
+use super::model::{Action, Order, OrderStatus};
 use super::{OrdersError, store};
+use crate::ids::OrderId;
 use crate::inventory::{self, StockLine};
 use crate::outbox::{self, CancelledBy, DomainEvent};
 use crate::payments::{self, Card, CardGateway, Payment};

@@ -22,17 +22,13 @@ use rand::seq::IndexedRandom;
 
 pub use checkout::{MAX_LINES, MAX_QUANTITY, PlaceOrder, PlacedOrder, place_order};
 pub use lifecycle::{PaymentAttempt, cancel, pay, refund, ship};
-pub use model::{
-    Action, Customer, CustomerEmail, CustomerId, Order, OrderId, OrderLine, OrderStatus, order_number,
-    parse_order_number,
-};
+pub use model::{Action, Customer, CustomerEmail, Order, OrderLine, OrderStatus};
 pub use view::{EventSummary, NotificationSummary, OrderDetails, order_details};
 
-use crate::architecture::Module;
-use crate::architecture::coupling::{TableAccess, Use};
-use crate::catalog::ProductId;
+use crate::architecture::{Module, TableAccess, Use};
 use crate::config::Config;
 use crate::error::{AppError, FieldError};
+use crate::ids::{OrderId, ProductId};
 use crate::inventory::InventoryError;
 use crate::outbox::CancelledBy;
 use crate::pagination::Page;

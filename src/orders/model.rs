@@ -4,17 +4,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::ProductId;
-use crate::ids::uuid_id;
-
-uuid_id!(
-    /// The id of an order (`orders.id`).
-    OrderId
-);
-uuid_id!(
-    /// The id of a customer (`customers.id`).
-    CustomerId
-);
+use crate::ids::{CustomerId, OrderId, OrderNumber, ProductId};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -93,18 +83,6 @@ impl Action {
     }
 }
 
-/// `AG-000042`: how people refer to an order.
-pub fn order_number(number: i64) -> String {
-    format!("AG-{number:06}")
-}
-
-/// Accepts `AG-000042`, `ag-42` or `42`.
-pub fn parse_order_number(text: &str) -> Option<i64> {
-    let text = text.trim();
-    let digits = text.strip_prefix("AG-").or_else(|| text.strip_prefix("ag-")).unwrap_or(text);
-    digits.parse::<i64>().ok().filter(|number| *number > 0)
-}
-
 #[derive(Clone, Debug, Queryable, Selectable)]
 #[diesel(table_name = crate::schema::orders)]
 pub struct Order {
@@ -124,7 +102,7 @@ impl Order {
     }
 
     pub fn display_number(&self) -> String {
-        order_number(self.number)
+        OrderNumber(self.number).to_string()
     }
 }
 
@@ -203,16 +181,6 @@ mod tests {
         ] {
             assert_eq!(status.after(action), None, "{status} must not become {}", action.verb());
         }
-    }
-
-    #[test]
-    fn order_numbers_read_and_print_alike() {
-        assert_eq!(order_number(42), "AG-000042");
-        assert_eq!(parse_order_number("AG-000042"), Some(42));
-        assert_eq!(parse_order_number("ag-42"), Some(42));
-        assert_eq!(parse_order_number("42"), Some(42));
-        assert_eq!(parse_order_number("AG-"), None);
-        assert_eq!(parse_order_number("x@y.z"), None);
     }
 
     #[test]

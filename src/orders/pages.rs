@@ -5,13 +5,14 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::{
-    Action, ListCursor, Order, OrderDetails, OrderFilter, OrderId, OrderStatus, order_number, parse_order_number,
-};
-use crate::admin::{Admin, ButtonForm, CsrfForm, Layout, PageError, Section, render};
+use super::{Action, ListCursor, Order, OrderDetails, OrderFilter, OrderStatus};
+use crate::admin::page::see_other;
+use crate::admin::page::{Layout, PageError, Section, render};
+use crate::admin::session::{Admin, ButtonForm, CsrfForm};
 use crate::architecture::Module;
 use crate::error::AppError;
-use crate::http::{AppState, see_other};
+use crate::http::state::AppState;
+use crate::ids::{OrderId, OrderNumber};
 use crate::inventory::Movement;
 use crate::money::Currency;
 use crate::orders::Customer;
@@ -75,8 +76,8 @@ async fn list(
     if !text.is_empty() {
         if text.contains('@') {
             filter.email = Some(text.clone());
-        } else if let Some(number) = parse_order_number(&text) {
-            filter.number = Some(number);
+        } else if let Some(number) = OrderNumber::parse(&text) {
+            filter.number = Some(number.0);
         } else {
             hint = Some("Search by order number (AG-000042 or 42) or by the customer's full e-mail address.");
         }
@@ -121,7 +122,7 @@ impl ShowPage {
     }
 
     fn number(&self) -> String {
-        order_number(self.details.order.number)
+        self.details.order.display_number()
     }
 }
 

@@ -6,8 +6,8 @@ use diesel::dsl::sql;
 use diesel::prelude::*;
 use diesel::sql_types::{Bool, Timestamptz, Uuid as SqlUuid};
 
-use super::model::{Customer, CustomerId, Order, OrderId, OrderLine, OrderStatus};
-use crate::catalog::ProductId;
+use super::model::{Customer, Order, OrderLine, OrderStatus};
+use crate::ids::{CustomerId, OrderId, ProductId};
 
 /// What checkout needs of a product: read straight from the catalog's table, in the checkout's
 /// transaction, instead of asking the catalog over an API.

@@ -6,8 +6,9 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use uuid::Uuid;
 
-use super::model::{Customer, Order, OrderId, OrderLine};
+use super::model::{Customer, Order, OrderLine};
 use super::{OrdersError, store};
+use crate::ids::OrderId;
 use crate::payments::{Payment, Refund};
 
 #[derive(Clone, Debug)]

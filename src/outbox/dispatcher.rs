@@ -98,13 +98,8 @@ impl Doorbell {
     }
 }
 
-/// Starts the listener and the workers with the handlers this application has.
-pub fn start(tasks: &mut BackgroundTasks, db: &Db, config: &Config) {
-    let handlers: Vec<Arc<dyn Handler>> = vec![Arc::new(crate::notifications::OrderEmails::new(config))];
-    start_with(tasks, db, config, handlers);
-}
-
-pub fn start_with(tasks: &mut BackgroundTasks, db: &Db, config: &Config, handlers: Vec<Arc<dyn Handler>>) {
+/// Starts the listener and the workers. Every handler named in the subscriptions must be given.
+pub fn start(tasks: &mut BackgroundTasks, db: &Db, config: &Config, handlers: Vec<Arc<dyn Handler>>) {
     let handlers: Arc<HashMap<&'static str, Arc<dyn Handler>>> =
         Arc::new(handlers.into_iter().map(|handler| (handler.name(), handler)).collect());
     for subscription in super::subscriptions::SUBSCRIPTIONS {

@@ -12,8 +12,7 @@ use diesel::sql_types::{Array, BigInt, Jsonb, Text, Uuid as SqlUuid};
 
 pub use events::{CancelledBy, DomainEvent, EventType};
 
-use crate::architecture::Module;
-use crate::architecture::coupling::TableAccess;
+use crate::architecture::{Module, TableAccess};
 
 /// Modules write events only through [`publish`], never into these tables.
 pub const TABLES: TableAccess =

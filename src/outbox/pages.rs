@@ -5,10 +5,12 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 
 use super::{OpenDelivery, RecentEvent};
-use crate::admin::{Admin, ButtonForm, CsrfForm, Layout, PageError, Section, render};
+use crate::admin::page::see_other;
+use crate::admin::page::{Layout, PageError, Section, render};
+use crate::admin::session::{Admin, ButtonForm, CsrfForm};
 use crate::architecture::Module;
 use crate::error::AppError;
-use crate::http::{AppState, see_other};
+use crate::http::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/events", web::get().to(show)).route("/events/{event_id}/{handler}/retry", web::post().to(retry));

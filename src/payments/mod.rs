@@ -17,11 +17,11 @@ use uuid::Uuid;
 
 pub use card::{Card, CardBrand, CardNumber};
 pub use gateway::{CardGateway, ChargeOutcome, DeclineCode, SimulatedGateway};
-pub use model::{Payment, PaymentId, PaymentListItem, Refund};
+pub use model::{Payment, PaymentListItem, Refund};
 
-use crate::architecture::Module;
-use crate::architecture::coupling::{TableAccess, Use};
+use crate::architecture::{Module, TableAccess, Use};
 use crate::error::AppError;
+use crate::ids::PaymentId;
 use crate::pagination::Page;
 
 pub const TABLES: TableAccess = TableAccess {

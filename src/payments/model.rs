@@ -5,12 +5,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use uuid::Uuid;
 
-use crate::ids::uuid_id;
-
-uuid_id!(
-    /// The id of a charge attempt (`payments.id`).
-    PaymentId
-);
+use crate::ids::PaymentId;
 
 #[derive(Clone, Debug, Queryable, Selectable)]
 #[diesel(table_name = crate::schema::payments)]

@@ -5,11 +5,12 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::{ListCursor, PaymentListItem};
-use crate::admin::{Admin, Layout, PageError, Section, render};
+use crate::admin::page::{Layout, PageError, Section, render};
+use crate::admin::session::Admin;
 use crate::architecture::Module;
-use crate::http::AppState;
+use crate::http::state::AppState;
+use crate::ids::OrderNumber;
 use crate::money::Currency;
-use crate::orders::order_number;
 use crate::pagination::{Page, PageQuery};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -26,7 +27,7 @@ struct ListPage {
 
 impl ListPage {
     fn number(&self, number: &i64) -> String {
-        order_number(*number)
+        OrderNumber(*number).to_string()
     }
 }
 

@@ -4,7 +4,8 @@ use diesel::dsl::sql;
 use diesel::prelude::*;
 use diesel::sql_types::{Bool, Timestamptz, Uuid as SqlUuid};
 
-use super::model::{NewPayment, Payment, PaymentId, PaymentListItem, Refund, SUCCEEDED};
+use super::model::{NewPayment, Payment, PaymentListItem, Refund, SUCCEEDED};
+use crate::ids::PaymentId;
 
 pub fn insert(conn: &mut PgConnection, payment: &NewPayment<'_>) -> QueryResult<Payment> {
     diesel::insert_into(crate::schema::payments::table)

@@ -1,8 +1,8 @@
 use std::time::Duration;
 
-use agora::architecture::Module;
-use agora::architecture::coupling::{self, TableAccess, Use, Violation};
+use agora::architecture::coupling::{self, Violation};
 use agora::architecture::scan::{self, FileScan};
+use agora::architecture::{Module, TableAccess, Use};
 use diesel::connection::SimpleConnection;
 
 use crate::helpers::{TestApp, concurrently, eventually};

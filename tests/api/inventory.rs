@@ -1,6 +1,6 @@
 use std::sync::{Arc, Barrier};
 
-use agora::catalog::ProductId;
+use agora::ids::ProductId;
 use agora::inventory::{self, InventoryError, MovementKind, StockLine};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};

@@ -1,0 +1,16 @@
+//! The state every handler can reach.
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::db::Db;
+use crate::payments::CardGateway;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub config: Arc<Config>,
+    /// The OpenAPI document, rendered once at start-up.
+    pub openapi: Arc<str>,
+    pub gateway: Arc<dyn CardGateway>,
+}
