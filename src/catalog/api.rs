@@ -53,19 +53,15 @@ impl ProductView {
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct ProductListQuery {
+pub struct ProductSearch {
     /// Case-insensitive substring of the name or the SKU.
     q: Option<String>,
-    /// Items per page, 1..=100 (default 20).
-    limit: Option<i64>,
-    /// `next_cursor` of the previous page.
-    cursor: Option<String>,
 }
 
 /// Active products by name; `q` searches name and SKU.
 #[utoipa::path(
     tag = "catalog",
-    params(ProductListQuery),
+    params(ProductSearch, PageQuery),
     responses(
         (status = 200, description = "A page of active products", body = Page<ProductView>),
         (status = 400, description = "Malformed query or cursor", body = ProblemDetails, content_type = "application/problem+json"),
@@ -75,12 +71,11 @@ pub struct ProductListQuery {
 #[get("/products")]
 pub async fn list_products(
     state: web::Data<AppState>,
-    query: web::Query<ProductListQuery>,
+    search: web::Query<ProductSearch>,
+    page: web::Query<PageQuery>,
 ) -> Result<web::Json<Page<ProductView>>, AppError> {
-    let query = query.into_inner();
-    let page = PageQuery { limit: query.limit, cursor: query.cursor };
     let (limit, after) = (page.limit()?, page.cursor::<ListCursor>()?);
-    let search = query.q;
+    let search = search.into_inner().q;
     let products = state
         .db
         .run(Module::Catalog.op("list_products"), move |conn| {

@@ -51,19 +51,18 @@ impl ListPage {
 }
 
 #[derive(Deserialize)]
-struct ListQuery {
+struct Search {
     q: Option<String>,
-    cursor: Option<String>,
 }
 
 async fn list(
     state: web::Data<AppState>,
     admin: Admin,
-    query: web::Query<ListQuery>,
+    search: web::Query<Search>,
+    page: web::Query<PageQuery>,
 ) -> Result<HttpResponse, PageError> {
-    let query = query.into_inner();
-    let after = PageQuery { limit: None, cursor: query.cursor }.cursor::<ListCursor>()?;
-    let search = query.q.unwrap_or_default();
+    let after = page.cursor::<ListCursor>()?;
+    let search = search.into_inner().q.unwrap_or_default();
     let text = search.clone();
     let page = state
         .db

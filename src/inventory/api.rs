@@ -137,20 +137,11 @@ pub async fn adjust_stock(
     Ok(HttpResponse::Created().json(StockView::from(level)))
 }
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct MovementsQuery {
-    /// Items per page, 1..=100 (default 20).
-    limit: Option<i64>,
-    /// `next_cursor` of the previous page.
-    cursor: Option<String>,
-}
-
 /// The stock ledger of one product, newest first.
 #[utoipa::path(
     tag = "inventory",
     security(("admin_token" = [])),
-    params(("product_id" = ProductId, Path, description = "Product id"), MovementsQuery),
+    params(("product_id" = ProductId, Path, description = "Product id"), PageQuery),
     responses(
         (status = 200, description = "A page of movements", body = Page<MovementView>),
         (status = 401, description = "Missing or wrong admin token", body = ProblemDetails, content_type = "application/problem+json"),
@@ -162,11 +153,9 @@ pub async fn list_movements(
     _admin: AdminToken,
     state: web::Data<AppState>,
     product_id: web::Path<ProductId>,
-    query: web::Query<MovementsQuery>,
+    page: web::Query<PageQuery>,
 ) -> Result<web::Json<Page<MovementView>>, AppError> {
     let product_id = product_id.into_inner();
-    let query = query.into_inner();
-    let page = PageQuery { limit: query.limit, cursor: query.cursor };
     let (limit, before) = (page.limit()?, page.cursor::<i64>()?);
     let movements = state
         .db

@@ -41,19 +41,18 @@ impl OverviewPage {
 }
 
 #[derive(Deserialize)]
-struct OverviewQuery {
+struct OverviewFilter {
     low: Option<String>,
-    cursor: Option<String>,
 }
 
 async fn overview(
     state: web::Data<AppState>,
     admin: Admin,
-    query: web::Query<OverviewQuery>,
+    filter: web::Query<OverviewFilter>,
+    page: web::Query<PageQuery>,
 ) -> Result<HttpResponse, PageError> {
-    let query = query.into_inner();
-    let low_only = query.low.as_deref().is_some_and(|low| !low.is_empty() && low != "0");
-    let after = PageQuery { limit: None, cursor: query.cursor }.cursor::<LevelsCursor>()?;
+    let low_only = filter.low.as_deref().is_some_and(|low| !low.is_empty() && low != "0");
+    let after = page.cursor::<LevelsCursor>()?;
     let page = state
         .db
         .run(Module::Inventory.op("stock_levels"), move |conn| super::stock_levels(conn, low_only, after, PAGE_SIZE))
@@ -88,17 +87,12 @@ struct LedgerPage {
     conflict: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct LedgerQuery {
-    cursor: Option<String>,
-}
-
 async fn load_ledger(
     state: &AppState,
     product_id: ProductId,
-    cursor: Option<String>,
+    page: &PageQuery,
 ) -> Result<(StockLevel, Page<Movement>), AppError> {
-    let before = PageQuery { limit: None, cursor }.cursor::<i64>()?;
+    let before = page.cursor::<i64>()?;
     state
         .db
         .run(Module::Inventory.op("ledger_page"), move |conn| -> Result<_, InventoryError> {
@@ -111,9 +105,9 @@ async fn ledger(
     state: web::Data<AppState>,
     admin: Admin,
     product_id: web::Path<ProductId>,
-    query: web::Query<LedgerQuery>,
+    page: web::Query<PageQuery>,
 ) -> Result<HttpResponse, PageError> {
-    let (stock, page) = load_ledger(&state, product_id.into_inner(), query.into_inner().cursor).await?;
+    let (stock, page) = load_ledger(&state, product_id.into_inner(), &page).await?;
     let form = AdjustForm { kind: "receipt".into(), ..Default::default() };
     render(&LedgerPage {
         layout: admin.layout(Section::Inventory),
@@ -166,7 +160,7 @@ async fn adjust(
             Err(other) => return Err(AppError::from(other).into()),
         }
     }
-    let (stock, page) = load_ledger(&state, product_id, None).await?;
+    let (stock, page) = load_ledger(&state, product_id, &PageQuery::default()).await?;
     let status = if conflict.is_some() { StatusCode::CONFLICT } else { StatusCode::UNPROCESSABLE_ENTITY };
     render_with_status(
         status,

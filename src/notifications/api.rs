@@ -51,20 +51,16 @@ impl From<Notification> for NotificationItem {
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct NotificationQuery {
+pub struct NotificationFilter {
     /// Only the e-mails of this order.
     order_id: Option<Uuid>,
-    /// Items per page, 1..=100 (default 20).
-    limit: Option<i64>,
-    /// `next_cursor` of the previous page.
-    cursor: Option<String>,
 }
 
 /// Customer e-mails, newest first; `order_id` narrows them to one order.
 #[utoipa::path(
     tag = "notifications",
     security(("admin_token" = [])),
-    params(NotificationQuery),
+    params(NotificationFilter, PageQuery),
     responses(
         (status = 200, description = "A page of e-mails", body = Page<NotificationItem>),
         (status = 400, description = "Malformed query or cursor", body = ProblemDetails, content_type = "application/problem+json"),
@@ -75,12 +71,11 @@ pub struct NotificationQuery {
 pub async fn list_notifications(
     _admin: AdminToken,
     state: web::Data<AppState>,
-    query: web::Query<NotificationQuery>,
+    filter: web::Query<NotificationFilter>,
+    page: web::Query<PageQuery>,
 ) -> Result<web::Json<Page<NotificationItem>>, AppError> {
-    let query = query.into_inner();
-    let page = PageQuery { limit: query.limit, cursor: query.cursor };
     let (limit, after) = (page.limit()?, page.cursor::<ListCursor>()?);
-    let order_id = query.order_id;
+    let order_id = filter.order_id;
     let notifications = state
         .db
         .run(Module::Notifications.op("list_notifications"), move |conn| {

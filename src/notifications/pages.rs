@@ -3,7 +3,6 @@
 
 use actix_web::{HttpResponse, web};
 use askama::Template;
-use serde::Deserialize;
 use uuid::Uuid;
 
 use super::{ListCursor, Notification};
@@ -26,17 +25,12 @@ struct ListPage {
     store_only: bool,
 }
 
-#[derive(Deserialize)]
-struct ListQuery {
-    cursor: Option<String>,
-}
-
 async fn list(
     state: web::Data<AppState>,
     admin: Admin,
-    query: web::Query<ListQuery>,
+    page: web::Query<PageQuery>,
 ) -> Result<HttpResponse, PageError> {
-    let after = PageQuery { limit: None, cursor: query.into_inner().cursor }.cursor::<ListCursor>()?;
+    let after = page.cursor::<ListCursor>()?;
     let page = state
         .db
         .run(Module::Notifications.op("list_notifications"), move |conn| {

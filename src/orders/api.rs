@@ -457,15 +457,11 @@ pub async fn pay_order(
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct OrderListQuery {
+pub struct OrderListFilter {
     /// One of pending_payment, paid, shipped, cancelled, refunded.
     status: Option<String>,
     /// The customer's e-mail (exact, case-insensitive).
     email: Option<String>,
-    /// Items per page, 1..=100 (default 20).
-    limit: Option<i64>,
-    /// `next_cursor` of the previous page.
-    cursor: Option<String>,
 }
 
 /// An order in a list (without its lines: fetch the order for those).
@@ -485,7 +481,7 @@ pub struct OrderListItem {
 #[utoipa::path(
     tag = "orders",
     security(("admin_token" = [])),
-    params(OrderListQuery),
+    params(OrderListFilter, PageQuery),
     responses(
         (status = 200, description = "A page of orders", body = Page<OrderListItem>),
         (status = 400, description = "Malformed query or cursor", body = ProblemDetails, content_type = "application/problem+json"),
@@ -497,10 +493,10 @@ pub struct OrderListItem {
 pub async fn list_orders(
     _admin: AdminToken,
     state: web::Data<AppState>,
-    query: web::Query<OrderListQuery>,
+    query: web::Query<OrderListFilter>,
+    page: web::Query<PageQuery>,
 ) -> Result<web::Json<Page<OrderListItem>>, AppError> {
     let query = query.into_inner();
-    let page = PageQuery { limit: query.limit, cursor: query.cursor };
     let (limit, after) = (page.limit()?, page.cursor::<super::ListCursor>()?);
     let status = match query.status.as_deref().filter(|status| !status.is_empty()) {
         None => None,

@@ -56,19 +56,19 @@ impl ListPage {
 }
 
 #[derive(Deserialize)]
-struct ListQuery {
+struct ListFilter {
     status: Option<String>,
     q: Option<String>,
-    cursor: Option<String>,
 }
 
 async fn list(
     state: web::Data<AppState>,
     admin: Admin,
-    query: web::Query<ListQuery>,
+    query: web::Query<ListFilter>,
+    page: web::Query<PageQuery>,
 ) -> Result<HttpResponse, PageError> {
     let query = query.into_inner();
-    let after = PageQuery { limit: None, cursor: query.cursor }.cursor::<ListCursor>()?;
+    let after = page.cursor::<ListCursor>()?;
     let status = query.status.as_deref().and_then(OrderStatus::parse);
     let text = query.q.unwrap_or_default().trim().to_owned();
     let mut filter = OrderFilter { status, ..Default::default() };

@@ -2,7 +2,6 @@
 
 use actix_web::{HttpResponse, web};
 use askama::Template;
-use serde::Deserialize;
 
 use super::{ListCursor, PaymentListItem};
 use crate::admin::page::{Layout, PageError, Section, render};
@@ -31,17 +30,12 @@ impl ListPage {
     }
 }
 
-#[derive(Deserialize)]
-struct ListQuery {
-    cursor: Option<String>,
-}
-
 async fn list(
     state: web::Data<AppState>,
     admin: Admin,
-    query: web::Query<ListQuery>,
+    page: web::Query<PageQuery>,
 ) -> Result<HttpResponse, PageError> {
-    let after = PageQuery { limit: None, cursor: query.into_inner().cursor }.cursor::<ListCursor>()?;
+    let after = page.cursor::<ListCursor>()?;
     let page =
         state.db.run(Module::Payments.op("list_payments"), move |conn| super::list_payments(conn, after, 50)).await?;
     render(&ListPage { layout: admin.layout(Section::Payments), page, currency: state.config.currency })

@@ -31,22 +31,10 @@ const PRODUCTS: usize = 200;
 const CUSTOMERS: usize = 1000;
 const TOKEN: &str = "bench-admin-token-0123456789";
 
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|value| value.parse().ok()).unwrap_or(default)
-}
+#[path = "common.rs"]
+mod common;
 
-fn server_url() -> String {
-    let url = std::env::var("AGORA_TEST_DATABASE_URL")
-        .or_else(|_| std::env::var("DATABASE_URL"))
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    agora::db::split_database_url(&url).map(|(maintenance, _)| maintenance).unwrap_or(url)
-}
-
-fn database_url(name: &str) -> String {
-    let server = server_url();
-    let base = server.split('?').next().unwrap();
-    format!("{}/{name}", base.rsplit_once('/').unwrap().0)
-}
+use common::{database_url, env_number, server_url};
 
 /// Latencies of one scenario.
 struct Run {

@@ -1,0 +1,21 @@
+//! What both benchmarks need: where PostgreSQL is, and their settings.
+
+/// A whole-number setting from the environment.
+pub fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|value| value.parse().ok()).unwrap_or(default)
+}
+
+/// The maintenance database of the server named by AGORA_TEST_DATABASE_URL or DATABASE_URL.
+pub fn server_url() -> String {
+    let url = std::env::var("AGORA_TEST_DATABASE_URL")
+        .or_else(|_| std::env::var("DATABASE_URL"))
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    agora::db::split_database_url(&url).map(|(maintenance, _)| maintenance).unwrap_or(url)
+}
+
+/// The URL of database `name` on that server.
+pub fn database_url(name: &str) -> String {
+    let server = server_url();
+    let base = server.split('?').next().unwrap();
+    format!("{}/{name}", base.rsplit_once('/').unwrap().0)
+}
