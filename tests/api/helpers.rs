@@ -613,6 +613,21 @@ impl AgoraProcess {
         TestResponse::from(agent().post(&format!("{}{}", self.address, path)).send_json(body))
     }
 
+    /// SIGTERM, as a service manager stops a process; returns how it exited and how long it took.
+    pub fn terminate(mut self) -> (std::process::ExitStatus, Duration) {
+        let started = std::time::Instant::now();
+        let sent = std::process::Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(sent.success());
+        let deadline = started + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status, started.elapsed());
+            }
+            assert!(std::time::Instant::now() < deadline, "agora did not stop within 30 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// SIGKILL: no shutdown hook runs, work in flight is simply cut off.
     pub fn kill(mut self) {
         self.child.kill().unwrap();

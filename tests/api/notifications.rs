@@ -163,6 +163,26 @@ fn a_process_killed_before_its_e_mails_went_out_delivers_each_exactly_once_after
 }
 
 #[test]
+fn sigterm_stops_agora_after_finishing_or_releasing_the_work_in_flight() {
+    let app = TestApp::spawn();
+    let mug = app.product_with_stock("MUG-001", 1290, 100);
+    let process = AgoraProcess::start(&app.database, &[]);
+    for n in 0..10 {
+        process.post_json("/api/orders", &order_body(&format!("c{n}@example.com"), &[(&mug, 1)])).ok_json(201);
+    }
+    let (status, took) = process.terminate();
+    assert!(status.success(), "{status:?}");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    // Whatever was not finished is pending again, for the next process.
+    assert_eq!(app.count("SELECT count(*) FROM event_deliveries WHERE status NOT IN ('pending', 'completed')"), 0);
+    let _next = AgoraProcess::start(&app.database, &[]);
+    eventually("every e-mail stored", Duration::from_secs(15), || {
+        app.count("SELECT count(*) FROM notifications WHERE status = 'stored'") == 10
+    });
+    assert_eq!(app.count("SELECT count(*) FROM event_deliveries WHERE status = 'completed'"), 10);
+}
+
+#[test]
 fn two_agora_processes_on_one_database_send_each_e_mail_once() {
     let sink = SmtpSink::start();
     let app = TestApp::spawn_with(mailing(Some(sink.url())));
