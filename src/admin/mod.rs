@@ -38,7 +38,10 @@ pub fn scope(
     web::scope("/admin")
         .wrap(from_fn(auth::require_signed_in))
         .wrap(sessions)
+        .app_data(page::path_config())
+        .app_data(page::query_config())
         .service(web::resource("/login").route(web::get().to(auth::login_form)).route(web::post().to(auth::login)))
         .route("/logout", web::post().to(auth::logout))
         .configure(pages)
+        .default_service(web::to(page::not_found))
 }

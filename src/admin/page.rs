@@ -115,6 +115,23 @@ pub fn render_with_status(status: StatusCode, template: &impl Template) -> Resul
         .body(html))
 }
 
+/// Bad paths and query strings under `/admin` get an HTML page too, not problem+json.
+pub fn path_config() -> actix_web::web::PathConfig {
+    actix_web::web::PathConfig::default().error_handler(|_error, request| {
+        PageError(AppError::not_found(format!("Nothing exists at {}.", request.path()))).into()
+    })
+}
+
+pub fn query_config() -> actix_web::web::QueryConfig {
+    actix_web::web::QueryConfig::default().error_handler(|error, _request| {
+        PageError(AppError::bad_request(format!("Invalid query string: {error}"))).into()
+    })
+}
+
+pub async fn not_found(request: actix_web::HttpRequest) -> Result<HttpResponse, PageError> {
+    Err(PageError(AppError::not_found(format!("Nothing exists at {}.", request.path()))))
+}
+
 /// An [`AppError`] answered as a readable HTML page rather than problem+json.
 #[derive(Debug, thiserror::Error)]
 #[error(transparent)]

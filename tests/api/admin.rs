@@ -46,6 +46,21 @@ fn signing_in_opens_the_admin_shell_with_every_section() {
 }
 
 #[test]
+fn admin_errors_are_readable_pages() {
+    let app = TestApp::spawn();
+    let mut browser = app.signed_in_browser();
+    for path in ["/admin/nowhere", "/admin/orders/not-an-id", "/admin/products/6f1d6f5e-0000-4000-8000-000000000000"] {
+        let page = browser.get(path);
+        assert_eq!(page.status, 404, "{path}");
+        assert_eq!(page.header("content-type"), Some("text/html; charset=utf-8"), "{path}");
+        assert!(page.body.contains("Not found") && page.body.contains("Admin home"), "{path}: {}", page.body);
+    }
+    let page = browser.get("/admin/orders?cursor=garbage");
+    assert_eq!(page.status, 400);
+    assert!(page.body.contains("The cursor is not one this API handed out."), "{}", page.body);
+}
+
+#[test]
 fn signing_in_returns_to_the_page_that_was_asked_for() {
     let app = TestApp::spawn();
     let mut browser = app.browser();
