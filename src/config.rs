@@ -211,11 +211,6 @@ impl Config {
             lock_sample_interval: Duration::from_millis(parse_u64("AGORA_LOCK_SAMPLE_MS", 500)?.max(10)),
         })
     }
-
-    /// The database URL as it may appear in logs: without its password.
-    pub fn database_url_for_logs(&self) -> String {
-        redact_url_password(&self.database_url)
-    }
 }
 
 /// `postgres://user:secret@host/db` -> `postgres://user:***@host/db`.

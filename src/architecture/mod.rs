@@ -47,11 +47,6 @@ impl Module {
         }
     }
 
-    /// Business modules, as opposed to the shared infrastructure every module leans on.
-    pub fn is_business(self) -> bool {
-        matches!(self, Module::Catalog | Module::Inventory | Module::Orders | Module::Payments | Module::Notifications)
-    }
-
     pub fn index(self) -> usize {
         self as usize
     }

@@ -12,10 +12,7 @@ mod store;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
-pub use model::{
-    DEFAULT_LOW_STOCK_THRESHOLD, NewProduct, Product, ProductChanges, ProductDraft, ProductPatch, parse_sku,
-};
-pub use store::escape_like;
+pub use model::{DEFAULT_LOW_STOCK_THRESHOLD, NewProduct, Product, ProductChanges, ProductDraft, ProductPatch};
 
 use crate::architecture::{Module, TableAccess};
 use crate::error::{AppError, FieldError};

@@ -54,10 +54,8 @@ impl Application {
     pub fn build(config: Config) -> Result<Application, StartupError> {
         db::prepare_database(&config.database_url)?;
         let db = Db::connect(&config.database_url, &config.pool);
-        let bootstrap_config = config.clone();
-        let session_key = db.run_blocking(Module::Admin.op("bootstrap"), move |conn| {
-            crate::admin::auth::bootstrap(conn, &bootstrap_config)
-        })?;
+        let session_key =
+            db.run_blocking(Module::Admin.op("bootstrap"), |conn| crate::admin::auth::bootstrap(conn, &config))?;
         if config.seed == SeedMode::Demo {
             crate::seed::seed_demo_if_empty(&db, &config)?;
         }
