@@ -63,10 +63,10 @@ pub fn run() -> ExitCode {
     };
 
     let outcome: Result<(), Box<dyn std::error::Error>> = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => actix_web::rt::System::new().block_on(crate::http::serve(config)),
+        Command::Serve => actix_web::rt::System::new().block_on(crate::startup::serve(config)),
         Command::Migrate => crate::db::prepare_database(&config.database_url).map_err(Into::into),
         Command::Seed(args) => seed(config, args),
-        Command::Worker => actix_web::rt::System::new().block_on(crate::http::work(config)),
+        Command::Worker => actix_web::rt::System::new().block_on(crate::startup::work(config)),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

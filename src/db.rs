@@ -4,7 +4,7 @@
 //! Module code is synchronous and takes `&mut PgConnection`, so that one transaction can span
 //! modules. HTTP handlers never touch diesel: they hand a closure to [`Db::run`], which takes a
 //! pooled connection *inside* actix-web's blocking thread pool and attributes the work to the
-//! module that asked for it (see [`crate::architecture::runtime`]).
+//! module that asked for it (see [`crate::kernel::measure`]).
 
 use std::time::Duration;
 
@@ -14,10 +14,10 @@ use diesel::prelude::*;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, PooledConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
-use crate::architecture::Operation;
-use crate::architecture::runtime;
 use crate::config::PoolSettings;
 use crate::error::AppError;
+use crate::kernel::Operation;
+use crate::kernel::measure;
 
 pub type PgPool = r2d2::Pool<ConnectionManager<PgConnection>>;
 pub type PooledPg = PooledConnection<ConnectionManager<PgConnection>>;
@@ -89,7 +89,7 @@ impl Db {
         E: Into<AppError>,
     {
         let mut conn = self.pool.get()?;
-        runtime::measure(operation, || work(&mut conn)).map_err(Into::into)
+        measure::measure(operation, || work(&mut conn)).map_err(Into::into)
     }
 
     /// A connection of the pool, for code that needs to hold one (e.g. a worker's claim).
@@ -131,7 +131,7 @@ impl CustomizeConnection<PgConnection, diesel::r2d2::Error> for SessionSetup {
         let pid: i32 = diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>("pg_backend_pid()"))
             .get_result(conn)
             .map_err(diesel::r2d2::Error::QueryError)?;
-        conn.set_instrumentation(runtime::QueryInstrumentation::for_backend(pid));
+        conn.set_instrumentation(measure::QueryInstrumentation::for_backend(pid));
         Ok(())
     }
 }

@@ -7,7 +7,8 @@
 //! committed response. If the first transaction fails, the row vanishes with it and the second
 //! request does the work itself. Keys expire after [`KEY_LIFETIME`].
 
-use actix_web::HttpRequest;
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Text, Timestamptz};
@@ -17,8 +18,8 @@ use sha2::{Digest, Sha256};
 
 use crate::error::AppError;
 
-pub const TABLES: crate::architecture::TableAccess = crate::architecture::TableAccess {
-    module: crate::architecture::Module::Idempotency,
+pub const TABLES: crate::kernel::TableAccess = crate::kernel::TableAccess {
+    module: crate::kernel::Module::Idempotency,
     owns: &["idempotency_keys"],
     reads: &[],
     writes: &[],
@@ -64,23 +65,46 @@ pub fn fingerprint(request: &impl Serialize) -> String {
     Sha256::digest(&canonical).iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
-/// What an operation answered: the status and the JSON body, as stored for replays.
+/// What an operation answered, as stored for replays: the status, the JSON body and the
+/// `Location` header.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Answer {
     pub status: u16,
     pub body: Value,
+    pub location: Option<String>,
     /// True when this is a stored answer given again.
     pub replayed: bool,
 }
 
 impl Answer {
-    pub fn new(status: u16, body: Value) -> Answer {
-        Answer { status, body, replayed: false }
+    /// A success with `body` as JSON.
+    pub fn json(status: StatusCode, body: &impl Serialize) -> Result<Answer, AppError> {
+        let body = serde_json::to_value(body).map_err(AppError::internal)?;
+        Ok(Answer { status: status.as_u16(), body, location: None, replayed: false })
+    }
+
+    /// `201 Created` of the resource at `location`.
+    pub fn created(location: String, body: &impl Serialize) -> Result<Answer, AppError> {
+        Ok(Answer { location: Some(location), ..Answer::json(StatusCode::CREATED, body)? })
     }
 
     /// A client problem (4xx) as an answer to remember.
-    fn from_problem(error: &AppError) -> Answer {
-        Answer::new(error.status().as_u16(), error.problem_json())
+    pub fn problem(error: &AppError) -> Answer {
+        Answer { status: error.status().as_u16(), body: error.problem_json(), location: None, replayed: false }
+    }
+
+    /// The HTTP response, the same for a first answer and a replay.
+    pub fn into_response(self) -> HttpResponse {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = HttpResponse::build(status);
+        response.content_type(if status.is_success() { "application/json" } else { "application/problem+json" });
+        if self.replayed {
+            response.insert_header(("Idempotent-Replayed", "true"));
+        }
+        if let Some(location) = self.location {
+            response.insert_header(("Location", location));
+        }
+        response.body(self.body.to_string())
     }
 }
 
@@ -91,16 +115,20 @@ pub struct Guard<'a> {
     pub fingerprint: String,
 }
 
-/// Runs `work` at most once per key. The work runs in a savepoint: when it refuses the request
-/// (a 4xx), its partial changes are undone but the refusal is remembered like a success would
-/// be; a server failure (5xx) rolls everything back, key included, so a retry may succeed.
-pub fn run(
+/// Runs `work` at most once per key and turns what it returns into the answer with `answer`,
+/// inside the same transaction, so the stored answer commits with the work. The work runs in a
+/// savepoint: when it refuses the request (a 4xx), its partial changes are undone but the refusal
+/// is remembered like a success would be; a server failure (5xx) rolls everything back, key
+/// included, so a retry may succeed. Modules return their own values; only `answer`, a plain
+/// function of the handler, knows HTTP.
+pub fn run<T, E: Into<AppError>>(
     conn: &mut PgConnection,
     guard: Option<Guard<'_>>,
-    work: impl FnOnce(&mut PgConnection) -> Result<Answer, AppError>,
+    work: impl FnOnce(&mut PgConnection) -> Result<T, E>,
+    answer: impl FnOnce(T) -> Result<Answer, AppError>,
 ) -> Result<Answer, AppError> {
     let Some(guard) = guard else {
-        return conn.transaction(work);
+        return conn.transaction(|conn| work(conn).map_err(Into::into)).and_then(answer);
     };
     conn.transaction(|conn| {
         match claim(conn, &guard)? {
@@ -113,9 +141,10 @@ pub fn run(
                 ));
             }
         }
-        let answer = match conn.transaction(work) {
+        let answered = conn.transaction(|conn| work(conn).map_err(Into::into)).and_then(answer);
+        let answer = match answered {
             Ok(answer) => answer,
-            Err(error @ AppError::Client(_)) => Answer::from_problem(&error),
+            Err(error @ AppError::Client(_)) => Answer::problem(&error),
             Err(error) => return Err(error),
         };
         store_answer(conn, &guard, &answer)?;
@@ -140,6 +169,7 @@ fn claim(conn: &mut PgConnection, guard: &Guard<'_>) -> QueryResult<Claim> {
             SET request_fingerprint = EXCLUDED.request_fingerprint,
                 response_status = NULL,
                 response_body = NULL,
+                response_location = NULL,
                 created_at = EXCLUDED.created_at,
                 expires_at = EXCLUDED.expires_at
           WHERE idempotency_keys.expires_at <= EXCLUDED.created_at",
@@ -153,16 +183,19 @@ fn claim(conn: &mut PgConnection, guard: &Guard<'_>) -> QueryResult<Claim> {
     if claimed == 1 {
         return Ok(Claim::Owned);
     }
-    let (stored_fingerprint, status, body): (String, Option<i16>, Option<Value>) = idempotency_keys
-        .filter(scope.eq(&guard.scope))
-        .filter(idempotency_key.eq(guard.key.as_str()))
-        .select((request_fingerprint, response_status, response_body))
-        .first(conn)?;
+    let (stored_fingerprint, status, body, location): (String, Option<i16>, Option<Value>, Option<String>) =
+        idempotency_keys
+            .filter(scope.eq(&guard.scope))
+            .filter(idempotency_key.eq(guard.key.as_str()))
+            .select((request_fingerprint, response_status, response_body, response_location))
+            .first(conn)?;
     if stored_fingerprint != guard.fingerprint {
         return Ok(Claim::OtherRequest);
     }
     match (status, body) {
-        (Some(status), Some(body)) => Ok(Claim::Answered(Answer { status: status as u16, body, replayed: true })),
+        (Some(status), Some(body)) => {
+            Ok(Claim::Answered(Answer { status: status as u16, body, location, replayed: true }))
+        }
         // Unreachable by construction: answers are stored in the claiming transaction.
         _ => Err(diesel::result::Error::NotFound),
     }
@@ -171,7 +204,11 @@ fn claim(conn: &mut PgConnection, guard: &Guard<'_>) -> QueryResult<Claim> {
 fn store_answer(conn: &mut PgConnection, guard: &Guard<'_>, answer: &Answer) -> QueryResult<()> {
     use crate::schema::idempotency_keys::dsl::*;
     diesel::update(idempotency_keys.filter(scope.eq(&guard.scope)).filter(idempotency_key.eq(guard.key.as_str())))
-        .set((response_status.eq(answer.status as i16), response_body.eq(&answer.body)))
+        .set((
+            response_status.eq(answer.status as i16),
+            response_body.eq(&answer.body),
+            response_location.eq(answer.location.as_deref()),
+        ))
         .execute(conn)?;
     Ok(())
 }
@@ -187,7 +224,7 @@ pub fn start_purging(tasks: &mut crate::background::BackgroundTasks, db: &crate:
     let db = db.clone();
     tasks.spawn("idempotency-purge", move |stop| {
         loop {
-            let purged = db.run_blocking(crate::architecture::Module::Idempotency.op("purge_expired"), |conn| {
+            let purged = db.run_blocking(crate::kernel::Module::Idempotency.op("purge_expired"), |conn| {
                 purge_expired(conn, Utc::now())
             });
             match purged {

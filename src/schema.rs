@@ -71,6 +71,7 @@ diesel::table! {
         response_body -> Nullable<Jsonb>,
         created_at -> Timestamptz,
         expires_at -> Timestamptz,
+        response_location -> Nullable<Text>,
     }
 }
 

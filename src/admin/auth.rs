@@ -21,10 +21,10 @@ use super::page::{PageError, render_with_status};
 use super::session::{self, ButtonForm, CsrfForm, CsrfProtected};
 use super::store;
 use crate::admin::page::see_other;
-use crate::architecture::Module;
 use crate::config::Config;
 use crate::error::AppError;
 use crate::http::state::AppState;
+use crate::kernel::Module;
 
 /// At most this many failed sign-ins per user name within [`FAILURE_WINDOW_MINUTES`]...
 const MAX_FAILURES_PER_USER: i64 = 5;

@@ -1,9 +1,9 @@
-//! The admin shell: sign-in, the session and its CSRF token, the layout every admin page shares,
-//! and the dashboard. Modules add their own pages (`catalog::pages`, `orders::pages`, ...); the
-//! HTTP wiring (`crate::http`) mounts them inside [`scope`], behind the sign-in middleware.
+//! The admin shell: sign-in, the session and its CSRF token, and the layout every admin page
+//! shares. Modules add their own pages (`catalog::pages`, `orders::pages`, ...); the composition
+//! root (`crate::startup`) mounts them, and the dashboard, inside [`scope`], behind the sign-in
+//! middleware.
 
 pub mod auth;
-pub mod dashboard;
 pub mod page;
 pub mod session;
 pub mod store;
@@ -11,7 +11,7 @@ pub mod store;
 use actix_web::middleware::from_fn;
 use actix_web::web;
 
-use crate::architecture::{Module, TableAccess};
+use crate::kernel::{Module, TableAccess};
 
 pub const TABLES: TableAccess = TableAccess {
     module: Module::Admin,

@@ -6,10 +6,10 @@ use actix_web::{get, web};
 use serde::Serialize;
 
 use super::locks::{self, LockWait};
-use super::runtime::{self, ModuleRuntime, OperationRuntime};
 use crate::error::{AppError, ProblemDetails};
 use crate::http::admin_token::AdminToken;
 use crate::http::state::AppState;
+use crate::kernel::measure::{self, ModuleRuntime, OperationRuntime};
 
 pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(metrics);
@@ -43,8 +43,8 @@ pub struct Metrics {
 pub fn collect(state: &AppState) -> Metrics {
     let pool = state.db.pool_state();
     Metrics {
-        modules: runtime::module_snapshot(),
-        operations: runtime::operation_snapshot()
+        modules: measure::module_snapshot(),
+        operations: measure::operation_snapshot()
             .into_iter()
             .map(|runtime| {
                 let mut tables_by_owner: BTreeMap<String, Vec<String>> = BTreeMap::new();

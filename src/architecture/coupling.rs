@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::scan::{FileScan, TableUse};
-use super::{Module, TableAccess, Use};
+use crate::kernel::{Module, TableAccess, Use};
 
 /// Every module's declaration.
 pub fn declarations() -> [&'static TableAccess; 8] {

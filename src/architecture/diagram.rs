@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use super::{Module, TableAccess};
+use crate::kernel::{Module, TableAccess};
 
 const COLUMN: f64 = 156.0;
 const BOX_WIDTH: f64 = 140.0;

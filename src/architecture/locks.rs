@@ -13,10 +13,10 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Double, Integer, Text};
 
-use super::Module;
-use super::runtime::{operation_of_backend, tables_named_in};
 use crate::background::{BackgroundTasks, StopSignal};
 use crate::db::Db;
+use crate::kernel::Module;
+use crate::kernel::measure::{operation_of_backend, tables_named_in};
 
 #[derive(Debug, QueryableByName)]
 struct WaitRow {

@@ -5,11 +5,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{ListCursor, Product, ProductDraft, ProductPatch};
-use crate::architecture::Module;
 use crate::error::{AppError, ProblemDetails};
 use crate::http::admin_token::AdminToken;
 use crate::http::state::AppState;
 use crate::ids::ProductId;
+use crate::kernel::Module;
 use crate::money::Currency;
 use crate::pagination::{Page, PageQuery};
 

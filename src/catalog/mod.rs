@@ -14,9 +14,9 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 pub use model::{DEFAULT_LOW_STOCK_THRESHOLD, NewProduct, Product, ProductChanges, ProductDraft, ProductPatch};
 
-use crate::architecture::{Module, TableAccess};
 use crate::error::{AppError, FieldError};
 use crate::ids::ProductId;
+use crate::kernel::{Module, TableAccess};
 use crate::pagination::Page;
 
 /// The catalog's tables. No other module's table is read: the catalog is the most depended-on

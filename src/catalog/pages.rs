@@ -10,11 +10,11 @@ use super::{CatalogError, ListCursor, Product, ProductDraft, ProductPatch};
 use crate::admin::page::see_other;
 use crate::admin::page::{FormErrors, Layout, PageError, Section, render, render_with_status};
 use crate::admin::session::{Admin, CsrfForm, CsrfProtected};
-use crate::architecture::Module;
 use crate::error::AppError;
 use crate::http::state::AppState;
 use crate::ids::ProductId;
 use crate::inventory::{Movement, StockLevel};
+use crate::kernel::Module;
 use crate::money::Currency;
 use crate::pagination::{Page, PageQuery};
 

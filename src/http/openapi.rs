@@ -40,14 +40,14 @@ impl Modify for AdminBearer {
     }
 }
 
-/// Collects the document from the same registrations the server uses.
-pub fn document() -> Arc<str> {
+/// Collects the document from the same registrations the server uses (`configure_api`).
+pub fn document(configure_api: fn(&mut utoipa_actix_web::service_config::ServiceConfig)) -> Arc<str> {
     let (_, api) = App::new()
         .into_utoipa_app()
         .openapi(ApiDoc::openapi())
         .service(super::health::healthz)
         .service(super::health::readyz)
-        .service(utoipa_actix_web::scope("/api").configure(super::configure_api))
+        .service(utoipa_actix_web::scope("/api").configure(configure_api))
         .split_for_parts();
     api.to_json().expect("the OpenAPI document serializes").into()
 }

@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::db::Db;
-use crate::payments::CardGateway;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -12,5 +11,4 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The OpenAPI document, rendered once at start-up.
     pub openapi: Arc<str>,
-    pub gateway: Arc<dyn CardGateway>,
 }

@@ -6,11 +6,11 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{Movement, MovementKind, StockLevel};
-use crate::architecture::Module;
 use crate::error::{AppError, ProblemDetails};
 use crate::http::admin_token::AdminToken;
 use crate::http::state::AppState;
 use crate::ids::ProductId;
+use crate::kernel::Module;
 use crate::pagination::{Page, PageQuery};
 
 pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {

@@ -18,10 +18,11 @@ use uuid::Uuid;
 
 pub use model::{Movement, MovementKind, StockLevel};
 
-use crate::architecture::{Module, TableAccess, Use};
 use crate::error::{AppError, FieldError};
+use crate::events::DomainEvent;
 use crate::ids::ProductId;
-use crate::outbox::{self, DomainEvent};
+use crate::kernel::{Module, TableAccess, Use};
+use crate::outbox;
 use crate::pagination::Page;
 
 pub const TABLES: TableAccess = TableAccess {

@@ -10,10 +10,10 @@ use super::{InventoryError, LevelsCursor, Movement, MovementKind, StockLevel};
 use crate::admin::page::see_other;
 use crate::admin::page::{FormErrors, Layout, PageError, Section, render, render_with_status};
 use crate::admin::session::{Admin, CsrfForm, CsrfProtected};
-use crate::architecture::Module;
 use crate::error::AppError;
 use crate::http::state::AppState;
 use crate::ids::ProductId;
+use crate::kernel::Module;
 use crate::pagination::{Page, PageQuery};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -20,11 +20,11 @@ use uuid::Uuid;
 pub use model::{EmailKind, Notification};
 pub use transport::{Delivered, Transport};
 
-use crate::architecture::{Module, TableAccess, Use};
 use crate::config::Config;
+use crate::events::ORDER_EMAILS;
+use crate::kernel::{Module, TableAccess, Use};
 use crate::money::Currency;
 use crate::outbox::dispatcher::{Attempt, EventRecord, Handler, Outcome};
-use crate::outbox::subscriptions::ORDER_EMAILS;
 use crate::pagination::Page;
 
 pub const TABLES: TableAccess = TableAccess {

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use uuid::Uuid;
 
-use crate::outbox::DomainEvent;
+use crate::events::DomainEvent;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EmailKind {

@@ -8,9 +8,9 @@ use uuid::Uuid;
 use super::{ListCursor, Notification};
 use crate::admin::page::{Layout, PageError, Section, render};
 use crate::admin::session::Admin;
-use crate::architecture::Module;
 use crate::error::AppError;
 use crate::http::state::AppState;
+use crate::kernel::Module;
 use crate::pagination::{Page, PageQuery};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

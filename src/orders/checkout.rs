@@ -8,10 +8,11 @@ use diesel::prelude::*;
 use super::model::{Customer, CustomerEmail, Order, OrderLine};
 use super::{OrdersError, store};
 use crate::error::FieldError;
+use crate::events::DomainEvent;
 use crate::ids::{OrderId, ProductId};
 use crate::inventory::{self, StockLine};
 use crate::money::Currency;
-use crate::outbox::{self, DomainEvent};
+use crate::outbox;
 
 pub const MAX_LINES: usize = 50;
 pub const MAX_QUANTITY: i64 = 1000;

@@ -9,9 +9,10 @@ use diesel::prelude::*;
 
 use super::model::{Action, Order, OrderStatus};
 use super::{OrdersError, store};
+use crate::events::{CancelledBy, DomainEvent};
 use crate::ids::OrderId;
 use crate::inventory::{self, StockLine};
-use crate::outbox::{self, CancelledBy, DomainEvent};
+use crate::outbox;
 use crate::payments::{self, Card, CardGateway, Payment};
 
 /// The outcome of a payment attempt that reached the gateway.

@@ -11,28 +11,26 @@ mod checkout;
 mod lifecycle;
 mod model;
 pub mod pages;
+mod seed;
 mod store;
 pub mod timeout;
 mod view;
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use rand::Rng;
-use rand::seq::IndexedRandom;
 
 pub use checkout::{MAX_LINES, MAX_QUANTITY, PlaceOrder, PlacedOrder, place_order};
 pub use lifecycle::{PaymentAttempt, cancel, pay, refund, ship};
 pub use model::{Action, Customer, CustomerEmail, Order, OrderLine, OrderStatus};
+pub use seed::seed_orders;
 pub use view::{EventSummary, NotificationSummary, OrderDetails, order_details};
 
-use crate::architecture::{Module, TableAccess, Use};
-use crate::config::Config;
 use crate::error::{AppError, FieldError};
-use crate::ids::{OrderId, ProductId};
+use crate::ids::OrderId;
 use crate::inventory::InventoryError;
-use crate::outbox::CancelledBy;
+use crate::kernel::{Module, TableAccess, Use};
 use crate::pagination::Page;
-use crate::payments::{Card, PaymentsError, SimulatedGateway};
+use crate::payments::PaymentsError;
 
 pub const TABLES: TableAccess = TableAccess {
     module: Module::Orders,
@@ -130,78 +128,4 @@ pub fn dashboard(conn: &mut PgConnection) -> Result<Dashboard, OrdersError> {
         dashboard.per_status.push((status, count, total));
     }
     Ok(dashboard)
-}
-
-const FIRST_NAMES: &[&str] =
-    &["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Margaret", "Ken", "Radia", "Tony", "Frances", "John"];
-const LAST_NAMES: &[&str] =
-    &["Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Hamilton", "Thompson", "Perlman", "Hoare"];
-
-/// Demo orders through the real checkout and lifecycle, spread over every status. `products`
-/// are (id, units received).
-pub fn seed_orders(
-    conn: &mut PgConnection,
-    config: &Config,
-    products: &[(ProductId, i32)],
-    customers: u32,
-    orders: u32,
-    rng: &mut impl Rng,
-) -> Result<String, AppError> {
-    let in_stock: Vec<ProductId> = products.iter().filter(|(_, stock)| *stock > 20).map(|(id, _)| *id).collect();
-    if in_stock.is_empty() || customers == 0 {
-        return Ok("no orders".into());
-    }
-    let people: Vec<(String, String)> = (0..customers as usize)
-        .map(|n| {
-            let first = FIRST_NAMES[n % FIRST_NAMES.len()];
-            let last = LAST_NAMES[(n / FIRST_NAMES.len() + n) % LAST_NAMES.len()];
-            let suffix: u32 = rng.random_range(1000..10000);
-            (
-                format!("{}.{}{}@example.com", first.to_lowercase(), last.to_lowercase(), suffix),
-                format!("{first} {last}"),
-            )
-        })
-        .collect();
-    let card = Card::parse("4242424242424242", 12, 2099, "123").map_err(AppError::validation)?;
-    let declined = Card::parse("4000000000000002", 12, 2099, "123").map_err(AppError::validation)?;
-    let mut placed = 0;
-    for n in 0..orders as usize {
-        let (email, name) = people.choose(rng).expect("at least one customer");
-        let lines = rng.random_range(1..=3usize);
-        let items: Vec<(ProductId, i64)> =
-            in_stock.choose_multiple(rng, lines).map(|id| (*id, rng.random_range(1..=3i64))).collect();
-        let request = PlaceOrder::new(email, name, &items).map_err(AppError::validation)?;
-        let order = match place_order(conn, &request, config.currency) {
-            Ok(placed) => placed.order,
-            // Demo stock can run out; that order simply is not placed.
-            Err(OrdersError::Stock(InventoryError::Insufficient(_))) => continue,
-            Err(other) => return Err(other.into()),
-        };
-        placed += 1;
-        // Every status, most orders paid or shipped, a few declined once before paying.
-        match n % 8 {
-            0 => {}
-            1 => {
-                pay(conn, &SimulatedGateway, order.id, &declined)?;
-            }
-            2 => {
-                cancel(conn, order.id, CancelledBy::Customer)?;
-            }
-            3 | 4 => {
-                pay(conn, &SimulatedGateway, order.id, &card)?;
-            }
-            5 | 6 => {
-                pay(conn, &SimulatedGateway, order.id, &card)?;
-                ship(conn, order.id)?;
-            }
-            _ => {
-                pay(conn, &SimulatedGateway, order.id, &card)?;
-                if rng.random_bool(0.5) {
-                    ship(conn, order.id)?;
-                }
-                refund(conn, order.id)?;
-            }
-        }
-    }
-    Ok(format!("{placed} orders in every status"))
 }

@@ -9,14 +9,14 @@ use super::{Action, ListCursor, Order, OrderDetails, OrderFilter, OrderStatus};
 use crate::admin::page::see_other;
 use crate::admin::page::{Layout, PageError, Section, render};
 use crate::admin::session::{Admin, ButtonForm, CsrfForm};
-use crate::architecture::Module;
 use crate::error::AppError;
+use crate::events::CancelledBy;
 use crate::http::state::AppState;
 use crate::ids::{OrderId, OrderNumber};
 use crate::inventory::Movement;
+use crate::kernel::Module;
 use crate::money::Currency;
 use crate::orders::Customer;
-use crate::outbox::CancelledBy;
 use crate::pagination::{Page, PageQuery};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use crate::architecture::Module;
 use crate::background::{BackgroundTasks, StopSignal};
 use crate::config::Config;
 use crate::db::Db;
+use crate::kernel::Module;
 
 pub fn start(tasks: &mut BackgroundTasks, db: &Db, config: &Config) {
     let db = db.clone();

@@ -21,12 +21,12 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Integer, Jsonb, Text, Timestamptz};
 use rand::Rng;
 
-use super::events::DomainEvent;
-use crate::architecture::Module;
 use crate::background::{BackgroundTasks, StopSignal};
 use crate::config::{Config, OutboxSettings};
 use crate::db::Db;
 use crate::error::{AppError, CauseChain};
+use crate::events::DomainEvent;
+use crate::kernel::Module;
 
 pub const CHANNEL: &str = "agora_outbox";
 
@@ -102,7 +102,7 @@ impl Doorbell {
 pub fn start(tasks: &mut BackgroundTasks, db: &Db, config: &Config, handlers: Vec<Arc<dyn Handler>>) {
     let handlers: Arc<HashMap<&'static str, Arc<dyn Handler>>> =
         Arc::new(handlers.into_iter().map(|handler| (handler.name(), handler)).collect());
-    for subscription in super::subscriptions::SUBSCRIPTIONS {
+    for subscription in crate::events::SUBSCRIPTIONS {
         assert!(handlers.contains_key(subscription.handler), "no handler registered for {}", subscription.handler);
     }
     let doorbell = Doorbell::default();

@@ -3,16 +3,13 @@
 //! pace, with retries. It is the event-driven pattern, kept inside the one database.
 
 pub mod dispatcher;
-pub mod events;
 pub mod pages;
-pub mod subscriptions;
 
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Jsonb, Text, Uuid as SqlUuid};
 
-pub use events::{CancelledBy, DomainEvent, EventType};
-
-use crate::architecture::{Module, TableAccess};
+use crate::events::{self, DomainEvent};
+use crate::kernel::{Module, TableAccess};
 
 /// Modules write events only through [`publish`], never into these tables.
 pub const TABLES: TableAccess =
@@ -28,7 +25,7 @@ struct PublishedId {
 /// the caller's transaction. Returns the event id.
 pub fn publish(conn: &mut PgConnection, event: &DomainEvent) -> QueryResult<i64> {
     let (aggregate_type, aggregate_id) = event.aggregate();
-    let handlers = subscriptions::handlers_for(event.event_type());
+    let handlers = events::handlers_for(event.event_type());
     let published = diesel::sql_query(
         "WITH event AS (
              INSERT INTO events (event_type, aggregate_type, aggregate_id, payload)

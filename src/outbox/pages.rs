@@ -8,9 +8,9 @@ use super::{OpenDelivery, RecentEvent};
 use crate::admin::page::see_other;
 use crate::admin::page::{Layout, PageError, Section, render};
 use crate::admin::session::{Admin, ButtonForm, CsrfForm};
-use crate::architecture::Module;
 use crate::error::AppError;
 use crate::http::state::AppState;
+use crate::kernel::Module;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/events", web::get().to(show)).route("/events/{event_id}/{handler}/retry", web::post().to(retry));

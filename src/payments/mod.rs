@@ -10,6 +10,7 @@ pub mod gateway;
 mod model;
 pub mod pages;
 mod store;
+pub mod views;
 
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
@@ -19,9 +20,9 @@ pub use card::{Card, CardBrand, CardNumber};
 pub use gateway::{CardGateway, ChargeOutcome, DeclineCode, SimulatedGateway};
 pub use model::{Payment, PaymentListItem, Refund};
 
-use crate::architecture::{Module, TableAccess, Use};
 use crate::error::AppError;
 use crate::ids::PaymentId;
+use crate::kernel::{Module, TableAccess, Use};
 use crate::pagination::Page;
 
 pub const TABLES: TableAccess = TableAccess {

@@ -6,9 +6,9 @@ use askama::Template;
 use super::{ListCursor, PaymentListItem};
 use crate::admin::page::{Layout, PageError, Section, render};
 use crate::admin::session::Admin;
-use crate::architecture::Module;
 use crate::http::state::AppState;
 use crate::ids::OrderNumber;
+use crate::kernel::Module;
 use crate::money::Currency;
 use crate::pagination::{Page, PageQuery};
 

@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use agora::architecture::coupling::{self, Violation};
 use agora::architecture::scan::{self, FileScan};
-use agora::architecture::{Module, TableAccess, Use};
+use agora::kernel::{Module, TableAccess, Use};
 use diesel::connection::SimpleConnection;
 
 use crate::helpers::{TestApp, concurrently, eventually};

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use agora::config::{Config, SeedMode};
 use agora::db;
-use agora::http::Application;
+use agora::startup::Application;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use serde_json::Value;

@@ -1,18 +1,20 @@
-//! `/admin`: the last 24 hours of orders and the outbox's backlog, at a glance.
+//! `/admin`: the last 24 hours of orders and the outbox's backlog, at a glance. A page over
+//! several modules, so it sits above them all, beside the composition root, and no module (nor the
+//! admin shell the modules' pages use) depends on it.
 
 use actix_web::{HttpResponse, web};
 use askama::Template;
 
-use super::page::{Layout, PageError, Section, render};
-use super::session::Admin;
-use crate::architecture::Module;
+use crate::admin::page::{Layout, PageError, Section, render};
+use crate::admin::session::Admin;
 use crate::http::state::AppState;
+use crate::kernel::Module;
 use crate::money::Currency;
 use crate::orders::Dashboard;
 use crate::outbox::Backlog;
 
 #[derive(Template)]
-#[template(path = "admin/templates/dashboard.html")]
+#[template(path = "templates/dashboard.html")]
 struct DashboardPage {
     layout: Layout,
     orders: Dashboard,

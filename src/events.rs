@@ -1,7 +1,8 @@
-//! The domain events modules publish: the language the modules share through the outbox.
+//! The published language: the events modules publish through the outbox, and which handler
+//! subscribes to which. It sits in the shared kernel, beside the typed ids, so that publishers,
+//! consumers and the outbox all depend on it and it depends on none of them.
 //!
-//! Ids are plain UUIDs here so that the outbox depends on no module; each module turns them back
-//! into its own typed ids.
+//! Ids are plain UUIDs here; each module turns them back into its own typed ids.
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -45,7 +46,7 @@ impl EventType {
     }
 }
 
-/// Why an order was cancelled.
+/// Why an order was cancelled: the orders module's word, carried in `OrderCancelled`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CancelledBy {
@@ -102,6 +103,36 @@ impl DomainEvent {
     pub fn from_stored(event_type: &str, payload: &serde_json::Value) -> Result<DomainEvent, serde_json::Error> {
         serde_json::from_value(serde_json::json!({ "type": event_type, "payload": payload }))
     }
+}
+
+// Which handler reacts to which event type. Publishing an event creates one delivery row per
+// subscribed handler in the same transaction, so work for a handler exists from the moment the
+// change commits, and each handler progresses (or fails) on its own.
+pub struct Subscription {
+    pub handler: &'static str,
+    pub events: &'static [EventType],
+}
+
+/// The notifications module's customer e-mails.
+pub const ORDER_EMAILS: &str = "notifications.order_emails";
+
+pub const SUBSCRIPTIONS: &[Subscription] = &[Subscription {
+    handler: ORDER_EMAILS,
+    events: &[
+        EventType::OrderPlaced,
+        EventType::PaymentSucceeded,
+        EventType::OrderCancelled,
+        EventType::OrderRefunded,
+        EventType::OrderShipped,
+    ],
+}];
+
+pub fn handlers_for(event_type: EventType) -> Vec<&'static str> {
+    SUBSCRIPTIONS
+        .iter()
+        .filter(|subscription| subscription.events.contains(&event_type))
+        .map(|subscription| subscription.handler)
+        .collect()
 }
 
 #[cfg(test)]

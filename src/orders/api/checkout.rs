@@ -1,0 +1,154 @@
+//! Checkout, the aggregated order view and the order list.
+
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use serde::{Deserialize, Serialize};
+
+use super::views::{CustomerView, OrderDetailsView, OrderListItem, OrderView};
+use crate::error::{AppError, ProblemDetails};
+use crate::http::admin_token::AdminToken;
+use crate::http::state::AppState;
+use crate::idempotency::{self, Answer, Guard, IdempotencyKey};
+use crate::ids::{OrderId, ProductId};
+use crate::kernel::Module;
+use crate::orders::{self, OrderFilter, OrderStatus, PlaceOrder, PlacedOrder};
+use crate::pagination::{Page, PageQuery};
+
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerRequest {
+    /// Identifies the customer (case-insensitive).
+    email: String,
+    name: String,
+}
+
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ItemRequest {
+    product_id: ProductId,
+    /// 1..=1000; lines naming the same product are merged.
+    quantity: i64,
+}
+
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlaceOrderRequest {
+    customer: CustomerRequest,
+    /// 1..=50 lines.
+    items: Vec<ItemRequest>,
+}
+
+/// Places an order in one transaction: prices every line from the catalog, reserves all the
+/// stock or none (409 naming the short SKU and what is available), records `OrderPlaced`.
+#[utoipa::path(
+    tag = "orders",
+    params(("Idempotency-Key" = Option<String>, Header, description = "1..=255 characters; a retry with the same key and body returns the first response")),
+    request_body = PlaceOrderRequest,
+    responses(
+        (status = 201, description = "Placed, pending payment", body = OrderView),
+        (status = 400, description = "Malformed JSON or header", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "Not enough stock, or the key was used for another request", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid e-mail, quantities, unknown or inactive products", body = ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
+#[post("/orders")]
+pub async fn place_order(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    body: web::Json<PlaceOrderRequest>,
+) -> Result<HttpResponse, AppError> {
+    let key = IdempotencyKey::from_request(&request)?;
+    let body = body.into_inner();
+    let items: Vec<(ProductId, i64)> = body.items.iter().map(|item| (item.product_id, item.quantity)).collect();
+    let command = PlaceOrder::new(&body.customer.email, &body.customer.name, &items).map_err(AppError::validation)?;
+    let fingerprint = idempotency::fingerprint(&body);
+    let currency = state.config.currency;
+    let answer = state
+        .db
+        .run(Module::Orders.op("place_order"), move |conn| {
+            let guard = key.as_ref().map(|key| Guard { scope: "POST /api/orders".into(), key, fingerprint });
+            idempotency::run(conn, guard, |conn| orders::place_order(conn, &command, currency), placed_answer)
+        })
+        .await?;
+    Ok(answer.into_response())
+}
+
+fn placed_answer(placed: PlacedOrder) -> Result<Answer, AppError> {
+    let view = OrderView::new(placed.order, placed.customer, placed.lines);
+    Answer::created(format!("/api/orders/{}", view.id), &view)
+}
+
+/// The order aggregated: items, customer, payment attempts, e-mails and events, read from the
+/// shared tables in a fixed number of queries.
+#[utoipa::path(
+    tag = "orders",
+    params(("id" = OrderId, Path, description = "Order id")),
+    responses(
+        (status = 200, description = "The order", body = OrderDetailsView),
+        (status = 404, description = "No such order", body = ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
+#[get("/orders/{id}")]
+pub async fn get_order(
+    state: web::Data<AppState>,
+    id: web::Path<OrderId>,
+) -> Result<web::Json<OrderDetailsView>, AppError> {
+    Ok(web::Json(details(&state, id.into_inner()).await?))
+}
+
+pub(super) async fn details(state: &AppState, id: OrderId) -> Result<OrderDetailsView, AppError> {
+    let details = state.db.run(Module::Orders.op("order_details"), move |conn| orders::order_details(conn, id)).await?;
+    Ok(details.into())
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct OrderListFilter {
+    /// One of pending_payment, paid, shipped, cancelled, refunded.
+    status: Option<String>,
+    /// The customer's e-mail (exact, case-insensitive).
+    email: Option<String>,
+}
+
+/// Orders, newest first.
+#[utoipa::path(
+    tag = "orders",
+    security(("admin_token" = [])),
+    params(OrderListFilter, PageQuery),
+    responses(
+        (status = 200, description = "A page of orders", body = Page<OrderListItem>),
+        (status = 400, description = "Malformed query or cursor", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong admin token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown status or limit out of range", body = ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
+#[get("/orders")]
+pub async fn list_orders(
+    _admin: AdminToken,
+    state: web::Data<AppState>,
+    query: web::Query<OrderListFilter>,
+    page: web::Query<PageQuery>,
+) -> Result<web::Json<Page<OrderListItem>>, AppError> {
+    let query = query.into_inner();
+    let (limit, after) = (page.limit()?, page.cursor::<orders::ListCursor>()?);
+    let status = match query.status.as_deref().filter(|status| !status.is_empty()) {
+        None => None,
+        Some(text) => Some(OrderStatus::parse(text).ok_or_else(|| {
+            AppError::invalid("status", "must be one of pending_payment, paid, shipped, cancelled, refunded")
+        })?),
+    };
+    let filter = OrderFilter { status, email: query.email.filter(|email| !email.is_empty()), number: None };
+    let orders = state
+        .db
+        .run(Module::Orders.op("list_orders"), move |conn| orders::list_orders(conn, filter, after, limit))
+        .await?;
+    Ok(web::Json(orders.map(|(order, customer)| OrderListItem {
+        id: order.id,
+        number: order.display_number(),
+        status: order.status(),
+        customer: CustomerView { email: customer.email, name: customer.name },
+        total_minor: order.total_minor,
+        currency: order.currency,
+        created_at: order.created_at,
+        updated_at: order.updated_at,
+    })))
+}

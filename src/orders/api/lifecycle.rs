@@ -1,0 +1,82 @@
+//! The order's lifecycle after checkout: cancel, ship, refund.
+
+use actix_web::{post, web};
+
+use super::checkout::details;
+use super::views::OrderDetailsView;
+use crate::error::{AppError, ProblemDetails};
+use crate::events::CancelledBy;
+use crate::http::admin_token::AdminToken;
+use crate::http::state::AppState;
+use crate::ids::OrderId;
+use crate::kernel::Module;
+use crate::orders;
+
+/// Cancels an unpaid order and releases its stock.
+#[utoipa::path(
+    tag = "orders",
+    params(("id" = OrderId, Path, description = "Order id")),
+    responses(
+        (status = 200, description = "Cancelled", body = OrderDetailsView),
+        (status = 404, description = "No such order", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "The order is not pending payment (the problem names its status)", body = ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
+#[post("/orders/{id}/cancel")]
+pub async fn cancel_order(
+    state: web::Data<AppState>,
+    id: web::Path<OrderId>,
+) -> Result<web::Json<OrderDetailsView>, AppError> {
+    let id = id.into_inner();
+    state
+        .db
+        .run(Module::Orders.op("cancel_order"), move |conn| orders::cancel(conn, id, CancelledBy::Customer))
+        .await?;
+    Ok(web::Json(details(&state, id).await?))
+}
+
+/// Ships a paid order: its reserved stock leaves the warehouse.
+#[utoipa::path(
+    tag = "orders",
+    security(("admin_token" = [])),
+    params(("id" = OrderId, Path, description = "Order id")),
+    responses(
+        (status = 200, description = "Shipped", body = OrderDetailsView),
+        (status = 401, description = "Missing or wrong admin token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such order", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "The order is not paid", body = ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
+#[post("/orders/{id}/ship")]
+pub async fn ship_order(
+    _admin: AdminToken,
+    state: web::Data<AppState>,
+    id: web::Path<OrderId>,
+) -> Result<web::Json<OrderDetailsView>, AppError> {
+    let id = id.into_inner();
+    state.db.run(Module::Orders.op("ship_order"), move |conn| orders::ship(conn, id)).await?;
+    Ok(web::Json(details(&state, id).await?))
+}
+
+/// Refunds a paid or shipped order in full; stock not yet shipped is released.
+#[utoipa::path(
+    tag = "orders",
+    security(("admin_token" = [])),
+    params(("id" = OrderId, Path, description = "Order id")),
+    responses(
+        (status = 200, description = "Refunded", body = OrderDetailsView),
+        (status = 401, description = "Missing or wrong admin token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such order", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "The order is neither paid nor shipped", body = ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
+#[post("/orders/{id}/refund")]
+pub async fn refund_order(
+    _admin: AdminToken,
+    state: web::Data<AppState>,
+    id: web::Path<OrderId>,
+) -> Result<web::Json<OrderDetailsView>, AppError> {
+    let id = id.into_inner();
+    state.db.run(Module::Orders.op("refund_order"), move |conn| orders::refund(conn, id)).await?;
+    Ok(web::Json(details(&state, id).await?))
+}

@@ -1,0 +1,257 @@
+//! The composition root: builds the application from its modules (routes, background work, the
+//! worker mode) and starts it. Nothing imports this file but the command line.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_session::SessionMiddleware;
+use actix_session::config::{BrowserSession, CookieContentSecurity};
+use actix_session::storage::CookieSessionStore;
+use actix_web::cookie::{Key, SameSite};
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::{self, DefaultHeaders, Logger};
+use actix_web::{App, HttpResponse, HttpServer, web};
+use utoipa_actix_web::AppExt;
+
+use crate::background::BackgroundTasks;
+use crate::config::{Config, SeedMode};
+use crate::db::{self, Db};
+use crate::error::{AppError, extractors};
+use crate::http::{AppState, health, openapi, static_files};
+use crate::kernel::Module;
+use crate::payments::CardGateway;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Database(#[from] db::SetupError),
+    #[error("cannot prepare the database: {0}")]
+    Bootstrap(#[from] AppError),
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// The running application: an HTTP server plus its background work.
+pub struct Application {
+    port: u16,
+    server: Server,
+    background: BackgroundTasks,
+}
+
+impl Application {
+    /// Prepares the database (create, migrate, first admin, demo data) and starts serving.
+    /// Must be called from within an actix system.
+    pub fn build(config: Config) -> Result<Application, StartupError> {
+        db::prepare_database(&config.database_url)?;
+        let db = Db::connect(&config.database_url, &config.pool);
+        let session_key =
+            db.run_blocking(Module::Admin.op("bootstrap"), |conn| crate::admin::auth::bootstrap(conn, &config))?;
+        if config.seed == SeedMode::Demo {
+            crate::seed::seed_demo_if_empty(&db, &config)?;
+        }
+
+        let listener = TcpListener::bind(&config.bind)
+            .map_err(|source| StartupError::Bind { address: config.bind.clone(), source })?;
+        let port = listener.local_addr()?.port();
+        let state = AppState { db: db.clone(), config: Arc::new(config.clone()), openapi: openapi_document() };
+        let gateway: Arc<dyn CardGateway> = Arc::new(crate::payments::SimulatedGateway);
+        let session_key = Key::from(&session_key);
+        let server = HttpServer::new(move || build_app(state.clone(), gateway.clone(), session_key.clone()))
+            .listen(listener)?
+            .run();
+
+        let background =
+            if config.outbox.run_in_server { start_background_work(&db, &config) } else { BackgroundTasks::default() };
+        Ok(Application { port, server, background })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until the server is stopped (SIGINT/SIGTERM or [`ServerHandle::stop`]), then stops
+    /// the background work, letting work in flight finish.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let served = self.server.await;
+        let background = self.background;
+        // Joining threads blocks; do it off the async executor.
+        let _ = actix_web::rt::task::spawn_blocking(move || background.shutdown()).await;
+        served
+    }
+}
+
+/// The background work `agora serve` and `agora worker` run: the outbox dispatcher (e-mails)
+/// and the payment-timeout sweeper.
+pub fn start_background_work(db: &Db, config: &Config) -> BackgroundTasks {
+    let mut tasks = BackgroundTasks::default();
+    let handlers: Vec<Arc<dyn crate::outbox::dispatcher::Handler>> =
+        vec![Arc::new(crate::notifications::OrderEmails::new(config))];
+    crate::outbox::dispatcher::start(&mut tasks, db, config, handlers);
+    crate::orders::timeout::start(&mut tasks, db, config);
+    crate::idempotency::start_purging(&mut tasks, db);
+    crate::architecture::locks::start(&mut tasks, db, config.lock_sample_interval);
+    tasks
+}
+
+/// `agora serve`.
+pub async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    let admin_api = config.admin_token.is_some();
+    let bind = config.bind.clone();
+    let application = Application::build(config)?;
+    let base = format!("http://{}", local_address(&bind, application.port()));
+    log::info!("Agora is serving the API at {base}/api (OpenAPI: {base}/api/openapi.json)");
+    log::info!("admin pages at {base}/admin");
+    if !admin_api {
+        log::warn!("AGORA_ADMIN_TOKEN is not set: the admin API (/api endpoints marked admin) is disabled");
+    }
+    application.run_until_stopped().await?;
+    log::info!("stopped");
+    Ok(())
+}
+
+/// Where a person on this machine reaches the server: the bound host, or loopback when bound
+/// to every interface.
+fn local_address(bind: &str, port: u16) -> String {
+    let host = bind.rsplit_once(':').map_or(bind, |(host, _)| host);
+    let host = if matches!(host, "0.0.0.0" | "[::]" | "") { "127.0.0.1" } else { host };
+    format!("{host}:{port}")
+}
+
+/// `agora worker`: the background work alone, until SIGINT or SIGTERM.
+pub async fn work(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    db::prepare_database(&config.database_url)?;
+    let db = Db::connect(&config.database_url, &config.pool);
+    let tasks = start_background_work(&db, &config);
+    log::info!("worker running: dispatching events and cancelling unpaid orders; stop with Ctrl-C or SIGTERM");
+    wait_for_termination().await;
+    log::info!("stopping: finishing work in flight");
+    actix_web::rt::task::spawn_blocking(move || tasks.shutdown()).await?;
+    log::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_termination() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn build_app(
+    state: AppState,
+    gateway: Arc<dyn CardGateway>,
+    session_key: Key,
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let cookie_secure = state.config.cookie_secure;
+    let sessions = SessionMiddleware::builder(CookieSessionStore::default(), session_key)
+        .cookie_name("agora_admin".into())
+        .cookie_path("/admin".into())
+        .cookie_http_only(true)
+        .cookie_same_site(SameSite::Lax)
+        .cookie_secure(cookie_secure)
+        .cookie_content_security(CookieContentSecurity::Signed)
+        .session_lifecycle(BrowserSession::default())
+        .build();
+
+    App::new()
+        .into_utoipa_app()
+        .app_data(web::Data::new(state))
+        .app_data(web::Data::from(gateway))
+        .app_data(extractors::json_config())
+        .app_data(extractors::query_config())
+        .app_data(extractors::path_config())
+        .service(health::healthz)
+        .service(health::readyz)
+        .service(
+            utoipa_actix_web::scope("/api")
+                .configure(configure_api)
+                .route("/openapi.json", web::get().to(openapi::serve_document)),
+        )
+        .map(|app| {
+            app.service(static_files::scope())
+                .service(crate::admin::scope(sessions, configure_pages))
+                .route("/", web::get().to(|| async { crate::admin::page::see_other("/admin") }))
+                .default_service(web::to(|request: actix_web::HttpRequest| async move {
+                    Err::<HttpResponse, _>(AppError::not_found(format!("Nothing exists at {}.", request.path())))
+                }))
+        })
+        .into_app()
+        .wrap(
+            DefaultHeaders::new()
+                .add(("X-Content-Type-Options", "nosniff"))
+                .add(("X-Frame-Options", "DENY"))
+                .add(("Referrer-Policy", "same-origin")),
+        )
+        .wrap(middleware::NormalizePath::trim())
+        .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
+}
+
+/// Every admin page under `/admin`, module by module.
+fn configure_pages(cfg: &mut web::ServiceConfig) {
+    cfg.route("", web::get().to(crate::dashboard::show))
+        .configure(crate::catalog::pages::configure)
+        .configure(crate::inventory::pages::configure)
+        .configure(crate::orders::pages::configure)
+        .configure(crate::payments::pages::configure)
+        .configure(crate::notifications::pages::configure)
+        .configure(crate::outbox::pages::configure)
+        .configure(crate::architecture::pages::configure);
+}
+
+/// The OpenAPI document of every endpoint [`configure_api`] registers.
+pub fn openapi_document() -> Arc<str> {
+    openapi::document(configure_api)
+}
+
+/// Every JSON endpoint under `/api`, module by module. The OpenAPI document is collected from
+/// the same registrations, so an endpoint cannot exist without being documented.
+pub fn configure_api(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    cfg.configure(crate::catalog::api::configure)
+        .configure(crate::inventory::api::configure)
+        .configure(crate::orders::api::configure)
+        .configure(crate::notifications::api::configure)
+        .configure(crate::architecture::api::configure);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn logged_addresses_are_reachable_from_this_machine() {
+        assert_eq!(super::local_address("0.0.0.0:8080", 8080), "127.0.0.1:8080");
+        assert_eq!(super::local_address("127.0.0.1:0", 41234), "127.0.0.1:41234");
+        assert_eq!(super::local_address("[::]:8080", 8080), "127.0.0.1:8080");
+    }
+}
