@@ -64,7 +64,7 @@ pub fn run() -> ExitCode {
 
     let outcome: Result<(), Box<dyn std::error::Error>> = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => actix_web::rt::System::new().block_on(crate::startup::serve(config)),
-        Command::Migrate => crate::db::prepare_database(&config.database_url).map_err(Into::into),
+        Command::Migrate => crate::startup::prepare_database(&config).map_err(Into::into),
         Command::Seed(args) => seed(config, args),
         Command::Worker => actix_web::rt::System::new().block_on(crate::startup::work(config)),
     };
@@ -78,7 +78,7 @@ pub fn run() -> ExitCode {
 }
 
 fn seed(config: Config, args: SeedArgs) -> Result<(), Box<dyn std::error::Error>> {
-    crate::db::prepare_database(&config.database_url)?;
+    crate::startup::prepare_database(&config)?;
     let db = crate::db::Db::connect(&config.database_url, &config.pool);
     let plan = crate::seed::SeedPlan { products: args.products, customers: args.customers, orders: args.orders };
     let report = crate::seed::seed(&db, &config, &plan)?;

@@ -44,6 +44,8 @@ pub struct PoolSettings {
     pub acquire_timeout: Duration,
     /// Upper bound for any one statement, so a stuck query cannot hold a connection forever.
     pub statement_timeout: Duration,
+    /// Run each module's work as its own PostgreSQL role (`AGORA_DB_ROLES`, on by default).
+    pub module_roles: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -100,6 +102,16 @@ impl Config {
                     variable: name,
                     message: format!("expected a whole number, got {raw:?}"),
                 }),
+            }
+        };
+        let parse_on_off = |name: &'static str, default: bool| -> Result<bool, ConfigError> {
+            match get(name).as_deref().map(str::trim) {
+                None => Ok(default),
+                Some("on") => Ok(true),
+                Some("off") => Ok(false),
+                Some(other) => {
+                    Err(ConfigError { variable: name, message: format!("expected \"on\" or \"off\", got {other:?}") })
+                }
             }
         };
 
@@ -173,16 +185,8 @@ impl Config {
                 message: "must be between 1 and 1000".into(),
             });
         }
-        let run_in_server = match get("AGORA_BACKGROUND").as_deref().map(str::trim) {
-            None | Some("on") => true,
-            Some("off") => false,
-            Some(other) => {
-                return Err(ConfigError {
-                    variable: "AGORA_BACKGROUND",
-                    message: format!("expected \"on\" or \"off\", got {other:?}"),
-                });
-            }
-        };
+        let run_in_server = parse_on_off("AGORA_BACKGROUND", true)?;
+        let module_roles = parse_on_off("AGORA_DB_ROLES", true)?;
 
         Ok(Config {
             database_url: get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
@@ -198,6 +202,7 @@ impl Config {
                 max_size: pool_size as u32,
                 acquire_timeout: Duration::from_millis(parse_u64("AGORA_DB_ACQUIRE_TIMEOUT_MS", 5000)?),
                 statement_timeout: Duration::from_millis(parse_u64("AGORA_DB_STATEMENT_TIMEOUT_MS", 30_000)?),
+                module_roles,
             },
             outbox: OutboxSettings {
                 workers: workers.clamp(1, 32) as usize,

@@ -17,10 +17,10 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use crate::config::PoolSettings;
 use crate::error::AppError;
 use crate::kernel::Operation;
-use crate::kernel::measure;
+use crate::kernel::{Module, measure, roles};
 
-pub type PgPool = r2d2::Pool<ConnectionManager<PgConnection>>;
-pub type PooledPg = PooledConnection<ConnectionManager<PgConnection>>;
+pub type PgPool = r2d2::Pool<ModuleConnectionManager>;
+pub type PooledPg = PooledConnection<ModuleConnectionManager>;
 
 /// The migrations under `migrations/`, compiled into the binary so it needs no diesel CLI.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
@@ -54,13 +54,70 @@ pub enum SetupError {
 #[derive(Clone)]
 pub struct Db {
     pool: PgPool,
+    /// Whether work runs as its module's role (see [`crate::kernel::roles`]).
+    module_roles: bool,
+}
+
+/// A pooled connection and the role its session runs as, so that consecutive work of the same
+/// module on it costs no `SET ROLE`.
+pub struct ModuleConnection {
+    conn: PgConnection,
+    /// `None`: the login user.
+    session_role: Option<Module>,
+}
+
+impl ModuleConnection {
+    fn set_session_role(&mut self, role: Option<Module>) -> QueryResult<()> {
+        if self.session_role != role {
+            // Unknown until the statement succeeds.
+            self.session_role = None;
+            // `SET ROLE` takes no bind parameters; the role names are our own constants.
+            let sql = role.map_or_else(|| "RESET ROLE".to_owned(), |module| format!("SET ROLE {}", module.role()));
+            self.conn.batch_execute(&sql)?;
+            self.session_role = role;
+        }
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for ModuleConnection {
+    type Target = PgConnection;
+    fn deref(&self) -> &PgConnection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for ModuleConnection {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        &mut self.conn
+    }
+}
+
+/// diesel's connection manager, with each connection's session role tracked beside it.
+pub struct ModuleConnectionManager(ConnectionManager<PgConnection>);
+
+impl r2d2::ManageConnection for ModuleConnectionManager {
+    type Connection = ModuleConnection;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> Result<ModuleConnection, Self::Error> {
+        self.0.connect().map(|conn| ModuleConnection { conn, session_role: None })
+    }
+
+    fn is_valid(&self, conn: &mut ModuleConnection) -> Result<(), Self::Error> {
+        self.0.is_valid(&mut conn.conn)
+    }
+
+    fn has_broken(&self, conn: &mut ModuleConnection) -> bool {
+        self.0.has_broken(&mut conn.conn)
+    }
 }
 
 impl Db {
     /// Builds the pool without waiting for connections, so that the process can start (and
     /// report itself unready) while the database is down.
     pub fn connect(database_url: &str, settings: &PoolSettings) -> Db {
-        let manager = ConnectionManager::<PgConnection>::new(database_url);
+        let manager = ModuleConnectionManager(ConnectionManager::<PgConnection>::new(database_url));
         let pool = r2d2::Pool::builder()
             .max_size(settings.max_size)
             .min_idle(Some(settings.max_size.min(2)))
@@ -68,7 +125,7 @@ impl Db {
             .test_on_check_out(false)
             .connection_customizer(Box::new(SessionSetup { statement_timeout: settings.statement_timeout }))
             .build_unchecked(manager);
-        Db { pool }
+        Db { pool, module_roles: settings.module_roles }
     }
 
     /// Runs `work` on a pooled connection in the blocking thread pool, attributed to `operation`.
@@ -89,12 +146,24 @@ impl Db {
         E: Into<AppError>,
     {
         let mut conn = self.pool.get()?;
-        measure::measure(operation, || work(&mut conn)).map_err(Into::into)
+        if !self.module_roles {
+            return measure::measure(operation, || work(&mut conn)).map_err(Into::into);
+        }
+        conn.set_session_role(Some(operation.module))?;
+        roles::in_context(operation.module, || measure::measure(operation, || work(&mut conn))).map_err(Into::into)
     }
 
-    /// A connection of the pool, for code that needs to hold one (e.g. a worker's claim).
+    /// A connection of the pool as the login user, for work that belongs to no module (e.g. the
+    /// lock sampler reading `pg_stat_activity`, the seed's advisory lock).
     pub fn get(&self) -> Result<PooledPg, AppError> {
-        Ok(self.pool.get()?)
+        let mut conn = self.pool.get()?;
+        conn.set_session_role(None)?;
+        Ok(conn)
+    }
+
+    /// Whether module work runs as module roles.
+    pub fn enforces_module_roles(&self) -> bool {
+        self.module_roles
     }
 
     /// Whether the database answers a trivial query within `timeout`.
@@ -121,8 +190,9 @@ struct SessionSetup {
     statement_timeout: Duration,
 }
 
-impl CustomizeConnection<PgConnection, diesel::r2d2::Error> for SessionSetup {
-    fn on_acquire(&self, conn: &mut PgConnection) -> Result<(), diesel::r2d2::Error> {
+impl CustomizeConnection<ModuleConnection, diesel::r2d2::Error> for SessionSetup {
+    fn on_acquire(&self, conn: &mut ModuleConnection) -> Result<(), diesel::r2d2::Error> {
+        let conn = &mut conn.conn;
         conn.batch_execute(&format!(
             "SET statement_timeout = {}; SET application_name = 'agora'",
             self.statement_timeout.as_millis()
@@ -212,13 +282,18 @@ pub fn run_migrations(conn: &mut PgConnection) -> Result<Vec<String>, SetupError
     Ok(applied)
 }
 
+/// A connection of its own, outside the pool (start-up work).
+pub fn connect(database_url: &str) -> Result<PgConnection, SetupError> {
+    PgConnection::establish(database_url)
+        .map_err(|source| SetupError::Connect { url: crate::config::redact_url_password(database_url), source })
+}
+
 /// Creates the database if needed and brings its schema up to date.
 pub fn prepare_database(database_url: &str) -> Result<(), SetupError> {
     if create_database_if_missing(database_url)? {
         log::info!("created database {}", split_database_url(database_url)?.1);
     }
-    let mut conn = PgConnection::establish(database_url)
-        .map_err(|source| SetupError::Connect { url: crate::config::redact_url_password(database_url), source })?;
+    let mut conn = connect(database_url)?;
     let applied = run_migrations(&mut conn)?;
     if applied.is_empty() {
         log::info!("database schema is up to date");

@@ -17,13 +17,10 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::error::AppError;
+use crate::kernel::{Module, TableAccess};
 
-pub const TABLES: crate::kernel::TableAccess = crate::kernel::TableAccess {
-    module: crate::kernel::Module::Idempotency,
-    owns: &["idempotency_keys"],
-    reads: &[],
-    writes: &[],
-};
+pub const TABLES: TableAccess =
+    TableAccess { module: Module::Idempotency, owns: &["idempotency_keys"], reads: &[], writes: &[] };
 
 pub const HEADER: &str = "Idempotency-Key";
 pub const KEY_LIFETIME: chrono::Duration = chrono::Duration::hours(24);
@@ -159,6 +156,7 @@ enum Claim {
 }
 
 fn claim(conn: &mut PgConnection, guard: &Guard<'_>) -> QueryResult<Claim> {
+    crate::as_module!(conn, Module::Idempotency);
     use crate::schema::idempotency_keys::dsl::*;
     let now = Utc::now();
     // Inserts, or takes over an expired key; waits while another transaction holds the key.
@@ -202,6 +200,7 @@ fn claim(conn: &mut PgConnection, guard: &Guard<'_>) -> QueryResult<Claim> {
 }
 
 fn store_answer(conn: &mut PgConnection, guard: &Guard<'_>, answer: &Answer) -> QueryResult<()> {
+    crate::as_module!(conn, Module::Idempotency);
     use crate::schema::idempotency_keys::dsl::*;
     diesel::update(idempotency_keys.filter(scope.eq(&guard.scope)).filter(idempotency_key.eq(guard.key.as_str())))
         .set((
@@ -224,9 +223,8 @@ pub fn start_purging(tasks: &mut crate::background::BackgroundTasks, db: &crate:
     let db = db.clone();
     tasks.spawn("idempotency-purge", move |stop| {
         loop {
-            let purged = db.run_blocking(crate::kernel::Module::Idempotency.op("purge_expired"), |conn| {
-                purge_expired(conn, Utc::now())
-            });
+            let purged =
+                db.run_blocking(Module::Idempotency.op("purge_expired"), |conn| purge_expired(conn, Utc::now()));
             match purged {
                 Ok(0) => {}
                 Ok(count) => log::info!("purged {count} expired idempotency key(s)"),

@@ -12,6 +12,7 @@ use crate::db::Db;
 use crate::error::AppError;
 use crate::ids::ProductId;
 use crate::inventory::{self, MovementKind};
+use crate::kernel::Module;
 
 pub struct SeedPlan {
     pub products: u32,
@@ -56,15 +57,17 @@ const SEED_LOCK_KEY: i64 = 0x4147_4f52_415f_5345; // "AGORA_SE"
 /// First start: seeds demo data when the catalog is empty. A session advisory lock makes
 /// several agora processes starting at once on an empty database seed it once.
 pub fn seed_demo_if_empty(db: &Db, config: &Config) -> Result<(), AppError> {
-    // Seeding is not any one module's work: it runs outside the per-module accounting.
-    let mut conn = db.get()?;
-    diesel::sql_query("SELECT pg_advisory_lock($1)").bind::<BigInt, _>(SEED_LOCK_KEY).execute(&mut conn)?;
-    let seeded = match catalog::is_empty(&mut conn) {
-        Ok(true) => seed_in(&mut conn, config, &FIRST_START, true).map(Some),
+    // The lock is not any one module's: it is held on a connection of its own, as the login user,
+    // while each step of the seed runs as its module.
+    let mut lock = db.get()?;
+    let lock: &mut PgConnection = &mut lock;
+    diesel::sql_query("SELECT pg_advisory_lock($1)").bind::<BigInt, _>(SEED_LOCK_KEY).execute(lock)?;
+    let seeded = match db.run_blocking(Module::Catalog.op("is_empty"), catalog::is_empty) {
+        Ok(true) => seed_in(db, config, &FIRST_START, true).map(Some),
         Ok(false) => Ok(None),
-        Err(error) => Err(error.into()),
+        Err(error) => Err(error),
     };
-    diesel::sql_query("SELECT pg_advisory_unlock($1)").bind::<BigInt, _>(SEED_LOCK_KEY).execute(&mut conn)?;
+    diesel::sql_query("SELECT pg_advisory_unlock($1)").bind::<BigInt, _>(SEED_LOCK_KEY).execute(lock)?;
     if let Some(report) = seeded? {
         log::info!("seeded demo data into the empty database: {report} (AGORA_SEED=none skips this)");
     }
@@ -73,13 +76,12 @@ pub fn seed_demo_if_empty(db: &Db, config: &Config) -> Result<(), AppError> {
 
 /// `agora seed`: adds demo data whatever is there already.
 pub fn seed(db: &Db, config: &Config, plan: &SeedPlan) -> Result<String, AppError> {
-    let mut conn = db.get()?;
-    seed_in(&mut conn, config, plan, false)
+    seed_in(db, config, plan, false)
 }
 
 /// Each product, receipt and order commits on its own, through the modules' functions, so the
 /// demo orders get distinct times as real ones would.
-fn seed_in(conn: &mut PgConnection, config: &Config, plan: &SeedPlan, first_start: bool) -> Result<String, AppError> {
+fn seed_in(db: &Db, config: &Config, plan: &SeedPlan, first_start: bool) -> Result<String, AppError> {
     let mut rng = rand::rng();
     // Later seeds add products beside the first ones: their SKUs carry a batch tag.
     let tag: String = if first_start {
@@ -97,32 +99,38 @@ fn seed_in(conn: &mut PgConnection, config: &Config, plan: &SeedPlan, first_star
             (false, 0) => format!("{base_sku}-{tag}"),
             (false, round) => format!("{base_sku}-{tag}-{round}"),
         };
-        let product = catalog::create_product(
-            conn,
-            ProductDraft {
-                sku,
-                name: name.to_owned(),
-                description: Some(description.to_owned()),
-                price_minor: price,
-                low_stock_threshold: Some(threshold),
-            },
-        )?;
+        let draft = ProductDraft {
+            sku,
+            name: name.to_owned(),
+            description: Some(description.to_owned()),
+            price_minor: price,
+            low_stock_threshold: Some(threshold),
+        };
+        let product =
+            db.run_blocking(Module::Catalog.op("seed_product"), |conn| catalog::create_product(conn, draft))?;
         // Orders take from what was received: receive enough for them, keeping low items low.
         let received = if stock > 0 { stock + 2 * threshold } else { 0 };
         if received > 0 {
-            inventory::adjust(conn, product.id, received, MovementKind::Receipt, "opening stock (demo data)")?;
+            db.run_blocking(Module::Inventory.op("seed_stock"), |conn| {
+                inventory::adjust(conn, product.id, received, MovementKind::Receipt, "opening stock (demo data)")
+            })?;
         }
         products.push((product.id, received));
     }
-    let orders = crate::orders::seed_orders(conn, config, &products, plan.customers, plan.orders, &mut rng)?;
+    let orders = db.run_blocking(Module::Orders.op("seed_orders"), |conn| {
+        crate::orders::seed_orders(conn, config, &products, plan.customers, plan.orders, &mut rng)
+    })?;
     // Bring the low items back to their demo levels once orders have taken their share.
     for (index, (product_id, _)) in products.iter().enumerate() {
         let target = DEMO_PRODUCTS[index % DEMO_PRODUCTS.len()].3;
-        let level = inventory::stock_level(conn, *product_id)?;
-        let excess = level.available() - target;
-        if excess > 0 && level.on_hand - excess >= level.reserved {
-            inventory::adjust(conn, *product_id, -excess, MovementKind::Adjustment, "stock count (demo data)")?;
-        }
+        db.run_blocking(Module::Inventory.op("seed_stock"), |conn| {
+            let level = inventory::stock_level(conn, *product_id)?;
+            let excess = level.available() - target;
+            if excess > 0 && level.on_hand - excess >= level.reserved {
+                inventory::adjust(conn, *product_id, -excess, MovementKind::Adjustment, "stock count (demo data)")?;
+            }
+            Ok::<_, inventory::InventoryError>(())
+        })?;
     }
     Ok(format!("{} products with stock, {} customers, {orders}", plan.products, plan.customers))
 }

@@ -27,6 +27,8 @@ pub enum StartupError {
     Database(#[from] db::SetupError),
     #[error("cannot prepare the database: {0}")]
     Bootstrap(#[from] AppError),
+    #[error(transparent)]
+    Privileges(#[from] crate::architecture::privileges::PrivilegeError),
     #[error("cannot listen on {address}: {source}")]
     Bind {
         address: String,
@@ -48,7 +50,7 @@ impl Application {
     /// Prepares the database (create, migrate, first admin, demo data) and starts serving.
     /// Must be called from within an actix system.
     pub fn build(config: Config) -> Result<Application, StartupError> {
-        db::prepare_database(&config.database_url)?;
+        prepare_database(&config)?;
         let db = Db::connect(&config.database_url, &config.pool);
         let session_key =
             db.run_blocking(Module::Admin.op("bootstrap"), |conn| crate::admin::auth::bootstrap(conn, &config))?;
@@ -90,6 +92,17 @@ impl Application {
     }
 }
 
+/// `agora migrate`, and the first step of `serve` and `worker`: creates the database if needed,
+/// applies the migrations, then gives each module's role the privileges its declaration names.
+pub fn prepare_database(config: &Config) -> Result<(), StartupError> {
+    db::prepare_database(&config.database_url)?;
+    if config.pool.module_roles {
+        let mut conn = db::connect(&config.database_url)?;
+        crate::architecture::privileges::apply(&mut conn)?;
+    }
+    Ok(())
+}
+
 /// The background work `agora serve` and `agora worker` run: the outbox dispatcher (e-mails)
 /// and the payment-timeout sweeper.
 pub fn start_background_work(db: &Db, config: &Config) -> BackgroundTasks {
@@ -129,7 +142,7 @@ fn local_address(bind: &str, port: u16) -> String {
 
 /// `agora worker`: the background work alone, until SIGINT or SIGTERM.
 pub async fn work(config: Config) -> Result<(), Box<dyn std::error::Error>> {
-    db::prepare_database(&config.database_url)?;
+    prepare_database(&config)?;
     let db = Db::connect(&config.database_url, &config.pool);
     let tasks = start_background_work(&db, &config);
     log::info!("worker running: dispatching events and cancelling unpaid orders; stop with Ctrl-C or SIGTERM");

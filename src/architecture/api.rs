@@ -6,10 +6,11 @@ use actix_web::{get, web};
 use serde::Serialize;
 
 use super::locks::{self, LockWait};
+use super::statements::RoleStatements;
 use crate::error::{AppError, ProblemDetails};
 use crate::http::admin_token::AdminToken;
 use crate::http::state::AppState;
-use crate::kernel::measure::{self, ModuleRuntime, OperationRuntime};
+use crate::kernel::measure::{self, AccessDenial, ModuleRuntime, OperationRuntime};
 
 pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(metrics);
@@ -38,10 +39,31 @@ pub struct Metrics {
     /// Sessions seen waiting for a lock held by another, by (waiting, blocking) operation.
     pub lock_waits: Vec<LockWait>,
     pub pool: PoolMetrics,
+    pub enforcement: Enforcement,
 }
 
-pub fn collect(state: &AppState) -> Metrics {
+/// Whether PostgreSQL enforces the module-to-table map, and what it refused.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Enforcement {
+    /// Each module's work runs as its own role (`AGORA_DB_ROLES`).
+    pub module_roles: bool,
+    /// Accesses PostgreSQL refused a module's role since this process started.
+    pub denials: Vec<AccessDenial>,
+    /// `pg_stat_statements` per module role, where the server collects it (null otherwise).
+    pub statements_by_role: Option<Vec<RoleStatements>>,
+}
+
+pub async fn collect(state: &AppState) -> Metrics {
     let pool = state.db.pool_state();
+    let db = state.db.clone();
+    // Statistics are a nice-to-have on this page: a failure leaves them out rather than failing it.
+    let statements_by_role = web::block(move || {
+        let mut conn = db.get().ok()?;
+        super::statements::by_role(&mut conn).ok().flatten()
+    })
+    .await
+    .ok()
+    .flatten();
     Metrics {
         modules: measure::module_snapshot(),
         operations: measure::operation_snapshot()
@@ -57,6 +79,11 @@ pub fn collect(state: &AppState) -> Metrics {
             .collect(),
         lock_waits: locks::summary(),
         pool: PoolMetrics { connections: pool.connections, idle: pool.idle_connections },
+        enforcement: Enforcement {
+            module_roles: state.db.enforces_module_roles(),
+            denials: measure::access_denials(),
+            statements_by_role,
+        },
     }
 }
 
@@ -72,5 +99,5 @@ pub fn collect(state: &AppState) -> Metrics {
 )]
 #[get("/metrics")]
 pub async fn metrics(_admin: AdminToken, state: web::Data<AppState>) -> Result<web::Json<Metrics>, AppError> {
-    Ok(web::Json(collect(&state)))
+    Ok(web::Json(collect(&state).await))
 }

@@ -7,5 +7,7 @@ pub mod coupling;
 mod diagram;
 pub mod locks;
 pub mod pages;
+pub mod privileges;
 pub mod scan;
 pub mod schema_map;
+pub mod statements;

@@ -56,6 +56,6 @@ async fn show(state: web::Data<AppState>, admin: Admin) -> Result<HttpResponse, 
         reasons,
         diagram: super::diagram::svg(&declarations, &coupling::calls()),
         dependents: coupling::dependents(),
-        metrics: collect(&state),
+        metrics: collect(&state).await,
     })
 }

@@ -51,6 +51,7 @@ impl From<CatalogError> for AppError {
 
 /// Creates a product and starts tracking its stock (at zero), in one transaction.
 pub fn create_product(conn: &mut PgConnection, draft: ProductDraft) -> Result<Product, CatalogError> {
+    crate::as_module!(conn, Module::Catalog);
     let new_product = draft.validate().map_err(CatalogError::Invalid)?;
     conn.transaction(|conn| {
         let product = store::insert(conn, &new_product).map_err(|error| match error {
@@ -65,6 +66,7 @@ pub fn create_product(conn: &mut PgConnection, draft: ProductDraft) -> Result<Pr
 }
 
 pub fn update_product(conn: &mut PgConnection, id: ProductId, patch: ProductPatch) -> Result<Product, CatalogError> {
+    crate::as_module!(conn, Module::Catalog);
     let changes = patch.validate().map_err(CatalogError::Invalid)?;
     if changes.is_empty() {
         return get_product(conn, id);
@@ -74,10 +76,12 @@ pub fn update_product(conn: &mut PgConnection, id: ProductId, patch: ProductPatc
 
 /// Whether the catalog has no product yet (a fresh database).
 pub fn is_empty(conn: &mut PgConnection) -> QueryResult<bool> {
+    crate::as_module!(conn, Module::Catalog);
     store::is_empty(conn)
 }
 
 pub fn get_product(conn: &mut PgConnection, id: ProductId) -> Result<Product, CatalogError> {
+    crate::as_module!(conn, Module::Catalog);
     store::find(conn, id)?.ok_or(CatalogError::NotFound(id))
 }
 
@@ -91,6 +95,7 @@ pub fn list_products(
     after: Option<ListCursor>,
     limit: i64,
 ) -> Result<Page<Product>, CatalogError> {
+    crate::as_module!(conn, Module::Catalog);
     let filter = store::ListFilter { query, include_inactive };
     let rows = store::list(conn, &filter, after, limit + 1)?;
     Ok(Page::from_rows(rows, limit, |product| (product.name.clone(), product.id)))

@@ -103,12 +103,14 @@ impl From<InventoryError> for AppError {
 
 /// Starts tracking stock for a new product, at zero. Called by the catalog when it creates one.
 pub fn track_product(conn: &mut PgConnection, product_id: ProductId) -> QueryResult<()> {
+    crate::as_module!(conn, Module::Inventory);
     store::insert_level(conn, product_id).map(|_| ())
 }
 
 /// Reserves every line for `order_id`, or nothing: on any shortage nothing changes and the
 /// error lists every short product with what is available.
 pub fn reserve(conn: &mut PgConnection, order_id: Uuid, lines: &[StockLine]) -> Result<(), InventoryError> {
+    crate::as_module!(conn, Module::Inventory);
     let changes = lines.iter().map(|line| (line.product_id, 0, line.quantity)).collect();
     move_stock(conn, MovementKind::Reservation, "reserved for an order", Some(order_id), changes).map(|_| ())
 }
@@ -120,12 +122,14 @@ pub fn release(
     lines: &[StockLine],
     reason: &str,
 ) -> Result<(), InventoryError> {
+    crate::as_module!(conn, Module::Inventory);
     let changes = lines.iter().map(|line| (line.product_id, 0, -line.quantity)).collect();
     move_stock(conn, MovementKind::Release, reason, Some(order_id), changes).map(|_| ())
 }
 
 /// Takes the reserved goods of `order_id` out of the warehouse.
 pub fn ship(conn: &mut PgConnection, order_id: Uuid, lines: &[StockLine]) -> Result<(), InventoryError> {
+    crate::as_module!(conn, Module::Inventory);
     let changes = lines.iter().map(|line| (line.product_id, -line.quantity, -line.quantity)).collect();
     move_stock(conn, MovementKind::Shipment, "shipped with an order", Some(order_id), changes).map(|_| ())
 }
@@ -138,6 +142,7 @@ pub fn adjust(
     kind: MovementKind,
     reason: &str,
 ) -> Result<StockLevel, InventoryError> {
+    crate::as_module!(conn, Module::Inventory);
     let reason = reason.trim();
     let mut errors = Vec::new();
     if delta == 0 {
@@ -162,6 +167,7 @@ pub fn adjust(
 }
 
 pub fn stock_level(conn: &mut PgConnection, product_id: ProductId) -> Result<StockLevel, InventoryError> {
+    crate::as_module!(conn, Module::Inventory);
     store::level(conn, product_id)?.ok_or(InventoryError::UnknownProduct(product_id))
 }
 
@@ -172,6 +178,7 @@ pub fn stock_levels(
     after: Option<LevelsCursor>,
     limit: i64,
 ) -> Result<Page<StockLevel>, InventoryError> {
+    crate::as_module!(conn, Module::Inventory);
     let rows = store::levels(conn, low_only, after, limit + 1)?;
     Ok(Page::from_rows(rows, limit, |level| (level.available(), level.product_id)))
 }
@@ -185,6 +192,7 @@ pub fn movements(
     before: Option<i64>,
     limit: i64,
 ) -> Result<Page<Movement>, InventoryError> {
+    crate::as_module!(conn, Module::Inventory);
     stock_level(conn, product_id)?;
     let rows = store::movements(conn, product_id, before, limit + 1)?;
     Ok(Page::from_rows(rows, limit, |movement| movement.id))
@@ -192,6 +200,7 @@ pub fn movements(
 
 /// The ledger rows an order caused, oldest first.
 pub fn order_movements(conn: &mut PgConnection, order_id: Uuid) -> Result<Vec<Movement>, InventoryError> {
+    crate::as_module!(conn, Module::Inventory);
     Ok(store::order_movements(conn, order_id)?)
 }
 

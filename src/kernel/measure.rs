@@ -169,7 +169,12 @@ impl Instrumentation for QueryInstrumentation {
                 self.note_operation();
                 self.query_started = Some(Instant::now());
             }
-            InstrumentationEvent::FinishQuery { query, .. } => {
+            InstrumentationEvent::FinishQuery { query, error, .. } => {
+                if let Some(denial) =
+                    error.and_then(|error| AccessDenial::from_error(&error.to_string(), &query.to_string()))
+                {
+                    denial.record();
+                }
                 let micros = self.query_started.take().map_or(0, |started| started.elapsed().as_micros() as u64);
                 CURRENT.with(|current| {
                     let mut current = current.borrow_mut();
@@ -269,4 +274,74 @@ pub fn operation_snapshot() -> Vec<OperationRuntime> {
             tables: stats.tables.iter().map(|table| table.to_string()).collect(),
         })
         .collect()
+}
+
+/// An access PostgreSQL refused because the module's role lacks the privilege: a use of a table
+/// the module's declaration does not allow.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct AccessDenial {
+    /// The module whose role ran the statement.
+    pub module: String,
+    /// The operation it ran for, e.g. `notifications.list_notifications`.
+    pub operation: String,
+    /// SELECT, INSERT, UPDATE, DELETE, ...
+    pub statement: String,
+    pub table: String,
+    pub count: u64,
+}
+
+impl AccessDenial {
+    fn from_error(message: &str, sql: &str) -> Option<AccessDenial> {
+        let table = message.split("permission denied for table ").nth(1)?.split_whitespace().next()?;
+        let module = super::roles::current();
+        let operation = CURRENT.with(|current| current.borrow().as_ref().map(|current| current.operation.to_string()));
+        let statement =
+            sql.trim_start().trim_start_matches('(').split_whitespace().next().unwrap_or("?").to_uppercase();
+        // A `WITH` query names its real work later; the first data-changing keyword tells it.
+        let statement = if statement == "WITH" {
+            ["INSERT", "UPDATE", "DELETE"]
+                .into_iter()
+                .find(|keyword| sql.to_uppercase().contains(keyword))
+                .unwrap_or("SELECT")
+                .to_owned()
+        } else {
+            statement
+        };
+        Some(AccessDenial {
+            module: module.map_or_else(|| "(no module)".to_owned(), |module| module.name().to_owned()),
+            operation: operation.unwrap_or_else(|| "(no operation)".to_owned()),
+            statement,
+            table: table.trim_matches('"').to_owned(),
+            count: 1,
+        })
+    }
+
+    fn record(self) {
+        log::error!(
+            "PostgreSQL refused module {} {} on table {} in operation {}: its role may not; declare the use in the \
+             module's TABLES or call the owning module",
+            self.module,
+            self.statement,
+            self.table,
+            self.operation
+        );
+        let mut denials = denials().lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match denials.iter_mut().find(|seen| {
+            (&seen.module, &seen.operation, &seen.statement, &seen.table)
+                == (&self.module, &self.operation, &self.statement, &self.table)
+        }) {
+            Some(seen) => seen.count += 1,
+            None => denials.push(self),
+        }
+    }
+}
+
+fn denials() -> &'static Mutex<Vec<AccessDenial>> {
+    static DENIALS: OnceLock<Mutex<Vec<AccessDenial>>> = OnceLock::new();
+    DENIALS.get_or_init(Default::default)
+}
+
+/// Every refused access since this process started.
+pub fn access_denials() -> Vec<AccessDenial> {
+    denials().lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
 }

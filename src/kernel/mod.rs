@@ -3,6 +3,7 @@
 //! The checks and the page built on these declarations live higher up, in `architecture/`.
 
 pub mod measure;
+pub mod roles;
 
 /// The units of Agora that own tables: the five business modules and the shared infrastructure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -73,6 +73,8 @@ impl Handler for OrderEmails {
     }
 
     fn handle(&self, conn: &mut PgConnection, record: &EventRecord, attempt: Attempt) -> QueryResult<Outcome> {
+        // The dispatcher runs as the outbox; handling an e-mail is the notifications module's work.
+        crate::as_module!(conn, Module::Notifications);
         let Some((kind, order_id)) = EmailKind::for_event(&record.event) else { return Ok(Outcome::Done) };
         let notification = match store::find_for_update(conn, order_id, kind.as_str())? {
             Some(existing) => existing,
@@ -124,6 +126,7 @@ impl Handler for OrderEmails {
 }
 
 pub fn get_notification(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<Notification>> {
+    crate::as_module!(conn, Module::Notifications);
     store::find(conn, id)
 }
 
@@ -135,6 +138,7 @@ pub fn list_notifications(
     after: Option<ListCursor>,
     limit: i64,
 ) -> QueryResult<Page<Notification>> {
+    crate::as_module!(conn, Module::Notifications);
     let rows = store::list(conn, order_id, after, limit + 1)?;
     Ok(Page::from_rows(rows, limit, |notification| (notification.created_at, notification.id)))
 }

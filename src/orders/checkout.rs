@@ -11,6 +11,7 @@ use crate::error::FieldError;
 use crate::events::DomainEvent;
 use crate::ids::{OrderId, ProductId};
 use crate::inventory::{self, StockLine};
+use crate::kernel::Module;
 use crate::money::Currency;
 use crate::outbox;
 
@@ -82,6 +83,7 @@ pub fn place_order(
     request: &PlaceOrder,
     currency: Currency,
 ) -> Result<PlacedOrder, OrdersError> {
+    crate::as_module!(conn, Module::Orders);
     conn.transaction(|conn| {
         let product_ids: Vec<ProductId> = request.items.iter().map(|(id, _)| *id).collect();
         let products = store::priced_products(conn, &product_ids)?;

@@ -12,6 +12,7 @@ use super::{OrdersError, store};
 use crate::events::{CancelledBy, DomainEvent};
 use crate::ids::OrderId;
 use crate::inventory::{self, StockLine};
+use crate::kernel::Module;
 use crate::outbox;
 use crate::payments::{self, Card, CardGateway, Payment};
 
@@ -35,6 +36,7 @@ pub fn pay(
     order_id: OrderId,
     card: &Card,
 ) -> Result<PaymentAttempt, OrdersError> {
+    crate::as_module!(conn, Module::Orders);
     conn.transaction(|conn| {
         let order = lock(conn, order_id)?;
         allow(&order, Action::Pay)?;
@@ -66,6 +68,7 @@ pub fn pay(
 }
 
 pub fn cancel(conn: &mut PgConnection, order_id: OrderId, by: CancelledBy) -> Result<Order, OrdersError> {
+    crate::as_module!(conn, Module::Orders);
     conn.transaction(|conn| {
         let order = lock(conn, order_id)?;
         cancel_locked(conn, order, by)
@@ -73,6 +76,7 @@ pub fn cancel(conn: &mut PgConnection, order_id: OrderId, by: CancelledBy) -> Re
 }
 
 pub fn ship(conn: &mut PgConnection, order_id: OrderId) -> Result<Order, OrdersError> {
+    crate::as_module!(conn, Module::Orders);
     conn.transaction(|conn| {
         let order = lock(conn, order_id)?;
         allow(&order, Action::Ship)?;
@@ -87,6 +91,7 @@ pub fn ship(conn: &mut PgConnection, order_id: OrderId) -> Result<Order, OrdersE
 /// Refunds the whole payment. Before shipping the reserved stock is released; after shipping
 /// the goods are gone, and taking returns back in is a stock receipt of its own.
 pub fn refund(conn: &mut PgConnection, order_id: OrderId) -> Result<Order, OrdersError> {
+    crate::as_module!(conn, Module::Orders);
     conn.transaction(|conn| {
         let order = lock(conn, order_id)?;
         allow(&order, Action::Refund)?;
@@ -111,6 +116,7 @@ pub fn refund(conn: &mut PgConnection, order_id: OrderId) -> Result<Order, Order
 /// Cancels the oldest unpaid order created before `cutoff` that no other process is already
 /// cancelling (`SKIP LOCKED`), releasing its stock. `None` when there is none left.
 pub fn cancel_one_expired(conn: &mut PgConnection, cutoff: DateTime<Utc>) -> Result<Option<Order>, OrdersError> {
+    crate::as_module!(conn, Module::Orders);
     conn.transaction(|conn| match store::lock_expired_unpaid(conn, cutoff)? {
         Some(order) => cancel_locked(conn, order, CancelledBy::PaymentTimeout).map(Some),
         None => Ok(None),

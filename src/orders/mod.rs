@@ -98,6 +98,7 @@ pub fn list_orders(
     after: Option<ListCursor>,
     limit: i64,
 ) -> Result<Page<(Order, Customer)>, OrdersError> {
+    crate::as_module!(conn, Module::Orders);
     let filter = store::ListFilter {
         status: filter.status,
         email: filter.email.map(|email| email.trim().to_lowercase()),
@@ -116,6 +117,7 @@ pub struct Dashboard {
 }
 
 pub fn dashboard(conn: &mut PgConnection) -> Result<Dashboard, OrdersError> {
+    crate::as_module!(conn, Module::Orders);
     let totals = store::recent_totals(conn, Utc::now() - chrono::Duration::hours(24))?;
     let mut dashboard = Dashboard::default();
     for status in OrderStatus::ALL {

@@ -11,6 +11,7 @@ use crate::error::AppError;
 use crate::events::CancelledBy;
 use crate::ids::ProductId;
 use crate::inventory::InventoryError;
+use crate::kernel::Module;
 use crate::payments::{Card, SimulatedGateway};
 
 const FIRST_NAMES: &[&str] =
@@ -28,6 +29,7 @@ pub fn seed_orders(
     orders: u32,
     rng: &mut impl Rng,
 ) -> Result<String, AppError> {
+    crate::as_module!(conn, Module::Orders);
     let in_stock: Vec<ProductId> = products.iter().filter(|(_, stock)| *stock > 20).map(|(id, _)| *id).collect();
     if in_stock.is_empty() || customers == 0 {
         return Ok("no orders".into());

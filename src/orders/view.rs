@@ -9,6 +9,7 @@ use uuid::Uuid;
 use super::model::{Customer, Order, OrderLine};
 use super::{OrdersError, store};
 use crate::ids::OrderId;
+use crate::kernel::Module;
 use crate::payments::{Payment, Refund};
 
 #[derive(Clone, Debug)]
@@ -45,6 +46,7 @@ pub struct EventSummary {
 }
 
 pub fn order_details(conn: &mut PgConnection, order_id: OrderId) -> Result<OrderDetails, OrdersError> {
+    crate::as_module!(conn, Module::Orders);
     use crate::schema::{customers, events, notifications, orders, payment_refunds, payments};
     conn.build_transaction().read_only().repeatable_read().run(|conn| {
         let (order, customer) = orders::table

@@ -24,6 +24,7 @@ struct PublishedId {
 /// Appends `event` and a delivery row for each subscribed handler, in one round trip, inside
 /// the caller's transaction. Returns the event id.
 pub fn publish(conn: &mut PgConnection, event: &DomainEvent) -> QueryResult<i64> {
+    crate::as_module!(conn, Module::Outbox);
     let (aggregate_type, aggregate_id) = event.aggregate();
     let handlers = events::handlers_for(event.event_type());
     let published = diesel::sql_query(
@@ -55,6 +56,7 @@ pub struct Backlog {
 }
 
 pub fn backlog(conn: &mut PgConnection) -> QueryResult<Backlog> {
+    crate::as_module!(conn, Module::Outbox);
     use crate::schema::event_deliveries::dsl::*;
     let pending = event_deliveries.filter(status.eq("pending")).count().get_result(conn)?;
     let dead = event_deliveries.filter(status.eq("dead")).count().get_result(conn)?;
@@ -89,6 +91,7 @@ impl OpenDelivery {
 
 /// Deliveries still to do or given up on: dead first, then by when they fall due.
 pub fn open_deliveries(conn: &mut PgConnection, limit: i64) -> QueryResult<Vec<OpenDelivery>> {
+    crate::as_module!(conn, Module::Outbox);
     use crate::schema::{event_deliveries as d, events as e};
     d::table
         .inner_join(e::table)
@@ -122,6 +125,7 @@ pub struct RecentEvent {
 
 /// The most recent events, newest first.
 pub fn recent_events(conn: &mut PgConnection, limit: i64) -> QueryResult<Vec<RecentEvent>> {
+    crate::as_module!(conn, Module::Outbox);
     use crate::schema::events::dsl::*;
     events.order(id.desc()).select(RecentEvent::as_select()).limit(limit).load(conn)
 }
@@ -129,6 +133,7 @@ pub fn recent_events(conn: &mut PgConnection, limit: i64) -> QueryResult<Vec<Rec
 /// Puts dead work back in the queue, from its first attempt, and wakes the dispatchers.
 /// Returns whether there was such dead work.
 pub fn retry_dead(conn: &mut PgConnection, event: i64, handler_name: &str) -> QueryResult<bool> {
+    crate::as_module!(conn, Module::Outbox);
     use crate::schema::event_deliveries::dsl::*;
     conn.transaction(|conn| {
         let revived = diesel::update(event_deliveries.find((event, handler_name)).filter(status.eq("dead")))

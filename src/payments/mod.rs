@@ -70,6 +70,7 @@ pub fn charge(
     currency: &str,
     card: &Card,
 ) -> Result<Payment, PaymentsError> {
+    crate::as_module!(conn, Module::Payments);
     let (status, decline_code, reference) = match gateway.charge(card, amount_minor, currency) {
         ChargeOutcome::Captured { reference } => (model::SUCCEEDED, None, reference),
         ChargeOutcome::Declined { code, reference } => (model::FAILED, Some(code.as_str()), reference),
@@ -101,6 +102,7 @@ pub fn charge(
 
 /// Records a full refund of the order's successful payment.
 pub fn refund(conn: &mut PgConnection, order_id: Uuid, reason: &str) -> Result<(Payment, Refund), PaymentsError> {
+    crate::as_module!(conn, Module::Payments);
     let payment = store::succeeded_for_order(conn, order_id)?.ok_or(PaymentsError::NothingToRefund(order_id))?;
     let refund = store::insert_refund(conn, payment.id, payment.amount_minor, reason).map_err(|error| match error {
         DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => PaymentsError::AlreadyRefunded(order_id),
@@ -116,6 +118,7 @@ pub fn list_payments(
     after: Option<ListCursor>,
     limit: i64,
 ) -> Result<Page<PaymentListItem>, PaymentsError> {
+    crate::as_module!(conn, Module::Payments);
     let rows = store::list(conn, after, limit + 1)?;
     Ok(Page::from_rows(rows, limit, |item| (item.payment.created_at, item.payment.id)))
 }

@@ -60,6 +60,8 @@ fn template_database() -> &'static str {
             {
                 let mut template = PgConnection::establish(&database_url(&building)).unwrap();
                 db::run_migrations(&mut template).expect("migrations must apply to a fresh database");
+                // Clones inherit the grants, so each test's start finds them in place.
+                agora::architecture::privileges::apply(&mut template).expect("the module roles can be set up");
             }
             // Renamed only once complete, so a half-built template is never cloned.
             diesel::sql_query(format!("ALTER DATABASE {} RENAME TO {}", quote(&building), quote(&name)))
@@ -640,4 +642,36 @@ impl Drop for AgoraProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Error lines the application logs, captured from the first call on (one logger per process).
+pub struct CapturedLogs(&'static std::sync::Mutex<Vec<String>>);
+
+impl CapturedLogs {
+    pub fn lines(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+pub fn captured_error_logs() -> CapturedLogs {
+    struct Capture(std::sync::Mutex<Vec<String>>);
+    impl log::Log for Capture {
+        fn enabled(&self, metadata: &log::Metadata) -> bool {
+            metadata.level() <= log::Level::Error
+        }
+        fn log(&self, record: &log::Record) {
+            if self.enabled(record.metadata()) {
+                self.0.lock().unwrap().push(record.args().to_string());
+            }
+        }
+        fn flush(&self) {}
+    }
+    static CAPTURE: OnceLock<&'static Capture> = OnceLock::new();
+    let capture = CAPTURE.get_or_init(|| {
+        let capture: &'static Capture = Box::leak(Box::new(Capture(std::sync::Mutex::new(Vec::new()))));
+        log::set_logger(capture).expect("no other logger in the test binary");
+        log::set_max_level(log::LevelFilter::Error);
+        capture
+    });
+    CapturedLogs(&capture.0)
 }

@@ -11,5 +11,6 @@ mod migrations;
 mod notifications;
 mod orders;
 mod payments;
+mod roles;
 mod seed;
 mod smtp;

@@ -1,0 +1,220 @@
+//! PostgreSQL enforces the module-to-table map: each module's work runs as its own role, whose
+//! privileges come from the modules' declarations.
+
+use agora::architecture::{coupling, privileges};
+use agora::db::Db;
+use agora::error::CauseChain;
+use agora::kernel::{Module, measure, roles};
+use diesel::prelude::*;
+use diesel::sql_types::Text;
+
+use crate::helpers::{TestApp, captured_error_logs, test_config};
+
+/// The application's database handle on the test's database, enforcement on.
+fn module_db(app: &TestApp) -> Db {
+    let config = test_config(&app.database.url);
+    assert!(config.pool.module_roles, "enforcement is on by default");
+    Db::connect(&app.database.url, &config.pool)
+}
+
+#[derive(QueryableByName)]
+struct CurrentUser {
+    #[diesel(sql_type = Text)]
+    current_user: String,
+}
+
+fn current_user(conn: &mut PgConnection) -> String {
+    diesel::sql_query("SELECT current_user::text AS current_user").get_result::<CurrentUser>(conn).unwrap().current_user
+}
+
+#[derive(QueryableByName)]
+struct Flag {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    flag: bool,
+}
+
+fn may(conn: &mut PgConnection, role: &str, table: &str, privilege: &str) -> bool {
+    diesel::sql_query("SELECT has_table_privilege($1, $2, $3) AS flag")
+        .bind::<Text, _>(role)
+        .bind::<Text, _>(table)
+        .bind::<Text, _>(privilege)
+        .get_result::<Flag>(conn)
+        .unwrap()
+        .flag
+}
+
+#[test]
+fn each_module_role_holds_exactly_the_privileges_its_declaration_names() {
+    let app = TestApp::spawn();
+    let mut conn = app.connect();
+    let granted = privileges::actual_grants(&mut conn).unwrap();
+    assert_eq!(granted, privileges::declared_grants(&coupling::declarations()));
+
+    assert!(may(&mut conn, "agora_orders", "products", "SELECT"), "a declared read");
+    assert!(!may(&mut conn, "agora_orders", "products", "UPDATE"), "a read is not a write");
+    assert!(may(&mut conn, "agora_notifications", "orders", "SELECT"));
+    assert!(!may(&mut conn, "agora_notifications", "orders", "UPDATE"));
+    assert!(!may(&mut conn, "agora_catalog", "payments", "SELECT"), "no declaration, no access");
+    assert!(may(&mut conn, "agora_catalog", "products", "DELETE"), "the owner");
+    let sequence_usable =
+        diesel::sql_query("SELECT has_sequence_privilege('agora_orders', 'order_number_seq', 'USAGE') AS flag")
+            .get_result::<Flag>(&mut conn)
+            .unwrap()
+            .flag;
+    assert!(sequence_usable, "the owner draws order numbers from its sequence");
+    let logins = diesel::sql_query("SELECT bool_or(rolcanlogin) AS flag FROM pg_roles WHERE rolname LIKE 'agora\\_%'")
+        .get_result::<Flag>(&mut conn)
+        .unwrap()
+        .flag;
+    assert!(!logins, "module roles cannot log in");
+}
+
+#[test]
+fn applying_the_privileges_again_changes_nothing() {
+    let app = TestApp::spawn();
+    let mut conn = app.connect();
+    let before = privileges::actual_grants(&mut conn).unwrap();
+    privileges::apply(&mut conn).unwrap();
+    privileges::apply(&mut conn).unwrap();
+    assert_eq!(privileges::actual_grants(&mut conn).unwrap(), before);
+}
+
+#[test]
+fn running_as_notifications_an_update_of_orders_is_refused_by_postgresql() {
+    let app = TestApp::spawn();
+    let mug = app.product_with_stock("MUG-001", 1290, 10);
+    let order = app.placed_order("ada@example.com", &[(&mug, 1)]);
+    let db = module_db(&app);
+
+    let refused = db
+        .run_blocking(Module::Notifications.op("mark_orders_paid"), |conn| {
+            diesel::sql_query("UPDATE orders SET status = 'paid'").execute(conn)
+        })
+        .unwrap_err();
+    assert!(CauseChain(&refused).to_string().contains("permission denied for table orders"), "{refused:?}");
+    let denial = measure::access_denials()
+        .into_iter()
+        .find(|denial| denial.operation == "notifications.mark_orders_paid")
+        .expect("the refusal is counted");
+    assert_eq!(
+        (denial.module.as_str(), denial.statement.as_str(), denial.table.as_str()),
+        ("notifications", "UPDATE", "orders")
+    );
+    assert_eq!(app.order(order["id"].as_str().unwrap())["status"], "pending_payment", "nothing changed");
+
+    // The same statement as the owner goes through: it is the role, not the statement.
+    let updated = db
+        .run_blocking(Module::Orders.op("touch_orders"), |conn| {
+            diesel::sql_query("UPDATE orders SET updated_at = now()").execute(conn)
+        })
+        .unwrap();
+    assert_eq!(updated, 1);
+}
+
+#[test]
+fn an_undeclared_read_fails_at_runtime_and_the_log_names_module_operation_and_table() {
+    let app = TestApp::spawn();
+    let logs = captured_error_logs();
+    let db = module_db(&app);
+    let refused = db.run_blocking(Module::Notifications.op("peek_at_payments"), |conn| {
+        diesel::sql_query("SELECT id FROM payments LIMIT 1").execute(conn)
+    });
+    assert!(refused.is_err());
+    let line = logs.lines().into_iter().find(|line| line.contains("notifications.peek_at_payments")).expect("logged");
+    assert!(
+        line.contains("PostgreSQL refused module notifications SELECT on table payments in operation notifications.peek_at_payments"),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_call_into_another_module_switches_role_for_the_call_and_back() {
+    let app = TestApp::spawn();
+    let db = module_db(&app);
+    let seen = db
+        .run_blocking(Module::Orders.op("role_switch"), |conn| {
+            conn.transaction::<_, diesel::result::Error, _>(|conn| {
+                let mut seen = vec![current_user(conn)];
+                {
+                    let mut inventory = roles::enter(conn, Module::Inventory)?;
+                    seen.push(current_user(&mut inventory));
+                    {
+                        let mut outbox = roles::enter(&mut inventory, Module::Outbox)?;
+                        seen.push(current_user(&mut outbox));
+                        let same = roles::enter(&mut outbox, Module::Outbox)?;
+                        drop(same);
+                        seen.push(current_user(&mut outbox));
+                    }
+                    seen.push(current_user(&mut inventory));
+                }
+                seen.push(current_user(conn));
+                Ok(seen)
+            })
+        })
+        .unwrap();
+    assert_eq!(
+        seen,
+        ["agora_orders", "agora_inventory", "agora_outbox", "agora_outbox", "agora_inventory", "agora_orders"]
+    );
+}
+
+#[test]
+fn a_failed_call_inside_a_transaction_leaves_the_connection_in_its_own_role() {
+    let app = TestApp::spawn();
+    // One connection, so the next unit of work surely reuses the one that failed.
+    let mut config = test_config(&app.database.url);
+    config.pool.max_size = 1;
+    let db = Db::connect(&app.database.url, &config.pool);
+    let failed = db.run_blocking(Module::Orders.op("failing_call"), |conn| {
+        conn.transaction::<(), diesel::result::Error, _>(|conn| {
+            let mut inventory = roles::enter(conn, Module::Inventory)?;
+            diesel::sql_query("SELECT no_such_column FROM inventory_levels").execute(&mut *inventory)?;
+            Ok(())
+        })
+    });
+    assert!(failed.is_err());
+    let after =
+        db.run_blocking(Module::Orders.op("after_failure"), |conn| Ok::<_, diesel::result::Error>(current_user(conn)));
+    assert_eq!(after.unwrap(), "agora_orders");
+    let outside = db.get().map(|mut conn| current_user(&mut conn)).unwrap();
+    assert!(!outside.starts_with("agora_"), "work of no module runs as the login user, not {outside}");
+}
+
+#[test]
+fn checkout_payment_and_e_mails_run_under_enforcement() {
+    let app = TestApp::spawn_with(|config| config.outbox.run_in_server = true);
+    let mug = app.product_with_stock("MUG-001", 1290, 10);
+    let order = app.placed_order("ada@example.com", &[(&mug, 2)]);
+    let id = order["id"].as_str().unwrap();
+    app.pay(id, "4242424242424242").ok_json(201);
+    crate::helpers::eventually("the confirmation e-mail", std::time::Duration::from_secs(10), || {
+        app.order(id)["notifications"].as_array().unwrap().iter().any(|mail| mail["kind"] == "order_confirmation")
+    });
+    let metrics = app.admin_get("/api/metrics").ok_json(200);
+    assert_eq!(metrics["enforcement"]["module_roles"], true);
+    // Refusals are counted per process; the only ones allowed are those other tests provoke.
+    let provoked = ["notifications.mark_orders_paid", "notifications.peek_at_payments"];
+    let denials: Vec<&serde_json::Value> = metrics["enforcement"]["denials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|denial| !provoked.contains(&denial["operation"].as_str().unwrap()))
+        .collect();
+    assert!(denials.is_empty(), "{denials:?}");
+}
+
+#[test]
+fn the_architecture_page_says_whether_postgresql_enforces_the_map() {
+    let app = TestApp::spawn();
+    let mut browser = app.signed_in_browser();
+    let page = browser.get("/admin/architecture");
+    assert!(page.body.contains("<p class=\"enforcement-on\"><strong>On.</strong>"), "enforcement is on by default");
+
+    let off = TestApp::spawn_with(|config| config.pool.module_roles = false);
+    let mut browser = off.signed_in_browser();
+    assert!(browser.get("/admin/architecture").body.contains("<p class=\"enforcement-off\"><strong>Off</strong>"));
+    assert_eq!(off.admin_get("/api/metrics").ok_json(200)["enforcement"]["module_roles"], false);
+    // Without roles the shop works all the same.
+    let mug = off.product_with_stock("MUG-001", 1290, 10);
+    off.placed_order("ada@example.com", &[(&mug, 1)]);
+}
