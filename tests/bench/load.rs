@@ -187,6 +187,10 @@ struct Agora(Child);
 
 impl Agora {
     fn start(database: &str, port: u16, clients: usize, background: bool) -> Agora {
+        Agora::start_with_roles(database, port, clients, background, true)
+    }
+
+    fn start_with_roles(database: &str, port: u16, clients: usize, background: bool, roles: bool) -> Agora {
         let child = Command::new(env!("CARGO_BIN_EXE_agora"))
             .arg("serve")
             .env("DATABASE_URL", database_url(database))
@@ -194,6 +198,7 @@ impl Agora {
             .env("AGORA_ADMIN_TOKEN", TOKEN)
             .env("AGORA_SEED", "none")
             .env("AGORA_BACKGROUND", if background { "on" } else { "off" })
+            .env("AGORA_DB_ROLES", if roles { "on" } else { "off" })
             .env("AGORA_DB_POOL_SIZE", (clients + 4).to_string())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
@@ -346,16 +351,19 @@ fn run(database: &str, clients: usize, duration: Duration, rounds: usize) {
 
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let base = format!("http://127.0.0.1:{port}");
-    let checkout = |agent: &ureq::Agent, client: usize, n: u64, items: Vec<&str>| -> bool {
+    let checkout_at = |base: &str, agent: &ureq::Agent, client: usize, n: u64, items: Vec<&str>| -> bool {
         let body = serde_json::json!({
             "customer": {"email": format!("buyer{}@example.com", (client * 7919 + n as usize) % CUSTOMERS + 1), "name": "Bench Buyer"},
             "items": items.iter().map(|id| serde_json::json!({"product_id": id, "quantity": 1})).collect::<Vec<_>>(),
         });
         agent.post(&format!("{base}/api/orders")).send_json(&body).map(|r| r.status().as_u16() == 201).unwrap_or(false)
     };
+    let checkout =
+        |agent: &ureq::Agent, client: usize, n: u64, items: Vec<&str>| checkout_at(&base, agent, client, n, items);
     let pick = |client: usize, n: u64, salt: usize| (client * 31 + n as usize * 17 + salt * 101) % PRODUCTS;
 
     let mut runs = Vec::new();
+    let mut role_runs = Vec::new();
     {
         let _agora = Agora::start(database, port, clients, false);
         let spread = |agent: &ureq::Agent, client: usize, n: u64| {
@@ -370,6 +378,30 @@ fn run(database: &str, clients: usize, duration: Duration, rounds: usize) {
             || pgbench("pgbench: the same SQL", database, &spread_script, clients, duration),
         );
         runs.extend([agora, baseline]);
+
+        // The same checkout on a second process that runs every module as the login user.
+        let plain_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let plain_base = format!("http://127.0.0.1:{plain_port}");
+        let _plain = Agora::start_with_roles(database, plain_port, clients, false, false);
+        let spread_at = |base: &str, agent: &ureq::Agent, client: usize, n: u64| {
+            let a = pick(client, n, 4);
+            checkout_at(base, agent, client, n, vec![&product_ids[a], &product_ids[(a + 1) % PRODUCTS]])
+        };
+        let (with_roles, without_roles) = alternate(
+            rounds,
+            || {
+                load("agora: checkout, module roles on", clients, duration, |agent, client, n| {
+                    spread_at(&base, agent, client, n)
+                })
+            },
+            || {
+                load("agora: checkout, AGORA_DB_ROLES=off", clients, duration, |agent, client, n| {
+                    spread_at(&plain_base, agent, client, n)
+                })
+            },
+        );
+        drop(_plain);
+        role_runs.extend([with_roles, without_roles]);
 
         let hot = |agent: &ureq::Agent, client: usize, n: u64| checkout(agent, client, n, vec![&product_ids[0]]);
         let hot_script = checkout_script(&["1"], false);
@@ -452,6 +484,7 @@ fn run(database: &str, clients: usize, duration: Duration, rounds: usize) {
     runs.push(email_run);
     runs.push(stock_first);
     runs.push(stock_last);
+    runs.extend(role_runs);
 
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let mut report = String::new();
@@ -474,6 +507,13 @@ fn run(database: &str, clients: usize, duration: Duration, rounds: usize) {
         report,
         "- hot product, stock locked last / locked first (pgbench, same statements) = {:.2}",
         ratio(&runs[9], &runs[8])
+    );
+    let _ = writeln!(
+        report,
+        "- checkout with module roles enforced / with AGORA_DB_ROLES=off = {:.3} (p99 {:.2} ms against {:.2} ms)",
+        ratio(&runs[10], &runs[11]),
+        runs[10].percentile(0.99),
+        runs[11].percentile(0.99)
     );
     let _ = writeln!(report, "- order view: agora / pgbench throughput = {:.2}", ratio(&runs[4], &runs[5]));
     let _ = writeln!(
