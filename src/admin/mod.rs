@@ -1,9 +1,8 @@
-//! The admin shell: sign-in, the session and its CSRF token, the layout every admin page shares,
-//! and the dashboard. Modules add their own pages (`catalog::pages`, `orders::pages`, ...); the
-//! HTTP wiring (`crate::http`) mounts them inside [`scope`], behind the sign-in middleware.
+//! The admin shell: sign-in, the session and its CSRF token, the layout every admin page shares.
+//! Modules add their own pages (`catalog::pages`, `orders::pages`, ...); the HTTP wiring
+//! (`crate::http`) mounts them inside [`scope`], behind the sign-in middleware.
 
 pub mod auth;
-pub mod dashboard;
 pub mod page;
 pub mod session;
 pub mod store;

@@ -225,7 +225,7 @@ fn build_app(
 
 /// Every admin page under `/admin`, module by module.
 fn configure_pages(cfg: &mut web::ServiceConfig) {
-    cfg.route("", web::get().to(crate::admin::dashboard::show))
+    cfg.route("", web::get().to(crate::dashboard::show))
         .configure(crate::catalog::pages::configure)
         .configure(crate::inventory::pages::configure)
         .configure(crate::orders::pages::configure)

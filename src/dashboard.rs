@@ -1,10 +1,13 @@
 //! `/admin`: the last 24 hours of orders and the outbox's backlog, at a glance.
+//!
+//! Outside every module on purpose: it reads from orders and the outbox, whose pages use the admin
+//! shell, so inside the shell it would make admin and those modules depend on each other.
 
 use actix_web::{HttpResponse, web};
 use askama::Template;
 
-use super::page::{Layout, PageError, Section, render};
-use super::session::Admin;
+use crate::admin::page::{Layout, PageError, Section, render};
+use crate::admin::session::Admin;
 use crate::architecture::Module;
 use crate::http::state::AppState;
 use crate::money::Currency;
@@ -12,7 +15,7 @@ use crate::orders::Dashboard;
 use crate::outbox::Backlog;
 
 #[derive(Template)]
-#[template(path = "admin/templates/dashboard.html")]
+#[template(path = "templates/dashboard.html")]
 struct DashboardPage {
     layout: Layout,
     orders: Dashboard,
