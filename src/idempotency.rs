@@ -24,6 +24,9 @@ pub const TABLES: crate::architecture::TableAccess = crate::architecture::TableA
     writes: &[],
 };
 
+/// Shared infrastructure under the modules that use it: it calls none of them.
+pub const CALLS: &[crate::architecture::Call] = &[];
+
 pub const HEADER: &str = "Idempotency-Key";
 pub const KEY_LIFETIME: chrono::Duration = chrono::Duration::hours(24);
 

@@ -1,4 +1,5 @@
-//! The shared-database coupling made visible: which module owns, reads and writes which table.
+//! The coupling made visible: which module owns, reads and writes which table, and which
+//! modules' code it calls.
 
 pub mod api;
 pub mod coupling;
@@ -80,6 +81,13 @@ impl std::fmt::Display for Operation {
 #[derive(Debug)]
 pub struct Use {
     pub table: &'static str,
+    pub reason: &'static str,
+}
+
+/// Another module whose code a module calls, and why.
+#[derive(Debug)]
+pub struct Call {
+    pub module: Module,
     pub reason: &'static str,
 }
 

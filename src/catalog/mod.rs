@@ -14,7 +14,7 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 pub use model::{DEFAULT_LOW_STOCK_THRESHOLD, NewProduct, Product, ProductChanges, ProductDraft, ProductPatch};
 
-use crate::architecture::{Module, TableAccess};
+use crate::architecture::{Call, Module, TableAccess};
 use crate::error::{AppError, FieldError};
 use crate::ids::ProductId;
 use crate::pagination::Page;
@@ -22,6 +22,14 @@ use crate::pagination::Page;
 /// The catalog's tables. No other module's table is read: the catalog is the most depended-on
 /// module and depends on nobody's data.
 pub const TABLES: TableAccess = TableAccess { module: Module::Catalog, owns: &["products"], reads: &[], writes: &[] };
+
+pub const CALLS: &[Call] = &[
+    Call {
+        module: Module::Inventory,
+        reason: "a new product starts with its stock tracked, in the same transaction; the product page shows its stock",
+    },
+    Call { module: Module::Admin, reason: "its admin pages use the admin layout, session and CSRF token" },
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {

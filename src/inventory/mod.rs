@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 pub use model::{Movement, MovementKind, StockLevel};
 
-use crate::architecture::{Module, TableAccess, Use};
+use crate::architecture::{Call, Module, TableAccess, Use};
 use crate::error::{AppError, FieldError};
 use crate::ids::ProductId;
 use crate::outbox::{self, DomainEvent};
@@ -33,6 +33,11 @@ pub const TABLES: TableAccess = TableAccess {
     }],
     writes: &[],
 };
+
+pub const CALLS: &[Call] = &[
+    Call { module: Module::Outbox, reason: "stock falling to its threshold publishes StockLow with the stock change" },
+    Call { module: Module::Admin, reason: "its admin pages use the admin layout, session and CSRF token" },
+];
 
 /// A quantity of one product, as orders reserve, release and ship it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -20,7 +20,7 @@ use uuid::Uuid;
 pub use model::{EmailKind, Notification};
 pub use transport::{Delivered, Transport};
 
-use crate::architecture::{Module, TableAccess, Use};
+use crate::architecture::{Call, Module, TableAccess, Use};
 use crate::config::Config;
 use crate::money::Currency;
 use crate::outbox::dispatcher::{Attempt, EventRecord, Handler, Outcome};
@@ -38,6 +38,11 @@ pub const TABLES: TableAccess = TableAccess {
     ],
     writes: &[],
 };
+
+pub const CALLS: &[Call] = &[
+    Call { module: Module::Outbox, reason: "it is an outbox handler: order events are what make it write e-mails" },
+    Call { module: Module::Admin, reason: "its admin pages use the admin layout, session and CSRF token" },
+];
 
 /// The outbox handler that turns order events into e-mails.
 pub struct OrderEmails {

@@ -25,7 +25,7 @@ pub use lifecycle::{PaymentAttempt, cancel, pay, refund, ship};
 pub use model::{Action, Customer, CustomerEmail, Order, OrderLine, OrderStatus};
 pub use view::{EventSummary, NotificationSummary, OrderDetails, order_details};
 
-use crate::architecture::{Module, TableAccess, Use};
+use crate::architecture::{Call, Module, TableAccess, Use};
 use crate::config::Config;
 use crate::error::{AppError, FieldError};
 use crate::ids::{OrderId, ProductId};
@@ -49,6 +49,20 @@ pub const TABLES: TableAccess = TableAccess {
     ],
     writes: &[],
 };
+
+pub const CALLS: &[Call] = &[
+    Call {
+        module: Module::Inventory,
+        reason: "checkout reserves stock inside the order's transaction; cancel, refund and ship release or ship it",
+    },
+    Call {
+        module: Module::Payments,
+        reason: "paying and refunding an order charge or refund its card in the same transaction",
+    },
+    Call { module: Module::Outbox, reason: "every change of an order publishes its event in the same transaction" },
+    Call { module: Module::Idempotency, reason: "placing and paying an order honour an Idempotency-Key" },
+    Call { module: Module::Admin, reason: "its admin pages use the admin layout, session and CSRF token" },
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum OrdersError {

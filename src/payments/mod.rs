@@ -19,7 +19,7 @@ pub use card::{Card, CardBrand, CardNumber};
 pub use gateway::{CardGateway, ChargeOutcome, DeclineCode, SimulatedGateway};
 pub use model::{Payment, PaymentListItem, Refund};
 
-use crate::architecture::{Module, TableAccess, Use};
+use crate::architecture::{Call, Module, TableAccess, Use};
 use crate::error::AppError;
 use crate::ids::PaymentId;
 use crate::pagination::Page;
@@ -30,6 +30,9 @@ pub const TABLES: TableAccess = TableAccess {
     reads: &[Use { table: "orders", reason: "the payments list shows the number of each payment's order" }],
     writes: &[],
 };
+
+pub const CALLS: &[Call] =
+    &[Call { module: Module::Admin, reason: "its admin pages use the admin layout, session and CSRF token" }];
 
 #[derive(Debug, thiserror::Error)]
 pub enum PaymentsError {
