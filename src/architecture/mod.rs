@@ -1,10 +1,11 @@
-//! The coupling made visible: which module owns, reads and writes which table, and which
-//! modules' code it calls.
+//! The coupling made visible: which module owns, reads and writes which table, which modules'
+//! code it calls, and which tables its migrations may touch.
 
 pub mod api;
 pub mod coupling;
 mod diagram;
 pub mod locks;
+pub mod migrations;
 pub mod pages;
 pub mod runtime;
 pub mod scan;
