@@ -17,10 +17,13 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::error::AppError;
-use crate::kernel::{Module, TableAccess};
+use crate::kernel::{Call, Module, TableAccess};
 
 pub const TABLES: TableAccess =
     TableAccess { module: Module::Idempotency, owns: &["idempotency_keys"], reads: &[], writes: &[] };
+
+/// Shared infrastructure under the modules that use it: it calls none of them.
+pub const CALLS: &[Call] = &[];
 
 pub const HEADER: &str = "Idempotency-Key";
 pub const KEY_LIFETIME: chrono::Duration = chrono::Duration::hours(24);

@@ -11,7 +11,7 @@ pub mod store;
 use actix_web::middleware::from_fn;
 use actix_web::web;
 
-use crate::kernel::{Module, TableAccess};
+use crate::kernel::{Call, Module, TableAccess};
 
 pub const TABLES: TableAccess = TableAccess {
     module: Module::Admin,
@@ -19,6 +19,9 @@ pub const TABLES: TableAccess = TableAccess {
     reads: &[],
     writes: &[],
 };
+
+/// Every module's pages use the shell, so the shell calls no module: a call back would be a cycle.
+pub const CALLS: &[Call] = &[];
 
 /// The `/admin` scope: sessions, the sign-in middleware, sign-in and sign-out, and the pages
 /// that `pages` mounts.

@@ -1,10 +1,10 @@
-//! Declared coupling (what each module says it uses of other modules' tables, and why) held
-//! against derived coupling (what its code actually names, found at build time).
+//! Declared coupling (what each module says it uses of other modules' tables and code, and why)
+//! held against derived coupling (what its code actually names, found at build time).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::scan::{FileScan, TableUse};
-use crate::kernel::{Module, TableAccess, Use};
+use crate::kernel::{Call, Module, TableAccess, Use};
 
 /// Every module's declaration.
 pub fn declarations() -> [&'static TableAccess; 8] {
@@ -17,6 +17,20 @@ pub fn declarations() -> [&'static TableAccess; 8] {
         &crate::outbox::TABLES,
         &crate::idempotency::TABLES,
         &crate::admin::TABLES,
+    ]
+}
+
+/// Every module's declaration of the other modules whose code it calls.
+pub fn dependency_declarations() -> [(Module, &'static [Call]); 8] {
+    [
+        (Module::Catalog, crate::catalog::CALLS),
+        (Module::Inventory, crate::inventory::CALLS),
+        (Module::Orders, crate::orders::CALLS),
+        (Module::Payments, crate::payments::CALLS),
+        (Module::Notifications, crate::notifications::CALLS),
+        (Module::Outbox, crate::outbox::CALLS),
+        (Module::Idempotency, crate::idempotency::CALLS),
+        (Module::Admin, crate::admin::CALLS),
     ]
 }
 
@@ -71,6 +85,12 @@ pub enum Violation {
     Ownership { table: String, owners: Vec<String> },
     /// A declaration names a table the schema does not have.
     UnknownTable { module: String, table: String },
+    /// A module's code calls another module without declaring it.
+    UndeclaredCall { module: String, callee: String, files: Vec<String> },
+    /// A module declares a call its code no longer makes.
+    StaleCall { module: String, callee: String },
+    /// Declared calls that lead from a module back to itself: `[orders, admin, orders]`.
+    Cycle { path: Vec<String> },
 }
 
 impl std::fmt::Display for Violation {
@@ -95,6 +115,24 @@ impl std::fmt::Display for Violation {
             Violation::UnknownTable { module, table } => {
                 write!(f, "{module} declares {table}, which the schema does not have")
             }
+            Violation::UndeclaredCall { module, callee, files } => write!(
+                f,
+                "{module} calls {callee} (in {}) without declaring it: add {callee} to {module}'s `CALLS` (beside its \
+                 TABLES), with a reason, or stop calling it",
+                files.join(", ")
+            ),
+            Violation::StaleCall { module, callee } => write!(
+                f,
+                "{module} declares that it calls {callee}, but its code no longer does: remove {callee} from \
+                 {module}'s `CALLS`"
+            ),
+            Violation::Cycle { path } => write!(
+                f,
+                "the declared module dependencies form a cycle, {}: modules in a cycle cannot be understood, tested \
+                 or changed apart; break it by removing one of these calls (move what both sides need into one of \
+                 them or out of the modules, or let one side react to an outbox event instead)",
+                path.join(" -> ")
+            ),
         }
     }
 }
@@ -283,13 +321,94 @@ pub fn dependents() -> Vec<TableDependents> {
         .collect()
 }
 
-/// Module -> modules whose public functions its code calls.
-pub fn calls() -> BTreeMap<String, BTreeSet<String>> {
-    let mut calls: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for file in scanned() {
-        if let Some(module) = file.module {
-            calls.entry(module).or_default().extend(file.calls);
+/// Module -> module its code calls -> the files that do.
+pub fn code_calls(scans: &[FileScan]) -> BTreeMap<String, BTreeMap<String, Vec<String>>> {
+    let mut calls: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
+    for file in scans {
+        let Some(module) = &file.module else { continue };
+        for callee in &file.calls {
+            calls.entry(module.clone()).or_default().entry(callee.clone()).or_default().push(file.path.clone());
         }
     }
     calls
+}
+
+/// Every difference between the declared module dependencies and the calls in the scanned code,
+/// and every cycle among the declared dependencies.
+pub fn check_dependencies(declarations: &[(Module, &[Call])], scans: &[FileScan]) -> Vec<Violation> {
+    let mut violations = Vec::new();
+    let code = code_calls(scans);
+    let no_calls = BTreeMap::new();
+    for (module, calls) in declarations {
+        let called = code.get(module.name()).unwrap_or(&no_calls);
+        for (callee, files) in called {
+            if !calls.iter().any(|call| call.module.name() == callee) {
+                violations.push(Violation::UndeclaredCall {
+                    module: module.name().to_owned(),
+                    callee: callee.clone(),
+                    files: files.clone(),
+                });
+            }
+        }
+        for call in *calls {
+            if !called.contains_key(call.module.name()) {
+                violations.push(Violation::StaleCall {
+                    module: module.name().to_owned(),
+                    callee: call.module.name().to_owned(),
+                });
+            }
+        }
+    }
+    violations.extend(
+        cycles(declarations)
+            .into_iter()
+            .map(|path| Violation::Cycle { path: path.iter().map(|module| module.name().to_owned()).collect() }),
+    );
+    violations
+}
+
+/// The shortest cycle through each module that has one, each cycle once, starting at its
+/// module declared first. Every module in a cycle is thereby shown in one, so each of the calls
+/// to break is named, not only the first found.
+fn cycles(declarations: &[(Module, &[Call])]) -> Vec<Vec<Module>> {
+    let position = |module: Module| declarations.iter().position(|(declared, _)| *declared == module);
+    let callees = |module: Module| -> Vec<Module> {
+        declarations
+            .iter()
+            .filter(|(caller, _)| *caller == module)
+            .flat_map(|(_, calls)| calls.iter().map(|call| call.module))
+            .collect()
+    };
+    let mut found: Vec<Vec<Module>> = Vec::new();
+    for (start, _) in declarations {
+        // Breadth first, so that the path back to `start` is a shortest one.
+        let mut previous: BTreeMap<Module, Module> = BTreeMap::new();
+        let mut queue = std::collections::VecDeque::from([*start]);
+        let mut cycle = None;
+        'search: while let Some(current) = queue.pop_front() {
+            for next in callees(current) {
+                if next == *start {
+                    let mut path = vec![current];
+                    while let Some(step) = previous.get(path.last().unwrap()) {
+                        path.push(*step);
+                    }
+                    path.reverse();
+                    cycle = Some(path);
+                    break 'search;
+                }
+                if let std::collections::btree_map::Entry::Vacant(entry) = previous.entry(next) {
+                    entry.insert(current);
+                    queue.push_back(next);
+                }
+            }
+        }
+        let Some(mut cycle) = cycle else { continue };
+        let first = (0..cycle.len()).min_by_key(|&index| position(cycle[index])).unwrap_or(0);
+        cycle.rotate_left(first);
+        cycle.push(cycle[0]);
+        if !found.contains(&cycle) {
+            found.push(cycle);
+        }
+    }
+    found
 }

@@ -1,11 +1,11 @@
 //! The module diagram as inline SVG: modules across the top, each owner's tables beneath it,
 //! and a line from a module to every table of another module it reads (orange) or writes (red);
-//! grey arcs above show which modules call which.
+//! grey arcs above show which modules call which, as declared (the check holds it equal to the code).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::kernel::{Module, TableAccess};
+use crate::kernel::{Call, Module, TableAccess};
 
 const COLUMN: f64 = 156.0;
 const BOX_WIDTH: f64 = 140.0;
@@ -31,7 +31,7 @@ fn colour(module: Module) -> &'static str {
     }
 }
 
-pub fn svg(declarations: &[&TableAccess], calls: &BTreeMap<String, BTreeSet<String>>) -> String {
+pub fn svg(declarations: &[&TableAccess], calls: &[(Module, &[Call])]) -> String {
     let column_of: BTreeMap<Module, usize> =
         declarations.iter().enumerate().map(|(index, declaration)| (declaration.module, index)).collect();
     let module_x = |module: Module| LEFT + column_of[&module] as f64 * COLUMN;
@@ -61,13 +61,13 @@ pub fn svg(declarations: &[&TableAccess], calls: &BTreeMap<String, BTreeSet<Stri
     );
 
     // Calls between modules, as arcs above the boxes.
-    for (caller, callees) in calls {
-        let Some(caller) = Module::ALL.iter().copied().find(|module| module.name() == caller) else { continue };
-        for callee in callees {
-            let Some(callee) = Module::ALL.iter().copied().find(|module| module.name() == callee) else { continue };
-            // Pages call the admin shell and the shell mounts every module's pages: wiring, not
-            // dependencies between modules, and drawing it would hide the ones that are.
-            if caller == Module::Admin || callee == Module::Admin {
+    for (caller, calls) in calls {
+        let caller = *caller;
+        for call in *calls {
+            let callee = call.module;
+            // Every module's pages use the admin shell: drawing those arcs would hide the
+            // dependencies between the modules themselves. The table below the diagram lists them.
+            if callee == Module::Admin {
                 continue;
             }
             if !column_of.contains_key(&caller) || !column_of.contains_key(&callee) {
@@ -77,9 +77,10 @@ pub fn svg(declarations: &[&TableAccess], calls: &BTreeMap<String, BTreeSet<Stri
             let lift = 18.0 + (x1 - x2).abs() / COLUMN * 12.0;
             let _ = writeln!(
                 out,
-                r##"<path d="M{x1:.0},{top:.0} C{x1:.0},{peak:.0} {x2:.0},{peak:.0} {x2:.0},{top:.0}" fill="none" stroke="#9aa5b1" stroke-width="1.2" marker-end="url(#arrow-call)"><title>{} calls {}</title></path>"##,
+                r##"<path d="M{x1:.0},{top:.0} C{x1:.0},{peak:.0} {x2:.0},{peak:.0} {x2:.0},{top:.0}" fill="none" stroke="#9aa5b1" stroke-width="1.2" marker-end="url(#arrow-call)"><title>{} calls {}: {}</title></path>"##,
                 caller.name(),
                 callee.name(),
+                escape(call.reason),
                 top = MODULE_TOP,
                 peak = (MODULE_TOP - lift).max(8.0),
             );

@@ -21,6 +21,9 @@ struct ArchitecturePage {
     violations: Vec<Violation>,
     matrix: Matrix,
     reasons: Vec<(String, String, &'static str, String)>,
+    dependency_violations: Vec<Violation>,
+    /// (module, module it may call, why)
+    dependencies: Vec<(&'static str, &'static str, &'static str)>,
     diagram: String,
     dependents: Vec<TableDependents>,
     metrics: Metrics,
@@ -35,7 +38,14 @@ impl ArchitecturePage {
 async fn show(state: web::Data<AppState>, admin: Admin) -> Result<HttpResponse, PageError> {
     let declarations = coupling::declarations();
     let schema_tables: Vec<&str> = super::schema_map::tables().iter().map(|table| table.name).collect();
-    let violations = coupling::check(&declarations, &coupling::scanned(), &schema_tables);
+    let scans = coupling::scanned();
+    let violations = coupling::check(&declarations, &scans, &schema_tables);
+    let dependency_declarations = coupling::dependency_declarations();
+    let dependency_violations = coupling::check_dependencies(&dependency_declarations, &scans);
+    let dependencies = dependency_declarations
+        .iter()
+        .flat_map(|(module, calls)| calls.iter().map(|call| (module.name(), call.module.name(), call.reason)))
+        .collect();
     let mut reasons = Vec::new();
     for declaration in &declarations {
         for (uses, access) in [(declaration.reads, "reads"), (declaration.writes, "writes")] {
@@ -54,7 +64,9 @@ async fn show(state: web::Data<AppState>, admin: Admin) -> Result<HttpResponse, 
         violations,
         matrix: coupling::matrix(),
         reasons,
-        diagram: super::diagram::svg(&declarations, &coupling::calls()),
+        dependency_violations,
+        dependencies,
+        diagram: super::diagram::svg(&declarations, &dependency_declarations),
         dependents: coupling::dependents(),
         metrics: collect(&state).await,
     })

@@ -16,12 +16,20 @@ pub use model::{DEFAULT_LOW_STOCK_THRESHOLD, NewProduct, Product, ProductChanges
 
 use crate::error::{AppError, FieldError};
 use crate::ids::ProductId;
-use crate::kernel::{Module, TableAccess};
+use crate::kernel::{Call, Module, TableAccess};
 use crate::pagination::Page;
 
 /// The catalog's tables. No other module's table is read: the catalog is the most depended-on
 /// module and depends on nobody's data.
 pub const TABLES: TableAccess = TableAccess { module: Module::Catalog, owns: &["products"], reads: &[], writes: &[] };
+
+pub const CALLS: &[Call] = &[
+    Call {
+        module: Module::Inventory,
+        reason: "a new product starts with its stock tracked, in the same transaction; the product page shows its stock",
+    },
+    Call { module: Module::Admin, reason: "its admin pages use the admin layout, session and CSRF token" },
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {

@@ -21,7 +21,7 @@ pub use model::{Movement, MovementKind, StockLevel};
 use crate::error::{AppError, FieldError};
 use crate::events::DomainEvent;
 use crate::ids::ProductId;
-use crate::kernel::{Module, TableAccess, Use};
+use crate::kernel::{Call, Module, TableAccess, Use};
 use crate::outbox;
 use crate::pagination::Page;
 
@@ -34,6 +34,11 @@ pub const TABLES: TableAccess = TableAccess {
     }],
     writes: &[],
 };
+
+pub const CALLS: &[Call] = &[
+    Call { module: Module::Outbox, reason: "stock falling to its threshold publishes StockLow with the stock change" },
+    Call { module: Module::Admin, reason: "its admin pages use the admin layout, session and CSRF token" },
+];
 
 /// A quantity of one product, as orders reserve, release and ship it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -79,6 +79,13 @@ pub struct Use {
     pub reason: &'static str,
 }
 
+/// Another module whose code a module calls, and why.
+#[derive(Debug)]
+pub struct Call {
+    pub module: Module,
+    pub reason: &'static str,
+}
+
 /// A module's one declaration of its tables: those it owns, and those of other modules it reads
 /// or writes. Adding a cross-module read is a change to this declaration, visible in review.
 #[derive(Debug)]

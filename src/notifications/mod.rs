@@ -22,7 +22,7 @@ pub use transport::{Delivered, Transport};
 
 use crate::config::Config;
 use crate::events::ORDER_EMAILS;
-use crate::kernel::{Module, TableAccess, Use};
+use crate::kernel::{Call, Module, TableAccess, Use};
 use crate::money::Currency;
 use crate::outbox::dispatcher::{Attempt, EventRecord, Handler, Outcome};
 use crate::pagination::Page;
@@ -38,6 +38,11 @@ pub const TABLES: TableAccess = TableAccess {
     ],
     writes: &[],
 };
+
+pub const CALLS: &[Call] = &[
+    Call { module: Module::Outbox, reason: "it is an outbox handler: order events are what make it write e-mails" },
+    Call { module: Module::Admin, reason: "its admin pages use the admin layout, session and CSRF token" },
+];
 
 /// The outbox handler that turns order events into e-mails.
 pub struct OrderEmails {

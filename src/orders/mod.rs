@@ -28,7 +28,7 @@ pub use view::{EventSummary, NotificationSummary, OrderDetails, order_details};
 use crate::error::{AppError, FieldError};
 use crate::ids::OrderId;
 use crate::inventory::InventoryError;
-use crate::kernel::{Module, TableAccess, Use};
+use crate::kernel::{Call, Module, TableAccess, Use};
 use crate::pagination::Page;
 use crate::payments::PaymentsError;
 
@@ -47,6 +47,20 @@ pub const TABLES: TableAccess = TableAccess {
     ],
     writes: &[],
 };
+
+pub const CALLS: &[Call] = &[
+    Call {
+        module: Module::Inventory,
+        reason: "checkout reserves stock inside the order's transaction; cancel, refund and ship release or ship it",
+    },
+    Call {
+        module: Module::Payments,
+        reason: "paying and refunding an order charge or refund its card in the same transaction",
+    },
+    Call { module: Module::Outbox, reason: "every change of an order publishes its event in the same transaction" },
+    Call { module: Module::Idempotency, reason: "placing and paying an order honour an Idempotency-Key" },
+    Call { module: Module::Admin, reason: "its admin pages use the admin layout, session and CSRF token" },
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum OrdersError {

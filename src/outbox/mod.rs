@@ -9,11 +9,16 @@ use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Jsonb, Text, Uuid as SqlUuid};
 
 use crate::events::{self, DomainEvent};
-use crate::kernel::{Module, TableAccess};
+use crate::kernel::{Call, Module, TableAccess};
 
 /// Modules write events only through [`publish`], never into these tables.
 pub const TABLES: TableAccess =
     TableAccess { module: Module::Outbox, owns: &["events", "event_deliveries"], reads: &[], writes: &[] };
+
+/// Handlers are handed in by the HTTP wiring (`crate::http`), so the outbox calls none of the
+/// modules that handle its events.
+pub const CALLS: &[Call] =
+    &[Call { module: Module::Admin, reason: "its events page uses the admin layout, session and CSRF token" }];
 
 #[derive(QueryableByName)]
 struct PublishedId {

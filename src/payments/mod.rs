@@ -22,7 +22,7 @@ pub use model::{Payment, PaymentListItem, Refund};
 
 use crate::error::AppError;
 use crate::ids::PaymentId;
-use crate::kernel::{Module, TableAccess, Use};
+use crate::kernel::{Call, Module, TableAccess, Use};
 use crate::pagination::Page;
 
 pub const TABLES: TableAccess = TableAccess {
@@ -31,6 +31,9 @@ pub const TABLES: TableAccess = TableAccess {
     reads: &[Use { table: "orders", reason: "the payments list shows the number of each payment's order" }],
     writes: &[],
 };
+
+pub const CALLS: &[Call] =
+    &[Call { module: Module::Admin, reason: "its admin pages use the admin layout, session and CSRF token" }];
 
 #[derive(Debug, thiserror::Error)]
 pub enum PaymentsError {

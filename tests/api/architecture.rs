@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use agora::architecture::coupling::{self, Violation};
 use agora::architecture::scan::{self, FileScan};
-use agora::kernel::{Module, TableAccess, Use};
+use agora::kernel::{Call, Module, TableAccess, Use};
 use diesel::connection::SimpleConnection;
 
 use crate::helpers::{TestApp, concurrently, eventually};
@@ -100,6 +100,151 @@ fn every_table_needs_exactly_one_owner() {
     assert!(violations.contains(&Violation::Ownership { table: "products".into(), owners: vec![] }), "{violations:?}");
 }
 
+#[test]
+fn the_code_calls_exactly_the_modules_the_modules_declare_and_no_cycle() {
+    let violations = coupling::check_dependencies(&coupling::dependency_declarations(), &coupling::scanned());
+    let explained: Vec<String> = violations.iter().map(ToString::to_string).collect();
+    assert!(violations.is_empty(), "{explained:#?}");
+}
+
+#[test]
+fn the_scan_finds_the_calls_that_make_the_module_graph() {
+    // The dependency check compares the declarations with these; an empty scan would pass it.
+    let calls = coupling::code_calls(&coupling::scanned());
+    assert!(calls["orders"]["inventory"].contains(&"orders/checkout.rs".to_owned()), "{calls:?}");
+    assert!(calls["orders"]["payments"].contains(&"orders/view.rs".to_owned()), "a type import: {calls:?}");
+    assert!(calls["catalog"].contains_key("inventory"), "{calls:?}");
+    assert!(!calls.contains_key("admin"), "the shell calls no module: {calls:?}");
+}
+
+#[test]
+fn a_module_calling_an_undeclared_module_fails_the_check() {
+    let fixture = r#"
+        use crate::{catalog, notifications::{self, Notification}};
+        pub struct Hold {
+            card: crate::payments::Card,
+        }
+        pub fn peek(conn: &mut PgConnection) -> Vec<Notification> {
+            notifications::list(conn)
+        }
+    "#;
+    let scans = scans_with("inventory/sneaky.rs", fixture);
+    let violations = coupling::check_dependencies(&coupling::dependency_declarations(), &scans);
+    let undeclared = |callee: &str| Violation::UndeclaredCall {
+        module: "inventory".into(),
+        callee: callee.into(),
+        files: vec!["inventory/sneaky.rs".into()],
+    };
+    assert_eq!(violations, vec![undeclared("catalog"), undeclared("notifications"), undeclared("payments")]);
+    let message = violations[0].to_string();
+    assert!(message.contains("(in inventory/sneaky.rs)"), "{message}");
+    assert!(message.contains("add catalog to inventory's `CALLS` (beside its TABLES), with a reason"), "{message}");
+}
+
+#[test]
+fn a_declared_call_the_code_no_longer_makes_fails_the_check() {
+    static CATALOG: &[Call] = &[
+        Call { module: Module::Inventory, reason: "stock" },
+        Call { module: Module::Notifications, reason: "once upon a time" },
+        Call { module: Module::Admin, reason: "pages" },
+    ];
+    let mut declarations = coupling::dependency_declarations();
+    assert_eq!(declarations[0].0, Module::Catalog);
+    declarations[0].1 = CATALOG;
+    let violations = coupling::check_dependencies(&declarations, &coupling::scanned());
+    assert_eq!(violations, vec![Violation::StaleCall { module: "catalog".into(), callee: "notifications".into() }]);
+    assert!(violations[0].to_string().contains("remove notifications from catalog's `CALLS`"));
+}
+
+#[test]
+fn declared_calls_that_form_a_cycle_fail_the_check() {
+    // The dashboard as it was, inside the admin shell: admin calls orders and the outbox, whose
+    // pages call admin.
+    let fixture = r#"
+        use crate::orders::Dashboard;
+        use crate::outbox::Backlog;
+        pub async fn show(state: web::Data<AppState>) -> (Dashboard, Backlog) {
+            (crate::orders::dashboard(conn), crate::outbox::backlog(conn))
+        }
+    "#;
+    static ADMIN: &[Call] = &[
+        Call { module: Module::Orders, reason: "the dashboard counts orders" },
+        Call { module: Module::Outbox, reason: "the dashboard shows the backlog" },
+    ];
+    let mut declarations = coupling::dependency_declarations();
+    assert_eq!(declarations[7].0, Module::Admin);
+    declarations[7].1 = ADMIN;
+    let violations = coupling::check_dependencies(&declarations, &scans_with("admin/dashboard.rs", fixture));
+    let cycles: Vec<Vec<String>> = violations
+        .iter()
+        .map(|violation| match violation {
+            Violation::Cycle { path } => path.clone(),
+            other => panic!("{other}"),
+        })
+        .collect();
+    let cycle = |modules: &[&str]| modules.iter().map(|module| module.to_string()).collect::<Vec<_>>();
+    assert!(cycles.contains(&cycle(&["orders", "admin", "orders"])), "{cycles:?}");
+    assert!(cycles.contains(&cycle(&["outbox", "admin", "outbox"])), "{cycles:?}");
+    assert!(cycles.iter().all(|path| path.contains(&"admin".to_owned())), "{cycles:?}");
+    let message =
+        violations.iter().map(ToString::to_string).find(|message| message.contains("orders -> admin -> orders"));
+    assert!(message.unwrap().contains("form a cycle, orders -> admin -> orders: "));
+
+    static LONGER: &[Call] = &[Call { module: Module::Catalog, reason: "a product's stock history names its product" }];
+    let mut declarations = coupling::dependency_declarations();
+    assert_eq!(declarations[1].0, Module::Inventory);
+    declarations[1].1 = LONGER;
+    let cycles: Vec<Violation> = coupling::check_dependencies(&declarations, &coupling::scanned())
+        .into_iter()
+        .filter(|violation| matches!(violation, Violation::Cycle { .. }))
+        .collect();
+    assert_eq!(cycles, vec![Violation::Cycle { path: vec!["catalog".into(), "inventory".into(), "catalog".into()] }]);
+}
+
+#[test]
+fn test_code_in_any_layout_is_not_the_modules_code() {
+    let fixture = r#"
+        use crate::admin::session::Admin;
+        pub fn list(_: Admin) {}
+
+        #[cfg(test)] use crate::orders::Order;
+        #[cfg(test)]
+        #[allow(dead_code)]
+        fn helper(conn: &mut PgConnection) {
+            diesel::sql_query("UPDATE orders SET status = 'paid'").execute(conn);
+        }
+        #[derive(Debug)] #[cfg( test )] struct Probe { card: crate::inventory::StockLine }
+        #[cfg(all(test, feature = "slow"))]
+        mod slow { use crate::{catalog, notifications}; }
+        #[cfg(test)]
+        mod tests {
+            use super::*;
+            #[test]
+            fn t() { crate::outbox::publish(conn, &event); }
+        }
+        #[cfg(test)] mod more_tests;
+    "#;
+    let scans = scans_with("payments/odd.rs", fixture);
+    let odd = scans.last().unwrap();
+    assert_eq!(odd.calls.iter().collect::<Vec<_>>(), ["admin"]);
+    assert!(odd.tables.is_empty(), "{:?}", odd.tables);
+    assert!(coupling::check_dependencies(&coupling::dependency_declarations(), &scans).is_empty());
+    assert!(coupling::check(&coupling::declarations(), &scans, &schema_tables()).is_empty());
+    assert_eq!(
+        scan::test_only_files("payments/odd.rs", fixture),
+        ["payments/odd/slow/", "payments/odd/tests/", "payments/odd/more_tests.rs", "payments/odd/more_tests/"]
+    );
+
+    // The same code without the attributes is the module's code, and fails both checks.
+    let untested = fixture
+        .replace("#[cfg(test)]", "")
+        .replace("#[cfg( test )]", "")
+        .replace("#[cfg(all(test, feature = \"slow\"))]", "");
+    let scans = scans_with("payments/odd.rs", &untested);
+    assert_eq!(coupling::check_dependencies(&coupling::dependency_declarations(), &scans).len(), 5);
+    assert_eq!(coupling::check(&coupling::declarations(), &scans, &schema_tables()).len(), 1);
+}
+
 /// The matrix as the page shows it: (table, one label per module).
 fn matrix_from_page(html: &str) -> Vec<(String, Vec<String>)> {
     let body = html.split("<table class=\"matrix\">").nth(1).unwrap().split("</table>").next().unwrap();
@@ -143,6 +288,24 @@ fn the_architecture_page_shows_the_declared_matrix_diagram_and_column_dependents
         page.body.contains("<title>orders reads products: checkout prices every line"),
         "the diagram's edges carry the reasons"
     );
+    assert!(page.body.contains("The modules call exactly the modules they declare, and no cycle."));
+    let dependencies =
+        page.body.split("<table class=\"dependencies\">").nth(1).unwrap().split("</table>").next().unwrap();
+    let declared_calls: Vec<(Module, &Call)> = coupling::dependency_declarations()
+        .into_iter()
+        .flat_map(|(module, calls)| calls.iter().map(move |call| (module, call)))
+        .collect();
+    assert_eq!(dependencies.matches("<tr><td>").count(), declared_calls.len());
+    for (module, call) in &declared_calls {
+        let row = format!("<tr><td>{}</td><td>{}</td><td>", module.name(), call.module.name());
+        assert!(dependencies.contains(&row), "{row} missing from {dependencies}");
+    }
+    assert!(
+        page.body.contains("<title>orders calls inventory: checkout reserves stock"),
+        "the diagram's call arcs are the declared ones, with their reasons"
+    );
+    assert!(!page.body.contains("<title>orders calls admin"), "calls into the admin shell are listed, not drawn");
+
     let price_row = page.body.split("products.price_minor</td>").nth(1).unwrap().split("</tr>").next().unwrap();
     assert!(price_row.contains("src/orders/store.rs"), "{price_row}");
     assert!(price_row.contains("src/catalog/"), "{price_row}");

@@ -1,6 +1,13 @@
+use std::collections::BTreeSet;
+use std::path::Path;
 use std::process::Command;
 
+use agora::architecture::coupling;
+use agora::architecture::migrations::{
+    Action, DIESEL_SETUP, MigrationScripts, MigrationViolation, check_migrations, touched_tables,
+};
 use agora::db::MIGRATIONS;
+use agora::kernel::Module;
 use diesel::migration::MigrationSource;
 use diesel::pg::Pg;
 use diesel::prelude::*;
@@ -165,4 +172,208 @@ fn an_invalid_setting_stops_agora_with_a_message_naming_it() {
         Command::new(env!("CARGO_BIN_EXE_agora")).arg("migrate").env("AGORA_CURRENCY", "DOLLARS").output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("AGORA_CURRENCY"));
+}
+
+/// The folders under migrations/, oldest first, as diesel runs them.
+fn real_migrations() -> Vec<MigrationScripts> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let mut names: Vec<String> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|entry| entry.unwrap())
+        .filter(|entry| entry.file_type().unwrap().is_dir())
+        .map(|entry| entry.file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|name| MigrationScripts {
+            up: std::fs::read_to_string(root.join(&name).join("up.sql")).unwrap(),
+            down: std::fs::read_to_string(root.join(&name).join("down.sql")).unwrap_or_default(),
+            name,
+        })
+        .collect()
+}
+
+/// The real migrations followed by fixtures (name, up.sql, down.sql), checked against the
+/// modules' real declarations.
+fn check_with(fixtures: &[(&str, &str, &str)]) -> Vec<MigrationViolation> {
+    let mut migrations = real_migrations();
+    migrations.extend(fixtures.iter().map(|(name, up, down)| MigrationScripts {
+        name: (*name).to_owned(),
+        up: (*up).to_owned(),
+        down: (*down).to_owned(),
+    }));
+    check_migrations(&migrations, coupling::owner_of)
+}
+
+fn explained(violations: &[MigrationViolation]) -> Vec<String> {
+    violations.iter().map(ToString::to_string).collect()
+}
+
+#[test]
+fn migrations_change_only_their_own_modules_tables() {
+    let violations = check_with(&[]);
+    assert!(violations.is_empty(), "{:#?}", explained(&violations));
+
+    // The check reads what the migrations do: between them they create every table of the schema.
+    let created: BTreeSet<String> = real_migrations()
+        .iter()
+        .flat_map(|migration| touched_tables(&migration.up))
+        .filter(|touch| touch.action == Action::Creates)
+        .map(|touch| touch.table)
+        .collect();
+    let schema: BTreeSet<String> =
+        agora::architecture::schema_map::tables().iter().map(|table| table.name.to_owned()).collect();
+    assert_eq!(created, schema);
+    assert_eq!(real_migrations()[0].name, DIESEL_SETUP);
+}
+
+fn not_its_table(
+    migration: &str,
+    script: &'static str,
+    action: Action,
+    table: &str,
+    owner: Module,
+    folder_owner: Module,
+) -> MigrationViolation {
+    MigrationViolation::NotItsTable {
+        migration: migration.into(),
+        script,
+        action,
+        table: table.into(),
+        owner: Some(owner),
+        folder_owner: Some(folder_owner),
+    }
+}
+
+#[test]
+fn migrations_altering_another_modules_table_fail() {
+    let name = "2026-12-01-090000_payments_paid_at";
+    let violations = check_with(&[(
+        name,
+        "ALTER TABLE orders ADD COLUMN paid_at timestamptz;",
+        "alter table Orders drop column paid_at;",
+    )]);
+    assert_eq!(
+        violations,
+        vec![
+            not_its_table(name, "up.sql", Action::Alters, "orders", Module::Orders, Module::Payments),
+            not_its_table(name, "down.sql", Action::Alters, "orders", Module::Orders, Module::Payments),
+        ]
+    );
+    let message = violations[0].to_string();
+    for part in [name, "belongs to payments", "up.sql alters orders", "which orders owns", "_orders_<what>"] {
+        assert!(message.contains(part), "{part} not in: {message}");
+    }
+}
+
+#[test]
+fn migrations_creating_another_modules_table_or_an_undeclared_one_fail() {
+    let name = "2026-12-01-090100_orders_wishlists";
+    let up = "CREATE TABLE IF NOT EXISTS public.products (id uuid PRIMARY KEY);\n\
+              CREATE TABLE wishlists (customer_id uuid REFERENCES customers (id), product_id uuid REFERENCES products (id));";
+    let violations = check_with(&[(name, up, "DROP TABLE wishlists;")]);
+    assert_eq!(
+        violations,
+        vec![
+            not_its_table(name, "up.sql", Action::Creates, "products", Module::Catalog, Module::Orders),
+            MigrationViolation::Undeclared {
+                migration: name.into(),
+                table: "wishlists".into(),
+                folder_owner: Module::Orders
+            },
+        ]
+    );
+    let message = violations[1].to_string();
+    assert!(message.contains(name) && message.contains("add wishlists to `owns` in orders's TABLES"), "{message}");
+}
+
+#[test]
+fn migrations_indexing_triggering_commenting_or_dropping_another_modules_table_fail() {
+    let name = "2026-12-01-090200_inventory_tidy_up";
+    let up = r#"
+        CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS products_lower_sku_idx ON ONLY products (lower(sku));
+        CREATE INDEX inventory_levels_on_hand_idx ON inventory_levels (on_hand);
+        CREATE TRIGGER payments_audit AFTER INSERT OR UPDATE OF status ON payments
+            FOR EACH ROW EXECUTE FUNCTION audit();
+        COMMENT ON COLUMN public.customers.email IS 'lower-cased';
+        SELECT diesel_manage_updated_at('Order_Lines');
+        DROP TABLE IF EXISTS inventory_movements, payment_refunds CASCADE;
+    "#;
+    let violations = check_with(&[(name, up, "")]);
+    let found: Vec<(String, Action, Option<Module>)> = violations
+        .iter()
+        .map(|violation| match violation {
+            MigrationViolation::NotItsTable { table, action, owner, .. } => (table.clone(), *action, *owner),
+            other => panic!("{other}"),
+        })
+        .collect();
+    assert_eq!(
+        found,
+        vec![
+            ("products".to_owned(), Action::Indexes, Some(Module::Catalog)),
+            ("payments".to_owned(), Action::Triggers, Some(Module::Payments)),
+            ("customers".to_owned(), Action::Comments, Some(Module::Orders)),
+            ("order_lines".to_owned(), Action::ManagesUpdatedAt, Some(Module::Orders)),
+            ("payment_refunds".to_owned(), Action::Drops, Some(Module::Payments)),
+        ]
+    );
+    assert!(violations[4].to_string().contains("up.sql drops payment_refunds, which payments owns"));
+}
+
+#[test]
+fn migrations_may_mention_other_tables_in_comments_strings_and_references() {
+    let up = r#"
+        -- ALTER TABLE orders ADD COLUMN x int;
+        /* DROP TABLE payments; */
+        COMMENT ON TABLE products IS 'unlike ALTER TABLE orders, this is the catalog''s own';
+        ALTER TABLE products ADD COLUMN brand_id uuid REFERENCES products (id) ON DELETE SET NULL;
+    "#;
+    let violations =
+        check_with(&[("2026-12-01-090300_catalog_brands", up, "ALTER TABLE products DROP COLUMN brand_id;")]);
+    assert!(violations.is_empty(), "{:#?}", explained(&violations));
+}
+
+#[test]
+fn a_dropped_table_stays_its_creators() {
+    let violations = check_with(&[
+        ("2026-12-01-090400_inventory_holds", "CREATE TABLE stock_holds (id int);", "DROP TABLE stock_holds;"),
+        ("2026-12-01-090500_orders_hold_index", "CREATE INDEX stock_holds_idx ON stock_holds (id);", ""),
+        ("2026-12-01-090600_inventory_no_holds", "DROP TABLE stock_holds;", "CREATE TABLE stock_holds (id int);"),
+    ]);
+    assert_eq!(
+        violations,
+        vec![not_its_table(
+            "2026-12-01-090500_orders_hold_index",
+            "up.sql",
+            Action::Indexes,
+            "stock_holds",
+            Module::Inventory,
+            Module::Orders
+        )]
+    );
+}
+
+#[test]
+fn migration_folders_name_their_module() {
+    let violations = check_with(&[
+        ("2026-12-01-090700_shipping_labels", "CREATE TABLE labels (id int);", ""),
+        ("2026-12-01-090800_orders", "SELECT 1;", ""),
+    ]);
+    assert_eq!(
+        violations,
+        vec![
+            MigrationViolation::BadName { migration: "2026-12-01-090700_shipping_labels".into() },
+            MigrationViolation::BadName { migration: "2026-12-01-090800_orders".into() },
+        ]
+    );
+    assert!(violations[0].to_string().contains("keeping its timestamp"));
+
+    let mut migrations = real_migrations();
+    migrations[0].up.push_str("\nCREATE TABLE helpers (id int);");
+    let violations = check_migrations(&migrations, coupling::owner_of);
+    assert!(
+        matches!(&violations[..], [MigrationViolation::NotItsTable { folder_owner: None, owner: None, table, .. }] if table == "helpers"),
+        "{violations:?}"
+    );
 }
