@@ -3,13 +3,12 @@
 use actix_web::{HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use super::{Movement, MovementKind, StockLevel};
 use crate::error::{AppError, ProblemDetails};
 use crate::http::admin_token::AdminToken;
 use crate::http::state::AppState;
-use crate::ids::ProductId;
+use crate::ids::{OrderId, ProductId};
 use crate::kernel::Module;
 use crate::pagination::{Page, PageQuery};
 
@@ -52,7 +51,7 @@ pub struct MovementView {
     pub on_hand_delta: i32,
     pub reserved_delta: i32,
     pub reason: String,
-    pub order_id: Option<Uuid>,
+    pub order_id: Option<OrderId>,
     pub created_at: DateTime<Utc>,
 }
 

@@ -14,13 +14,12 @@ mod store;
 
 use diesel::prelude::*;
 use serde::Serialize;
-use uuid::Uuid;
 
 pub use model::{Movement, MovementKind, StockLevel};
 
 use crate::error::{AppError, FieldError};
 use crate::events::DomainEvent;
-use crate::ids::ProductId;
+use crate::ids::{OrderId, ProductId};
 use crate::kernel::{Module, TableAccess, Use};
 use crate::outbox;
 use crate::pagination::Page;
@@ -108,7 +107,7 @@ pub fn track_product(conn: &mut PgConnection, product_id: ProductId) -> QueryRes
 
 /// Reserves every line for `order_id`, or nothing: on any shortage nothing changes and the
 /// error lists every short product with what is available.
-pub fn reserve(conn: &mut PgConnection, order_id: Uuid, lines: &[StockLine]) -> Result<(), InventoryError> {
+pub fn reserve(conn: &mut PgConnection, order_id: OrderId, lines: &[StockLine]) -> Result<(), InventoryError> {
     let changes = lines.iter().map(|line| (line.product_id, 0, line.quantity)).collect();
     move_stock(conn, MovementKind::Reservation, "reserved for an order", Some(order_id), changes).map(|_| ())
 }
@@ -116,7 +115,7 @@ pub fn reserve(conn: &mut PgConnection, order_id: Uuid, lines: &[StockLine]) -> 
 /// Gives back what was reserved for `order_id` (cancelled, or refunded before shipping).
 pub fn release(
     conn: &mut PgConnection,
-    order_id: Uuid,
+    order_id: OrderId,
     lines: &[StockLine],
     reason: &str,
 ) -> Result<(), InventoryError> {
@@ -125,7 +124,7 @@ pub fn release(
 }
 
 /// Takes the reserved goods of `order_id` out of the warehouse.
-pub fn ship(conn: &mut PgConnection, order_id: Uuid, lines: &[StockLine]) -> Result<(), InventoryError> {
+pub fn ship(conn: &mut PgConnection, order_id: OrderId, lines: &[StockLine]) -> Result<(), InventoryError> {
     let changes = lines.iter().map(|line| (line.product_id, -line.quantity, -line.quantity)).collect();
     move_stock(conn, MovementKind::Shipment, "shipped with an order", Some(order_id), changes).map(|_| ())
 }
@@ -191,7 +190,7 @@ pub fn movements(
 }
 
 /// The ledger rows an order caused, oldest first.
-pub fn order_movements(conn: &mut PgConnection, order_id: Uuid) -> Result<Vec<Movement>, InventoryError> {
+pub fn order_movements(conn: &mut PgConnection, order_id: OrderId) -> Result<Vec<Movement>, InventoryError> {
     Ok(store::order_movements(conn, order_id)?)
 }
 
@@ -200,7 +199,7 @@ fn move_stock(
     conn: &mut PgConnection,
     kind: MovementKind,
     reason: &str,
-    order_id: Option<Uuid>,
+    order_id: Option<OrderId>,
     mut changes: Vec<(ProductId, i32, i32)>,
 ) -> Result<Vec<store::LockedLevel>, InventoryError> {
     // Row locks taken outside a transaction would be released at once.
@@ -287,7 +286,7 @@ fn move_stock(
             outbox::publish(
                 conn,
                 &DomainEvent::StockLow {
-                    product_id: level.product_id.0,
+                    product_id: level.product_id,
                     sku: level.sku.clone(),
                     available: after,
                     threshold: level.low_stock_threshold,

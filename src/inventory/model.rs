@@ -3,9 +3,8 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
-use crate::ids::ProductId;
+use crate::ids::{OrderId, ProductId};
 
 /// What a ledger row records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -77,7 +76,7 @@ pub struct Movement {
     pub on_hand_delta: i32,
     pub reserved_delta: i32,
     pub reason: String,
-    pub order_id: Option<Uuid>,
+    pub order_id: Option<OrderId>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -89,5 +88,5 @@ pub struct NewMovement<'a> {
     pub on_hand_delta: i32,
     pub reserved_delta: i32,
     pub reason: &'a str,
-    pub order_id: Option<Uuid>,
+    pub order_id: Option<OrderId>,
 }

@@ -9,6 +9,7 @@ use super::{ListCursor, Notification};
 use crate::error::{AppError, ProblemDetails};
 use crate::http::admin_token::AdminToken;
 use crate::http::state::AppState;
+use crate::ids::OrderId;
 use crate::kernel::Module;
 use crate::pagination::{Page, PageQuery};
 
@@ -19,7 +20,7 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct NotificationItem {
     pub id: Uuid,
-    pub order_id: Uuid,
+    pub order_id: OrderId,
     /// order_received, order_confirmation, order_cancelled, order_refunded or order_shipped.
     pub kind: String,
     pub to: String,
@@ -53,7 +54,7 @@ impl From<Notification> for NotificationItem {
 #[into_params(parameter_in = Query)]
 pub struct NotificationFilter {
     /// Only the e-mails of this order.
-    order_id: Option<Uuid>,
+    order_id: Option<OrderId>,
 }
 
 /// Customer e-mails, newest first; `order_id` narrows them to one order.

@@ -22,6 +22,7 @@ pub use transport::{Delivered, Transport};
 
 use crate::config::Config;
 use crate::events::ORDER_EMAILS;
+use crate::ids::OrderId;
 use crate::kernel::{Module, TableAccess, Use};
 use crate::money::Currency;
 use crate::outbox::dispatcher::{Attempt, EventRecord, Handler, Outcome};
@@ -131,7 +132,7 @@ pub type ListCursor = (chrono::DateTime<chrono::Utc>, Uuid);
 
 pub fn list_notifications(
     conn: &mut PgConnection,
-    order_id: Option<Uuid>,
+    order_id: Option<OrderId>,
     after: Option<ListCursor>,
     limit: i64,
 ) -> QueryResult<Page<Notification>> {

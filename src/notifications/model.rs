@@ -5,6 +5,7 @@ use diesel::prelude::*;
 use uuid::Uuid;
 
 use crate::events::DomainEvent;
+use crate::ids::OrderId;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EmailKind {
@@ -17,7 +18,7 @@ pub enum EmailKind {
 
 impl EmailKind {
     /// The e-mail an event calls for, and the order it is about.
-    pub fn for_event(event: &DomainEvent) -> Option<(EmailKind, Uuid)> {
+    pub fn for_event(event: &DomainEvent) -> Option<(EmailKind, OrderId)> {
         match event {
             DomainEvent::OrderPlaced { order_id, .. } => Some((EmailKind::OrderReceived, *order_id)),
             DomainEvent::PaymentSucceeded { order_id, .. } => Some((EmailKind::OrderConfirmation, *order_id)),
@@ -54,7 +55,7 @@ impl EmailKind {
 pub struct Notification {
     pub id: Uuid,
     pub event_id: i64,
-    pub order_id: Uuid,
+    pub order_id: OrderId,
     pub kind: String,
     pub recipient: String,
     pub subject: String,
@@ -79,7 +80,7 @@ impl Notification {
 #[diesel(table_name = crate::schema::notifications)]
 pub struct NewNotification {
     pub event_id: i64,
-    pub order_id: Uuid,
+    pub order_id: OrderId,
     pub kind: &'static str,
     pub recipient: String,
     pub subject: String,

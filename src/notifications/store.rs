@@ -7,9 +7,10 @@ use diesel::sql_types::{Bool, Timestamptz, Uuid as SqlUuid};
 use uuid::Uuid;
 
 use super::model::{NewNotification, Notification};
+use crate::ids::OrderId;
 
 /// The e-mail of this kind for this order, locked, if it was rendered before.
-pub fn find_for_update(conn: &mut PgConnection, order: Uuid, email_kind: &str) -> QueryResult<Option<Notification>> {
+pub fn find_for_update(conn: &mut PgConnection, order: OrderId, email_kind: &str) -> QueryResult<Option<Notification>> {
     use crate::schema::notifications::dsl::*;
     notifications
         .filter(order_id.eq(order))
@@ -65,7 +66,7 @@ pub fn find(conn: &mut PgConnection, notification: Uuid) -> QueryResult<Option<N
 /// E-mails newest first, optionally of one order, from just after `after`.
 pub fn list(
     conn: &mut PgConnection,
-    order: Option<Uuid>,
+    order: Option<OrderId>,
     after: Option<(DateTime<Utc>, Uuid)>,
     limit: i64,
 ) -> QueryResult<Vec<Notification>> {

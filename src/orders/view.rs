@@ -57,17 +57,17 @@ pub fn order_details(conn: &mut PgConnection, order_id: OrderId) -> Result<Order
         let lines = store::lines(conn, order_id)?;
         let payments = payments::table
             .left_join(payment_refunds::table)
-            .filter(payments::order_id.eq(order_id.0))
+            .filter(payments::order_id.eq(order_id))
             .order((payments::created_at.asc(), payments::id.asc()))
             .select((Payment::as_select(), Option::<Refund>::as_select()))
             .load(conn)?;
         let notifications = notifications::table
-            .filter(notifications::order_id.eq(order_id.0))
+            .filter(notifications::order_id.eq(order_id))
             .order(notifications::created_at.asc())
             .select(NotificationSummary::as_select())
             .load(conn)?;
         let events = events::table
-            .filter(events::aggregate_id.eq(order_id.0))
+            .filter(events::aggregate_id.eq(order_id))
             .order(events::id.asc())
             .select(EventSummary::as_select())
             .load(conn)?;

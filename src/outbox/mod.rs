@@ -5,10 +5,11 @@
 pub mod dispatcher;
 pub mod pages;
 
+use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Jsonb, Text, Uuid as SqlUuid};
 
-use crate::events::{self, DomainEvent};
+use crate::events::{self, Aggregate, DomainEvent};
 use crate::kernel::{Module, TableAccess};
 
 /// Modules write events only through [`publish`], never into these tables.
@@ -24,7 +25,7 @@ struct PublishedId {
 /// Appends `event` and a delivery row for each subscribed handler, in one round trip, inside
 /// the caller's transaction. Returns the event id.
 pub fn publish(conn: &mut PgConnection, event: &DomainEvent) -> QueryResult<i64> {
-    let (aggregate_type, aggregate_id) = event.aggregate();
+    let aggregate = event.aggregate();
     let handlers = events::handlers_for(event.event_type());
     let published = diesel::sql_query(
         "WITH event AS (
@@ -38,8 +39,8 @@ pub fn publish(conn: &mut PgConnection, event: &DomainEvent) -> QueryResult<i64>
          SELECT id FROM event",
     )
     .bind::<Text, _>(event.event_type().as_str())
-    .bind::<Text, _>(aggregate_type)
-    .bind::<SqlUuid, _>(aggregate_id)
+    .bind::<Text, _>(aggregate.kind())
+    .bind::<SqlUuid, _>(aggregate.uuid())
     .bind::<Jsonb, _>(event.payload())
     .bind::<Array<Text>, _>(handlers)
     .get_result::<PublishedId>(conn)?;
@@ -72,8 +73,7 @@ pub struct OpenDelivery {
     pub next_attempt_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
     pub event_type: String,
-    pub aggregate_type: String,
-    pub aggregate_id: uuid::Uuid,
+    pub aggregate: Aggregate,
 }
 
 impl OpenDelivery {
@@ -103,27 +103,33 @@ pub fn open_deliveries(conn: &mut PgConnection, limit: i64) -> QueryResult<Vec<O
             d::next_attempt_at,
             d::updated_at,
             e::event_type,
-            e::aggregate_type,
-            e::aggregate_id,
+            (e::aggregate_type, e::aggregate_id),
         ))
         .limit(limit)
         .load(conn)
 }
 
-#[derive(Debug, Queryable, Selectable)]
-#[diesel(table_name = crate::schema::events)]
+#[derive(Debug, Queryable)]
 pub struct RecentEvent {
     pub id: i64,
     pub event_type: String,
-    pub aggregate_type: String,
-    pub aggregate_id: uuid::Uuid,
+    pub aggregate: Aggregate,
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// The most recent events, newest first.
 pub fn recent_events(conn: &mut PgConnection, limit: i64) -> QueryResult<Vec<RecentEvent>> {
     use crate::schema::events::dsl::*;
-    events.order(id.desc()).select(RecentEvent::as_select()).limit(limit).load(conn)
+    events.order(id.desc()).select((id, event_type, (aggregate_type, aggregate_id), created_at)).limit(limit).load(conn)
+}
+
+/// An aggregate is read from its two columns, `(aggregate_type, aggregate_id)`.
+impl Queryable<(Text, SqlUuid), Pg> for Aggregate {
+    type Row = (String, uuid::Uuid);
+
+    fn build((kind, id): Self::Row) -> diesel::deserialize::Result<Aggregate> {
+        Aggregate::from_stored(&kind, id).ok_or_else(|| format!("unknown aggregate type {kind:?}").into())
+    }
 }
 
 /// Puts dead work back in the queue, from its first attempt, and wakes the dispatchers.

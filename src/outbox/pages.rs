@@ -9,6 +9,7 @@ use crate::admin::page::see_other;
 use crate::admin::page::{Layout, PageError, Section, render};
 use crate::admin::session::{Admin, ButtonForm, CsrfForm};
 use crate::error::AppError;
+use crate::events::Aggregate;
 use crate::http::state::AppState;
 use crate::kernel::Module;
 

@@ -1,17 +1,17 @@
-//! Payment rows. Order ids are plain UUIDs: payments records charges against orders without
-//! depending on the orders module's code.
+//! Payment rows. Order ids are the shared kernel's: payments records charges against orders
+//! without depending on the orders module's code.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use uuid::Uuid;
 
-use crate::ids::PaymentId;
+use crate::ids::{OrderId, PaymentId};
 
 #[derive(Clone, Debug, Queryable, Selectable)]
 #[diesel(table_name = crate::schema::payments)]
 pub struct Payment {
     pub id: PaymentId,
-    pub order_id: Uuid,
+    pub order_id: OrderId,
     pub status: String,
     pub amount_minor: i64,
     pub currency: String,
@@ -35,7 +35,7 @@ pub const FAILED: &str = "failed";
 #[diesel(table_name = crate::schema::payments)]
 pub struct NewPayment<'a> {
     pub id: PaymentId,
-    pub order_id: Uuid,
+    pub order_id: OrderId,
     pub status: &'static str,
     pub amount_minor: i64,
     pub currency: &'a str,

@@ -2,10 +2,9 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use uuid::Uuid;
 
 use super::{Payment, Refund};
-use crate::ids::PaymentId;
+use crate::ids::{OrderId, PaymentId};
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CardView {
@@ -22,7 +21,7 @@ pub struct RefundView {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PaymentView {
     pub id: PaymentId,
-    pub order_id: Uuid,
+    pub order_id: OrderId,
     /// `succeeded` or `failed`.
     pub status: String,
     pub amount_minor: i64,

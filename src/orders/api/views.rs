@@ -71,7 +71,7 @@ impl OrderView {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct NotificationView {
     pub id: Uuid,
-    pub order_id: Uuid,
+    pub order_id: OrderId,
     pub kind: String,
     pub to: String,
     pub subject: String,
@@ -102,7 +102,7 @@ pub struct OrderDetailsView {
 
 impl From<OrderDetails> for OrderDetailsView {
     fn from(details: OrderDetails) -> Self {
-        let order_id = details.order.id.0;
+        let order_id = details.order.id;
         OrderDetailsView {
             order: OrderView::new(details.order, details.customer, details.lines),
             payments: details.payments.into_iter().map(|(payment, refund)| PaymentView::new(payment, refund)).collect(),
