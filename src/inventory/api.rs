@@ -46,8 +46,7 @@ impl From<StockLevel> for StockView {
 pub struct MovementView {
     pub id: i64,
     pub product_id: ProductId,
-    #[schema(value_type = MovementKind)]
-    pub kind: String,
+    pub kind: MovementKind,
     pub on_hand_delta: i32,
     pub reserved_delta: i32,
     pub reason: String,

@@ -270,7 +270,7 @@ fn move_stock(
         .iter()
         .map(|(product_id, on_hand_delta, reserved_delta)| model::NewMovement {
             product_id: *product_id,
-            kind: kind.as_str(),
+            kind,
             on_hand_delta: *on_hand_delta,
             reserved_delta: *reserved_delta,
             reason,

@@ -91,7 +91,7 @@ pub fn refund(conn: &mut PgConnection, order_id: OrderId) -> Result<Order, Order
         let order = lock(conn, order_id)?;
         allow(&order, Action::Refund)?;
         let (payment, refund) = payments::refund(conn, order.id, "refunded by an admin")?;
-        if order.status() == OrderStatus::Paid {
+        if order.status == OrderStatus::Paid {
             let lines = stock_lines(conn, order.id)?;
             inventory::release(conn, order.id, &lines, "order refunded before shipping")?;
         }
@@ -136,10 +136,10 @@ fn lock(conn: &mut PgConnection, order_id: OrderId) -> Result<Order, OrdersError
 }
 
 fn allow(order: &Order, action: Action) -> Result<(), OrdersError> {
-    if order.status().allows(action) {
+    if order.status.allows(action) {
         Ok(())
     } else {
-        Err(OrdersError::IllegalTransition { number: order.display_number(), status: order.status(), action })
+        Err(OrdersError::IllegalTransition { number: order.display_number(), status: order.status, action })
     }
 }
 

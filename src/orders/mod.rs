@@ -120,7 +120,7 @@ pub fn dashboard(conn: &mut PgConnection) -> Result<Dashboard, OrdersError> {
     let mut dashboard = Dashboard::default();
     for status in OrderStatus::ALL {
         let (count, total) =
-            totals.iter().find(|row| row.status == status.as_str()).map_or((0, 0), |row| (row.orders, row.total_minor));
+            totals.iter().find(|row| row.status == status).map_or((0, 0), |row| (row.orders, row.total_minor));
         dashboard.orders += count;
         if matches!(status, OrderStatus::Paid | OrderStatus::Shipped) {
             dashboard.revenue_minor += total;

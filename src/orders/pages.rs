@@ -118,7 +118,7 @@ impl ShowPage {
             "refund" => Action::Refund,
             _ => return false,
         };
-        self.details.order.status().allows(action)
+        self.details.order.status.allows(action)
     }
 
     fn number(&self) -> String {

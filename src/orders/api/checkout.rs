@@ -144,7 +144,7 @@ pub async fn list_orders(
     Ok(web::Json(orders.map(|(order, customer)| OrderListItem {
         id: order.id,
         number: order.display_number(),
-        status: order.status(),
+        status: order.status,
         customer: CustomerView { email: customer.email, name: customer.name },
         total_minor: order.total_minor,
         currency: order.currency,

@@ -57,7 +57,7 @@ impl OrderView {
         OrderView {
             id: order.id,
             number: order.display_number(),
-            status: order.status(),
+            status: order.status,
             customer: CustomerView { email: customer.email, name: customer.name },
             items: lines.into_iter().map(ItemView::from).collect(),
             total_minor: order.total_minor,
