@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{ListCursor, Notification};
+use super::{EmailKind, ListCursor, Notification, NotificationStatus};
 use crate::error::{AppError, ProblemDetails};
 use crate::http::admin_token::AdminToken;
 use crate::http::state::AppState;
@@ -21,12 +21,10 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
 pub struct NotificationItem {
     pub id: Uuid,
     pub order_id: OrderId,
-    /// order_received, order_confirmation, order_cancelled, order_refunded or order_shipped.
-    pub kind: String,
+    pub kind: EmailKind,
     pub to: String,
     pub subject: String,
-    /// `pending`, `sent` (accepted by the SMTP server), `stored` (no SMTP configured) or `failed`.
-    pub status: String,
+    pub status: NotificationStatus,
     pub attempts: i32,
     pub last_error: Option<String>,
     pub message_id: String,

@@ -17,7 +17,7 @@ mod transport;
 use diesel::prelude::*;
 use uuid::Uuid;
 
-pub use model::{EmailKind, Notification};
+pub use model::{EmailKind, Notification, NotificationStatus};
 pub use transport::{Delivered, Transport};
 
 use crate::config::Config;
@@ -75,7 +75,7 @@ impl Handler for OrderEmails {
 
     fn handle(&self, conn: &mut PgConnection, record: &EventRecord, attempt: Attempt) -> QueryResult<Outcome> {
         let Some((kind, order_id)) = EmailKind::for_event(&record.event) else { return Ok(Outcome::Done) };
-        let notification = match store::find_for_update(conn, order_id, kind.as_str())? {
+        let notification = match store::find_for_update(conn, order_id, kind)? {
             Some(existing) => existing,
             None => {
                 let rows = render::load(conn, order_id)?;
@@ -89,13 +89,13 @@ impl Handler for OrderEmails {
                     &model::NewNotification {
                         event_id: record.id,
                         order_id,
-                        kind: kind.as_str(),
+                        kind,
                         recipient: email.recipient,
                         subject: email.subject,
                         text_body: email.text,
                         html_body: email.html,
                         message_id: format!("<event-{}.{}@{}>", record.id, kind.as_str(), self.message_id_domain),
-                        status: if stored { "stored" } else { "pending" },
+                        status: if stored { NotificationStatus::Stored } else { NotificationStatus::Pending },
                         attempts: i32::from(stored),
                         sent_at: stored.then(chrono::Utc::now),
                     },

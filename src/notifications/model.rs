@@ -6,14 +6,28 @@ use uuid::Uuid;
 
 use crate::events::DomainEvent;
 use crate::ids::OrderId;
+use crate::text_enum::text_enum;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EmailKind {
-    OrderReceived,
-    OrderConfirmation,
-    OrderCancelled,
-    OrderRefunded,
-    OrderShipped,
+text_enum! {
+    /// Which e-mail of an order's life.
+    pub enum EmailKind {
+        OrderReceived = "order_received",
+        OrderConfirmation = "order_confirmation",
+        OrderCancelled = "order_cancelled",
+        OrderRefunded = "order_refunded",
+        OrderShipped = "order_shipped",
+    }
+}
+
+text_enum! {
+    /// Where an e-mail is: `pending` (to be sent), `sent` (accepted by the SMTP server),
+    /// `stored` (no SMTP configured: kept in the database only) or `failed` (given up on).
+    pub enum NotificationStatus {
+        Pending = "pending",
+        Sent = "sent",
+        Stored = "stored",
+        Failed = "failed",
+    }
 }
 
 impl EmailKind {
@@ -26,16 +40,6 @@ impl EmailKind {
             DomainEvent::OrderRefunded { order_id, .. } => Some((EmailKind::OrderRefunded, *order_id)),
             DomainEvent::OrderShipped { order_id } => Some((EmailKind::OrderShipped, *order_id)),
             DomainEvent::PaymentFailed { .. } | DomainEvent::StockLow { .. } => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EmailKind::OrderReceived => "order_received",
-            EmailKind::OrderConfirmation => "order_confirmation",
-            EmailKind::OrderCancelled => "order_cancelled",
-            EmailKind::OrderRefunded => "order_refunded",
-            EmailKind::OrderShipped => "order_shipped",
         }
     }
 
@@ -56,13 +60,13 @@ pub struct Notification {
     pub id: Uuid,
     pub event_id: i64,
     pub order_id: OrderId,
-    pub kind: String,
+    pub kind: EmailKind,
     pub recipient: String,
     pub subject: String,
     pub text_body: String,
     pub html_body: String,
     pub message_id: String,
-    pub status: String,
+    pub status: NotificationStatus,
     pub attempts: i32,
     pub last_error: Option<String>,
     pub sent_at: Option<DateTime<Utc>>,
@@ -72,7 +76,7 @@ pub struct Notification {
 impl Notification {
     /// Delivered (to an SMTP server) or kept (store-only mode): nothing more to do.
     pub fn is_done(&self) -> bool {
-        matches!(self.status.as_str(), "sent" | "stored")
+        matches!(self.status, NotificationStatus::Sent | NotificationStatus::Stored)
     }
 }
 
@@ -81,13 +85,13 @@ impl Notification {
 pub struct NewNotification {
     pub event_id: i64,
     pub order_id: OrderId,
-    pub kind: &'static str,
+    pub kind: EmailKind,
     pub recipient: String,
     pub subject: String,
     pub text_body: String,
     pub html_body: String,
     pub message_id: String,
-    pub status: &'static str,
+    pub status: NotificationStatus,
     pub attempts: i32,
     pub sent_at: Option<DateTime<Utc>>,
 }

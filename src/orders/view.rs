@@ -9,6 +9,7 @@ use uuid::Uuid;
 use super::model::{Customer, Order, OrderLine};
 use super::{OrdersError, store};
 use crate::ids::OrderId;
+use crate::notifications::{EmailKind, NotificationStatus};
 use crate::payments::{Payment, Refund};
 
 #[derive(Clone, Debug)]
@@ -25,10 +26,10 @@ pub struct OrderDetails {
 #[diesel(table_name = crate::schema::notifications)]
 pub struct NotificationSummary {
     pub id: Uuid,
-    pub kind: String,
+    pub kind: EmailKind,
     pub recipient: String,
     pub subject: String,
-    pub status: String,
+    pub status: NotificationStatus,
     pub attempts: i32,
     pub last_error: Option<String>,
     pub sent_at: Option<DateTime<Utc>>,

@@ -11,10 +11,22 @@ use diesel::sql_types::{Array, BigInt, Jsonb, Text, Uuid as SqlUuid};
 
 use crate::events::{self, Aggregate, DomainEvent};
 use crate::kernel::{Module, TableAccess};
+use crate::text_enum::text_enum;
 
 /// Modules write events only through [`publish`], never into these tables.
 pub const TABLES: TableAccess =
     TableAccess { module: Module::Outbox, owns: &["events", "event_deliveries"], reads: &[], writes: &[] };
+
+text_enum! {
+    /// Where a handler is with an event (`event_deliveries.status`).
+    pub enum DeliveryStatus {
+        /// To do: due at `next_attempt_at`, perhaps after failed attempts.
+        Pending = "pending",
+        Completed = "completed",
+        /// Given up on after the last attempt, until an admin retries it.
+        Dead = "dead",
+    }
+}
 
 #[derive(QueryableByName)]
 struct PublishedId {
@@ -57,8 +69,8 @@ pub struct Backlog {
 
 pub fn backlog(conn: &mut PgConnection) -> QueryResult<Backlog> {
     use crate::schema::event_deliveries::dsl::*;
-    let pending = event_deliveries.filter(status.eq("pending")).count().get_result(conn)?;
-    let dead = event_deliveries.filter(status.eq("dead")).count().get_result(conn)?;
+    let pending = event_deliveries.filter(status.eq(DeliveryStatus::Pending)).count().get_result(conn)?;
+    let dead = event_deliveries.filter(status.eq(DeliveryStatus::Dead)).count().get_result(conn)?;
     Ok(Backlog { pending, dead })
 }
 
@@ -67,7 +79,7 @@ pub fn backlog(conn: &mut PgConnection) -> QueryResult<Backlog> {
 pub struct OpenDelivery {
     pub event_id: i64,
     pub handler: String,
-    pub status: String,
+    pub status: DeliveryStatus,
     pub attempts: i32,
     pub last_error: Option<String>,
     pub next_attempt_at: chrono::DateTime<chrono::Utc>,
@@ -78,12 +90,12 @@ pub struct OpenDelivery {
 
 impl OpenDelivery {
     pub fn is_dead(&self) -> bool {
-        self.status == "dead"
+        self.status == DeliveryStatus::Dead
     }
 
     /// Pending work that has failed at least once.
     pub fn is_failing(&self) -> bool {
-        self.status == "pending" && self.attempts > 0
+        self.status == DeliveryStatus::Pending && self.attempts > 0
     }
 }
 
@@ -92,7 +104,7 @@ pub fn open_deliveries(conn: &mut PgConnection, limit: i64) -> QueryResult<Vec<O
     use crate::schema::{event_deliveries as d, events as e};
     d::table
         .inner_join(e::table)
-        .filter(d::status.ne("completed"))
+        .filter(d::status.ne(DeliveryStatus::Completed))
         .order((d::status.asc(), d::next_attempt_at.asc()))
         .select((
             d::event_id,
@@ -137,14 +149,15 @@ impl Queryable<(Text, SqlUuid), Pg> for Aggregate {
 pub fn retry_dead(conn: &mut PgConnection, event: i64, handler_name: &str) -> QueryResult<bool> {
     use crate::schema::event_deliveries::dsl::*;
     conn.transaction(|conn| {
-        let revived = diesel::update(event_deliveries.find((event, handler_name)).filter(status.eq("dead")))
-            .set((
-                status.eq("pending"),
-                attempts.eq(0),
-                next_attempt_at.eq(diesel::dsl::now),
-                last_error.eq(None::<String>),
-            ))
-            .execute(conn)?;
+        let revived =
+            diesel::update(event_deliveries.find((event, handler_name)).filter(status.eq(DeliveryStatus::Dead)))
+                .set((
+                    status.eq(DeliveryStatus::Pending),
+                    attempts.eq(0),
+                    next_attempt_at.eq(diesel::dsl::now),
+                    last_error.eq(None::<String>),
+                ))
+                .execute(conn)?;
         if revived == 1 {
             diesel::sql_query(format!("NOTIFY {}", dispatcher::CHANNEL)).execute(conn)?;
         }

@@ -17,7 +17,7 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 pub use card::{Card, CardBrand, CardNumber};
 pub use gateway::{CardGateway, ChargeOutcome, DeclineCode, SimulatedGateway};
-pub use model::{Payment, PaymentListItem, Refund};
+pub use model::{Payment, PaymentListItem, PaymentStatus, Refund};
 
 use crate::error::AppError;
 use crate::ids::{OrderId, PaymentId};
@@ -70,8 +70,8 @@ pub fn charge(
     card: &Card,
 ) -> Result<Payment, PaymentsError> {
     let (status, decline_code, reference) = match gateway.charge(card, amount_minor, currency) {
-        ChargeOutcome::Captured { reference } => (model::SUCCEEDED, None, reference),
-        ChargeOutcome::Declined { code, reference } => (model::FAILED, Some(code.as_str()), reference),
+        ChargeOutcome::Captured { reference } => (PaymentStatus::Succeeded, None, reference),
+        ChargeOutcome::Declined { code, reference } => (PaymentStatus::Failed, Some(code.as_str()), reference),
     };
     let payment = model::NewPayment {
         id: PaymentId::new(),

@@ -4,7 +4,7 @@ use diesel::dsl::sql;
 use diesel::prelude::*;
 use diesel::sql_types::{Bool, Timestamptz, Uuid as SqlUuid};
 
-use super::model::{NewPayment, Payment, PaymentListItem, Refund, SUCCEEDED};
+use super::model::{NewPayment, Payment, PaymentListItem, PaymentStatus, Refund};
 use crate::ids::{OrderId, PaymentId};
 
 pub fn insert(conn: &mut PgConnection, payment: &NewPayment<'_>) -> QueryResult<Payment> {
@@ -19,7 +19,7 @@ pub fn succeeded_for_order(conn: &mut PgConnection, order: OrderId) -> QueryResu
     use crate::schema::payments::dsl::*;
     payments
         .filter(order_id.eq(order))
-        .filter(status.eq(SUCCEEDED))
+        .filter(status.eq(PaymentStatus::Succeeded))
         .select(Payment::as_select())
         .for_update()
         .first(conn)

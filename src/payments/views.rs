@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{Payment, Refund};
+use super::{Payment, PaymentStatus, Refund};
 use crate::ids::{OrderId, PaymentId};
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -22,8 +22,7 @@ pub struct RefundView {
 pub struct PaymentView {
     pub id: PaymentId,
     pub order_id: OrderId,
-    /// `succeeded` or `failed`.
-    pub status: String,
+    pub status: PaymentStatus,
     pub amount_minor: i64,
     pub currency: String,
     pub card: CardView,

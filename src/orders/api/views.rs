@@ -5,6 +5,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::ids::{OrderId, ProductId};
+use crate::notifications::{EmailKind, NotificationStatus};
 use crate::orders::{Customer, Order, OrderDetails, OrderLine, OrderStatus};
 use crate::payments::views::PaymentView;
 
@@ -72,11 +73,10 @@ impl OrderView {
 pub struct NotificationView {
     pub id: Uuid,
     pub order_id: OrderId,
-    pub kind: String,
+    pub kind: EmailKind,
     pub to: String,
     pub subject: String,
-    /// `pending`, `sent` (accepted by the SMTP server), `stored` (no SMTP configured) or `failed`.
-    pub status: String,
+    pub status: NotificationStatus,
     pub attempts: i32,
     pub sent_at: Option<DateTime<Utc>>,
 }
