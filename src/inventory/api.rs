@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::{Movement, MovementKind, StockLevel};
 use crate::error::{AppError, ProblemDetails};
 use crate::http::admin_token::AdminToken;
+use crate::http::problems::{MalformedJson, ProductNotFound, Unauthorized};
 use crate::http::state::AppState;
 use crate::ids::{OrderId, ProductId};
 use crate::kernel::Module;
@@ -75,7 +76,7 @@ impl From<Movement> for MovementView {
     params(("product_id" = ProductId, Path, description = "Product id")),
     responses(
         (status = 200, description = "Current levels", body = StockView),
-        (status = 404, description = "No such product", body = ProblemDetails, content_type = "application/problem+json"),
+        ProductNotFound,
     )
 )]
 #[get("/inventory/{product_id}")]
@@ -110,9 +111,9 @@ pub struct AdjustmentRequest {
     request_body = AdjustmentRequest,
     responses(
         (status = 201, description = "The new levels", body = StockView),
-        (status = 400, description = "Malformed JSON", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or wrong admin token", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 404, description = "No such product", body = ProblemDetails, content_type = "application/problem+json"),
+        MalformedJson,
+        Unauthorized,
+        ProductNotFound,
         (status = 409, description = "on_hand would fall below reserved or 0", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 422, description = "delta 0, missing reason, receipt with a negative delta", body = ProblemDetails, content_type = "application/problem+json"),
     )
@@ -142,8 +143,8 @@ pub async fn adjust_stock(
     params(("product_id" = ProductId, Path, description = "Product id"), PageQuery),
     responses(
         (status = 200, description = "A page of movements", body = Page<MovementView>),
-        (status = 401, description = "Missing or wrong admin token", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 404, description = "No such product", body = ProblemDetails, content_type = "application/problem+json"),
+        Unauthorized,
+        ProductNotFound,
     )
 )]
 #[get("/inventory/{product_id}/movements")]

@@ -6,8 +6,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{EmailKind, ListCursor, Notification, NotificationStatus};
-use crate::error::{AppError, ProblemDetails};
+use crate::error::AppError;
 use crate::http::admin_token::AdminToken;
+use crate::http::problems::{MalformedQuery, Unauthorized};
 use crate::http::state::AppState;
 use crate::ids::OrderId;
 use crate::kernel::Module;
@@ -62,8 +63,8 @@ pub struct NotificationFilter {
     params(NotificationFilter, PageQuery),
     responses(
         (status = 200, description = "A page of e-mails", body = Page<NotificationItem>),
-        (status = 400, description = "Malformed query or cursor", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or wrong admin token", body = ProblemDetails, content_type = "application/problem+json"),
+        MalformedQuery,
+        Unauthorized,
     )
 )]
 #[get("/notifications")]
