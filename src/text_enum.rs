@@ -5,7 +5,7 @@
 
 /// Declares an enum mapped to the SQL type `Text`, one word per variant:
 ///
-/// ```ignore
+/// ```text
 /// text_enum! {
 ///     /// What became of a charge attempt.
 ///     pub enum PaymentStatus {
