@@ -2,10 +2,13 @@
 //! subscribes to which. It sits in the shared kernel, beside the typed ids, so that publishers,
 //! consumers and the outbox all depend on it and it depends on none of them.
 //!
-//! Ids are plain UUIDs here; each module turns them back into its own typed ids.
+//! Ids are the shared kernel's typed ids; they serialize as bare UUID strings, so the stored
+//! payloads read the same as the plain UUIDs they once were.
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+use crate::ids::{OrderId, PaymentId, ProductId};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum EventType {
@@ -58,13 +61,49 @@ pub enum CancelledBy {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "payload")]
 pub enum DomainEvent {
-    OrderPlaced { order_id: Uuid, number: String, total_minor: i64, currency: String },
-    PaymentSucceeded { order_id: Uuid, payment_id: Uuid, amount_minor: i64, currency: String },
-    PaymentFailed { order_id: Uuid, payment_id: Uuid, decline_code: String },
-    OrderCancelled { order_id: Uuid, cancelled_by: CancelledBy },
-    OrderRefunded { order_id: Uuid, payment_id: Uuid, amount_minor: i64 },
-    OrderShipped { order_id: Uuid },
-    StockLow { product_id: Uuid, sku: String, available: i32, threshold: i32 },
+    OrderPlaced { order_id: OrderId, number: String, total_minor: i64, currency: String },
+    PaymentSucceeded { order_id: OrderId, payment_id: PaymentId, amount_minor: i64, currency: String },
+    PaymentFailed { order_id: OrderId, payment_id: PaymentId, decline_code: String },
+    OrderCancelled { order_id: OrderId, cancelled_by: CancelledBy },
+    OrderRefunded { order_id: OrderId, payment_id: PaymentId, amount_minor: i64 },
+    OrderShipped { order_id: OrderId },
+    StockLow { product_id: ProductId, sku: String, available: i32, threshold: i32 },
+}
+
+/// What an event is about. The outbox stores it in two columns, `aggregate_type` (the kind) and
+/// `aggregate_id`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Aggregate {
+    Order(OrderId),
+    Product(ProductId),
+}
+
+impl Aggregate {
+    /// The kind, as stored in `events.aggregate_type`.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Aggregate::Order(_) => "order",
+            Aggregate::Product(_) => "product",
+        }
+    }
+
+    /// The id as stored in `events.aggregate_id`: one column holds ids of every kind, so it
+    /// takes the bare UUID.
+    pub fn uuid(self) -> Uuid {
+        match self {
+            Aggregate::Order(id) => id.0,
+            Aggregate::Product(id) => id.0,
+        }
+    }
+
+    /// Reads the two stored columns back; `None` for a kind this version does not know.
+    pub fn from_stored(kind: &str, id: Uuid) -> Option<Aggregate> {
+        match kind {
+            "order" => Some(Aggregate::Order(OrderId(id))),
+            "product" => Some(Aggregate::Product(ProductId(id))),
+            _ => None,
+        }
+    }
 }
 
 impl DomainEvent {
@@ -80,16 +119,16 @@ impl DomainEvent {
         }
     }
 
-    /// The aggregate the event is about: its kind and id.
-    pub fn aggregate(&self) -> (&'static str, Uuid) {
+    /// The aggregate the event is about.
+    pub fn aggregate(&self) -> Aggregate {
         match self {
             DomainEvent::OrderPlaced { order_id, .. }
             | DomainEvent::PaymentSucceeded { order_id, .. }
             | DomainEvent::PaymentFailed { order_id, .. }
             | DomainEvent::OrderCancelled { order_id, .. }
             | DomainEvent::OrderRefunded { order_id, .. }
-            | DomainEvent::OrderShipped { order_id } => ("order", *order_id),
-            DomainEvent::StockLow { product_id, .. } => ("product", *product_id),
+            | DomainEvent::OrderShipped { order_id } => Aggregate::Order(*order_id),
+            DomainEvent::StockLow { product_id, .. } => Aggregate::Product(*product_id),
         }
     }
 
@@ -141,12 +180,33 @@ mod tests {
 
     #[test]
     fn events_round_trip_through_their_stored_form() {
-        let event = DomainEvent::StockLow { product_id: Uuid::nil(), sku: "MUG-1".into(), available: 2, threshold: 5 };
+        let event = DomainEvent::StockLow {
+            product_id: ProductId(Uuid::nil()),
+            sku: "MUG-1".into(),
+            available: 2,
+            threshold: 5,
+        };
         let payload = event.payload();
         assert_eq!(payload["sku"], "MUG-1");
         assert_eq!(DomainEvent::from_stored(event.event_type().as_str(), &payload).unwrap(), event);
         for event_type in EventType::ALL {
             assert_eq!(EventType::parse(event_type.as_str()), Some(event_type));
         }
+    }
+
+    #[test]
+    fn typed_ids_are_stored_as_the_bare_uuid_strings_they_always_were() {
+        let event = DomainEvent::OrderRefunded {
+            order_id: OrderId(Uuid::from_u128(1)),
+            payment_id: PaymentId(Uuid::from_u128(2)),
+            amount_minor: 500,
+        };
+        assert_eq!(
+            event.payload().to_string(),
+            r#"{"amount_minor":500,"order_id":"00000000-0000-0000-0000-000000000001","payment_id":"00000000-0000-0000-0000-000000000002"}"#
+        );
+        assert_eq!(event.aggregate(), Aggregate::Order(OrderId(Uuid::from_u128(1))));
+        let aggregate = event.aggregate();
+        assert_eq!(Aggregate::from_stored(aggregate.kind(), aggregate.uuid()), Some(aggregate));
     }
 }

@@ -28,3 +28,4 @@ pub mod payments;
 pub mod schema;
 pub mod seed;
 pub mod startup;
+pub mod text_enum;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::{ListCursor, Product, ProductDraft, ProductPatch};
 use crate::error::{AppError, ProblemDetails};
 use crate::http::admin_token::AdminToken;
+use crate::http::problems::{InvalidFields, MalformedJson, MalformedQuery, ProductNotFound, Unauthorized};
 use crate::http::state::AppState;
 use crate::ids::ProductId;
 use crate::kernel::Module;
@@ -64,7 +65,7 @@ pub struct ProductSearch {
     params(ProductSearch, PageQuery),
     responses(
         (status = 200, description = "A page of active products", body = Page<ProductView>),
-        (status = 400, description = "Malformed query or cursor", body = ProblemDetails, content_type = "application/problem+json"),
+        MalformedQuery,
         (status = 422, description = "limit out of range", body = ProblemDetails, content_type = "application/problem+json"),
     )
 )]
@@ -92,7 +93,7 @@ pub async fn list_products(
     params(("id" = ProductId, Path, description = "Product id")),
     responses(
         (status = 200, description = "The product", body = ProductView),
-        (status = 404, description = "No such product", body = ProblemDetails, content_type = "application/problem+json"),
+        ProductNotFound,
     )
 )]
 #[get("/products/{id}")]
@@ -128,10 +129,10 @@ pub struct CreateProduct {
     request_body = CreateProduct,
     responses(
         (status = 201, description = "Created", body = ProductView),
-        (status = 400, description = "Malformed JSON", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or wrong admin token", body = ProblemDetails, content_type = "application/problem+json"),
+        MalformedJson,
+        Unauthorized,
         (status = 409, description = "The SKU exists already", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields", body = ProblemDetails, content_type = "application/problem+json"),
+        InvalidFields,
     )
 )]
 #[post("/products")]
@@ -174,10 +175,10 @@ pub struct UpdateProduct {
     request_body = UpdateProduct,
     responses(
         (status = 200, description = "Updated", body = ProductView),
-        (status = 400, description = "Malformed JSON", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or wrong admin token", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 404, description = "No such product", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields", body = ProblemDetails, content_type = "application/problem+json"),
+        MalformedJson,
+        Unauthorized,
+        ProductNotFound,
+        InvalidFields,
     )
 )]
 #[patch("/products/{id}")]

@@ -4,6 +4,7 @@
 pub mod admin_token;
 pub mod health;
 pub mod openapi;
+pub mod problems;
 pub mod state;
 pub mod static_files;
 

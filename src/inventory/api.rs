@@ -3,13 +3,13 @@
 use actix_web::{HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use super::{Movement, MovementKind, StockLevel};
 use crate::error::{AppError, ProblemDetails};
 use crate::http::admin_token::AdminToken;
+use crate::http::problems::{MalformedJson, ProductNotFound, Unauthorized};
 use crate::http::state::AppState;
-use crate::ids::ProductId;
+use crate::ids::{OrderId, ProductId};
 use crate::kernel::Module;
 use crate::pagination::{Page, PageQuery};
 
@@ -47,12 +47,11 @@ impl From<StockLevel> for StockView {
 pub struct MovementView {
     pub id: i64,
     pub product_id: ProductId,
-    #[schema(value_type = MovementKind)]
-    pub kind: String,
+    pub kind: MovementKind,
     pub on_hand_delta: i32,
     pub reserved_delta: i32,
     pub reason: String,
-    pub order_id: Option<Uuid>,
+    pub order_id: Option<OrderId>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -77,7 +76,7 @@ impl From<Movement> for MovementView {
     params(("product_id" = ProductId, Path, description = "Product id")),
     responses(
         (status = 200, description = "Current levels", body = StockView),
-        (status = 404, description = "No such product", body = ProblemDetails, content_type = "application/problem+json"),
+        ProductNotFound,
     )
 )]
 #[get("/inventory/{product_id}")]
@@ -112,9 +111,9 @@ pub struct AdjustmentRequest {
     request_body = AdjustmentRequest,
     responses(
         (status = 201, description = "The new levels", body = StockView),
-        (status = 400, description = "Malformed JSON", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or wrong admin token", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 404, description = "No such product", body = ProblemDetails, content_type = "application/problem+json"),
+        MalformedJson,
+        Unauthorized,
+        ProductNotFound,
         (status = 409, description = "on_hand would fall below reserved or 0", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 422, description = "delta 0, missing reason, receipt with a negative delta", body = ProblemDetails, content_type = "application/problem+json"),
     )
@@ -144,8 +143,8 @@ pub async fn adjust_stock(
     params(("product_id" = ProductId, Path, description = "Product id"), PageQuery),
     responses(
         (status = 200, description = "A page of movements", body = Page<MovementView>),
-        (status = 401, description = "Missing or wrong admin token", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 404, description = "No such product", body = ProblemDetails, content_type = "application/problem+json"),
+        Unauthorized,
+        ProductNotFound,
     )
 )]
 #[get("/inventory/{product_id}/movements")]

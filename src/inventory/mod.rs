@@ -14,13 +14,12 @@ mod store;
 
 use diesel::prelude::*;
 use serde::Serialize;
-use uuid::Uuid;
 
 pub use model::{Movement, MovementKind, StockLevel};
 
 use crate::error::{AppError, FieldError};
 use crate::events::DomainEvent;
-use crate::ids::ProductId;
+use crate::ids::{OrderId, ProductId};
 use crate::kernel::{Call, Module, TableAccess, Use};
 use crate::outbox;
 use crate::pagination::Page;
@@ -114,7 +113,7 @@ pub fn track_product(conn: &mut PgConnection, product_id: ProductId) -> QueryRes
 
 /// Reserves every line for `order_id`, or nothing: on any shortage nothing changes and the
 /// error lists every short product with what is available.
-pub fn reserve(conn: &mut PgConnection, order_id: Uuid, lines: &[StockLine]) -> Result<(), InventoryError> {
+pub fn reserve(conn: &mut PgConnection, order_id: OrderId, lines: &[StockLine]) -> Result<(), InventoryError> {
     crate::as_module!(conn, Module::Inventory);
     let changes = lines.iter().map(|line| (line.product_id, 0, line.quantity)).collect();
     move_stock(conn, MovementKind::Reservation, "reserved for an order", Some(order_id), changes).map(|_| ())
@@ -123,7 +122,7 @@ pub fn reserve(conn: &mut PgConnection, order_id: Uuid, lines: &[StockLine]) -> 
 /// Gives back what was reserved for `order_id` (cancelled, or refunded before shipping).
 pub fn release(
     conn: &mut PgConnection,
-    order_id: Uuid,
+    order_id: OrderId,
     lines: &[StockLine],
     reason: &str,
 ) -> Result<(), InventoryError> {
@@ -133,7 +132,7 @@ pub fn release(
 }
 
 /// Takes the reserved goods of `order_id` out of the warehouse.
-pub fn ship(conn: &mut PgConnection, order_id: Uuid, lines: &[StockLine]) -> Result<(), InventoryError> {
+pub fn ship(conn: &mut PgConnection, order_id: OrderId, lines: &[StockLine]) -> Result<(), InventoryError> {
     crate::as_module!(conn, Module::Inventory);
     let changes = lines.iter().map(|line| (line.product_id, -line.quantity, -line.quantity)).collect();
     move_stock(conn, MovementKind::Shipment, "shipped with an order", Some(order_id), changes).map(|_| ())
@@ -204,7 +203,7 @@ pub fn movements(
 }
 
 /// The ledger rows an order caused, oldest first.
-pub fn order_movements(conn: &mut PgConnection, order_id: Uuid) -> Result<Vec<Movement>, InventoryError> {
+pub fn order_movements(conn: &mut PgConnection, order_id: OrderId) -> Result<Vec<Movement>, InventoryError> {
     crate::as_module!(conn, Module::Inventory);
     Ok(store::order_movements(conn, order_id)?)
 }
@@ -214,7 +213,7 @@ fn move_stock(
     conn: &mut PgConnection,
     kind: MovementKind,
     reason: &str,
-    order_id: Option<Uuid>,
+    order_id: Option<OrderId>,
     mut changes: Vec<(ProductId, i32, i32)>,
 ) -> Result<Vec<store::LockedLevel>, InventoryError> {
     // Row locks taken outside a transaction would be released at once.
@@ -285,7 +284,7 @@ fn move_stock(
         .iter()
         .map(|(product_id, on_hand_delta, reserved_delta)| model::NewMovement {
             product_id: *product_id,
-            kind: kind.as_str(),
+            kind,
             on_hand_delta: *on_hand_delta,
             reserved_delta: *reserved_delta,
             reason,
@@ -301,7 +300,7 @@ fn move_stock(
             outbox::publish(
                 conn,
                 &DomainEvent::StockLow {
-                    product_id: level.product_id.0,
+                    product_id: level.product_id,
                     sku: level.sku.clone(),
                     available: after,
                     threshold: level.low_stock_threshold,

@@ -2,42 +2,23 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
-use crate::ids::ProductId;
+use crate::ids::{OrderId, ProductId};
+use crate::text_enum::text_enum;
 
-/// What a ledger row records.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum MovementKind {
-    /// Goods arrived (on_hand up).
-    Receipt,
-    /// A correction after a count, damage, loss (on_hand up or down).
-    Adjustment,
-    /// Promised to an order (reserved up).
-    Reservation,
-    /// A promise withdrawn: order cancelled or refunded before shipping (reserved down).
-    Release,
-    /// Goods left with an order (on_hand and reserved down).
-    Shipment,
-}
-
-impl MovementKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MovementKind::Receipt => "receipt",
-            MovementKind::Adjustment => "adjustment",
-            MovementKind::Reservation => "reservation",
-            MovementKind::Release => "release",
-            MovementKind::Shipment => "shipment",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<MovementKind> {
-        [Self::Receipt, Self::Adjustment, Self::Reservation, Self::Release, Self::Shipment]
-            .into_iter()
-            .find(|kind| kind.as_str() == text)
+text_enum! {
+    /// What a ledger row records.
+    pub enum MovementKind {
+        /// Goods arrived (on_hand up).
+        Receipt = "receipt",
+        /// A correction after a count, damage, loss (on_hand up or down).
+        Adjustment = "adjustment",
+        /// Promised to an order (reserved up).
+        Reservation = "reservation",
+        /// A promise withdrawn: order cancelled or refunded before shipping (reserved down).
+        Release = "release",
+        /// Goods left with an order (on_hand and reserved down).
+        Shipment = "shipment",
     }
 }
 
@@ -73,11 +54,11 @@ impl StockLevel {
 pub struct Movement {
     pub id: i64,
     pub product_id: ProductId,
-    pub kind: String,
+    pub kind: MovementKind,
     pub on_hand_delta: i32,
     pub reserved_delta: i32,
     pub reason: String,
-    pub order_id: Option<Uuid>,
+    pub order_id: Option<OrderId>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -85,9 +66,9 @@ pub struct Movement {
 #[diesel(table_name = crate::schema::inventory_movements)]
 pub struct NewMovement<'a> {
     pub product_id: ProductId,
-    pub kind: &'static str,
+    pub kind: MovementKind,
     pub on_hand_delta: i32,
     pub reserved_delta: i32,
     pub reason: &'a str,
-    pub order_id: Option<Uuid>,
+    pub order_id: Option<OrderId>,
 }

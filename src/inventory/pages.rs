@@ -108,7 +108,7 @@ async fn ledger(
     page: web::Query<PageQuery>,
 ) -> Result<HttpResponse, PageError> {
     let (stock, page) = load_ledger(&state, product_id.into_inner(), &page).await?;
-    let form = AdjustForm { kind: "receipt".into(), ..Default::default() };
+    let form = AdjustForm { kind: MovementKind::Receipt.to_string(), ..Default::default() };
     render(&LedgerPage {
         layout: admin.layout(Section::Inventory),
         stock,

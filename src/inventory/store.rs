@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{Array, Bool, Int4, Text, Uuid as SqlUuid};
 
 use super::model::{Movement, NewMovement, StockLevel};
-use crate::ids::ProductId;
+use crate::ids::{OrderId, ProductId};
 
 /// A level locked for update, with what the checks need.
 #[derive(Debug, QueryableByName)]
@@ -129,7 +129,7 @@ pub fn movements(
 }
 
 /// Ledger rows that belong to one order, oldest first.
-pub fn order_movements(conn: &mut PgConnection, order: uuid::Uuid) -> QueryResult<Vec<Movement>> {
+pub fn order_movements(conn: &mut PgConnection, order: OrderId) -> QueryResult<Vec<Movement>> {
     use crate::schema::inventory_movements::dsl::*;
     inventory_movements.filter(order_id.eq(order)).select(Movement::as_select()).order(id.asc()).load(conn)
 }

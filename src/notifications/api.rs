@@ -5,10 +5,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{ListCursor, Notification};
-use crate::error::{AppError, ProblemDetails};
+use super::{EmailKind, ListCursor, Notification, NotificationStatus};
+use crate::error::AppError;
 use crate::http::admin_token::AdminToken;
+use crate::http::problems::{MalformedQuery, Unauthorized};
 use crate::http::state::AppState;
+use crate::ids::OrderId;
 use crate::kernel::Module;
 use crate::pagination::{Page, PageQuery};
 
@@ -19,13 +21,11 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct NotificationItem {
     pub id: Uuid,
-    pub order_id: Uuid,
-    /// order_received, order_confirmation, order_cancelled, order_refunded or order_shipped.
-    pub kind: String,
+    pub order_id: OrderId,
+    pub kind: EmailKind,
     pub to: String,
     pub subject: String,
-    /// `pending`, `sent` (accepted by the SMTP server), `stored` (no SMTP configured) or `failed`.
-    pub status: String,
+    pub status: NotificationStatus,
     pub attempts: i32,
     pub last_error: Option<String>,
     pub message_id: String,
@@ -53,7 +53,7 @@ impl From<Notification> for NotificationItem {
 #[into_params(parameter_in = Query)]
 pub struct NotificationFilter {
     /// Only the e-mails of this order.
-    order_id: Option<Uuid>,
+    order_id: Option<OrderId>,
 }
 
 /// Customer e-mails, newest first; `order_id` narrows them to one order.
@@ -63,8 +63,8 @@ pub struct NotificationFilter {
     params(NotificationFilter, PageQuery),
     responses(
         (status = 200, description = "A page of e-mails", body = Page<NotificationItem>),
-        (status = 400, description = "Malformed query or cursor", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or wrong admin token", body = ProblemDetails, content_type = "application/problem+json"),
+        MalformedQuery,
+        Unauthorized,
     )
 )]
 #[get("/notifications")]

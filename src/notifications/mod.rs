@@ -17,11 +17,12 @@ mod transport;
 use diesel::prelude::*;
 use uuid::Uuid;
 
-pub use model::{EmailKind, Notification};
+pub use model::{EmailKind, Notification, NotificationStatus};
 pub use transport::{Delivered, Transport};
 
 use crate::config::Config;
 use crate::events::ORDER_EMAILS;
+use crate::ids::OrderId;
 use crate::kernel::{Call, Module, TableAccess, Use};
 use crate::money::Currency;
 use crate::outbox::dispatcher::{Attempt, EventRecord, Handler, Outcome};
@@ -81,7 +82,7 @@ impl Handler for OrderEmails {
         // The dispatcher runs as the outbox; handling an e-mail is the notifications module's work.
         crate::as_module!(conn, Module::Notifications);
         let Some((kind, order_id)) = EmailKind::for_event(&record.event) else { return Ok(Outcome::Done) };
-        let notification = match store::find_for_update(conn, order_id, kind.as_str())? {
+        let notification = match store::find_for_update(conn, order_id, kind)? {
             Some(existing) => existing,
             None => {
                 let rows = render::load(conn, order_id)?;
@@ -95,13 +96,13 @@ impl Handler for OrderEmails {
                     &model::NewNotification {
                         event_id: record.id,
                         order_id,
-                        kind: kind.as_str(),
+                        kind,
                         recipient: email.recipient,
                         subject: email.subject,
                         text_body: email.text,
                         html_body: email.html,
                         message_id: format!("<event-{}.{}@{}>", record.id, kind.as_str(), self.message_id_domain),
-                        status: if stored { "stored" } else { "pending" },
+                        status: if stored { NotificationStatus::Stored } else { NotificationStatus::Pending },
                         attempts: i32::from(stored),
                         sent_at: stored.then(chrono::Utc::now),
                     },
@@ -139,7 +140,7 @@ pub type ListCursor = (chrono::DateTime<chrono::Utc>, Uuid);
 
 pub fn list_notifications(
     conn: &mut PgConnection,
-    order_id: Option<Uuid>,
+    order_id: Option<OrderId>,
     after: Option<ListCursor>,
     limit: i64,
 ) -> QueryResult<Page<Notification>> {

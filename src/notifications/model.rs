@@ -5,19 +5,34 @@ use diesel::prelude::*;
 use uuid::Uuid;
 
 use crate::events::DomainEvent;
+use crate::ids::OrderId;
+use crate::text_enum::text_enum;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EmailKind {
-    OrderReceived,
-    OrderConfirmation,
-    OrderCancelled,
-    OrderRefunded,
-    OrderShipped,
+text_enum! {
+    /// Which e-mail of an order's life.
+    pub enum EmailKind {
+        OrderReceived = "order_received",
+        OrderConfirmation = "order_confirmation",
+        OrderCancelled = "order_cancelled",
+        OrderRefunded = "order_refunded",
+        OrderShipped = "order_shipped",
+    }
+}
+
+text_enum! {
+    /// Where an e-mail is: `pending` (to be sent), `sent` (accepted by the SMTP server),
+    /// `stored` (no SMTP configured: kept in the database only) or `failed` (given up on).
+    pub enum NotificationStatus {
+        Pending = "pending",
+        Sent = "sent",
+        Stored = "stored",
+        Failed = "failed",
+    }
 }
 
 impl EmailKind {
     /// The e-mail an event calls for, and the order it is about.
-    pub fn for_event(event: &DomainEvent) -> Option<(EmailKind, Uuid)> {
+    pub fn for_event(event: &DomainEvent) -> Option<(EmailKind, OrderId)> {
         match event {
             DomainEvent::OrderPlaced { order_id, .. } => Some((EmailKind::OrderReceived, *order_id)),
             DomainEvent::PaymentSucceeded { order_id, .. } => Some((EmailKind::OrderConfirmation, *order_id)),
@@ -25,16 +40,6 @@ impl EmailKind {
             DomainEvent::OrderRefunded { order_id, .. } => Some((EmailKind::OrderRefunded, *order_id)),
             DomainEvent::OrderShipped { order_id } => Some((EmailKind::OrderShipped, *order_id)),
             DomainEvent::PaymentFailed { .. } | DomainEvent::StockLow { .. } => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EmailKind::OrderReceived => "order_received",
-            EmailKind::OrderConfirmation => "order_confirmation",
-            EmailKind::OrderCancelled => "order_cancelled",
-            EmailKind::OrderRefunded => "order_refunded",
-            EmailKind::OrderShipped => "order_shipped",
         }
     }
 
@@ -54,14 +59,14 @@ impl EmailKind {
 pub struct Notification {
     pub id: Uuid,
     pub event_id: i64,
-    pub order_id: Uuid,
-    pub kind: String,
+    pub order_id: OrderId,
+    pub kind: EmailKind,
     pub recipient: String,
     pub subject: String,
     pub text_body: String,
     pub html_body: String,
     pub message_id: String,
-    pub status: String,
+    pub status: NotificationStatus,
     pub attempts: i32,
     pub last_error: Option<String>,
     pub sent_at: Option<DateTime<Utc>>,
@@ -71,7 +76,7 @@ pub struct Notification {
 impl Notification {
     /// Delivered (to an SMTP server) or kept (store-only mode): nothing more to do.
     pub fn is_done(&self) -> bool {
-        matches!(self.status.as_str(), "sent" | "stored")
+        matches!(self.status, NotificationStatus::Sent | NotificationStatus::Stored)
     }
 }
 
@@ -79,14 +84,14 @@ impl Notification {
 #[diesel(table_name = crate::schema::notifications)]
 pub struct NewNotification {
     pub event_id: i64,
-    pub order_id: Uuid,
-    pub kind: &'static str,
+    pub order_id: OrderId,
+    pub kind: EmailKind,
     pub recipient: String,
     pub subject: String,
     pub text_body: String,
     pub html_body: String,
     pub message_id: String,
-    pub status: &'static str,
+    pub status: NotificationStatus,
     pub attempts: i32,
     pub sent_at: Option<DateTime<Utc>>,
 }

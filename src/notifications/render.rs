@@ -4,10 +4,9 @@ use askama::Template;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Integer, Text, Timestamptz, Uuid as SqlUuid};
-use uuid::Uuid;
 
 use super::model::EmailKind;
-use crate::ids::OrderNumber;
+use crate::ids::{OrderId, OrderNumber};
 use crate::money::Currency;
 
 /// One row per order line, with the order and its customer repeated: the whole e-mail comes
@@ -40,7 +39,7 @@ pub struct EmailRow {
     pub description: String,
 }
 
-pub fn load(conn: &mut PgConnection, order_id: Uuid) -> QueryResult<Vec<EmailRow>> {
+pub fn load(conn: &mut PgConnection, order_id: OrderId) -> QueryResult<Vec<EmailRow>> {
     diesel::sql_query(
         "SELECT o.number, o.total_minor, o.currency, o.created_at,
                 c.email, c.name AS customer_name,

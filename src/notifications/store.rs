@@ -6,10 +6,15 @@ use diesel::prelude::*;
 use diesel::sql_types::{Bool, Timestamptz, Uuid as SqlUuid};
 use uuid::Uuid;
 
-use super::model::{NewNotification, Notification};
+use super::model::{EmailKind, NewNotification, Notification, NotificationStatus};
+use crate::ids::OrderId;
 
 /// The e-mail of this kind for this order, locked, if it was rendered before.
-pub fn find_for_update(conn: &mut PgConnection, order: Uuid, email_kind: &str) -> QueryResult<Option<Notification>> {
+pub fn find_for_update(
+    conn: &mut PgConnection,
+    order: OrderId,
+    email_kind: EmailKind,
+) -> QueryResult<Option<Notification>> {
     use crate::schema::notifications::dsl::*;
     notifications
         .filter(order_id.eq(order))
@@ -27,7 +32,7 @@ pub fn insert(conn: &mut PgConnection, notification: &NewNotification) -> QueryR
         .get_result(conn)
 }
 
-pub fn mark_delivered(conn: &mut PgConnection, notification: Uuid, new_status: &str) -> QueryResult<()> {
+pub fn mark_delivered(conn: &mut PgConnection, notification: Uuid, new_status: NotificationStatus) -> QueryResult<()> {
     use crate::schema::notifications::dsl::*;
     diesel::update(notifications.find(notification))
         .set((
@@ -49,7 +54,7 @@ pub fn mark_failed_attempt(
     use crate::schema::notifications::dsl::*;
     diesel::update(notifications.find(notification))
         .set((
-            status.eq(if given_up { "failed" } else { "pending" }),
+            status.eq(if given_up { NotificationStatus::Failed } else { NotificationStatus::Pending }),
             attempts.eq(attempts + 1),
             last_error.eq(error.chars().take(2000).collect::<String>()),
         ))
@@ -65,7 +70,7 @@ pub fn find(conn: &mut PgConnection, notification: Uuid) -> QueryResult<Option<N
 /// E-mails newest first, optionally of one order, from just after `after`.
 pub fn list(
     conn: &mut PgConnection,
-    order: Option<Uuid>,
+    order: Option<OrderId>,
     after: Option<(DateTime<Utc>, Uuid)>,
     limit: i64,
 ) -> QueryResult<Vec<Notification>> {

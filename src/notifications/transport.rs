@@ -7,7 +7,7 @@ use std::time::Duration;
 use lettre::message::{Mailbox, MultiPart};
 use lettre::{Message, SmtpTransport, Transport as _};
 
-use super::model::Notification;
+use super::model::{Notification, NotificationStatus};
 
 /// How long an SMTP conversation may stall before the attempt counts as failed.
 const SMTP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -26,10 +26,10 @@ pub enum Delivered {
 }
 
 impl Delivered {
-    pub fn status(self) -> &'static str {
+    pub fn status(self) -> NotificationStatus {
         match self {
-            Delivered::Sent => "sent",
-            Delivered::Stored => "stored",
+            Delivered::Sent => NotificationStatus::Sent,
+            Delivered::Stored => NotificationStatus::Stored,
         }
     }
 }

@@ -132,7 +132,7 @@ pub fn place_order(
         outbox::publish(
             conn,
             &DomainEvent::OrderPlaced {
-                order_id: order.id.0,
+                order_id: order.id,
                 number: order.display_number(),
                 total_minor: order.total_minor,
                 currency: order.currency.clone(),
@@ -144,7 +144,7 @@ pub fn place_order(
         // a gap in the numbering (rolled-back transactions do that anyway).
         let stock: Vec<StockLine> =
             lines.iter().map(|line| StockLine { product_id: line.product_id, quantity: line.quantity }).collect();
-        inventory::reserve(conn, order_id.0, &stock)?;
+        inventory::reserve(conn, order_id, &stock)?;
         let customer =
             Customer { id: customer_id, email: request.email.as_str().to_owned(), name: request.name.clone() };
         Ok(PlacedOrder { order, customer, lines })

@@ -40,14 +40,14 @@ pub fn pay(
     conn.transaction(|conn| {
         let order = lock(conn, order_id)?;
         allow(&order, Action::Pay)?;
-        let payment = payments::charge(conn, gateway, order.id.0, order.total_minor, &order.currency, card)?;
+        let payment = payments::charge(conn, gateway, order.id, order.total_minor, &order.currency, card)?;
         if payment.succeeded() {
             let order = store::set_status(conn, order.id, OrderStatus::Paid)?;
             outbox::publish(
                 conn,
                 &DomainEvent::PaymentSucceeded {
-                    order_id: order.id.0,
-                    payment_id: payment.id.0,
+                    order_id: order.id,
+                    payment_id: payment.id,
                     amount_minor: payment.amount_minor,
                     currency: payment.currency.clone(),
                 },
@@ -57,8 +57,8 @@ pub fn pay(
             outbox::publish(
                 conn,
                 &DomainEvent::PaymentFailed {
-                    order_id: order.id.0,
-                    payment_id: payment.id.0,
+                    order_id: order.id,
+                    payment_id: payment.id,
                     decline_code: payment.decline_code.clone().unwrap_or_default(),
                 },
             )?;
@@ -81,9 +81,9 @@ pub fn ship(conn: &mut PgConnection, order_id: OrderId) -> Result<Order, OrdersE
         let order = lock(conn, order_id)?;
         allow(&order, Action::Ship)?;
         let lines = stock_lines(conn, order.id)?;
-        inventory::ship(conn, order.id.0, &lines)?;
+        inventory::ship(conn, order.id, &lines)?;
         let order = store::set_status(conn, order.id, OrderStatus::Shipped)?;
-        outbox::publish(conn, &DomainEvent::OrderShipped { order_id: order.id.0 })?;
+        outbox::publish(conn, &DomainEvent::OrderShipped { order_id: order.id })?;
         Ok(order)
     })
 }
@@ -95,17 +95,17 @@ pub fn refund(conn: &mut PgConnection, order_id: OrderId) -> Result<Order, Order
     conn.transaction(|conn| {
         let order = lock(conn, order_id)?;
         allow(&order, Action::Refund)?;
-        let (payment, refund) = payments::refund(conn, order.id.0, "refunded by an admin")?;
-        if order.status() == OrderStatus::Paid {
+        let (payment, refund) = payments::refund(conn, order.id, "refunded by an admin")?;
+        if order.status == OrderStatus::Paid {
             let lines = stock_lines(conn, order.id)?;
-            inventory::release(conn, order.id.0, &lines, "order refunded before shipping")?;
+            inventory::release(conn, order.id, &lines, "order refunded before shipping")?;
         }
         let order = store::set_status(conn, order.id, OrderStatus::Refunded)?;
         outbox::publish(
             conn,
             &DomainEvent::OrderRefunded {
-                order_id: order.id.0,
-                payment_id: payment.id.0,
+                order_id: order.id,
+                payment_id: payment.id,
                 amount_minor: refund.amount_minor,
             },
         )?;
@@ -131,9 +131,9 @@ fn cancel_locked(conn: &mut PgConnection, order: Order, by: CancelledBy) -> Resu
         CancelledBy::PaymentTimeout => "order not paid in time",
     };
     let lines = stock_lines(conn, order.id)?;
-    inventory::release(conn, order.id.0, &lines, reason)?;
+    inventory::release(conn, order.id, &lines, reason)?;
     let order = store::set_status(conn, order.id, OrderStatus::Cancelled)?;
-    outbox::publish(conn, &DomainEvent::OrderCancelled { order_id: order.id.0, cancelled_by: by })?;
+    outbox::publish(conn, &DomainEvent::OrderCancelled { order_id: order.id, cancelled_by: by })?;
     Ok(order)
 }
 
@@ -142,10 +142,10 @@ fn lock(conn: &mut PgConnection, order_id: OrderId) -> Result<Order, OrdersError
 }
 
 fn allow(order: &Order, action: Action) -> Result<(), OrdersError> {
-    if order.status().allows(action) {
+    if order.status.allows(action) {
         Ok(())
     } else {
-        Err(OrdersError::IllegalTransition { number: order.display_number(), status: order.status(), action })
+        Err(OrdersError::IllegalTransition { number: order.display_number(), status: order.status, action })
     }
 }
 

@@ -59,6 +59,10 @@ pub const CALLS: &[Call] = &[
     },
     Call { module: Module::Outbox, reason: "every change of an order publishes its event in the same transaction" },
     Call { module: Module::Idempotency, reason: "placing and paying an order honour an Idempotency-Key" },
+    Call {
+        module: Module::Notifications,
+        reason: "the aggregated order view reads the order's e-mails in the notifications module's kinds and statuses",
+    },
     Call { module: Module::Admin, reason: "its admin pages use the admin layout, session and CSRF token" },
 ];
 
@@ -136,7 +140,7 @@ pub fn dashboard(conn: &mut PgConnection) -> Result<Dashboard, OrdersError> {
     let mut dashboard = Dashboard::default();
     for status in OrderStatus::ALL {
         let (count, total) =
-            totals.iter().find(|row| row.status == status.as_str()).map_or((0, 0), |row| (row.orders, row.total_minor));
+            totals.iter().find(|row| row.status == status).map_or((0, 0), |row| (row.orders, row.total_minor));
         dashboard.orders += count;
         if matches!(status, OrderStatus::Paid | OrderStatus::Shipped) {
             dashboard.revenue_minor += total;

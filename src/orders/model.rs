@@ -2,43 +2,22 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::ids::{CustomerId, OrderId, OrderNumber, ProductId};
+use crate::text_enum::text_enum;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum OrderStatus {
-    PendingPayment,
-    Paid,
-    Shipped,
-    Cancelled,
-    Refunded,
+text_enum! {
+    pub enum OrderStatus {
+        PendingPayment = "pending_payment",
+        Paid = "paid",
+        Shipped = "shipped",
+        Cancelled = "cancelled",
+        Refunded = "refunded",
+    }
 }
 
 impl OrderStatus {
-    pub const ALL: [OrderStatus; 5] = [
-        OrderStatus::PendingPayment,
-        OrderStatus::Paid,
-        OrderStatus::Shipped,
-        OrderStatus::Cancelled,
-        OrderStatus::Refunded,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OrderStatus::PendingPayment => "pending_payment",
-            OrderStatus::Paid => "paid",
-            OrderStatus::Shipped => "shipped",
-            OrderStatus::Cancelled => "cancelled",
-            OrderStatus::Refunded => "refunded",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<OrderStatus> {
-        OrderStatus::ALL.into_iter().find(|status| status.as_str() == text)
-    }
-
     /// The lifecycle: pending_payment -> paid -> shipped; pending_payment -> cancelled;
     /// paid | shipped -> refunded. Everything else is refused.
     pub fn after(self, action: Action) -> Option<OrderStatus> {
@@ -54,12 +33,6 @@ impl OrderStatus {
 
     pub fn allows(self, action: Action) -> bool {
         self.after(action).is_some()
-    }
-}
-
-impl std::fmt::Display for OrderStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -89,7 +62,7 @@ pub struct Order {
     pub id: OrderId,
     pub number: i64,
     pub customer_id: CustomerId,
-    pub status: String,
+    pub status: OrderStatus,
     pub total_minor: i64,
     pub currency: String,
     pub created_at: DateTime<Utc>,
@@ -97,10 +70,6 @@ pub struct Order {
 }
 
 impl Order {
-    pub fn status(&self) -> OrderStatus {
-        OrderStatus::parse(&self.status).expect("the CHECK constraint admits known statuses only")
-    }
-
     pub fn display_number(&self) -> String {
         OrderNumber(self.number).to_string()
     }

@@ -118,7 +118,7 @@ impl ShowPage {
             "refund" => Action::Refund,
             _ => return false,
         };
-        self.details.order.status().allows(action)
+        self.details.order.status.allows(action)
     }
 
     fn number(&self) -> String {
@@ -132,7 +132,7 @@ async fn show(state: web::Data<AppState>, admin: Admin, id: web::Path<OrderId>) 
         .db
         .run(Module::Orders.op("order_page"), move |conn| -> Result<_, AppError> {
             let details = super::order_details(conn, id)?;
-            let movements = crate::inventory::order_movements(conn, id.0)?;
+            let movements = crate::inventory::order_movements(conn, id)?;
             Ok((details, movements))
         })
         .await?;

@@ -49,7 +49,7 @@ pub fn insert_order(
         .values((
             id.eq(order_id),
             customer_id.eq(customer),
-            status.eq(OrderStatus::PendingPayment.as_str()),
+            status.eq(OrderStatus::PendingPayment),
             total_minor.eq(total),
             currency.eq(currency_code),
         ))
@@ -72,7 +72,7 @@ pub fn lock_order(conn: &mut PgConnection, order_id: OrderId) -> QueryResult<Opt
 pub fn lock_expired_unpaid(conn: &mut PgConnection, cutoff: DateTime<Utc>) -> QueryResult<Option<Order>> {
     use crate::schema::orders::dsl::*;
     orders
-        .filter(status.eq(OrderStatus::PendingPayment.as_str()))
+        .filter(status.eq(OrderStatus::PendingPayment))
         .filter(created_at.lt(cutoff))
         .order(created_at.asc())
         .select(Order::as_select())
@@ -84,10 +84,7 @@ pub fn lock_expired_unpaid(conn: &mut PgConnection, cutoff: DateTime<Utc>) -> Qu
 
 pub fn set_status(conn: &mut PgConnection, order_id: OrderId, new_status: OrderStatus) -> QueryResult<Order> {
     use crate::schema::orders::dsl::*;
-    diesel::update(orders.find(order_id))
-        .set(status.eq(new_status.as_str()))
-        .returning(Order::as_returning())
-        .get_result(conn)
+    diesel::update(orders.find(order_id)).set(status.eq(new_status)).returning(Order::as_returning()).get_result(conn)
 }
 
 pub fn lines(conn: &mut PgConnection, order: OrderId) -> QueryResult<Vec<OrderLine>> {
@@ -116,7 +113,7 @@ pub fn list(
         .limit(limit)
         .into_boxed();
     if let Some(status) = filter.status {
-        query = query.filter(orders::status.eq(status.as_str()));
+        query = query.filter(orders::status.eq(status));
     }
     if let Some(email) = &filter.email {
         query = query.filter(customers::email.eq(email.clone()));
@@ -140,7 +137,7 @@ pub fn list(
 #[derive(Debug, QueryableByName)]
 pub struct StatusTotal {
     #[diesel(sql_type = diesel::sql_types::Text)]
-    pub status: String,
+    pub status: OrderStatus,
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     pub orders: i64,
     #[diesel(sql_type = diesel::sql_types::BigInt)]

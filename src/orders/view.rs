@@ -10,6 +10,7 @@ use super::model::{Customer, Order, OrderLine};
 use super::{OrdersError, store};
 use crate::ids::OrderId;
 use crate::kernel::Module;
+use crate::notifications::{EmailKind, NotificationStatus};
 use crate::payments::{Payment, Refund};
 
 #[derive(Clone, Debug)]
@@ -26,10 +27,10 @@ pub struct OrderDetails {
 #[diesel(table_name = crate::schema::notifications)]
 pub struct NotificationSummary {
     pub id: Uuid,
-    pub kind: String,
+    pub kind: EmailKind,
     pub recipient: String,
     pub subject: String,
-    pub status: String,
+    pub status: NotificationStatus,
     pub attempts: i32,
     pub last_error: Option<String>,
     pub sent_at: Option<DateTime<Utc>>,
@@ -59,17 +60,17 @@ pub fn order_details(conn: &mut PgConnection, order_id: OrderId) -> Result<Order
         let lines = store::lines(conn, order_id)?;
         let payments = payments::table
             .left_join(payment_refunds::table)
-            .filter(payments::order_id.eq(order_id.0))
+            .filter(payments::order_id.eq(order_id))
             .order((payments::created_at.asc(), payments::id.asc()))
             .select((Payment::as_select(), Option::<Refund>::as_select()))
             .load(conn)?;
         let notifications = notifications::table
-            .filter(notifications::order_id.eq(order_id.0))
+            .filter(notifications::order_id.eq(order_id))
             .order(notifications::created_at.asc())
             .select(NotificationSummary::as_select())
             .load(conn)?;
         let events = events::table
-            .filter(events::aggregate_id.eq(order_id.0))
+            .filter(events::aggregate_id.eq(order_id))
             .order(events::id.asc())
             .select(EventSummary::as_select())
             .load(conn)?;

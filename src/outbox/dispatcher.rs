@@ -21,6 +21,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Integer, Jsonb, Text, Timestamptz};
 use rand::Rng;
 
+use super::DeliveryStatus;
 use crate::background::{BackgroundTasks, StopSignal};
 use crate::config::{Config, OutboxSettings};
 use crate::db::Db;
@@ -219,6 +220,8 @@ pub fn process_batch(
     batch: i64,
 ) -> Result<usize, AppError> {
     conn.transaction(|conn| {
+        // 'pending' is spelled out rather than bound, so that every plan of this statement can
+        // use the partial index on pending deliveries.
         let claimed: Vec<Claimed> = diesel::sql_query(
             "SELECT d.event_id, d.handler, d.attempts, e.event_type, e.payload, e.created_at
                FROM event_deliveries d
@@ -274,7 +277,7 @@ fn record_outcome(
         Outcome::Done => {
             diesel::update(row)
                 .set((
-                    d::status.eq("completed"),
+                    d::status.eq(DeliveryStatus::Completed),
                     d::attempts.eq(attempt.number),
                     d::completed_at.eq(diesel::dsl::now),
                     d::last_error.eq(None::<String>),
@@ -289,7 +292,11 @@ fn record_outcome(
                 attempt.number
             );
             diesel::update(row)
-                .set((d::status.eq("dead"), d::attempts.eq(attempt.number), d::last_error.eq(truncate(&error))))
+                .set((
+                    d::status.eq(DeliveryStatus::Dead),
+                    d::attempts.eq(attempt.number),
+                    d::last_error.eq(truncate(&error)),
+                ))
                 .execute(conn)?;
         }
         Outcome::Retry(error) => {
@@ -312,8 +319,10 @@ fn record_outcome(
 /// How long until the next pending delivery falls due (zero if one is due now).
 fn next_due_in(conn: &mut PgConnection) -> QueryResult<Option<Duration>> {
     use crate::schema::event_deliveries as d;
-    let next: Option<DateTime<Utc>> =
-        d::table.filter(d::status.eq("pending")).select(diesel::dsl::min(d::next_attempt_at)).first(conn)?;
+    let next: Option<DateTime<Utc>> = d::table
+        .filter(d::status.eq(DeliveryStatus::Pending))
+        .select(diesel::dsl::min(d::next_attempt_at))
+        .first(conn)?;
     Ok(next.map(|next| (next - Utc::now()).to_std().unwrap_or(Duration::ZERO)))
 }
 

@@ -5,11 +5,13 @@
 pub mod dispatcher;
 pub mod pages;
 
+use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Jsonb, Text, Uuid as SqlUuid};
 
-use crate::events::{self, DomainEvent};
+use crate::events::{self, Aggregate, DomainEvent};
 use crate::kernel::{Call, Module, TableAccess};
+use crate::text_enum::text_enum;
 
 /// Modules write events only through [`publish`], never into these tables.
 pub const TABLES: TableAccess =
@@ -19,6 +21,17 @@ pub const TABLES: TableAccess =
 /// modules that handle its events.
 pub const CALLS: &[Call] =
     &[Call { module: Module::Admin, reason: "its events page uses the admin layout, session and CSRF token" }];
+
+text_enum! {
+    /// Where a handler is with an event (`event_deliveries.status`).
+    pub enum DeliveryStatus {
+        /// To do: due at `next_attempt_at`, perhaps after failed attempts.
+        Pending = "pending",
+        Completed = "completed",
+        /// Given up on after the last attempt, until an admin retries it.
+        Dead = "dead",
+    }
+}
 
 #[derive(QueryableByName)]
 struct PublishedId {
@@ -30,7 +43,7 @@ struct PublishedId {
 /// the caller's transaction. Returns the event id.
 pub fn publish(conn: &mut PgConnection, event: &DomainEvent) -> QueryResult<i64> {
     crate::as_module!(conn, Module::Outbox);
-    let (aggregate_type, aggregate_id) = event.aggregate();
+    let aggregate = event.aggregate();
     let handlers = events::handlers_for(event.event_type());
     let published = diesel::sql_query(
         "WITH event AS (
@@ -44,8 +57,8 @@ pub fn publish(conn: &mut PgConnection, event: &DomainEvent) -> QueryResult<i64>
          SELECT id FROM event",
     )
     .bind::<Text, _>(event.event_type().as_str())
-    .bind::<Text, _>(aggregate_type)
-    .bind::<SqlUuid, _>(aggregate_id)
+    .bind::<Text, _>(aggregate.kind())
+    .bind::<SqlUuid, _>(aggregate.uuid())
     .bind::<Jsonb, _>(event.payload())
     .bind::<Array<Text>, _>(handlers)
     .get_result::<PublishedId>(conn)?;
@@ -63,8 +76,8 @@ pub struct Backlog {
 pub fn backlog(conn: &mut PgConnection) -> QueryResult<Backlog> {
     crate::as_module!(conn, Module::Outbox);
     use crate::schema::event_deliveries::dsl::*;
-    let pending = event_deliveries.filter(status.eq("pending")).count().get_result(conn)?;
-    let dead = event_deliveries.filter(status.eq("dead")).count().get_result(conn)?;
+    let pending = event_deliveries.filter(status.eq(DeliveryStatus::Pending)).count().get_result(conn)?;
+    let dead = event_deliveries.filter(status.eq(DeliveryStatus::Dead)).count().get_result(conn)?;
     Ok(Backlog { pending, dead })
 }
 
@@ -73,24 +86,23 @@ pub fn backlog(conn: &mut PgConnection) -> QueryResult<Backlog> {
 pub struct OpenDelivery {
     pub event_id: i64,
     pub handler: String,
-    pub status: String,
+    pub status: DeliveryStatus,
     pub attempts: i32,
     pub last_error: Option<String>,
     pub next_attempt_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
     pub event_type: String,
-    pub aggregate_type: String,
-    pub aggregate_id: uuid::Uuid,
+    pub aggregate: Aggregate,
 }
 
 impl OpenDelivery {
     pub fn is_dead(&self) -> bool {
-        self.status == "dead"
+        self.status == DeliveryStatus::Dead
     }
 
     /// Pending work that has failed at least once.
     pub fn is_failing(&self) -> bool {
-        self.status == "pending" && self.attempts > 0
+        self.status == DeliveryStatus::Pending && self.attempts > 0
     }
 }
 
@@ -100,7 +112,7 @@ pub fn open_deliveries(conn: &mut PgConnection, limit: i64) -> QueryResult<Vec<O
     use crate::schema::{event_deliveries as d, events as e};
     d::table
         .inner_join(e::table)
-        .filter(d::status.ne("completed"))
+        .filter(d::status.ne(DeliveryStatus::Completed))
         .order((d::status.asc(), d::next_attempt_at.asc()))
         .select((
             d::event_id,
@@ -111,20 +123,17 @@ pub fn open_deliveries(conn: &mut PgConnection, limit: i64) -> QueryResult<Vec<O
             d::next_attempt_at,
             d::updated_at,
             e::event_type,
-            e::aggregate_type,
-            e::aggregate_id,
+            (e::aggregate_type, e::aggregate_id),
         ))
         .limit(limit)
         .load(conn)
 }
 
-#[derive(Debug, Queryable, Selectable)]
-#[diesel(table_name = crate::schema::events)]
+#[derive(Debug, Queryable)]
 pub struct RecentEvent {
     pub id: i64,
     pub event_type: String,
-    pub aggregate_type: String,
-    pub aggregate_id: uuid::Uuid,
+    pub aggregate: Aggregate,
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
@@ -132,7 +141,16 @@ pub struct RecentEvent {
 pub fn recent_events(conn: &mut PgConnection, limit: i64) -> QueryResult<Vec<RecentEvent>> {
     crate::as_module!(conn, Module::Outbox);
     use crate::schema::events::dsl::*;
-    events.order(id.desc()).select(RecentEvent::as_select()).limit(limit).load(conn)
+    events.order(id.desc()).select((id, event_type, (aggregate_type, aggregate_id), created_at)).limit(limit).load(conn)
+}
+
+/// An aggregate is read from its two columns, `(aggregate_type, aggregate_id)`.
+impl Queryable<(Text, SqlUuid), Pg> for Aggregate {
+    type Row = (String, uuid::Uuid);
+
+    fn build((kind, id): Self::Row) -> diesel::deserialize::Result<Aggregate> {
+        Aggregate::from_stored(&kind, id).ok_or_else(|| format!("unknown aggregate type {kind:?}").into())
+    }
 }
 
 /// Puts dead work back in the queue, from its first attempt, and wakes the dispatchers.
@@ -141,14 +159,15 @@ pub fn retry_dead(conn: &mut PgConnection, event: i64, handler_name: &str) -> Qu
     crate::as_module!(conn, Module::Outbox);
     use crate::schema::event_deliveries::dsl::*;
     conn.transaction(|conn| {
-        let revived = diesel::update(event_deliveries.find((event, handler_name)).filter(status.eq("dead")))
-            .set((
-                status.eq("pending"),
-                attempts.eq(0),
-                next_attempt_at.eq(diesel::dsl::now),
-                last_error.eq(None::<String>),
-            ))
-            .execute(conn)?;
+        let revived =
+            diesel::update(event_deliveries.find((event, handler_name)).filter(status.eq(DeliveryStatus::Dead)))
+                .set((
+                    status.eq(DeliveryStatus::Pending),
+                    attempts.eq(0),
+                    next_attempt_at.eq(diesel::dsl::now),
+                    last_error.eq(None::<String>),
+                ))
+                .execute(conn)?;
         if revived == 1 {
             diesel::sql_query(format!("NOTIFY {}", dispatcher::CHANNEL)).execute(conn)?;
         }

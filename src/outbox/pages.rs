@@ -4,11 +4,12 @@
 use actix_web::{HttpResponse, web};
 use askama::Template;
 
-use super::{OpenDelivery, RecentEvent};
+use super::{DeliveryStatus, OpenDelivery, RecentEvent};
 use crate::admin::page::see_other;
 use crate::admin::page::{Layout, PageError, Section, render};
 use crate::admin::session::{Admin, ButtonForm, CsrfForm};
 use crate::error::AppError;
+use crate::events::Aggregate;
 use crate::http::state::AppState;
 use crate::kernel::Module;
 
@@ -31,7 +32,7 @@ impl EventsPage {
             .filter(|delivery| match which {
                 "dead" => delivery.is_dead(),
                 "failing" => delivery.is_failing(),
-                _ => delivery.status == "pending" && delivery.attempts == 0,
+                _ => delivery.status == DeliveryStatus::Pending && delivery.attempts == 0,
             })
             .count()
     }

@@ -14,14 +14,13 @@ pub mod views;
 
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use uuid::Uuid;
 
 pub use card::{Card, CardBrand, CardNumber};
 pub use gateway::{CardGateway, ChargeOutcome, DeclineCode, SimulatedGateway};
-pub use model::{Payment, PaymentListItem, Refund};
+pub use model::{Payment, PaymentListItem, PaymentStatus, Refund};
 
 use crate::error::AppError;
-use crate::ids::PaymentId;
+use crate::ids::{OrderId, PaymentId};
 use crate::kernel::{Call, Module, TableAccess, Use};
 use crate::pagination::Page;
 
@@ -38,11 +37,11 @@ pub const CALLS: &[Call] =
 #[derive(Debug, thiserror::Error)]
 pub enum PaymentsError {
     #[error("order {0} is paid already")]
-    AlreadyPaid(Uuid),
+    AlreadyPaid(OrderId),
     #[error("order {0} has no successful payment to refund")]
-    NothingToRefund(Uuid),
+    NothingToRefund(OrderId),
     #[error("the payment of order {0} is refunded already")]
-    AlreadyRefunded(Uuid),
+    AlreadyRefunded(OrderId),
     #[error(transparent)]
     Database(#[from] DieselError),
 }
@@ -68,15 +67,15 @@ impl From<PaymentsError> for AppError {
 pub fn charge(
     conn: &mut PgConnection,
     gateway: &dyn CardGateway,
-    order_id: Uuid,
+    order_id: OrderId,
     amount_minor: i64,
     currency: &str,
     card: &Card,
 ) -> Result<Payment, PaymentsError> {
     crate::as_module!(conn, Module::Payments);
     let (status, decline_code, reference) = match gateway.charge(card, amount_minor, currency) {
-        ChargeOutcome::Captured { reference } => (model::SUCCEEDED, None, reference),
-        ChargeOutcome::Declined { code, reference } => (model::FAILED, Some(code.as_str()), reference),
+        ChargeOutcome::Captured { reference } => (PaymentStatus::Succeeded, None, reference),
+        ChargeOutcome::Declined { code, reference } => (PaymentStatus::Failed, Some(code.as_str()), reference),
     };
     let payment = model::NewPayment {
         id: PaymentId::new(),
@@ -104,7 +103,7 @@ pub fn charge(
 }
 
 /// Records a full refund of the order's successful payment.
-pub fn refund(conn: &mut PgConnection, order_id: Uuid, reason: &str) -> Result<(Payment, Refund), PaymentsError> {
+pub fn refund(conn: &mut PgConnection, order_id: OrderId, reason: &str) -> Result<(Payment, Refund), PaymentsError> {
     crate::as_module!(conn, Module::Payments);
     let payment = store::succeeded_for_order(conn, order_id)?.ok_or(PaymentsError::NothingToRefund(order_id))?;
     let refund = store::insert_refund(conn, payment.id, payment.amount_minor, reason).map_err(|error| match error {

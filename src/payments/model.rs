@@ -1,18 +1,27 @@
-//! Payment rows. Order ids are plain UUIDs: payments records charges against orders without
-//! depending on the orders module's code.
+//! Payment rows. Order ids are the shared kernel's: payments records charges against orders
+//! without depending on the orders module's code.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use uuid::Uuid;
 
-use crate::ids::PaymentId;
+use crate::ids::{OrderId, PaymentId};
+use crate::text_enum::text_enum;
+
+text_enum! {
+    /// What became of a charge attempt.
+    pub enum PaymentStatus {
+        Succeeded = "succeeded",
+        Failed = "failed",
+    }
+}
 
 #[derive(Clone, Debug, Queryable, Selectable)]
 #[diesel(table_name = crate::schema::payments)]
 pub struct Payment {
     pub id: PaymentId,
-    pub order_id: Uuid,
-    pub status: String,
+    pub order_id: OrderId,
+    pub status: PaymentStatus,
     pub amount_minor: i64,
     pub currency: String,
     pub card_brand: String,
@@ -24,19 +33,16 @@ pub struct Payment {
 
 impl Payment {
     pub fn succeeded(&self) -> bool {
-        self.status == SUCCEEDED
+        self.status == PaymentStatus::Succeeded
     }
 }
-
-pub const SUCCEEDED: &str = "succeeded";
-pub const FAILED: &str = "failed";
 
 #[derive(Debug, Insertable)]
 #[diesel(table_name = crate::schema::payments)]
 pub struct NewPayment<'a> {
     pub id: PaymentId,
-    pub order_id: Uuid,
-    pub status: &'static str,
+    pub order_id: OrderId,
+    pub status: PaymentStatus,
     pub amount_minor: i64,
     pub currency: &'a str,
     pub card_brand: &'static str,

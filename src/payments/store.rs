@@ -4,8 +4,8 @@ use diesel::dsl::sql;
 use diesel::prelude::*;
 use diesel::sql_types::{Bool, Timestamptz, Uuid as SqlUuid};
 
-use super::model::{NewPayment, Payment, PaymentListItem, Refund, SUCCEEDED};
-use crate::ids::PaymentId;
+use super::model::{NewPayment, Payment, PaymentListItem, PaymentStatus, Refund};
+use crate::ids::{OrderId, PaymentId};
 
 pub fn insert(conn: &mut PgConnection, payment: &NewPayment<'_>) -> QueryResult<Payment> {
     diesel::insert_into(crate::schema::payments::table)
@@ -15,11 +15,11 @@ pub fn insert(conn: &mut PgConnection, payment: &NewPayment<'_>) -> QueryResult<
 }
 
 /// The succeeded payment of an order, locked (a refund is about to be recorded against it).
-pub fn succeeded_for_order(conn: &mut PgConnection, order: uuid::Uuid) -> QueryResult<Option<Payment>> {
+pub fn succeeded_for_order(conn: &mut PgConnection, order: OrderId) -> QueryResult<Option<Payment>> {
     use crate::schema::payments::dsl::*;
     payments
         .filter(order_id.eq(order))
-        .filter(status.eq(SUCCEEDED))
+        .filter(status.eq(PaymentStatus::Succeeded))
         .select(Payment::as_select())
         .for_update()
         .first(conn)

@@ -2,10 +2,9 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use uuid::Uuid;
 
-use super::{Payment, Refund};
-use crate::ids::PaymentId;
+use super::{Payment, PaymentStatus, Refund};
+use crate::ids::{OrderId, PaymentId};
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CardView {
@@ -22,9 +21,8 @@ pub struct RefundView {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PaymentView {
     pub id: PaymentId,
-    pub order_id: Uuid,
-    /// `succeeded` or `failed`.
-    pub status: String,
+    pub order_id: OrderId,
+    pub status: PaymentStatus,
     pub amount_minor: i64,
     pub currency: String,
     pub card: CardView,

@@ -1,6 +1,6 @@
 use std::sync::{Arc, Barrier};
 
-use agora::ids::ProductId;
+use agora::ids::{OrderId, ProductId};
 use agora::inventory::{self, InventoryError, MovementKind, StockLine};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
@@ -92,7 +92,7 @@ fn an_adjustment_below_reserved_or_zero_is_a_conflict_and_changes_nothing() {
     let id = app.product_with_stock("MUG-001", 1290, 10);
     let mut conn = app.connect();
     conn.transaction(|conn| {
-        inventory::reserve(conn, uuid::Uuid::new_v4(), &[StockLine { product_id: product_id(&id), quantity: 6 }])
+        inventory::reserve(conn, OrderId::new(), &[StockLine { product_id: product_id(&id), quantity: 6 }])
     })
     .unwrap();
 
@@ -141,7 +141,7 @@ fn fifty_threads_reserving_from_one_product_get_exactly_the_available_stock() {
                     let mut conn = PgConnection::establish(&url).unwrap();
                     barrier.wait();
                     conn.transaction(|conn| {
-                        inventory::reserve(conn, uuid::Uuid::new_v4(), &[StockLine { product_id: id, quantity: 1 }])
+                        inventory::reserve(conn, OrderId::new(), &[StockLine { product_id: id, quantity: 1 }])
                     })
                     .map_err(|error| match error {
                         InventoryError::Insufficient(shortages) => {
@@ -179,7 +179,7 @@ fn reservations_naming_products_in_opposite_orders_never_deadlock() {
                 for _ in 0..10 {
                     let lines: Vec<StockLine> =
                         products.iter().map(|&product_id| StockLine { product_id, quantity: 1 }).collect();
-                    let order = uuid::Uuid::new_v4();
+                    let order = OrderId::new();
                     conn.transaction(|conn| inventory::reserve(conn, order, &lines)).expect("no deadlock");
                     conn.transaction(|conn| inventory::release(conn, order, &lines, "cancelled")).expect("no deadlock");
                 }
@@ -210,7 +210,7 @@ fn a_burst_of_mixed_operations_keeps_the_ledger_equal_to_the_levels() {
                         StockLine { product_id: product, quantity: 2 },
                         StockLine { product_id: other, quantity: 1 },
                     ];
-                    let order = uuid::Uuid::new_v4();
+                    let order = OrderId::new();
                     let _ = conn.transaction(|conn| -> Result<(), InventoryError> {
                         inventory::reserve(conn, order, &lines)?;
                         match step % 3 {
@@ -264,9 +264,8 @@ fn falling_to_the_threshold_writes_one_stock_low_event() {
 fn stock_functions_refuse_to_run_outside_a_transaction() {
     let app = TestApp::spawn();
     let id = product_id(&app.product_with_stock("MUG-001", 1290, 10));
-    let error =
-        inventory::reserve(&mut app.connect(), uuid::Uuid::new_v4(), &[StockLine { product_id: id, quantity: 1 }])
-            .unwrap_err();
+    let error = inventory::reserve(&mut app.connect(), OrderId::new(), &[StockLine { product_id: id, quantity: 1 }])
+        .unwrap_err();
     assert!(error.to_string().contains("outside a transaction"), "{error}");
     assert_eq!(app.stock(&id.to_string())["reserved"], 0);
 }

@@ -7,7 +7,12 @@ use agora::architecture::migrations::{
     Action, DIESEL_SETUP, MigrationScripts, MigrationViolation, check_migrations, touched_tables,
 };
 use agora::db::MIGRATIONS;
+use agora::inventory::MovementKind;
 use agora::kernel::Module;
+use agora::notifications::{EmailKind, NotificationStatus};
+use agora::orders::OrderStatus;
+use agora::outbox::DeliveryStatus;
+use agora::payments::PaymentStatus;
 use diesel::migration::MigrationSource;
 use diesel::pg::Pg;
 use diesel::prelude::*;
@@ -376,4 +381,59 @@ fn migration_folders_name_their_module() {
         matches!(&violations[..], [MigrationViolation::NotItsTable { folder_owner: None, owner: None, table, .. }] if table == "helpers"),
         "{violations:?}"
     );
+}
+
+/// The words the CHECK constraint on `table.column` admits (`column IN ('a', 'b')`).
+fn admitted_words(conn: &mut PgConnection, table: &str, column: &str) -> BTreeSet<String> {
+    let definitions = diesel::sql_query(
+        "SELECT pg_get_constraintdef(oid) AS line FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'c'",
+    )
+    .bind::<Text, _>(table)
+    .load::<Line>(conn)
+    .unwrap();
+    // PostgreSQL prints `IN (...)` back as `= ANY (ARRAY['a'::text, 'b'::text])`.
+    let start = format!("({column} = ANY (ARRAY[");
+    let list = definitions
+        .iter()
+        .find_map(|definition| definition.line.split_once(start.as_str()))
+        .and_then(|(_, rest)| rest.split_once("])"))
+        .map(|(list, _)| list)
+        .unwrap_or_else(|| panic!("no CHECK constraint lists the values of {table}.{column}"));
+    list.split('\'').skip(1).step_by(2).map(str::to_owned).collect()
+}
+
+fn words<T: Copy>(all: &[T], as_str: fn(T) -> &'static str) -> BTreeSet<String> {
+    all.iter().map(|value| as_str(*value).to_owned()).collect()
+}
+
+#[test]
+fn every_status_enum_has_exactly_the_words_its_check_constraint_admits() {
+    let database = TestDatabase::migrated();
+    let mut conn = database.connect();
+    let expected = [
+        ("orders", "status", words(&OrderStatus::ALL, OrderStatus::as_str)),
+        ("payments", "status", words(&PaymentStatus::ALL, PaymentStatus::as_str)),
+        ("notifications", "status", words(&NotificationStatus::ALL, NotificationStatus::as_str)),
+        ("notifications", "kind", words(&EmailKind::ALL, EmailKind::as_str)),
+        ("event_deliveries", "status", words(&DeliveryStatus::ALL, DeliveryStatus::as_str)),
+        ("inventory_movements", "kind", words(&MovementKind::ALL, MovementKind::as_str)),
+    ];
+    for (table, column, words) in expected {
+        assert_eq!(admitted_words(&mut conn, table, column), words, "{table}.{column}");
+    }
+}
+
+#[test]
+fn a_status_the_code_does_not_know_is_a_deserialization_error_not_a_panic() {
+    let database = TestDatabase::migrated();
+    let mut conn = database.connect();
+    let known = diesel::select(diesel::dsl::sql::<Text>("'failed'")).get_result::<PaymentStatus>(&mut conn);
+    assert_eq!(known.unwrap(), PaymentStatus::Failed);
+    let unknown = diesel::select(diesel::dsl::sql::<Text>("'refused'")).get_result::<PaymentStatus>(&mut conn);
+    match unknown {
+        Err(diesel::result::Error::DeserializationError(error)) => {
+            assert!(format!("{error:?}").contains("not a known PaymentStatus"), "{error:?}")
+        }
+        other => panic!("expected a deserialization error, got {other:?}"),
+    }
 }

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::views::{CustomerView, OrderDetailsView, OrderListItem, OrderView};
 use crate::error::{AppError, ProblemDetails};
 use crate::http::admin_token::AdminToken;
+use crate::http::problems::{MalformedJsonOrHeader, MalformedQuery, OrderNotFound, Unauthorized};
 use crate::http::state::AppState;
 use crate::idempotency::{self, Answer, Guard, IdempotencyKey};
 use crate::ids::{OrderId, ProductId};
@@ -45,7 +46,7 @@ pub struct PlaceOrderRequest {
     request_body = PlaceOrderRequest,
     responses(
         (status = 201, description = "Placed, pending payment", body = OrderView),
-        (status = 400, description = "Malformed JSON or header", body = ProblemDetails, content_type = "application/problem+json"),
+        MalformedJsonOrHeader,
         (status = 409, description = "Not enough stock, or the key was used for another request", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 422, description = "Invalid e-mail, quantities, unknown or inactive products", body = ProblemDetails, content_type = "application/problem+json"),
     )
@@ -84,7 +85,7 @@ fn placed_answer(placed: PlacedOrder) -> Result<Answer, AppError> {
     params(("id" = OrderId, Path, description = "Order id")),
     responses(
         (status = 200, description = "The order", body = OrderDetailsView),
-        (status = 404, description = "No such order", body = ProblemDetails, content_type = "application/problem+json"),
+        OrderNotFound,
     )
 )]
 #[get("/orders/{id}")]
@@ -116,8 +117,8 @@ pub struct OrderListFilter {
     params(OrderListFilter, PageQuery),
     responses(
         (status = 200, description = "A page of orders", body = Page<OrderListItem>),
-        (status = 400, description = "Malformed query or cursor", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or wrong admin token", body = ProblemDetails, content_type = "application/problem+json"),
+        MalformedQuery,
+        Unauthorized,
         (status = 422, description = "Unknown status or limit out of range", body = ProblemDetails, content_type = "application/problem+json"),
     )
 )]
@@ -144,7 +145,7 @@ pub async fn list_orders(
     Ok(web::Json(orders.map(|(order, customer)| OrderListItem {
         id: order.id,
         number: order.display_number(),
-        status: order.status(),
+        status: order.status,
         customer: CustomerView { email: customer.email, name: customer.name },
         total_minor: order.total_minor,
         currency: order.currency,

@@ -7,6 +7,7 @@ use super::views::OrderDetailsView;
 use crate::error::{AppError, ProblemDetails};
 use crate::events::CancelledBy;
 use crate::http::admin_token::AdminToken;
+use crate::http::problems::{OrderNotFound, Unauthorized};
 use crate::http::state::AppState;
 use crate::ids::OrderId;
 use crate::kernel::Module;
@@ -18,7 +19,7 @@ use crate::orders;
     params(("id" = OrderId, Path, description = "Order id")),
     responses(
         (status = 200, description = "Cancelled", body = OrderDetailsView),
-        (status = 404, description = "No such order", body = ProblemDetails, content_type = "application/problem+json"),
+        OrderNotFound,
         (status = 409, description = "The order is not pending payment (the problem names its status)", body = ProblemDetails, content_type = "application/problem+json"),
     )
 )]
@@ -42,8 +43,8 @@ pub async fn cancel_order(
     params(("id" = OrderId, Path, description = "Order id")),
     responses(
         (status = 200, description = "Shipped", body = OrderDetailsView),
-        (status = 401, description = "Missing or wrong admin token", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 404, description = "No such order", body = ProblemDetails, content_type = "application/problem+json"),
+        Unauthorized,
+        OrderNotFound,
         (status = 409, description = "The order is not paid", body = ProblemDetails, content_type = "application/problem+json"),
     )
 )]
@@ -65,8 +66,8 @@ pub async fn ship_order(
     params(("id" = OrderId, Path, description = "Order id")),
     responses(
         (status = 200, description = "Refunded", body = OrderDetailsView),
-        (status = 401, description = "Missing or wrong admin token", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 404, description = "No such order", body = ProblemDetails, content_type = "application/problem+json"),
+        Unauthorized,
+        OrderNotFound,
         (status = 409, description = "The order is neither paid nor shipped", body = ProblemDetails, content_type = "application/problem+json"),
     )
 )]

@@ -7,6 +7,7 @@ use actix_web::{HttpRequest, HttpResponse, post, web};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{AppError, ProblemDetails};
+use crate::http::problems::{MalformedJsonOrHeader, OrderNotFound};
 use crate::http::state::AppState;
 use crate::idempotency::{self, Answer, Guard, IdempotencyKey};
 use crate::ids::OrderId;
@@ -51,9 +52,9 @@ pub struct PaymentResult {
     request_body = PaymentRequest,
     responses(
         (status = 201, description = "Paid", body = PaymentResult),
-        (status = 400, description = "Malformed JSON or header", body = ProblemDetails, content_type = "application/problem+json"),
+        MalformedJsonOrHeader,
         (status = 402, description = "Declined: decline_code is card_declined, insufficient_funds or expired_card", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 404, description = "No such order", body = ProblemDetails, content_type = "application/problem+json"),
+        OrderNotFound,
         (status = 409, description = "The order is not pending payment, or the key was used for another request", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 422, description = "Invalid card (Luhn check, expiry month, CVC)", body = ProblemDetails, content_type = "application/problem+json"),
     )
@@ -98,7 +99,7 @@ fn payment_answer(attempt: PaymentAttempt) -> Result<Answer, AppError> {
     match attempt {
         PaymentAttempt::Succeeded { payment, order } => Answer::json(
             StatusCode::CREATED,
-            &PaymentResult { payment: PaymentView::new(payment, None), order_status: order.status() },
+            &PaymentResult { payment: PaymentView::new(payment, None), order_status: order.status },
         ),
         PaymentAttempt::Declined { payment, .. } => {
             let code = payment.decline_code.clone().unwrap_or_default();

@@ -5,6 +5,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::ids::{OrderId, ProductId};
+use crate::notifications::{EmailKind, NotificationStatus};
 use crate::orders::{Customer, Order, OrderDetails, OrderLine, OrderStatus};
 use crate::payments::views::PaymentView;
 
@@ -57,7 +58,7 @@ impl OrderView {
         OrderView {
             id: order.id,
             number: order.display_number(),
-            status: order.status(),
+            status: order.status,
             customer: CustomerView { email: customer.email, name: customer.name },
             items: lines.into_iter().map(ItemView::from).collect(),
             total_minor: order.total_minor,
@@ -71,12 +72,11 @@ impl OrderView {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct NotificationView {
     pub id: Uuid,
-    pub order_id: Uuid,
-    pub kind: String,
+    pub order_id: OrderId,
+    pub kind: EmailKind,
     pub to: String,
     pub subject: String,
-    /// `pending`, `sent` (accepted by the SMTP server), `stored` (no SMTP configured) or `failed`.
-    pub status: String,
+    pub status: NotificationStatus,
     pub attempts: i32,
     pub sent_at: Option<DateTime<Utc>>,
 }
@@ -102,7 +102,7 @@ pub struct OrderDetailsView {
 
 impl From<OrderDetails> for OrderDetailsView {
     fn from(details: OrderDetails) -> Self {
-        let order_id = details.order.id.0;
+        let order_id = details.order.id;
         OrderDetailsView {
             order: OrderView::new(details.order, details.customer, details.lines),
             payments: details.payments.into_iter().map(|(payment, refund)| PaymentView::new(payment, refund)).collect(),
