@@ -16,8 +16,7 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 use crate::config::PoolSettings;
 use crate::error::AppError;
-use crate::kernel::Operation;
-use crate::kernel::{Module, measure, roles};
+use crate::kernel::{Module, Operation, measure, roles};
 
 pub type PgPool = r2d2::Pool<ModuleConnectionManager>;
 pub type PooledPg = PooledConnection<ModuleConnectionManager>;
@@ -176,12 +175,6 @@ impl Db {
     pub fn pool_state(&self) -> r2d2::State {
         self.pool.state()
     }
-}
-
-/// Whether `conn` is inside a transaction (functions that lock rows require one).
-pub fn in_transaction(conn: &mut PgConnection) -> bool {
-    use diesel::connection::{AnsiTransactionManager, TransactionManager};
-    matches!(AnsiTransactionManager::transaction_manager_status_mut(conn).transaction_depth(), Ok(Some(_)))
 }
 
 /// Per-connection setup, run once when the pool opens a connection.

@@ -217,7 +217,7 @@ fn move_stock(
     mut changes: Vec<(ProductId, i32, i32)>,
 ) -> Result<Vec<store::LockedLevel>, InventoryError> {
     // Row locks taken outside a transaction would be released at once.
-    if !crate::db::in_transaction(conn) {
+    if !crate::kernel::in_transaction(conn) {
         return Err(InventoryError::Inconsistent {
             sku: String::new(),
             detail: format!("{} called outside a transaction", kind.as_str()),

@@ -5,6 +5,15 @@
 pub mod measure;
 pub mod roles;
 
+use diesel::pg::PgConnection;
+
+/// Whether `conn` is inside a transaction (functions that lock rows require one, and the role
+/// switch uses `SET LOCAL` there).
+pub fn in_transaction(conn: &mut PgConnection) -> bool {
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    matches!(AnsiTransactionManager::transaction_manager_status_mut(conn).transaction_depth(), Ok(Some(_)))
+}
+
 /// The units of Agora that own tables: the five business modules and the shared infrastructure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Module {

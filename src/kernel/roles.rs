@@ -79,7 +79,7 @@ pub fn enter(conn: &mut PgConnection, module: Module) -> QueryResult<RoleGuard<'
     let Some(previous) = current().filter(|previous| *previous != module) else {
         return Ok(RoleGuard { conn, restore: None });
     };
-    let local = crate::db::in_transaction(conn);
+    let local = super::in_transaction(conn);
     conn.batch_execute(&set_role(module, local))?;
     STACK.with(|stack| stack.borrow_mut().push(module));
     Ok(RoleGuard { conn, restore: Some((previous, local)) })
