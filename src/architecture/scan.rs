@@ -919,7 +919,7 @@ mod tests {
             ["inventory"]
         );
         assert_eq!(calls("orders/mod.rs", "use super::payments;"), ["payments"]);
-        assert_eq!(calls("idempotency.rs", "fn f() -> super::orders::OrderId { todo!() }"), ["orders"]);
+        assert_eq!(calls("idempotency.rs", "fn f(id: super::orders::OrderId) {}"), ["orders"]);
     }
 
     #[test]
