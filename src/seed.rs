@@ -58,9 +58,9 @@ const SEED_LOCK_KEY: i64 = 0x4147_4f52_415f_5345; // "AGORA_SE"
 /// several agora processes starting at once on an empty database seed it once.
 pub fn seed_demo_if_empty(db: &Db, config: &Config) -> Result<(), AppError> {
     // The lock is not any one module's: it is held on a connection of its own, as the login user,
-    // while each step of the seed runs as its module.
-    let mut lock = db.get()?;
-    let lock: &mut PgConnection = &mut lock;
+    // while each step of the seed runs as its module on a pooled connection.
+    // A connection outside the pool, so that a pool of one still has a connection for the steps.
+    let lock = &mut crate::db::connect(&config.database_url).map_err(AppError::internal)?;
     diesel::sql_query("SELECT pg_advisory_lock($1)").bind::<BigInt, _>(SEED_LOCK_KEY).execute(lock)?;
     let seeded = match db.run_blocking(Module::Catalog.op("is_empty"), catalog::is_empty) {
         Ok(true) => seed_in(db, config, &FIRST_START, true).map(Some),

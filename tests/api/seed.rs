@@ -34,3 +34,13 @@ fn agora_seed_adds_more_demo_data_beside_what_is_there() {
     assert!(app.count("SELECT count(*) FROM orders") >= 30 + 10);
     assert_ledger_matches_levels(&mut app.connect());
 }
+
+#[test]
+fn the_first_start_seeds_with_a_pool_of_one_connection() {
+    let app = TestApp::spawn_with(|config| {
+        config.seed = SeedMode::Demo;
+        config.pool.max_size = 1;
+    });
+    assert_eq!(app.count("SELECT count(*) FROM products"), 24);
+    assert_eq!(app.count("SELECT count(DISTINCT status) FROM orders"), 5);
+}
