@@ -7,8 +7,9 @@ use serde::Serialize;
 
 use super::locks::{self, LockWait};
 use super::statements::RoleStatements;
-use crate::error::{AppError, ProblemDetails};
+use crate::error::AppError;
 use crate::http::admin_token::AdminToken;
+use crate::http::problems::Unauthorized;
 use crate::http::state::AppState;
 use crate::kernel::measure::{self, AccessDenial, ModuleRuntime, OperationRuntime};
 
@@ -94,7 +95,7 @@ pub async fn collect(state: &AppState) -> Metrics {
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "Counters since the process started", body = Metrics),
-        (status = 401, description = "Missing or wrong admin token", body = ProblemDetails, content_type = "application/problem+json"),
+        Unauthorized,
     )
 )]
 #[get("/metrics")]

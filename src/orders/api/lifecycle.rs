@@ -1,6 +1,7 @@
 //! The order's lifecycle after checkout: cancel, ship, refund.
 
 use actix_web::{post, web};
+use diesel::PgConnection;
 
 use super::checkout::details;
 use super::views::OrderDetailsView;
@@ -11,7 +12,7 @@ use crate::http::problems::{OrderNotFound, Unauthorized};
 use crate::http::state::AppState;
 use crate::ids::OrderId;
 use crate::kernel::Module;
-use crate::orders;
+use crate::orders::{self, Order, OrdersError};
 
 /// Cancels an unpaid order and releases its stock.
 #[utoipa::path(
@@ -28,12 +29,8 @@ pub async fn cancel_order(
     state: web::Data<AppState>,
     id: web::Path<OrderId>,
 ) -> Result<web::Json<OrderDetailsView>, AppError> {
-    let id = id.into_inner();
-    state
-        .db
-        .run(Module::Orders.op("cancel_order"), move |conn| orders::cancel(conn, id, CancelledBy::Customer))
-        .await?;
-    Ok(web::Json(details(&state, id).await?))
+    transition(&state, "cancel_order", id.into_inner(), |conn, id| orders::cancel(conn, id, CancelledBy::Customer))
+        .await
 }
 
 /// Ships a paid order: its reserved stock leaves the warehouse.
@@ -54,9 +51,7 @@ pub async fn ship_order(
     state: web::Data<AppState>,
     id: web::Path<OrderId>,
 ) -> Result<web::Json<OrderDetailsView>, AppError> {
-    let id = id.into_inner();
-    state.db.run(Module::Orders.op("ship_order"), move |conn| orders::ship(conn, id)).await?;
-    Ok(web::Json(details(&state, id).await?))
+    transition(&state, "ship_order", id.into_inner(), orders::ship).await
 }
 
 /// Refunds a paid or shipped order in full; stock not yet shipped is released.
@@ -77,7 +72,16 @@ pub async fn refund_order(
     state: web::Data<AppState>,
     id: web::Path<OrderId>,
 ) -> Result<web::Json<OrderDetailsView>, AppError> {
-    let id = id.into_inner();
-    state.db.run(Module::Orders.op("refund_order"), move |conn| orders::refund(conn, id)).await?;
-    Ok(web::Json(details(&state, id).await?))
+    transition(&state, "refund_order", id.into_inner(), orders::refund).await
+}
+
+/// Moves the order through `change`, then answers with the order as it now stands.
+async fn transition(
+    state: &AppState,
+    operation: &'static str,
+    id: OrderId,
+    change: fn(&mut PgConnection, OrderId) -> Result<Order, OrdersError>,
+) -> Result<web::Json<OrderDetailsView>, AppError> {
+    state.db.run(Module::Orders.op(operation), move |conn| change(conn, id)).await?;
+    Ok(web::Json(details(state, id).await?))
 }
