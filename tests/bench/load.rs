@@ -364,6 +364,7 @@ fn run(database: &str, clients: usize, duration: Duration, rounds: usize) {
 
     let mut runs = Vec::new();
     let mut role_runs = Vec::new();
+    let only_roles = std::env::var("AGORA_BENCH_ONLY").as_deref() == Ok("roles");
     {
         let _agora = Agora::start(database, port, clients, false);
         let spread = |agent: &ureq::Agent, client: usize, n: u64| {
@@ -372,12 +373,14 @@ fn run(database: &str, clients: usize, duration: Duration, rounds: usize) {
         };
         let neighbour = format!("(1 + :a % {PRODUCTS})");
         let spread_script = checkout_script(&[":a", &neighbour], false);
-        let (agora, baseline) = alternate(
-            rounds,
-            || load("agora: checkout, 2 of 200 products", clients, duration, spread),
-            || pgbench("pgbench: the same SQL", database, &spread_script, clients, duration),
-        );
-        runs.extend([agora, baseline]);
+        if !only_roles {
+            let (agora, baseline) = alternate(
+                rounds,
+                || load("agora: checkout, 2 of 200 products", clients, duration, spread),
+                || pgbench("pgbench: the same SQL", database, &spread_script, clients, duration),
+            );
+            runs.extend([agora, baseline]);
+        }
 
         // The same checkout on a second process that runs every module as the login user.
         let plain_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -402,6 +405,16 @@ fn run(database: &str, clients: usize, duration: Duration, rounds: usize) {
         );
         drop(_plain);
         role_runs.extend([with_roles, without_roles]);
+        // AGORA_BENCH_ONLY=roles: just the cost of the module roles, for a quick answer.
+        if only_roles {
+            let [with_roles, without_roles] = [&role_runs[0], &role_runs[1]];
+            println!(
+                "| scenario | per second | p50 ms | p95 ms | p99 ms | errors |\n| --- | ---: | ---: | ---: | ---: | ---: |"
+            );
+            println!("{}\n{}", with_roles.row(), without_roles.row());
+            println!("\nmodule roles on / off = {:.3}", with_roles.throughput() / without_roles.throughput());
+            return;
+        }
 
         let hot = |agent: &ureq::Agent, client: usize, n: u64| checkout(agent, client, n, vec![&product_ids[0]]);
         let hot_script = checkout_script(&["1"], false);
