@@ -34,6 +34,12 @@ pub fn dependency_declarations() -> [(Module, &'static [Call]); 8] {
     ]
 }
 
+/// The SQL functions modules own (by signature), which the modules that may call the owner may
+/// execute: a module's way to let others write its tables through one narrow door.
+pub fn function_declarations() -> [(Module, &'static [&'static str]); 1] {
+    [(Module::Outbox, crate::outbox::FUNCTIONS)]
+}
+
 /// One scanned file, as `build.rs` writes it.
 #[derive(Debug)]
 pub struct ScannedFile {

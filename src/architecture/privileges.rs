@@ -110,9 +110,11 @@ pub fn apply(conn: &mut PgConnection) -> Result<(), PrivilegeError> {
         diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
             .bind::<diesel::sql_types::BigInt, _>(PRIVILEGES_LOCK_KEY)
             .execute(conn)?;
-        if actual_grants(conn)? != wanted || !sequences_granted(conn)? {
+        let functions = declared_function_grants();
+        if actual_grants(conn)? != wanted || !sequences_granted(conn)? || actual_function_grants(conn)? != functions {
             let statements = grant_statements(conn, &wanted)?;
             conn.batch_execute(&statements)?;
+            conn.batch_execute(&function_statements())?;
             log::info!("granted the module roles the privileges their declarations name");
         }
         enable_statement_statistics(conn)
@@ -213,6 +215,89 @@ fn grant_statements(conn: &mut PgConnection, wanted: &BTreeSet<TableGrant>) -> Q
         }
     }
     Ok(sql)
+}
+
+/// One SQL function a module role may execute, or owns (`privilege` = `OWNER`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, QueryableByName)]
+pub struct FunctionGrant {
+    #[diesel(sql_type = Text)]
+    pub role: String,
+    /// `name(argument types)`, as `regprocedure` prints it.
+    #[diesel(sql_type = Text)]
+    pub function: String,
+    #[diesel(sql_type = Text)]
+    pub privilege: String,
+}
+
+/// The owner of each module function, and EXECUTE for each module that may call the owner.
+pub fn declared_function_grants() -> BTreeSet<FunctionGrant> {
+    let mut grants = BTreeSet::new();
+    for (owner, functions) in coupling::function_declarations() {
+        for function in functions {
+            let mut grant = |role: &str, privilege: &str| {
+                grants.insert(FunctionGrant {
+                    role: role.to_owned(),
+                    function: (*function).to_owned(),
+                    privilege: privilege.to_owned(),
+                })
+            };
+            grant(owner.role(), "OWNER");
+            grant(owner.role(), "EXECUTE");
+            for (caller, calls) in coupling::dependency_declarations() {
+                if calls.iter().any(|call| call.module == owner) {
+                    grant(caller.role(), "EXECUTE");
+                }
+            }
+        }
+    }
+    grants
+}
+
+/// The module roles' ownership of and EXECUTE on the declared functions, as the database has them.
+pub fn actual_function_grants(conn: &mut PgConnection) -> QueryResult<BTreeSet<FunctionGrant>> {
+    let functions: Vec<&str> =
+        coupling::function_declarations().iter().flat_map(|(_, functions)| functions.iter().copied()).collect();
+    let roles: Vec<&str> = Module::ALL.iter().map(|module| module.role()).collect();
+    let rows: Vec<FunctionGrant> = diesel::sql_query(
+        "SELECT r.rolname::text AS role, f.signature AS function, 'OWNER' AS privilege
+           FROM unnest($1::text[]) AS f (signature)
+           JOIN pg_proc p ON p.oid = to_regprocedure(f.signature)
+           JOIN pg_roles r ON r.oid = p.proowner
+          WHERE r.rolname = ANY($2)
+         UNION ALL
+         SELECT r.rolname::text, f.signature, 'EXECUTE'
+           FROM unnest($1::text[]) AS f (signature)
+          CROSS JOIN pg_roles r
+          WHERE r.rolname = ANY($2) AND to_regprocedure(f.signature) IS NOT NULL
+            AND has_function_privilege(r.oid, to_regprocedure(f.signature), 'EXECUTE')",
+    )
+    .bind::<Array<Text>, _>(functions)
+    .bind::<Array<Text>, _>(roles)
+    .load(conn)?;
+    Ok(rows.into_iter().collect())
+}
+
+/// Hands each function to its owner's role and lets exactly the declared callers execute it.
+fn function_statements() -> String {
+    let mut sql = String::new();
+    for (owner, functions) in coupling::function_declarations() {
+        for function in functions {
+            // The new owner needs CREATE on the schema for the hand-over (superusers skip the
+            // check); it keeps no such right afterwards.
+            sql.push_str(&format!(
+                "GRANT CREATE ON SCHEMA public TO {role}; ALTER FUNCTION {function} OWNER TO {role}; \
+                 REVOKE CREATE ON SCHEMA public FROM {role}; REVOKE ALL ON FUNCTION {function} FROM PUBLIC;\n",
+                role = owner.role()
+            ));
+            for module in Module::ALL {
+                sql.push_str(&format!("REVOKE ALL ON FUNCTION {function} FROM {};\n", module.role()));
+            }
+        }
+    }
+    for grant in declared_function_grants().iter().filter(|grant| grant.privilege == "EXECUTE") {
+        sql.push_str(&format!("GRANT EXECUTE ON FUNCTION {} TO {};\n", grant.function, grant.role));
+    }
+    sql
 }
 
 /// Where the server loads `pg_stat_statements`, makes its view available in this database, so

@@ -165,8 +165,20 @@ impl Drop for QueryInstrumentation {
 impl Instrumentation for QueryInstrumentation {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
         match event {
-            InstrumentationEvent::StartQuery { .. } => {
+            InstrumentationEvent::StartQuery { query, .. } => {
                 self.note_operation();
+                if let Some(module) = super::roles::handed_over() {
+                    // Only the transaction's end may follow a last call; anything else would run
+                    // with the privileges of the module the transaction was handed to.
+                    let sql = query.to_string();
+                    let keyword = sql.split_whitespace().next().unwrap_or_default().to_uppercase();
+                    if !matches!(keyword.as_str(), "COMMIT" | "ROLLBACK" | "RELEASE" | "SET") {
+                        log::error!(
+                            "a statement ran after the transaction was handed to {module} by a last call, as {}: {sql}",
+                            module.role()
+                        );
+                    }
+                }
                 self.query_started = Some(Instant::now());
             }
             InstrumentationEvent::FinishQuery { query, error, .. } => {
@@ -189,6 +201,10 @@ impl Instrumentation for QueryInstrumentation {
                         current.tables.extend(tables_named_in(sql));
                     }
                 });
+            }
+            InstrumentationEvent::CommitTransaction { depth, .. } => super::roles::transaction_ended(depth.get(), true),
+            InstrumentationEvent::RollbackTransaction { depth, .. } => {
+                super::roles::transaction_ended(depth.get(), false)
             }
             _ => {}
         }
@@ -286,19 +302,26 @@ pub struct AccessDenial {
     pub operation: String,
     /// SELECT, INSERT, UPDATE, DELETE, ...
     pub statement: String,
+    /// The table refused, or another kind of object with its kind: `function outbox_publish`.
     pub table: String,
     pub count: u64,
 }
 
 impl AccessDenial {
     fn from_error(message: &str, sql: &str) -> Option<AccessDenial> {
-        let table = message.split("permission denied for table ").nth(1)?.split_whitespace().next()?;
+        let denied = message.split("permission denied for ").nth(1)?;
+        let (kind, name) = denied.split_once(' ')?;
+        let name = name.split_whitespace().next()?.trim_matches('"');
+        // A table keeps its bare name; anything else (a function, a sequence) says what it is.
+        let table = if kind == "table" { name.to_owned() } else { format!("{kind} {name}") };
         let module = super::roles::current();
         let operation = CURRENT.with(|current| current.borrow().as_ref().map(|current| current.operation.to_string()));
         let statement =
             sql.trim_start().trim_start_matches('(').split_whitespace().next().unwrap_or("?").to_uppercase();
         // A `WITH` query names its real work later; the first data-changing keyword tells it.
-        let statement = if statement == "WITH" {
+        let statement = if kind == "function" {
+            "EXECUTE".to_owned()
+        } else if statement == "WITH" {
             ["INSERT", "UPDATE", "DELETE"]
                 .into_iter()
                 .find(|keyword| sql.to_uppercase().contains(keyword))
@@ -311,7 +334,7 @@ impl AccessDenial {
             module: module.map_or_else(|| "(no module)".to_owned(), |module| module.name().to_owned()),
             operation: operation.unwrap_or_else(|| "(no operation)".to_owned()),
             statement,
-            table: table.trim_matches('"').to_owned(),
+            table,
             count: 1,
         })
     }

@@ -12,7 +12,7 @@
 //! This is a guard against mistakes in Agora's own code, not against hostile code: any code that
 //! holds a connection could `SET ROLE` back to the login user.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ops::{Deref, DerefMut};
 
 use diesel::connection::SimpleConnection;
@@ -24,6 +24,11 @@ use super::Module;
 thread_local! {
     /// The modules the current thread's connection runs as, innermost last. Empty: no context.
     static STACK: RefCell<Vec<Module>> = const { RefCell::new(Vec::new()) };
+    /// Set by [`last_call_of_transaction`] for the next [`enter`].
+    static HAND_OVER_NEXT: Cell<bool> = const { Cell::new(false) };
+    /// The module whose role the connection was left in by a last call, and the transaction depth
+    /// it was left at: the commit or rollback of that transaction switches back, not a statement.
+    static HANDED_OVER: Cell<Option<(Module, u32)>> = const { Cell::new(None) };
 }
 
 impl Module {
@@ -64,25 +69,87 @@ pub fn in_context<T>(module: Module, work: impl FnOnce() -> T) -> T {
         }
     }
     let _pop = Pop;
-    work()
+    let result = work();
+    // Every transaction of the unit of work has ended by now, and with it any hand-over.
+    HANDED_OVER.set(None);
+    result
+}
+
+/// Runs `call`, a call into another module that is the last database work of the enclosing
+/// transaction, so that the connection does not switch back to the caller's role afterwards: the
+/// transaction's end undoes the switch anyway, and the round trip is saved (checkout's stock
+/// reservation is such a call). The caller must run no statement of its own after it; one that
+/// does is logged as an error (see [`handed_over`]).
+pub fn last_call_of_transaction<T>(call: impl FnOnce() -> T) -> T {
+    HAND_OVER_NEXT.set(true);
+    let result = call();
+    HAND_OVER_NEXT.set(false);
+    result
+}
+
+/// The module a last call left the connection running as, while its transaction lasts.
+pub fn handed_over() -> Option<Module> {
+    HANDED_OVER.get().map(|(module, _)| module)
+}
+
+/// Called when a transaction (`depth` 1) or savepoint (`depth` > 1) ends: a commit of the whole
+/// transaction, or a rollback at or above the level of a hand-over, ends the hand-over.
+pub fn transaction_ended(depth: u32, committed: bool) {
+    if let Some((module, at)) = HANDED_OVER.get() {
+        if (committed && depth == 1) || (!committed && depth <= at) {
+            HANDED_OVER.set(None);
+        } else if committed && depth == at {
+            // Released into the enclosing transaction, whose end now undoes it.
+            HANDED_OVER.set(Some((module, at - 1)));
+        }
+    }
 }
 
 /// A connection switched to a module's role; switches back when dropped.
 pub struct RoleGuard<'a> {
     conn: &'a mut PgConnection,
-    /// The role to switch back to, and whether the switch was transaction-local.
-    restore: Option<(Module, bool)>,
+    /// What dropping the guard undoes; `None` when no context was entered.
+    exit: Option<Exit>,
+}
+
+/// How a guard's call ends.
+enum Exit {
+    /// The role was already right: only the context is left.
+    ContextOnly,
+    /// Switch back to `previous` (`SET LOCAL ROLE` when `local`).
+    SwitchBack { previous: Module, local: bool },
+    /// A last call: stay in `module`'s role until the transaction at `depth` ends.
+    HandOver { module: Module, depth: u32 },
 }
 
 /// Switches `conn` to `module`'s role if a role context is open and it runs as another module.
 pub fn enter(conn: &mut PgConnection, module: Module) -> QueryResult<RoleGuard<'_>> {
-    let Some(previous) = current().filter(|previous| *previous != module) else {
-        return Ok(RoleGuard { conn, restore: None });
+    let last_call = HAND_OVER_NEXT.replace(false);
+    let Some(previous) = current() else {
+        return Ok(RoleGuard { conn, exit: None });
     };
-    let local = super::in_transaction(conn);
-    conn.batch_execute(&set_role(module, local))?;
     STACK.with(|stack| stack.borrow_mut().push(module));
-    Ok(RoleGuard { conn, restore: Some((previous, local)) })
+    // A last call may have left the connection in another role than the context says.
+    if handed_over().unwrap_or(previous) == module {
+        return Ok(RoleGuard { conn, exit: Some(Exit::ContextOnly) });
+    }
+    let local = super::in_transaction(conn);
+    if let Err(error) = conn.batch_execute(&set_role(module, local)) {
+        STACK.with(|stack| stack.borrow_mut().pop());
+        return Err(error);
+    }
+    HANDED_OVER.set(None);
+    let exit = match transaction_depth(conn).filter(|_| last_call && local) {
+        Some(depth) => Exit::HandOver { module, depth },
+        None => Exit::SwitchBack { previous, local },
+    };
+    Ok(RoleGuard { conn, exit: Some(exit) })
+}
+
+fn transaction_depth(conn: &mut PgConnection) -> Option<u32> {
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    let status = AnsiTransactionManager::transaction_manager_status_mut(conn);
+    status.transaction_depth().ok().flatten().map(|depth| depth.get())
 }
 
 fn set_role(module: Module, local: bool) -> String {
@@ -91,13 +158,19 @@ fn set_role(module: Module, local: bool) -> String {
 
 impl Drop for RoleGuard<'_> {
     fn drop(&mut self) {
-        let Some((previous, local)) = self.restore else { return };
+        let Some(exit) = self.exit.take() else { return };
         STACK.with(|stack| stack.borrow_mut().pop());
-        // In a transaction that failed, this fails too; the rollback then undoes the switch.
-        if let Err(error) = self.conn.batch_execute(&set_role(previous, local))
-            && !local
-        {
-            log::warn!("could not switch back to {}: {error}", previous.role());
+        match exit {
+            Exit::ContextOnly => {}
+            Exit::HandOver { module, depth } => HANDED_OVER.set(Some((module, depth))),
+            Exit::SwitchBack { previous, local } => {
+                // In a transaction that failed, this fails too; the rollback then undoes the switch.
+                if let Err(error) = self.conn.batch_execute(&set_role(previous, local))
+                    && !local
+                {
+                    log::warn!("could not switch back to {}: {error}", previous.role());
+                }
+            }
         }
     }
 }

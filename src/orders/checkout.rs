@@ -11,7 +11,7 @@ use crate::error::FieldError;
 use crate::events::DomainEvent;
 use crate::ids::{OrderId, ProductId};
 use crate::inventory::{self, StockLine};
-use crate::kernel::Module;
+use crate::kernel::{Module, roles};
 use crate::money::Currency;
 use crate::outbox;
 
@@ -144,7 +144,8 @@ pub fn place_order(
         // a gap in the numbering (rolled-back transactions do that anyway).
         let stock: Vec<StockLine> =
             lines.iter().map(|line| StockLine { product_id: line.product_id, quantity: line.quantity }).collect();
-        inventory::reserve(conn, order_id, &stock)?;
+        // The reservation is the transaction's last work: its role need not be switched back.
+        roles::last_call_of_transaction(|| inventory::reserve(conn, order_id, &stock))?;
         let customer =
             Customer { id: customer_id, email: request.email.as_str().to_owned(), name: request.name.clone() };
         Ok(PlacedOrder { order, customer, lines })

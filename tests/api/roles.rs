@@ -70,13 +70,59 @@ fn each_module_role_holds_exactly_the_privileges_its_declaration_names() {
 }
 
 #[test]
+fn modules_publish_through_the_outbox_function_only_if_they_may_call_the_outbox() {
+    let app = TestApp::spawn();
+    let mut conn = app.connect();
+    assert_eq!(privileges::actual_function_grants(&mut conn).unwrap(), privileges::declared_function_grants());
+    let can_publish = |conn: &mut PgConnection, role: &str| {
+        diesel::sql_query(
+            "SELECT has_function_privilege($1, 'outbox_publish(text, text, uuid, jsonb, text[])', 'EXECUTE') AS flag",
+        )
+        .bind::<Text, _>(role)
+        .get_result::<Flag>(conn)
+        .unwrap()
+        .flag
+    };
+    assert!(can_publish(&mut conn, "agora_orders"));
+    assert!(can_publish(&mut conn, "agora_inventory"));
+    assert!(!can_publish(&mut conn, "agora_catalog"), "the catalog does not call the outbox");
+    assert!(!may(&mut conn, "agora_orders", "events", "INSERT"), "the function is the only way in");
+
+    // The function writes as the outbox, whoever calls it.
+    let db = module_db(&app);
+    let writer = db
+        .run_blocking(Module::Orders.op("publish_as_orders"), |conn| {
+            conn.transaction::<_, diesel::result::Error, _>(|conn| {
+                agora::outbox::publish(
+                    conn,
+                    &agora::events::DomainEvent::OrderShipped { order_id: agora::ids::OrderId::new() },
+                )?;
+                Ok(current_user(conn))
+            })
+        })
+        .unwrap();
+    assert_eq!(writer, "agora_orders", "the caller's own statements stay its own");
+    let refused = db.run_blocking(Module::Catalog.op("publish_as_catalog"), |conn| {
+        agora::outbox::publish(conn, &agora::events::DomainEvent::OrderShipped { order_id: agora::ids::OrderId::new() })
+    });
+    assert!(CauseChain(&refused.unwrap_err()).to_string().contains("permission denied for function outbox_publish"));
+    let denial = measure::access_denials()
+        .into_iter()
+        .find(|denial| denial.operation == "catalog.publish_as_catalog")
+        .expect("the refusal is counted");
+    assert_eq!((denial.statement.as_str(), denial.table.as_str()), ("EXECUTE", "function outbox_publish"));
+}
+
+#[test]
 fn applying_the_privileges_again_changes_nothing() {
     let app = TestApp::spawn();
     let mut conn = app.connect();
     let before = privileges::actual_grants(&mut conn).unwrap();
+    let functions_before = privileges::actual_function_grants(&mut conn).unwrap();
     privileges::apply(&mut conn).unwrap();
     privileges::apply(&mut conn).unwrap();
     assert_eq!(privileges::actual_grants(&mut conn).unwrap(), before);
+    assert_eq!(privileges::actual_function_grants(&mut conn).unwrap(), functions_before);
 }
 
 #[test]
@@ -182,9 +228,17 @@ fn a_failed_call_inside_a_transaction_leaves_the_connection_in_its_own_role() {
 
 #[test]
 fn checkout_payment_and_e_mails_run_under_enforcement() {
+    let logs = captured_error_logs();
     let app = TestApp::spawn_with(|config| config.outbox.run_in_server = true);
     let mug = app.product_with_stock("MUG-001", 1290, 10);
     let order = app.placed_order("ada@example.com", &[(&mug, 2)]);
+    // With a key, the stored answer is written after checkout's last call, as idempotency.
+    let keyed = serde_json::json!({
+        "customer": {"email": "grace@example.com", "name": "Grace"},
+        "items": [{"product_id": mug, "quantity": 1}],
+    });
+    app.post_json_with("/api/orders", &[("Idempotency-Key", "roles-1")], &keyed).ok_json(201);
+    app.post_json_with("/api/orders", &[("Idempotency-Key", "roles-1")], &keyed).ok_json(201);
     let id = order["id"].as_str().unwrap();
     app.pay(id, "4242424242424242").ok_json(201);
     crate::helpers::eventually("the confirmation e-mail", std::time::Duration::from_secs(10), || {
@@ -193,7 +247,7 @@ fn checkout_payment_and_e_mails_run_under_enforcement() {
     let metrics = app.admin_get("/api/metrics").ok_json(200);
     assert_eq!(metrics["enforcement"]["module_roles"], true);
     // Refusals are counted per process; the only ones allowed are those other tests provoke.
-    let provoked = ["notifications.mark_orders_paid", "notifications.peek_at_payments"];
+    let provoked = ["notifications.mark_orders_paid", "notifications.peek_at_payments", "catalog.publish_as_catalog"];
     let denials: Vec<&serde_json::Value> = metrics["enforcement"]["denials"]
         .as_array()
         .unwrap()
@@ -201,6 +255,70 @@ fn checkout_payment_and_e_mails_run_under_enforcement() {
         .filter(|denial| !provoked.contains(&denial["operation"].as_str().unwrap()))
         .collect();
     assert!(denials.is_empty(), "{denials:?}");
+    // The deliberate case is another test's `SELECT 1`; checkout itself never runs late.
+    let late: Vec<String> = logs
+        .lines()
+        .into_iter()
+        .filter(|line| line.contains("handed to") && !line.contains(": SELECT 1 -- binds"))
+        .collect();
+    assert!(late.is_empty(), "{late:?}");
+}
+
+#[test]
+fn a_last_call_leaves_the_callee_role_until_the_transaction_ends() {
+    let app = TestApp::spawn();
+    let logs = captured_error_logs();
+    // One connection, so each unit of work surely reuses the one before it.
+    let mut config = test_config(&app.database.url);
+    config.pool.max_size = 1;
+    let db = Db::connect(&app.database.url, &config.pool);
+    let in_call = db
+        .run_blocking(Module::Orders.op("hand_over"), |conn| {
+            conn.transaction::<_, diesel::result::Error, _>(|conn| {
+                roles::last_call_of_transaction(|| {
+                    let mut inventory = roles::enter(conn, Module::Inventory)?;
+                    Ok(current_user(&mut inventory))
+                })
+            })
+        })
+        .unwrap();
+    assert_eq!(in_call, "agora_inventory");
+    let after = db
+        .run_blocking(Module::Orders.op("after_hand_over"), |conn| Ok::<_, diesel::result::Error>(current_user(conn)));
+    assert_eq!(after.unwrap(), "agora_orders", "the commit switched back");
+
+    // Handed over inside a savepoint that is rolled back: the enclosing transaction is the caller's again.
+    let seen = db
+        .run_blocking(Module::Orders.op("hand_over_rolled_back"), |conn| {
+            conn.transaction::<_, diesel::result::Error, _>(|conn| {
+                let failed = conn.transaction::<(), diesel::result::Error, _>(|conn| {
+                    roles::last_call_of_transaction(|| roles::enter(conn, Module::Inventory).map(drop))?;
+                    Err(diesel::result::Error::RollbackTransaction)
+                });
+                assert!(failed.is_err());
+                let outer = current_user(conn);
+                let mut inventory = roles::enter(conn, Module::Inventory)?;
+                let entered = current_user(&mut inventory);
+                drop(inventory);
+                Ok((outer, entered, current_user(conn)))
+            })
+        })
+        .unwrap();
+    assert_eq!(seen, ("agora_orders".into(), "agora_inventory".into(), "agora_orders".into()));
+
+    // A statement of the caller's after its last call is an error in the log.
+    db.run_blocking(Module::Orders.op("statement_after_last_call"), |conn| {
+        conn.transaction::<_, diesel::result::Error, _>(|conn| {
+            roles::last_call_of_transaction(|| roles::enter(conn, Module::Inventory).map(drop))?;
+            diesel::sql_query("SELECT 1").execute(conn)
+        })
+    })
+    .unwrap();
+    assert!(
+        logs.lines().iter().any(|line| line.contains("a statement ran after the transaction was handed to inventory")),
+        "{:?}",
+        logs.lines()
+    );
 }
 
 #[test]

@@ -43,6 +43,9 @@ struct Run {
     errors: usize,
     seconds: f64,
     latencies_us: Vec<u64>,
+    /// CPU seconds spent meanwhile by the agora process and by every PostgreSQL process, where
+    /// measured: on 2 shared cores a steadier measure of cost than throughput.
+    cpu_seconds: Option<(f64, f64)>,
 }
 
 impl Run {
@@ -64,7 +67,28 @@ impl Run {
         self.seconds += other.seconds;
         self.latencies_us.extend(other.latencies_us);
         self.latencies_us.sort_unstable();
+        self.cpu_seconds = match (self.cpu_seconds, other.cpu_seconds) {
+            (Some((a, b)), Some((c, d))) => Some((a + c, b + d)),
+            _ => None,
+        };
         self
+    }
+
+    /// CPU milliseconds per request, agora and PostgreSQL, where measured.
+    fn cpu_line(&self) -> String {
+        match self.cpu_seconds {
+            Some((agora, postgres)) => {
+                let per_request = |seconds: f64| seconds * 1000.0 / self.requests.max(1) as f64;
+                format!(
+                    "- {}: CPU per request {:.3} ms in agora + {:.3} ms in PostgreSQL = {:.3} ms",
+                    self.label,
+                    per_request(agora),
+                    per_request(postgres),
+                    per_request(agora + postgres)
+                )
+            }
+            None => format!("- {}: CPU not measured", self.label),
+        }
     }
 
     fn row(&self) -> String {
@@ -122,7 +146,42 @@ fn load(
         errors: results.iter().map(|(_, errors)| errors).sum(),
         seconds,
         latencies_us,
+        cpu_seconds: None,
     }
+}
+
+/// CPU seconds (user and system) a process has used so far, from `/proc`.
+fn cpu_of(pid: u32) -> f64 {
+    let ticks = 100.0; // USER_HZ on Linux
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    let field = |index: usize| fields.get(index).and_then(|value| value.parse::<f64>().ok()).unwrap_or(0.0);
+    (field(11) + field(12)) / ticks
+}
+
+/// CPU seconds used so far by every PostgreSQL process on this machine.
+fn postgres_cpu() -> f64 {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim() == "postgres"))
+        .map(cpu_of)
+        .sum()
+}
+
+/// `load` against the agora process `pid`, with the CPU it and PostgreSQL spent meanwhile.
+fn load_with_cpu(
+    label: &str,
+    pid: u32,
+    clients: usize,
+    duration: Duration,
+    request: impl Fn(&ureq::Agent, usize, u64) -> bool + Sync,
+) -> Run {
+    let (agora_before, postgres_before) = (cpu_of(pid), postgres_cpu());
+    let run = load(label, clients, duration, request);
+    Run { cpu_seconds: Some((cpu_of(pid) - agora_before, postgres_cpu() - postgres_before)), ..run }
 }
 
 /// pgbench with `script`, parsing its per-transaction log for percentiles.
@@ -169,7 +228,14 @@ fn pgbench(label: &str, database: &str, script: &str, clients: usize, duration: 
     }
     latencies_us.sort_unstable();
     let _ = std::fs::remove_dir_all(&dir);
-    Run { label: label.to_owned(), requests: latencies_us.len(), errors, seconds: duration.as_secs_f64(), latencies_us }
+    Run {
+        label: label.to_owned(),
+        requests: latencies_us.len(),
+        errors,
+        seconds: duration.as_secs_f64(),
+        latencies_us,
+        cpu_seconds: None,
+    }
 }
 
 /// Runs `a` and `b` in turn, `rounds` times, so that drift during the run (a table growing,
@@ -349,6 +415,15 @@ fn run(database: &str, clients: usize, duration: Duration, rounds: usize) {
         .map(|row| row.id)
         .collect();
 
+    // A shop with a history: checkouts through pgbench before any agora process starts. Each
+    // PostgreSQL session plans its foreign-key checks once and keeps the plan; planned against
+    // empty tables, they scan sequentially forever after, which would penalise whichever process
+    // happens to meet the empty tables first.
+    let neighbour = format!("(1 + :a % {PRODUCTS})");
+    let warm_up = checkout_script(&[":a", &neighbour], false);
+    pgbench("warm-up", database, &warm_up, clients, Duration::from_secs(3));
+    conn.batch_execute("ANALYZE").unwrap();
+
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let base = format!("http://127.0.0.1:{port}");
     let checkout_at = |base: &str, agent: &ureq::Agent, client: usize, n: u64, items: Vec<&str>| -> bool {
@@ -393,14 +468,22 @@ fn run(database: &str, clients: usize, duration: Duration, rounds: usize) {
         let (with_roles, without_roles) = alternate(
             rounds,
             || {
-                load("agora: checkout, module roles on", clients, duration, |agent, client, n| {
-                    spread_at(&base, agent, client, n)
-                })
+                load_with_cpu(
+                    "agora: checkout, module roles on",
+                    _agora.0.id(),
+                    clients,
+                    duration,
+                    |agent, client, n| spread_at(&base, agent, client, n),
+                )
             },
             || {
-                load("agora: checkout, AGORA_DB_ROLES=off", clients, duration, |agent, client, n| {
-                    spread_at(&plain_base, agent, client, n)
-                })
+                load_with_cpu(
+                    "agora: checkout, AGORA_DB_ROLES=off",
+                    _plain.0.id(),
+                    clients,
+                    duration,
+                    |agent, client, n| spread_at(&plain_base, agent, client, n),
+                )
             },
         );
         drop(_plain);
@@ -413,6 +496,7 @@ fn run(database: &str, clients: usize, duration: Duration, rounds: usize) {
             );
             println!("{}\n{}", with_roles.row(), without_roles.row());
             println!("\nmodule roles on / off = {:.3}", with_roles.throughput() / without_roles.throughput());
+            println!("{}\n{}", with_roles.cpu_line(), without_roles.cpu_line());
             return;
         }
 
