@@ -74,12 +74,17 @@ impl Handler for OrderEmails {
         ORDER_EMAILS
     }
 
+    fn module(&self) -> Module {
+        Module::Notifications
+    }
+
     fn has_external_effects(&self) -> bool {
         matches!(self.transport, Transport::Smtp { .. })
     }
 
     fn handle(&self, conn: &mut PgConnection, record: &EventRecord, attempt: Attempt) -> QueryResult<Outcome> {
-        // The dispatcher runs as the outbox; handling an e-mail is the notifications module's work.
+        // The dispatcher switches to the notifications' role for a whole batch; this is a no-op
+        // then, and the switch when anything else calls the handler.
         crate::as_module!(conn, Module::Notifications);
         let Some((kind, order_id)) = EmailKind::for_event(&record.event) else { return Ok(Outcome::Done) };
         let notification = match store::find_for_update(conn, order_id, kind)? {

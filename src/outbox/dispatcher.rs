@@ -12,7 +12,7 @@
 //! thread LISTENs on a connection of its own and rings a doorbell. They also wake when the next
 //! retry falls due, and poll every `AGORA_OUTBOX_POLL_MS` in case a notification was missed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -27,7 +27,7 @@ use crate::config::{Config, OutboxSettings};
 use crate::db::Db;
 use crate::error::{AppError, CauseChain};
 use crate::events::DomainEvent;
-use crate::kernel::Module;
+use crate::kernel::{Module, roles};
 
 pub const CHANNEL: &str = "agora_outbox";
 
@@ -61,6 +61,8 @@ pub struct EventRecord {
 /// [`Outcome::Retry`] its writes are kept.
 pub trait Handler: Send + Sync {
     fn name(&self) -> &'static str;
+    /// The module the handler belongs to: handling runs as its role.
+    fn module(&self) -> Module;
     /// Whether handling reaches outside the database (sends an e-mail): see [`batch_size`].
     fn has_external_effects(&self) -> bool;
     fn handle(&self, conn: &mut PgConnection, record: &EventRecord, attempt: Attempt) -> QueryResult<Outcome>;
@@ -233,8 +235,21 @@ pub fn process_batch(
         )
         .bind::<BigInt, _>(batch)
         .load(conn)?;
-        for delivery in &claimed {
-            let outcome = run_handler(conn, settings, handlers, delivery);
+        // Handlers run first, module by module, so that the batch switches to a handler's role
+        // once rather than once per delivery; then their outcomes are recorded as the outbox.
+        let mut outcomes: Vec<Option<(Attempt, Outcome)>> = claimed.iter().map(|_| None).collect();
+        let modules: BTreeSet<Module> = handlers.values().map(|handler| handler.module()).collect();
+        for module in modules {
+            let mut handling = roles::enter(conn, module)?;
+            for (delivery, outcome) in claimed.iter().zip(outcomes.iter_mut()) {
+                if handlers.get(delivery.handler.as_str()).is_some_and(|handler| handler.module() == module) {
+                    *outcome = Some(run_handler(&mut handling, settings, handlers, delivery));
+                }
+            }
+        }
+        for (delivery, outcome) in claimed.iter().zip(outcomes) {
+            // A delivery for a handler this process does not run gets its retry here.
+            let outcome = outcome.unwrap_or_else(|| run_handler(conn, settings, handlers, delivery));
             record_outcome(conn, settings, delivery, outcome)?;
         }
         Ok(claimed.len())
