@@ -133,6 +133,8 @@ pub fn drop_database(conn: &mut PgConnection, name: &str) {
 pub struct TestDatabase {
     pub name: String,
     pub url: String,
+    /// The server's maintenance database, from which the test database is dropped.
+    maintenance_url: String,
 }
 
 impl TestDatabase {
@@ -140,14 +142,14 @@ impl TestDatabase {
         let template = template_database();
         let name = format!("agora_test_{}", uuid::Uuid::new_v4().simple());
         create_database(&mut maintenance_connection(), &name, Some(template));
-        TestDatabase { url: database_url(&name), name }
+        TestDatabase { url: database_url(&name), name, maintenance_url: server_url() }
     }
 
     /// An empty database (no migrations), for tests of the migrations themselves.
     pub fn empty() -> TestDatabase {
         let name = format!("agora_test_{}", uuid::Uuid::new_v4().simple());
         create_database(&mut maintenance_connection(), &name, None);
-        TestDatabase { url: database_url(&name), name }
+        TestDatabase { url: database_url(&name), name, maintenance_url: server_url() }
     }
 
     pub fn connect(&self) -> PgConnection {
@@ -157,7 +159,12 @@ impl TestDatabase {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        drop_database(&mut maintenance_connection(), &self.name);
+        match PgConnection::establish(&self.maintenance_url) {
+            Ok(mut conn) => drop_database(&mut conn, &self.name),
+            // A cluster of the test's own may be gone already, and its databases with it.
+            Err(error) if self.maintenance_url != server_url() => eprintln!("{}: {error}", self.name),
+            Err(error) => panic!("cannot reach {}: {error}", self.maintenance_url),
+        }
     }
 }
 
@@ -194,6 +201,14 @@ impl TestApp {
 
     pub fn spawn_with(customize: impl FnOnce(&mut Config)) -> TestApp {
         Self::spawn_on(std::sync::Arc::new(TestDatabase::migrated()), customize)
+    }
+
+    /// The real application on a database it creates and migrates itself on another server,
+    /// such as a [`crate::cluster::Cluster`] of the test's own.
+    pub fn spawn_on_server(url_of: impl Fn(&str) -> String, customize: impl FnOnce(&mut Config)) -> TestApp {
+        let name = format!("agora_test_{}", uuid::Uuid::new_v4().simple());
+        let database = TestDatabase { url: url_of(&name), maintenance_url: url_of("postgres"), name };
+        Self::spawn_on(std::sync::Arc::new(database), customize)
     }
 
     /// Another agora process on this app's database, as when several run side by side.

@@ -4,6 +4,7 @@
 mod admin;
 mod architecture;
 mod catalog;
+mod cluster;
 mod health;
 mod helpers;
 mod inventory;

@@ -8,6 +8,7 @@ use agora::kernel::{Module, measure, roles};
 use diesel::prelude::*;
 use diesel::sql_types::Text;
 
+use crate::cluster::Cluster;
 use crate::helpers::{TestApp, captured_error_logs, test_config};
 
 /// The application's database handle on the test's database, enforcement on.
@@ -335,4 +336,23 @@ fn the_architecture_page_says_whether_postgresql_enforces_the_map() {
     // Without roles the shop works all the same.
     let mug = off.product_with_stock("MUG-001", 1290, 10);
     off.placed_order("ada@example.com", &[(&mug, 1)]);
+}
+
+#[test]
+fn where_the_server_collects_statement_statistics_the_architecture_page_shows_them_per_module_role() {
+    let cluster = Cluster::start(&[("shared_preload_libraries", "pg_stat_statements")]);
+    let app = TestApp::spawn_on_server(|name| cluster.url(name), |_| {});
+    let mug = app.product_with_stock("MUG-001", 1290, 10);
+    app.placed_order("ada@example.com", &[(&mug, 1)]);
+
+    let metrics = app.admin_get("/api/metrics").ok_json(200);
+    let roles = metrics["enforcement"]["statements_by_role"].as_array().expect("collected on this server");
+    let orders = roles.iter().find(|role| role["role"] == "agora_orders").expect("checkout ran as orders");
+    assert!(orders["calls"].as_i64().unwrap() >= 3, "{orders}");
+    assert!(roles.iter().any(|role| role["role"] == "agora_inventory"), "the reservation ran as inventory: {roles:?}");
+    let mut browser = app.signed_in_browser();
+    let page = browser.get("/admin/architecture").body;
+    assert!(page.contains("PostgreSQL's own figures per module role"));
+    assert!(page.contains("<td class=\"mono\">agora_orders</td>"));
+    drop(app);
 }

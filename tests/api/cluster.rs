@@ -1,0 +1,92 @@
+//! A PostgreSQL cluster of the test's own, on a free port, removed afterwards: for tests that
+//! need server settings the machine's cluster must keep (a preloaded library), or that stop,
+//! freeze or replicate their database. PostgreSQL refuses to run as root, so the cluster runs as
+//! the `postgres` user, in a data directory that user owns.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct Cluster {
+    pub port: u16,
+    data: PathBuf,
+    bin: PathBuf,
+}
+
+impl Cluster {
+    /// Initialises and starts a cluster with `settings` added to its `postgresql.conf`.
+    pub fn start(settings: &[(&str, &str)]) -> Cluster {
+        let bin = postgres_bin();
+        let data = std::env::temp_dir().join(format!("agora-cluster-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&data).unwrap();
+        run("chown", &["postgres:postgres", data.to_str().unwrap()]);
+        as_postgres(
+            &bin.join("initdb"),
+            &["-D", data.to_str().unwrap(), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"],
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut conf = format!(
+            "\nport = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\nfsync = off\n",
+            data.display()
+        );
+        for (name, value) in settings {
+            conf.push_str(&format!("{name} = '{value}'\n"));
+        }
+        let conf_path = data.join("postgresql.conf");
+        let mut existing = std::fs::read_to_string(&conf_path).unwrap();
+        existing.push_str(&conf);
+        std::fs::write(&conf_path, existing).unwrap();
+        let cluster = Cluster { port, data, bin };
+        cluster.pg_ctl(&["start", "-w", "-t", "60", "-l", cluster.data.join("log").to_str().unwrap()]);
+        cluster
+    }
+
+    /// The URL of database `name` on this cluster.
+    pub fn url(&self, name: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+    }
+
+    fn pg_ctl(&self, arguments: &[&str]) {
+        let mut all = vec!["-D", self.data.to_str().unwrap()];
+        all.extend_from_slice(arguments);
+        as_postgres(&self.bin.join("pg_ctl"), &all);
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("pg_ctl"))
+            .args(["-D", self.data.to_str().unwrap(), "stop", "-m", "immediate", "-w"])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.data);
+    }
+}
+
+/// The newest installed server's programs (Debian keeps them out of the PATH).
+fn postgres_bin() -> PathBuf {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL's server programs are installed under /usr/lib/postgresql")
+        .flatten()
+        .map(|entry| entry.path().join("bin"))
+        .filter(|bin| bin.join("initdb").exists())
+        .collect();
+    versions.sort();
+    versions.pop().expect("initdb is installed")
+}
+
+fn as_postgres(program: &Path, arguments: &[&str]) {
+    let output = Command::new("runuser").args(["-u", "postgres", "--"]).arg(program).args(arguments).output().unwrap();
+    assert!(
+        output.status.success(),
+        "{} {arguments:?} failed: {}{}",
+        program.display(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn run(program: &str, arguments: &[&str]) {
+    let status = Command::new(program).args(arguments).status().unwrap();
+    assert!(status.success(), "{program} {arguments:?} failed");
+}
