@@ -61,19 +61,18 @@ pub struct Db {
 /// module on it costs no `SET ROLE`.
 pub struct ModuleConnection {
     conn: PgConnection,
-    /// `None`: the login user.
-    session_role: Option<Module>,
+    /// `Some(None)`: the login user; `None`: unknown, after a switch that failed.
+    session_role: Option<Option<Module>>,
 }
 
 impl ModuleConnection {
     fn set_session_role(&mut self, role: Option<Module>) -> QueryResult<()> {
-        if self.session_role != role {
-            // Unknown until the statement succeeds.
+        if self.session_role != Some(role) {
             self.session_role = None;
             // `SET ROLE` takes no bind parameters; the role names are our own constants.
             let sql = role.map_or_else(|| "RESET ROLE".to_owned(), |module| format!("SET ROLE {}", module.role()));
             self.conn.batch_execute(&sql)?;
-            self.session_role = role;
+            self.session_role = Some(role);
         }
         Ok(())
     }
@@ -100,7 +99,7 @@ impl r2d2::ManageConnection for ModuleConnectionManager {
     type Error = diesel::r2d2::Error;
 
     fn connect(&self) -> Result<ModuleConnection, Self::Error> {
-        self.0.connect().map(|conn| ModuleConnection { conn, session_role: None })
+        self.0.connect().map(|conn| ModuleConnection { conn, session_role: Some(None) })
     }
 
     fn is_valid(&self, conn: &mut ModuleConnection) -> Result<(), Self::Error> {

@@ -45,11 +45,6 @@ impl Module {
             Module::Admin => "agora_admin",
         }
     }
-
-    /// The module whose role is `role`.
-    pub fn of_role(role: &str) -> Option<Module> {
-        Module::ALL.into_iter().find(|module| module.role() == role)
-    }
 }
 
 /// The module the current thread's database work runs as, if a role context is open.
