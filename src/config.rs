@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use crate::admin::session_store::SessionLifetime;
 use crate::money::Currency;
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/agora";
@@ -28,6 +29,8 @@ pub struct Config {
     pub cookie_secure: bool,
     /// How often lock waits are sampled from `pg_stat_activity`.
     pub lock_sample_interval: Duration,
+    /// When admin sessions end on the server.
+    pub session: SessionLifetime,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,6 +86,7 @@ impl std::fmt::Debug for Config {
             .field("pool", &self.pool)
             .field("outbox", &self.outbox)
             .field("lock_sample_interval", &self.lock_sample_interval)
+            .field("session", &self.session)
             .finish()
     }
 }
@@ -186,6 +190,20 @@ impl Config {
             });
         }
         let run_in_server = parse_on_off("AGORA_BACKGROUND", true)?;
+        let session_idle_minutes = parse_u64("AGORA_SESSION_IDLE_MINUTES", 30)?;
+        if !(1..=10_080).contains(&session_idle_minutes) {
+            return Err(ConfigError {
+                variable: "AGORA_SESSION_IDLE_MINUTES",
+                message: "must be between 1 and 10080 (a week)".into(),
+            });
+        }
+        let session_max_hours = parse_u64("AGORA_SESSION_MAX_HOURS", 12)?;
+        if !(1..=720).contains(&session_max_hours) {
+            return Err(ConfigError {
+                variable: "AGORA_SESSION_MAX_HOURS",
+                message: "must be between 1 and 720 (30 days)".into(),
+            });
+        }
         let module_roles = parse_on_off("AGORA_DB_ROLES", true)?;
 
         Ok(Config {
@@ -214,6 +232,10 @@ impl Config {
             },
             cookie_secure: matches!(get("AGORA_COOKIE_SECURE").as_deref(), Some("true" | "1" | "on")),
             lock_sample_interval: Duration::from_millis(parse_u64("AGORA_LOCK_SAMPLE_MS", 500)?.max(10)),
+            session: SessionLifetime {
+                idle: Duration::from_secs(60 * session_idle_minutes),
+                absolute: Duration::from_secs(3600 * session_max_hours),
+            },
         })
     }
 }

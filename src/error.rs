@@ -7,12 +7,15 @@
 
 use std::fmt;
 
-use actix_web::http::StatusCode;
+use actix_web::http::{StatusCode, header};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 pub type AppResult<T> = Result<T, AppError>;
+
+/// What a 503 tells clients to wait before retrying.
+pub const RETRY_AFTER_SECONDS: u32 = 2;
 
 /// One invalid field of a request, as listed in a validation problem's `errors` array.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -94,6 +97,35 @@ impl AppError {
         Self::client(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
     }
 
+    pub fn method_not_allowed(detail: impl Into<String>) -> Self {
+        Self::client(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed", detail)
+    }
+
+    /// A problem for a status some layer answered without a body (a resource's 405, an
+    /// extractor's 413), worded from the status alone.
+    pub fn for_status(status: StatusCode) -> Self {
+        let title = status.canonical_reason().unwrap_or("Error");
+        match status {
+            StatusCode::NOT_FOUND => Self::not_found("Nothing exists at this address."),
+            StatusCode::METHOD_NOT_ALLOWED => Self::method_not_allowed("This address does not take that method."),
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                Self::client(status, "payload-too-large", "Payload too large", "The request body is too large.")
+            }
+            StatusCode::URI_TOO_LONG => Self::uri_too_long(),
+            status if status.is_client_error() => Self::client(status, "client-error", "Client error", title),
+            _ => AppError::internal(format!("answered {status} without a body")),
+        }
+    }
+
+    pub fn uri_too_long() -> Self {
+        Self::client(
+            StatusCode::URI_TOO_LONG,
+            "uri-too-long",
+            "URI too long",
+            "The address with its query is longer than this server reads; send less in the query string.",
+        )
+    }
+
     /// 409: the request is fine, but the current state of the resource does not allow it.
     pub fn conflict(kind: &'static str, detail: impl Into<String>) -> Self {
         Self::client(StatusCode::CONFLICT, kind, "Conflict with the current state", detail)
@@ -132,6 +164,14 @@ impl AppError {
 
     pub fn internal(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         AppError::Internal(source.into())
+    }
+
+    /// Lists the fields a client problem is about (as validation problems do).
+    pub fn with_field_errors(mut self, errors: Vec<FieldError>) -> Self {
+        if let AppError::Client(problem) = &mut self {
+            problem.errors = errors;
+        }
+        self
     }
 
     /// Adds an extension member to a client problem (ignored for other errors).
@@ -218,9 +258,19 @@ impl ResponseError for AppError {
 
     fn error_response(&self) -> HttpResponse {
         self.log();
-        HttpResponse::build(self.status())
-            .content_type("application/problem+json")
-            .body(self.problem_json().to_string())
+        let mut response = HttpResponse::build(self.status());
+        response.content_type("application/problem+json");
+        match self.status() {
+            // RFC 9110: a 401 names the scheme that would succeed.
+            StatusCode::UNAUTHORIZED => {
+                response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            }
+            StatusCode::SERVICE_UNAVAILABLE => {
+                response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECONDS.to_string()));
+            }
+            _ => {}
+        }
+        response.body(self.problem_json().to_string())
     }
 }
 

@@ -17,6 +17,7 @@ pub mod events;
 pub mod http;
 pub mod idempotency;
 pub mod ids;
+pub mod input;
 pub mod inventory;
 pub mod kernel;
 pub mod money;

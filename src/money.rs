@@ -3,19 +3,26 @@
 
 use std::fmt::Write;
 
-/// An amount in minor units, by value or behind any number of references.
+/// An amount in minor units, by value or behind any number of references. Sums of many
+/// amounts are `i128`: a shop's revenue may outgrow an `i64` that any one order fits in.
 pub trait MinorUnits {
-    fn minor_units(&self) -> i64;
+    fn minor_units(&self) -> i128;
 }
 
 impl MinorUnits for i64 {
-    fn minor_units(&self) -> i64 {
+    fn minor_units(&self) -> i128 {
+        i128::from(*self)
+    }
+}
+
+impl MinorUnits for i128 {
+    fn minor_units(&self) -> i128 {
         *self
     }
 }
 
 impl<T: MinorUnits + ?Sized> MinorUnits for &T {
-    fn minor_units(&self) -> i64 {
+    fn minor_units(&self) -> i128 {
         (**self).minor_units()
     }
 }
@@ -72,7 +79,7 @@ impl Currency {
             }
         }
         let magnitude = amount_minor.unsigned_abs();
-        let scale = 10u64.pow(self.exponent);
+        let scale = 10u128.pow(self.exponent);
         let _ = write!(out, "{}", magnitude / scale);
         if self.exponent > 0 {
             let _ = write!(out, ".{:0width$}", magnitude % scale, width = self.exponent as usize);
@@ -124,12 +131,14 @@ mod tests {
     #[test]
     fn formats_amounts_with_the_currency_exponent() {
         let eur = Currency::parse("EUR").unwrap();
-        assert_eq!(eur.format(1234), "€12.34");
-        assert_eq!(eur.format(5), "€0.05");
-        assert_eq!(eur.format(-50), "-€0.50");
-        assert_eq!(Currency::parse("JPY").unwrap().format(1500), "¥1500");
-        assert_eq!(Currency::parse("KWD").unwrap().format(12345), "KWD 12.345");
-        assert_eq!(Currency::parse("CHF").unwrap().format(100), "CHF 1.00");
+        assert_eq!(eur.format(1234_i64), "€12.34");
+        assert_eq!(eur.format(5_i64), "€0.05");
+        assert_eq!(eur.format(-50_i64), "-€0.50");
+        assert_eq!(Currency::parse("JPY").unwrap().format(1500_i64), "¥1500");
+        assert_eq!(Currency::parse("KWD").unwrap().format(12345_i64), "KWD 12.345");
+        assert_eq!(Currency::parse("CHF").unwrap().format(100_i64), "CHF 1.00");
+        // A sum beyond i64, as a revenue figure over many orders may be.
+        assert_eq!(eur.format(i128::from(i64::MAX) * 2), "€184467440737095516.14");
     }
 
     #[test]

@@ -7,26 +7,43 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use utoipa::openapi::schema::Object;
+
 use crate::error::AppError;
+use crate::input::{Pattern, Whole, whole_number};
 
 pub const DEFAULT_LIMIT: i64 = 20;
 pub const MAX_LIMIT: i64 = 100;
 
+const LIMIT: Whole = Whole::between(1, MAX_LIMIT);
+/// Cursors are unpadded base64url; a page key never needs more.
+static CURSOR: Pattern = Pattern::new("^[A-Za-z0-9_-]{0,1024}$", 1024, "is not a cursor this API handed out");
+
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
-    /// Items per page, 1..=100 (default 20).
+    /// Items per page (default 20).
+    #[serde(default, deserialize_with = "whole_number::optional_in_query")]
+    #[param(schema_with = limit_schema)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
+    #[param(schema_with = cursor_schema)]
     pub cursor: Option<String>,
+}
+
+fn limit_schema() -> Object {
+    LIMIT.schema()
+}
+
+fn cursor_schema() -> Object {
+    CURSOR.schema()
 }
 
 impl PageQuery {
     pub fn limit(&self) -> Result<i64, AppError> {
         match self.limit {
             None => Ok(DEFAULT_LIMIT),
-            Some(limit) if (1..=MAX_LIMIT).contains(&limit) => Ok(limit),
-            Some(_) => Err(AppError::invalid("limit", format!("must be between 1 and {MAX_LIMIT}"))),
+            Some(limit) => LIMIT.check(limit).map_err(|message| AppError::invalid("limit", message)),
         }
     }
 
@@ -61,12 +78,17 @@ pub fn encode_cursor<K: Serialize>(key: &K) -> String {
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(key).expect("cursor keys serialize"))
 }
 
+/// A cursor's key; a cursor this API did not hand out is a 400, whatever it decodes to (text
+/// with a NUL byte included: it never reaches a query).
 pub fn decode_cursor<K: DeserializeOwned>(cursor: &str) -> Result<K, AppError> {
+    let refused = || AppError::bad_request("The cursor is not one this API handed out.");
+    CURSOR.check(cursor).map_err(|_| refused())?;
     URL_SAFE_NO_PAD
         .decode(cursor)
         .ok()
+        .filter(|bytes| !bytes.iter().any(|byte| byte.is_ascii_control()))
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .ok_or_else(|| AppError::bad_request("The cursor is not one this API handed out."))
+        .ok_or_else(refused)
 }
 
 #[cfg(test)]

@@ -18,6 +18,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    admin_sessions (id) {
+        id -> Uuid,
+        key_hash -> Bytea,
+        user_id -> Nullable<Uuid>,
+        state -> Jsonb,
+        created_at -> Timestamptz,
+        last_seen_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     admin_users (id) {
         id -> Uuid,
         username -> Text,
@@ -182,6 +193,7 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(admin_sessions -> admin_users (user_id));
 diesel::joinable!(event_deliveries -> events (event_id));
 diesel::joinable!(inventory_levels -> products (product_id));
 diesel::joinable!(inventory_movements -> inventory_levels (product_id));
@@ -196,6 +208,7 @@ diesel::joinable!(payments -> orders (order_id));
 diesel::allow_tables_to_appear_in_same_query!(
     admin_login_failures,
     admin_secrets,
+    admin_sessions,
     admin_users,
     customers,
     event_deliveries,

@@ -104,7 +104,7 @@ fn seed_in(db: &Db, config: &Config, plan: &SeedPlan, first_start: bool) -> Resu
             name: name.to_owned(),
             description: Some(description.to_owned()),
             price_minor: price,
-            low_stock_threshold: Some(threshold),
+            low_stock_threshold: Some(i64::from(threshold)),
         };
         let product =
             db.run_blocking(Module::Catalog.op("seed_product"), |conn| catalog::create_product(conn, draft))?;
@@ -112,7 +112,13 @@ fn seed_in(db: &Db, config: &Config, plan: &SeedPlan, first_start: bool) -> Resu
         let received = if stock > 0 { stock + 2 * threshold } else { 0 };
         if received > 0 {
             db.run_blocking(Module::Inventory.op("seed_stock"), |conn| {
-                inventory::adjust(conn, product.id, received, MovementKind::Receipt, "opening stock (demo data)")
+                inventory::adjust(
+                    conn,
+                    product.id,
+                    i64::from(received),
+                    MovementKind::Receipt,
+                    "opening stock (demo data)",
+                )
             })?;
         }
         products.push((product.id, received));
@@ -127,7 +133,13 @@ fn seed_in(db: &Db, config: &Config, plan: &SeedPlan, first_start: bool) -> Resu
             let level = inventory::stock_level(conn, *product_id)?;
             let excess = level.available() - target;
             if excess > 0 && level.on_hand - excess >= level.reserved {
-                inventory::adjust(conn, *product_id, -excess, MovementKind::Adjustment, "stock count (demo data)")?;
+                inventory::adjust(
+                    conn,
+                    *product_id,
+                    -i64::from(excess),
+                    MovementKind::Adjustment,
+                    "stock count (demo data)",
+                )?;
             }
             Ok::<_, inventory::InventoryError>(())
         })?;

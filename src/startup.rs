@@ -6,18 +6,20 @@ use std::sync::Arc;
 
 use actix_session::SessionMiddleware;
 use actix_session::config::{BrowserSession, CookieContentSecurity};
-use actix_session::storage::CookieSessionStore;
 use actix_web::cookie::{Key, SameSite};
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::middleware::{self, DefaultHeaders, Logger};
+use actix_web::http::Method;
+use actix_web::middleware::{self, DefaultHeaders, Logger, from_fn};
 use actix_web::{App, HttpResponse, HttpServer, web};
 use utoipa_actix_web::AppExt;
 
+use crate::admin::session_store::DbSessionStore;
 use crate::background::BackgroundTasks;
 use crate::config::{Config, SeedMode};
 use crate::db::{self, Db};
 use crate::error::{AppError, extractors};
-use crate::http::{AppState, health, openapi, static_files};
+use crate::http::methods::RouteTable;
+use crate::http::{AppState, hardening, health, methods, openapi, static_files};
 use crate::kernel::Module;
 use crate::payments::CardGateway;
 
@@ -189,7 +191,8 @@ fn build_app(
     >,
 > {
     let cookie_secure = state.config.cookie_secure;
-    let sessions = SessionMiddleware::builder(CookieSessionStore::default(), session_key)
+    let store = DbSessionStore::new(state.db.clone(), state.config.session);
+    let sessions = SessionMiddleware::builder(store, session_key)
         .cookie_name("agora_admin".into())
         .cookie_path("/admin".into())
         .cookie_http_only(true)
@@ -199,8 +202,10 @@ fn build_app(
         .session_lifecycle(BrowserSession::default())
         .build();
 
+    let routes = RouteTable::from_openapi(&state.openapi, &[("/api/openapi.json", Method::GET)]);
     App::new()
         .into_utoipa_app()
+        .app_data(web::Data::new(routes))
         .app_data(web::Data::new(state))
         .app_data(web::Data::from(gateway))
         .app_data(extractors::json_config())
@@ -228,6 +233,8 @@ fn build_app(
                 .add(("X-Frame-Options", "DENY"))
                 .add(("Referrer-Policy", "same-origin")),
         )
+        .wrap(from_fn(methods::conform))
+        .wrap(from_fn(hardening::harden))
         .wrap(middleware::NormalizePath::trim())
         .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
 }

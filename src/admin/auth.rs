@@ -13,7 +13,7 @@ use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use askama::Template;
 use chrono::Utc;
-use diesel::PgConnection;
+use diesel::{Connection, PgConnection};
 use rand::{Rng, RngCore};
 use serde::Deserialize;
 
@@ -134,9 +134,36 @@ pub async fn login_form(request: HttpRequest, query: web::Query<LoginQuery>) -> 
     render_with_status(StatusCode::OK, &LoginPage { csrf_token: &csrf_token, username: "", next, message: None })
 }
 
-enum Attempt {
-    Limited { retry_in_minutes: i64 },
+pub enum Attempt {
+    /// Refused unchecked: too many recent failures for the name or the address.
+    Limited { retry_after_seconds: i64 },
+    /// Checked: the user when the password was right, `None` when wrong (or no such user).
     Check { user: Option<store::AdminUser> },
+}
+
+/// Decides whether this attempt may have its password checked, and if so counts it as a
+/// failure at once, in one transaction under the name's and the address's locks: however many
+/// attempts arrive together, at most the limit of them are ever evaluated.
+fn claim_attempt(conn: &mut PgConnection, name: &str, ip: &str) -> Result<Attempt, AppError> {
+    conn.transaction(|conn| {
+        store::lock_sign_in_attempts(conn, name, ip)?;
+        let now = Utc::now();
+        let window = chrono::Duration::minutes(FAILURE_WINDOW_MINUTES);
+        let (by_user, by_ip) = store::recent_failures(conn, name, ip, now - window)?;
+        let limited_by = if by_user.count >= MAX_FAILURES_PER_USER {
+            Some(by_user)
+        } else if by_ip.count >= MAX_FAILURES_PER_CLIENT {
+            Some(by_ip)
+        } else {
+            None
+        };
+        if let Some(failures) = limited_by {
+            let retry_at = failures.oldest.unwrap_or(now) + window;
+            return Ok(Attempt::Limited { retry_after_seconds: (retry_at - now).num_seconds().max(1) });
+        }
+        store::record_failure(conn, name, ip)?;
+        Ok(Attempt::Check { user: store::find_user(conn, name)? })
+    })
 }
 
 pub async fn login(
@@ -149,42 +176,55 @@ pub async fn login(
     let client_ip = request.peer_addr().map(|address| address.ip().to_string()).unwrap_or_default();
     let next = safe_next(Some(&form.next)).to_owned();
 
-    let (name, ip) = (username.clone(), client_ip.clone());
-    let attempt = state
-        .db
-        .run(Module::Admin.op("check_sign_in"), move |conn| -> Result<Attempt, AppError> {
-            let window_start = Utc::now() - chrono::Duration::minutes(FAILURE_WINDOW_MINUTES);
-            let (by_user, by_ip, oldest) = store::recent_failures(conn, &name, &ip, window_start)?;
-            if by_user >= MAX_FAILURES_PER_USER || by_ip >= MAX_FAILURES_PER_CLIENT {
-                let retry_at = oldest.unwrap_or_else(Utc::now) + chrono::Duration::minutes(FAILURE_WINDOW_MINUTES);
-                let retry_in_minutes = ((retry_at - Utc::now()).num_seconds() + 59).div_euclid(60).max(1);
-                return Ok(Attempt::Limited { retry_in_minutes });
-            }
-            Ok(Attempt::Check { user: store::find_user(conn, &name)? })
-        })
-        .await?;
-
-    let user = match attempt {
-        Attempt::Limited { retry_in_minutes } => {
+    let attempt = check_password(&state, &username, &client_ip, form.password).await?;
+    match attempt {
+        Attempt::Limited { retry_after_seconds } => {
+            let minutes = (retry_after_seconds + 59) / 60;
             let message = format!(
-                "Too many failed sign-ins. Try again in {retry_in_minutes} minute{}.",
-                if retry_in_minutes == 1 { "" } else { "s" }
+                "Too many failed sign-ins. Try again in {minutes} minute{}.",
+                if minutes == 1 { "" } else { "s" }
             );
-            return login_failed(&session, StatusCode::TOO_MANY_REQUESTS, &username, &next, &message);
+            log::warn!("admin sign-in refused while limited, for user name {username:?}");
+            let mut response = login_failed(&session, StatusCode::TOO_MANY_REQUESTS, &username, &next, &message)?;
+            response.headers_mut().insert(
+                actix_web::http::header::RETRY_AFTER,
+                actix_web::http::header::HeaderValue::from(retry_after_seconds),
+            );
+            Ok(response)
         }
-        Attempt::Check { user } => user,
-    };
+        Attempt::Check { user: Some(user) } => {
+            session::sign_in(&session, user.id, &user.username, &client_ip, user_agent(&request))?;
+            log::info!("admin {} signed in", user.username);
+            Ok(see_other(&next))
+        }
+        Attempt::Check { user: None } => {
+            log::warn!("failed admin sign-in for user name {username:?}");
+            login_failed(&session, StatusCode::UNAUTHORIZED, &username, &next, "Unknown user name or wrong password.")
+        }
+    }
+}
 
+/// Checks a password of `username`, sent from `client_ip`, within the failure limits.
+pub async fn check_password(
+    state: &AppState,
+    username: &str,
+    client_ip: &str,
+    password: String,
+) -> Result<Attempt, AppError> {
+    let (name, ip) = (username.to_owned(), client_ip.to_owned());
+    let attempt =
+        state.db.run(Module::Admin.op("claim_sign_in_attempt"), move |conn| claim_attempt(conn, &name, &ip)).await?;
+    let Attempt::Check { user } = attempt else {
+        return Ok(attempt);
+    };
     // Hashing is deliberately slow: keep it off the async executor.
-    let password = form.password;
     let stored_hash = user.as_ref().map(|user| user.password_hash.clone());
     let verified = web::block(move || verify_password(&password, stored_hash.as_deref().unwrap_or(decoy_hash())))
         .await
         .map_err(AppError::from)?;
-
     match user {
         Some(user) if verified => {
-            let name = username.clone();
+            let name = username.to_owned();
             state
                 .db
                 .run(Module::Admin.op("record_sign_in"), move |conn| {
@@ -192,20 +232,15 @@ pub async fn login(
                     store::clear_failures(conn, &name, prune_before)
                 })
                 .await?;
-            session::sign_in(&session, user.id, &user.username)?;
-            log::info!("admin {} signed in", user.username);
-            Ok(see_other(&next))
+            Ok(Attempt::Check { user: Some(user) })
         }
-        _ => {
-            let (name, ip) = (username.clone(), client_ip);
-            state
-                .db
-                .run(Module::Admin.op("record_failed_sign_in"), move |conn| store::record_failure(conn, &name, &ip))
-                .await?;
-            log::warn!("failed admin sign-in for user name {username:?}");
-            login_failed(&session, StatusCode::UNAUTHORIZED, &username, &next, "Unknown user name or wrong password.")
-        }
+        // The failure was recorded when the attempt was claimed.
+        _ => Ok(Attempt::Check { user: None }),
     }
+}
+
+fn user_agent(request: &HttpRequest) -> &str {
+    request.headers().get(actix_web::http::header::USER_AGENT).and_then(|value| value.to_str().ok()).unwrap_or("")
 }
 
 fn login_failed(

@@ -3,9 +3,11 @@
 //! root (`crate::startup`) mounts them, and the dashboard, inside [`scope`], behind the sign-in
 //! middleware.
 
+pub mod account;
 pub mod auth;
 pub mod page;
 pub mod session;
+pub mod session_store;
 pub mod store;
 
 use actix_web::middleware::from_fn;
@@ -15,7 +17,7 @@ use crate::kernel::{Call, Module, TableAccess};
 
 pub const TABLES: TableAccess = TableAccess {
     module: Module::Admin,
-    owns: &["admin_users", "admin_login_failures", "admin_secrets"],
+    owns: &["admin_users", "admin_login_failures", "admin_secrets", "admin_sessions"],
     reads: &[],
     writes: &[],
 };
@@ -26,7 +28,7 @@ pub const CALLS: &[Call] = &[];
 /// The `/admin` scope: sessions, the sign-in middleware, sign-in and sign-out, and the pages
 /// that `pages` mounts.
 pub fn scope(
-    sessions: actix_session::SessionMiddleware<actix_session::storage::CookieSessionStore>,
+    sessions: actix_session::SessionMiddleware<session_store::DbSessionStore>,
     pages: fn(&mut web::ServiceConfig),
 ) -> actix_web::Scope<
     impl actix_web::dev::ServiceFactory<
@@ -45,6 +47,7 @@ pub fn scope(
         .app_data(page::query_config())
         .service(web::resource("/login").route(web::get().to(auth::login_form)).route(web::post().to(auth::login)))
         .route("/logout", web::post().to(auth::logout))
+        .configure(account::configure)
         .configure(pages)
         .default_service(web::to(page::not_found))
 }

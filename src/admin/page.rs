@@ -17,6 +17,8 @@ pub enum Section {
     Notifications,
     Events,
     Architecture,
+    /// The signed-in admin's own account (reached from the user name in the top bar).
+    Account,
 }
 
 impl Section {
@@ -40,6 +42,7 @@ impl Section {
             Section::Notifications => "Notifications",
             Section::Events => "Events",
             Section::Architecture => "Architecture",
+            Section::Account => "Your account",
         }
     }
 
@@ -53,6 +56,7 @@ impl Section {
             Section::Notifications => "/admin/notifications",
             Section::Events => "/admin/events",
             Section::Architecture => "/admin/architecture",
+            Section::Account => "/admin/account",
         }
     }
 }

@@ -1,8 +1,8 @@
-//! The admin session (a signed cookie), its CSRF token, and the extractors admin pages use.
+//! The admin session, its CSRF token, and the extractors admin pages use.
 //!
-//! The cookie is signed, not encrypted: it carries the user id, the name, the CSRF token and the
-//! sign-in time, none of them secret from the user who holds it. A stolen cookie stays valid
-//! until [`SESSION_LIFETIME`] runs out; signing out clears it from the browser.
+//! The session's state lives in PostgreSQL ([`super::session_store`]); the cookie carries only
+//! its key. Ending a session there (sign-out, password change, revocation, expiry) ends it for
+//! every copy of the cookie.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -21,12 +21,13 @@ use super::page::{Layout, PageError, Section};
 use crate::error::AppError;
 use crate::http::admin_token::constant_time_eq;
 
-/// How long a sign-in lasts, whatever the browser does with the cookie.
-pub const SESSION_LIFETIME: chrono::Duration = chrono::Duration::hours(12);
+use super::session_store::{SESSION_ID, USER_ID};
 
-const USER_ID: &str = "user_id";
 const USERNAME: &str = "username";
 const SIGNED_IN_AT: &str = "signed_in_at";
+/// Where and with what the session was signed in, for the account page.
+pub const SIGNED_IN_FROM: &str = "signed_in_from";
+pub const USER_AGENT: &str = "user_agent";
 const CSRF: &str = "csrf";
 const FLASH: &str = "flash";
 
@@ -34,30 +35,37 @@ const FLASH: &str = "flash";
 pub struct SignedIn {
     pub user_id: Uuid,
     pub username: String,
+    /// The `admin_sessions` row of this session.
+    pub session_id: Uuid,
     pub csrf_token: String,
 }
 
-/// The signed-in admin, if the session holds one that has not expired.
+/// The signed-in admin, if the session holds one. (Expired and ended sessions do not load.)
 pub fn signed_in(session: &Session) -> Option<SignedIn> {
     let user_id = session.get::<Uuid>(USER_ID).ok().flatten()?;
     let username = session.get::<String>(USERNAME).ok().flatten()?;
-    let signed_in_at = session.get::<i64>(SIGNED_IN_AT).ok().flatten()?;
-    if Utc::now().timestamp() - signed_in_at > SESSION_LIFETIME.num_seconds() {
-        session.purge();
-        return None;
-    }
-    Some(SignedIn { user_id, username, csrf_token: csrf_token(session) })
+    let session_id = session.get::<Uuid>(SESSION_ID).ok().flatten()?;
+    Some(SignedIn { user_id, username, session_id, csrf_token: csrf_token(session) })
 }
 
-/// Starts a fresh session for `username`: a new cookie and a new CSRF token, so nothing an
-/// attacker planted before sign-in survives it.
-pub fn sign_in(session: &Session, user_id: Uuid, username: &str) -> Result<(), AppError> {
+/// Starts a fresh session for `username`: a new key, a new row and a new CSRF token, so
+/// nothing an attacker planted before sign-in survives it.
+pub fn sign_in(
+    session: &Session,
+    user_id: Uuid,
+    username: &str,
+    client_ip: &str,
+    user_agent: &str,
+) -> Result<(), AppError> {
     session.renew();
     session.clear();
     let insert = |key: &str, value: serde_json::Value| session.insert(key, value).map_err(AppError::internal);
+    insert(SESSION_ID, Uuid::new_v4().to_string().into())?;
     insert(USER_ID, user_id.to_string().into())?;
     insert(USERNAME, username.into())?;
     insert(SIGNED_IN_AT, Utc::now().timestamp().into())?;
+    insert(SIGNED_IN_FROM, client_ip.into())?;
+    insert(USER_AGENT, user_agent.chars().take(200).collect::<String>().into())?;
     insert(CSRF, new_token().into())?;
     Ok(())
 }

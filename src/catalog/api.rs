@@ -4,12 +4,17 @@ use actix_web::{HttpResponse, get, patch, post, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{ListCursor, Product, ProductDraft, ProductPatch};
+use utoipa::openapi::schema::Object;
+
+use super::{ListCursor, Product, ProductDraft, ProductPatch, model};
 use crate::error::{AppError, ProblemDetails};
 use crate::http::admin_token::AdminToken;
-use crate::http::problems::{InvalidFields, MalformedJson, MalformedQuery, ProductNotFound, Unauthorized};
+use crate::http::problems::{
+    InvalidFields, InvalidQuery, MalformedJson, MalformedQuery, ProductNotFound, Unauthorized, Unavailable,
+};
 use crate::http::state::AppState;
 use crate::ids::ProductId;
+use crate::input::{self, whole_number};
 use crate::kernel::Module;
 use crate::money::Currency;
 use crate::pagination::{Page, PageQuery};
@@ -55,8 +60,15 @@ impl ProductView {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ProductSearch {
-    /// Case-insensitive substring of the name or the SKU.
+    /// Case-insensitive substring of the name or the SKU; empty means every product.
+    #[param(schema_with = search_schema)]
     q: Option<String>,
+}
+
+const SEARCH: input::Text = input::Text::line(200).optional();
+
+fn search_schema() -> Object {
+    SEARCH.schema()
 }
 
 /// Active products by name; `q` searches name and SKU.
@@ -66,7 +78,8 @@ pub struct ProductSearch {
     responses(
         (status = 200, description = "A page of active products", body = Page<ProductView>),
         MalformedQuery,
-        (status = 422, description = "limit out of range", body = ProblemDetails, content_type = "application/problem+json"),
+        InvalidQuery,
+        Unavailable,
     )
 )]
 #[get("/products")]
@@ -76,7 +89,10 @@ pub async fn list_products(
     page: web::Query<PageQuery>,
 ) -> Result<web::Json<Page<ProductView>>, AppError> {
     let (limit, after) = (page.limit()?, page.cursor::<ListCursor>()?);
-    let search = search.into_inner().q;
+    let search = match search.into_inner().q {
+        None => None,
+        Some(q) => Some(SEARCH.check(&q).map_err(|message| AppError::invalid("q", message))?.to_owned()),
+    };
     let products = state
         .db
         .run(Module::Catalog.op("list_products"), move |conn| {
@@ -94,6 +110,7 @@ pub async fn list_products(
     responses(
         (status = 200, description = "The product", body = ProductView),
         ProductNotFound,
+        Unavailable,
     )
 )]
 #[get("/products/{id}")]
@@ -110,16 +127,51 @@ pub async fn get_product(
 #[serde(deny_unknown_fields)]
 pub struct CreateProduct {
     /// 3 to 32 upper-case letters, digits or dashes; unique.
+    #[schema(schema_with = sku_schema)]
     sku: String,
-    /// 1 to 200 characters.
+    /// One line, 1 to 200 characters, trimmed.
+    #[schema(schema_with = name_schema)]
     name: String,
+    /// Up to 10,000 characters; line breaks and tabs are kept.
     #[serde(default)]
+    #[schema(schema_with = description_schema)]
     description: Option<String>,
-    /// Minor units of the shop currency, > 0.
+    /// Minor units of the shop currency.
+    #[serde(deserialize_with = "whole_number::required")]
+    #[schema(schema_with = price_schema)]
     price_minor: i64,
     /// Available stock at or below this writes a `StockLow` event (default 5).
-    #[serde(default)]
-    low_stock_threshold: Option<i32>,
+    #[serde(default, deserialize_with = "whole_number::optional")]
+    #[schema(schema_with = threshold_schema)]
+    low_stock_threshold: Option<i64>,
+}
+
+fn sku_schema() -> Object {
+    model::SKU.schema()
+}
+
+fn name_schema() -> Object {
+    model::NAME.schema()
+}
+
+fn optional_name_schema() -> Object {
+    input::or_null(model::NAME.schema())
+}
+
+fn description_schema() -> Object {
+    input::or_null(model::DESCRIPTION.schema())
+}
+
+fn price_schema() -> Object {
+    model::PRICE_MINOR.schema()
+}
+
+fn optional_price_schema() -> Object {
+    input::or_null(model::PRICE_MINOR.schema())
+}
+
+fn threshold_schema() -> Object {
+    input::or_null(model::LOW_STOCK_THRESHOLD.schema())
 }
 
 /// Creates a product (its stock starts at zero).
@@ -133,6 +185,7 @@ pub struct CreateProduct {
         Unauthorized,
         (status = 409, description = "The SKU exists already", body = ProblemDetails, content_type = "application/problem+json"),
         InvalidFields,
+        Unavailable,
     )
 )]
 #[post("/products")]
@@ -159,12 +212,20 @@ pub async fn create_product(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateProduct {
+    #[serde(default)]
+    #[schema(schema_with = optional_name_schema)]
     name: Option<String>,
+    #[serde(default)]
+    #[schema(schema_with = description_schema)]
     description: Option<String>,
+    #[serde(default, deserialize_with = "whole_number::optional")]
+    #[schema(schema_with = optional_price_schema)]
     price_minor: Option<i64>,
     /// `false` hides the product from the shop and from new orders; existing orders keep it.
     active: Option<bool>,
-    low_stock_threshold: Option<i32>,
+    #[serde(default, deserialize_with = "whole_number::optional")]
+    #[schema(schema_with = threshold_schema)]
+    low_stock_threshold: Option<i64>,
 }
 
 /// Changes any of name, description, price, active, threshold. Products are never deleted.
@@ -179,6 +240,7 @@ pub struct UpdateProduct {
         Unauthorized,
         ProductNotFound,
         InvalidFields,
+        Unavailable,
     )
 )]
 #[patch("/products/{id}")]

@@ -5,6 +5,7 @@ use diesel::prelude::*;
 
 use crate::error::FieldError;
 use crate::ids::ProductId;
+use crate::input::{Pattern, Text, Whole};
 
 #[derive(Clone, Debug, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = crate::schema::products)]
@@ -51,8 +52,16 @@ impl ProductChanges {
     }
 }
 
-pub const MAX_DESCRIPTION_CHARS: usize = 10_000;
 pub const DEFAULT_LOW_STOCK_THRESHOLD: i32 = 5;
+
+/// 3 to 32 upper-case letters, digits and dashes (the database checks the same).
+pub static SKU: Pattern = Pattern::new("^[A-Z0-9-]{3,32}$", 32, "must be 3 to 32 upper-case letters, digits or dashes");
+pub const NAME: Text = Text::line(200);
+pub const DESCRIPTION: Text = Text::lines(10_000).optional();
+/// Up to 10 million in a two-decimal currency: with at most 50 lines of 1,000 units, an order's
+/// total stays below 2^53, and any sum of orders is computed as `numeric` anyway.
+pub const PRICE_MINOR: Whole = Whole::between(1, 1_000_000_000);
+pub const LOW_STOCK_THRESHOLD: Whole = Whole::between(0, 1_000_000);
 
 /// What a client may send to create a product, before validation.
 #[derive(Debug, Default)]
@@ -61,7 +70,7 @@ pub struct ProductDraft {
     pub name: String,
     pub description: Option<String>,
     pub price_minor: i64,
-    pub low_stock_threshold: Option<i32>,
+    pub low_stock_threshold: Option<i64>,
 }
 
 impl ProductDraft {
@@ -76,7 +85,7 @@ impl ProductDraft {
         let low_stock_threshold = check(
             &mut errors,
             "low_stock_threshold",
-            parse_threshold(self.low_stock_threshold.unwrap_or(DEFAULT_LOW_STOCK_THRESHOLD)),
+            parse_threshold(self.low_stock_threshold.unwrap_or(i64::from(DEFAULT_LOW_STOCK_THRESHOLD))),
         );
         match (sku, name, description, price_minor, low_stock_threshold) {
             (Some(sku), Some(name), Some(description), Some(price_minor), Some(low_stock_threshold))
@@ -96,7 +105,7 @@ pub struct ProductPatch {
     pub description: Option<String>,
     pub price_minor: Option<i64>,
     pub active: Option<bool>,
-    pub low_stock_threshold: Option<i32>,
+    pub low_stock_threshold: Option<i64>,
 }
 
 impl ProductPatch {
@@ -119,35 +128,24 @@ fn check<T>(errors: &mut Vec<FieldError>, field: &str, result: Result<T, String>
     result.map_err(|message| errors.push(FieldError::new(field, message))).ok()
 }
 
-/// SKUs: 3 to 32 upper-case letters, digits and dashes (the database checks the same).
 pub fn parse_sku(sku: &str) -> Result<String, String> {
-    let valid =
-        (3..=32).contains(&sku.len()) && sku.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-');
-    if valid { Ok(sku.to_owned()) } else { Err("must be 3 to 32 upper-case letters, digits or dashes".into()) }
+    SKU.check(sku).map(str::to_owned)
 }
 
 pub fn parse_name(name: &str) -> Result<String, String> {
-    let name = name.trim();
-    match name.chars().count() {
-        0 => Err("must not be empty".into()),
-        1..=200 => Ok(name.to_owned()),
-        _ => Err("must be at most 200 characters".into()),
-    }
+    NAME.check(name).map(str::to_owned)
 }
 
 fn parse_description(description: &str) -> Result<String, String> {
-    if description.chars().count() > MAX_DESCRIPTION_CHARS {
-        return Err(format!("must be at most {MAX_DESCRIPTION_CHARS} characters"));
-    }
-    Ok(description.trim().to_owned())
+    DESCRIPTION.check(description).map(str::to_owned)
 }
 
 pub fn parse_price(price_minor: i64) -> Result<i64, String> {
-    if price_minor > 0 { Ok(price_minor) } else { Err("must be greater than 0 (minor units, e.g. cents)".into()) }
+    PRICE_MINOR.check(price_minor)
 }
 
-fn parse_threshold(threshold: i32) -> Result<i32, String> {
-    if threshold >= 0 { Ok(threshold) } else { Err("must not be negative".into()) }
+fn parse_threshold(threshold: i64) -> Result<i32, String> {
+    LOW_STOCK_THRESHOLD.check(threshold).map(|threshold| threshold as i32)
 }
 
 #[cfg(test)]

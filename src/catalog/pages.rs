@@ -105,13 +105,13 @@ impl ProductForm {
     }
 
     /// Turns the typed text into numbers, collecting a message per field that is not one.
-    fn numbers(&self, currency: Currency, errors: &mut FormErrors) -> (Option<i64>, Option<i32>) {
+    fn numbers(&self, currency: Currency, errors: &mut FormErrors) -> (Option<i64>, Option<i64>) {
         // Both fields are checked, so the form shows every message at once.
         let price = currency.parse_amount(&self.price);
         if price.is_none() {
             errors.push("price", format!("enter an amount such as 12.50 ({})", currency.code()));
         }
-        let threshold = self.low_stock_threshold.trim().parse::<i32>().ok();
+        let threshold = self.low_stock_threshold.trim().parse::<i64>().ok();
         if threshold.is_none() {
             errors.push("low_stock_threshold", "enter a whole number");
         }

@@ -6,6 +6,7 @@ use actix_web::{HttpResponse, get, web};
 use serde::Serialize;
 
 use crate::error::AppError;
+use crate::http::problems::Unavailable;
 use crate::http::state::AppState;
 
 /// How long readiness waits for the database before answering 503. Never a hang.
@@ -29,7 +30,7 @@ pub async fn healthz() -> HttpResponse {
     tag = "health",
     responses(
         (status = 200, description = "The database answers", body = Status),
-        (status = 503, description = "The database does not answer", content_type = "application/problem+json"),
+        Unavailable,
     )
 )]
 #[get("/readyz")]

@@ -2,7 +2,9 @@
 //! health, the OpenAPI document and the static files. Routes are wired in `crate::startup`.
 
 pub mod admin_token;
+pub mod hardening;
 pub mod health;
+pub mod methods;
 pub mod openapi;
 pub mod problems;
 pub mod state;

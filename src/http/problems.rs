@@ -19,8 +19,32 @@ pub struct MalformedJsonOrHeader(pub ProblemDetails);
 pub struct MalformedQuery(pub ProblemDetails);
 
 #[derive(utoipa::IntoResponses)]
-#[response(status = 401, description = "Missing or wrong admin token", content_type = "application/problem+json")]
+#[response(
+    status = 401,
+    description = "Missing or wrong admin token",
+    content_type = "application/problem+json",
+    headers(("WWW-Authenticate" = String, description = "`Bearer`: the admin token goes in `Authorization: Bearer ...`"))
+)]
 pub struct Unauthorized(pub ProblemDetails);
+
+/// Every operation that reads or writes the database can answer this.
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 503,
+    description = "The database is unavailable or overloaded; nothing was changed",
+    content_type = "application/problem+json",
+    headers(("Retry-After" = u32, description = "Seconds to wait before trying again"))
+)]
+pub struct Unavailable(pub ProblemDetails);
+
+/// A query parameter that breaks its rule (`limit` out of range, a control character in a search).
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 422,
+    description = "A query parameter out of range or with control characters",
+    content_type = "application/problem+json"
+)]
+pub struct InvalidQuery(pub ProblemDetails);
 
 #[derive(utoipa::IntoResponses)]
 #[response(status = 404, description = "No such order", content_type = "application/problem+json")]

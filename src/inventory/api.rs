@@ -3,13 +3,16 @@
 use actix_web::{HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type};
 
 use super::{Movement, MovementKind, StockLevel};
 use crate::error::{AppError, ProblemDetails};
 use crate::http::admin_token::AdminToken;
-use crate::http::problems::{MalformedJson, ProductNotFound, Unauthorized};
+use crate::http::problems::{InvalidQuery, MalformedJson, MalformedQuery, ProductNotFound, Unauthorized, Unavailable};
 use crate::http::state::AppState;
 use crate::ids::{OrderId, ProductId};
+use crate::input::{Whole, whole_number};
 use crate::kernel::Module;
 use crate::pagination::{Page, PageQuery};
 
@@ -77,6 +80,7 @@ impl From<Movement> for MovementView {
     responses(
         (status = 200, description = "Current levels", body = StockView),
         ProductNotFound,
+        Unavailable,
     )
 )]
 #[get("/inventory/{product_id}")]
@@ -90,17 +94,55 @@ pub async fn get_stock(
     Ok(web::Json(level.into()))
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+/// Its schema is written by hand below: a receipt only ever adds stock, which a schema derived
+/// from the fields could not say.
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdjustmentRequest {
-    /// Change of `on_hand`, not 0.
-    delta: i32,
-    /// Why (1 to 500 characters), kept in the ledger.
+    #[serde(deserialize_with = "whole_number::required")]
+    delta: i64,
     reason: String,
-    /// `receipt` (goods arrived, delta > 0) or `adjustment` (the default).
     #[serde(default)]
     kind: Option<MovementKind>,
 }
+
+impl utoipa::PartialSchema for AdjustmentRequest {
+    fn schema() -> RefOr<Schema> {
+        let variant = |kinds: &[Option<&str>], delta: Schema, description: &str| {
+            let mut kind = ObjectBuilder::new()
+                .schema_type(if kinds.contains(&None) {
+                    SchemaType::from_iter([Type::String, Type::Null])
+                } else {
+                    SchemaType::Type(Type::String)
+                })
+                .enum_values(Some(kinds.iter().map(|kind| kind.map_or(serde_json::Value::Null, Into::into))));
+            kind = kind.description(Some("`receipt` (goods arrived) or `adjustment` (the default)"));
+            let object = ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .description(Some(description))
+                .property("delta", delta)
+                .required("delta")
+                .property("reason", super::REASON.schema())
+                .required("reason")
+                .property("kind", kind)
+                .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+            if kinds.contains(&None) { object } else { object.required("kind") }.build()
+        };
+        let receipt = variant(
+            &[Some("receipt")],
+            Schema::Object(super::RECEIPT_DELTA.schema()),
+            "Goods arrived: on_hand grows by delta",
+        );
+        let adjustment = variant(
+            &[Some("adjustment"), None],
+            Whole::either_schema(super::DECREASE_DELTA, super::RECEIPT_DELTA),
+            "A correction after a count, damage or loss: on_hand changes by delta, which is not 0",
+        );
+        RefOr::T(Schema::OneOf(OneOfBuilder::new().item(receipt).item(adjustment).build()))
+    }
+}
+
+impl utoipa::ToSchema for AdjustmentRequest {}
 
 /// Changes `on_hand` by `delta`; refused with 409 (changing nothing) if it would fall below what
 /// is reserved or below 0.
@@ -116,6 +158,7 @@ pub struct AdjustmentRequest {
         ProductNotFound,
         (status = 409, description = "on_hand would fall below reserved or 0", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 422, description = "delta 0, missing reason, receipt with a negative delta", body = ProblemDetails, content_type = "application/problem+json"),
+        Unavailable,
     )
 )]
 #[post("/inventory/{product_id}/adjustments")]
@@ -143,8 +186,11 @@ pub async fn adjust_stock(
     params(("product_id" = ProductId, Path, description = "Product id"), PageQuery),
     responses(
         (status = 200, description = "A page of movements", body = Page<MovementView>),
+        MalformedQuery,
         Unauthorized,
         ProductNotFound,
+        InvalidQuery,
+        Unavailable,
     )
 )]
 #[get("/inventory/{product_id}/movements")]

@@ -20,6 +20,7 @@ pub use model::{Movement, MovementKind, StockLevel};
 use crate::error::{AppError, FieldError};
 use crate::events::DomainEvent;
 use crate::ids::{OrderId, ProductId};
+use crate::input::{Text, Whole};
 use crate::kernel::{Call, Module, TableAccess, Use};
 use crate::outbox;
 use crate::pagination::Page;
@@ -139,28 +140,38 @@ pub fn ship(conn: &mut PgConnection, order_id: OrderId, lines: &[StockLine]) -> 
 }
 
 /// A manual change of `on_hand`: a receipt of goods (delta > 0) or an adjustment after a count.
+/// What one adjustment may change `on_hand` by: at most a million units either way, never 0.
+pub const RECEIPT_DELTA: Whole = Whole::between(1, 1_000_000);
+pub const DECREASE_DELTA: Whole = Whole::between(-1_000_000, -1);
+/// Why stock changed, kept in the ledger.
+pub const REASON: Text = Text::lines(500);
+
 pub fn adjust(
     conn: &mut PgConnection,
     product_id: ProductId,
-    delta: i32,
+    delta: i64,
     kind: MovementKind,
     reason: &str,
 ) -> Result<StockLevel, InventoryError> {
     crate::as_module!(conn, Module::Inventory);
-    let reason = reason.trim();
     let mut errors = Vec::new();
-    if delta == 0 {
-        errors.push(FieldError::new("delta", "must not be 0"));
+    let delta = match kind {
+        MovementKind::Receipt => {
+            RECEIPT_DELTA.check(delta).map_err(|_| "a receipt adds stock: it must be 1 to 1000000")
+        }
+        MovementKind::Adjustment if delta == 0 => Err("must not be 0"),
+        MovementKind::Adjustment => DECREASE_DELTA
+            .check(delta)
+            .or(RECEIPT_DELTA.check(delta))
+            .map_err(|_| "must be between -1000000 and 1000000"),
+        _ => {
+            errors.push(FieldError::new("kind", "must be receipt or adjustment"));
+            Ok(delta)
+        }
     }
-    if kind == MovementKind::Receipt && delta < 0 {
-        errors.push(FieldError::new("delta", "a receipt adds stock: it must be positive"));
-    }
-    if !matches!(kind, MovementKind::Receipt | MovementKind::Adjustment) {
-        errors.push(FieldError::new("kind", "must be receipt or adjustment"));
-    }
-    if reason.is_empty() || reason.chars().count() > 500 {
-        errors.push(FieldError::new("reason", "must be 1 to 500 characters"));
-    }
+    .map_err(|message| errors.push(FieldError::new("delta", message)))
+    .unwrap_or_default() as i32;
+    let reason = REASON.check(reason).map_err(|message| errors.push(FieldError::new("reason", message))).unwrap_or("");
     if !errors.is_empty() {
         return Err(InventoryError::Invalid(errors));
     }

@@ -143,7 +143,7 @@ async fn adjust(
         let outcome = state
             .db
             .run(Module::Inventory.op("adjust_stock"), move |conn| {
-                Ok::<_, AppError>(super::adjust(conn, product_id, delta, kind, &reason))
+                Ok::<_, AppError>(super::adjust(conn, product_id, i64::from(delta), kind, &reason))
             })
             .await?;
         match outcome {

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::{EmailKind, ListCursor, Notification, NotificationStatus};
 use crate::error::AppError;
 use crate::http::admin_token::AdminToken;
-use crate::http::problems::{MalformedQuery, Unauthorized};
+use crate::http::problems::{InvalidQuery, MalformedQuery, Unauthorized, Unavailable};
 use crate::http::state::AppState;
 use crate::ids::OrderId;
 use crate::kernel::Module;
@@ -65,6 +65,8 @@ pub struct NotificationFilter {
         (status = 200, description = "A page of e-mails", body = Page<NotificationItem>),
         MalformedQuery,
         Unauthorized,
+        InvalidQuery,
+        Unavailable,
     )
 )]
 #[get("/notifications")]

@@ -14,7 +14,9 @@ use crate::kernel::Module;
 use crate::pagination::{Page, PageQuery};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/notifications", web::get().to(list)).route("/notifications/{id}", web::get().to(show));
+    cfg.route("/notifications", web::get().to(list))
+        .route("/notifications/{id}", web::get().to(show))
+        .route("/notifications/{id}/html", web::get().to(html_body));
 }
 
 #[derive(Template)]
@@ -59,4 +61,26 @@ async fn show(state: web::Data<AppState>, admin: Admin, id: web::Path<Uuid>) -> 
         .await?
         .ok_or_else(|| AppError::not_found(format!("No e-mail with id {id}.")))?;
     render(&ShowPage { layout: admin.layout(Section::Notifications), notification })
+}
+
+/// What the e-mail's own HTML may do inside the preview frame: its inline styles and embedded
+/// images, nothing else (no script, no requests, no navigation), and only inside our own pages.
+const PREVIEW_POLICY: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox; frame-ancestors 'self'";
+
+/// The e-mail's HTML, alone, for the sandboxed frame on the e-mail's page. A document of its
+/// own because the pages' policy allows no inline style, which e-mail HTML is made of.
+async fn html_body(state: web::Data<AppState>, _admin: Admin, id: web::Path<Uuid>) -> Result<HttpResponse, PageError> {
+    let id = id.into_inner();
+    let notification = state
+        .db
+        .run(Module::Notifications.op("get_notification"), move |conn| super::get_notification(conn, id))
+        .await?
+        .ok_or_else(|| AppError::not_found(format!("No e-mail with id {id}.")))?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header(("Content-Security-Policy", PREVIEW_POLICY))
+        .insert_header(("X-Frame-Options", "SAMEORIGIN"))
+        .insert_header(("Cache-Control", "no-store"))
+        .body(notification.html_body))
 }

@@ -10,13 +10,16 @@ use super::{OrdersError, store};
 use crate::error::FieldError;
 use crate::events::DomainEvent;
 use crate::ids::{OrderId, ProductId};
+use crate::input::{Text, Whole};
 use crate::inventory::{self, StockLine};
 use crate::kernel::{Module, roles};
 use crate::money::Currency;
 use crate::outbox;
 
 pub const MAX_LINES: usize = 50;
-pub const MAX_QUANTITY: i64 = 1000;
+pub const QUANTITY: Whole = Whole::between(1, 1000);
+/// The customer's name as it appears on the order and in e-mails: one line.
+pub const CUSTOMER_NAME: Text = Text::line(200);
 
 /// A validated order request: lines merged by product, in the order first seen.
 #[derive(Clone, Debug)]
@@ -32,18 +35,16 @@ impl PlaceOrder {
         let mut errors = Vec::new();
         let email =
             CustomerEmail::parse(email).map_err(|message| errors.push(FieldError::new("customer.email", message))).ok();
-        let name = name.trim();
-        if name.is_empty() || name.chars().count() > 200 {
-            errors.push(FieldError::new("customer.name", "must be 1 to 200 characters"));
-        }
+        let name =
+            CUSTOMER_NAME.check(name).map_err(|message| errors.push(FieldError::new("customer.name", message))).ok();
         if items.is_empty() || items.len() > MAX_LINES {
             errors.push(FieldError::new("items", format!("must have 1 to {MAX_LINES} lines")));
         }
+        // Lines naming the same product are merged: at most 50 x 1000 units, which fits an i32.
         let mut merged: Vec<(ProductId, i64)> = Vec::new();
         for (index, (product_id, quantity)) in items.iter().enumerate() {
-            if !(1..=MAX_QUANTITY).contains(quantity) {
-                errors
-                    .push(FieldError::new(format!("items[{index}].quantity"), format!("must be 1 to {MAX_QUANTITY}")));
+            if let Err(message) = QUANTITY.check(*quantity) {
+                errors.push(FieldError::new(format!("items[{index}].quantity"), message));
                 continue;
             }
             match merged.iter_mut().find(|(seen, _)| seen == product_id) {
@@ -51,18 +52,10 @@ impl PlaceOrder {
                 None => merged.push((*product_id, *quantity)),
             }
         }
-        for (product_id, total) in &merged {
-            if *total > MAX_QUANTITY {
-                errors.push(FieldError::new(
-                    "items",
-                    format!("lines for product {product_id} add up to {total}, more than {MAX_QUANTITY}"),
-                ));
-            }
-        }
         match email {
             Some(email) if errors.is_empty() => Ok(PlaceOrder {
                 email,
-                name: name.to_owned(),
+                name: name.unwrap_or_default().to_owned(),
                 items: merged.into_iter().map(|(product_id, quantity)| (product_id, quantity as i32)).collect(),
             }),
             _ => Err(errors),
@@ -88,13 +81,13 @@ pub fn place_order(
         let product_ids: Vec<ProductId> = request.items.iter().map(|(id, _)| *id).collect();
         let products = store::priced_products(conn, &product_ids)?;
 
-        let mut unknown = Vec::new();
+        let (mut unknown, mut not_sold) = (Vec::new(), Vec::new());
         let mut lines = Vec::with_capacity(request.items.len());
         let order_id = OrderId::new();
         for (index, (product_id, quantity)) in request.items.iter().enumerate() {
             match products.iter().find(|product| product.id == *product_id) {
                 None => unknown.push(FieldError::new(format!("items[{index}].product_id"), "no such product")),
-                Some(product) if !product.active => unknown.push(FieldError::new(
+                Some(product) if !product.active => not_sold.push(FieldError::new(
                     format!("items[{index}].product_id"),
                     format!("{} is no longer sold", product.sku),
                 )),
@@ -119,7 +112,10 @@ pub fn place_order(
             }
         }
         if !unknown.is_empty() {
-            return Err(OrdersError::Invalid(unknown));
+            return Err(OrdersError::UnknownProducts(unknown));
+        }
+        if !not_sold.is_empty() {
+            return Err(OrdersError::ProductsNotSold(not_sold));
         }
         let total = lines
             .iter()
@@ -174,7 +170,10 @@ mod tests {
         assert!(PlaceOrder::new("a@b.co", "Ada", &[]).is_err());
         let many: Vec<_> = (0..51).map(|n| (product(n), 1)).collect();
         assert!(PlaceOrder::new("a@b.co", "Ada", &many).is_err());
-        let merged_too_many = PlaceOrder::new("a@b.co", "Ada", &[(product(1), 600), (product(1), 600)]).unwrap_err();
-        assert_eq!(merged_too_many[0].field, "items");
+        // Each line obeys the schema's bound; merged, they may add up past it.
+        let merged = PlaceOrder::new("a@b.co", "Ada", &[(product(1), 600), (product(1), 600)]).unwrap();
+        assert_eq!(merged.items, vec![(product(1), 1200)]);
+        let hostile = PlaceOrder::new("a@b.co", "Ada\r\nBcc: x@evil.example", &[(product(1), 1)]).unwrap_err();
+        assert_eq!(hostile[0].field, "customer.name");
     }
 }

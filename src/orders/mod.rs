@@ -19,9 +19,9 @@ mod view;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 
-pub use checkout::{MAX_LINES, MAX_QUANTITY, PlaceOrder, PlacedOrder, place_order};
+pub use checkout::{CUSTOMER_NAME, MAX_LINES, PlaceOrder, PlacedOrder, QUANTITY, place_order};
 pub use lifecycle::{PaymentAttempt, cancel, pay, refund, ship};
-pub use model::{Action, Customer, CustomerEmail, Order, OrderLine, OrderStatus};
+pub use model::{Action, Customer, CustomerEmail, EMAIL, Order, OrderLine, OrderStatus};
 pub use seed::seed_orders;
 pub use view::{EventSummary, NotificationSummary, OrderDetails, order_details};
 
@@ -72,6 +72,12 @@ pub enum OrdersError {
     NotFound(OrderId),
     #[error("invalid order")]
     Invalid(Vec<FieldError>),
+    /// Lines naming products that do not exist.
+    #[error("unknown products")]
+    UnknownProducts(Vec<FieldError>),
+    /// Lines naming products that are no longer sold.
+    #[error("products no longer sold")]
+    ProductsNotSold(Vec<FieldError>),
     #[error("order {number} is {status}; it cannot be {}", action.verb())]
     IllegalTransition { number: String, status: OrderStatus, action: Action },
     #[error(transparent)]
@@ -87,6 +93,13 @@ impl From<OrdersError> for AppError {
         match error {
             OrdersError::NotFound(id) => AppError::not_found(format!("No order with id {id}.")),
             OrdersError::Invalid(errors) => AppError::validation(errors),
+            OrdersError::UnknownProducts(errors) => {
+                AppError::not_found("The order names a product that does not exist.").with_field_errors(errors)
+            }
+            OrdersError::ProductsNotSold(errors) => {
+                AppError::conflict("product-not-sold", "The order names a product that is no longer sold.")
+                    .with_field_errors(errors)
+            }
             OrdersError::IllegalTransition { number, status, action } => AppError::conflict(
                 "order-status",
                 format!("Order {number} is {status}; it cannot be {}.", action.verb()),
@@ -129,9 +142,9 @@ pub fn list_orders(
 /// Figures for the admin dashboard: the last 24 hours, per status.
 #[derive(Debug, Default)]
 pub struct Dashboard {
-    pub per_status: Vec<(OrderStatus, i64, i64)>,
+    pub per_status: Vec<(OrderStatus, i64, i128)>,
     pub orders: i64,
-    pub revenue_minor: i64,
+    pub revenue_minor: i128,
 }
 
 pub fn dashboard(conn: &mut PgConnection) -> Result<Dashboard, OrdersError> {
@@ -139,8 +152,10 @@ pub fn dashboard(conn: &mut PgConnection) -> Result<Dashboard, OrdersError> {
     let totals = store::recent_totals(conn, Utc::now() - chrono::Duration::hours(24))?;
     let mut dashboard = Dashboard::default();
     for status in OrderStatus::ALL {
-        let (count, total) =
-            totals.iter().find(|row| row.status == status).map_or((0, 0), |row| (row.orders, row.total_minor));
+        let (count, total) = totals.iter().find(|row| row.status == status).map_or((0, 0), |row| {
+            // A sum of bigints has no fraction; i128 holds it for any table PostgreSQL can store.
+            (row.orders, row.total_minor.parse::<i128>().unwrap_or(i128::MAX))
+        });
         dashboard.orders += count;
         if matches!(status, OrderStatus::Paid | OrderStatus::Shipped) {
             dashboard.revenue_minor += total;

@@ -140,14 +140,16 @@ pub struct StatusTotal {
     pub status: OrderStatus,
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     pub orders: i64,
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    pub total_minor: i64,
+    /// `sum()` of bigints is `numeric` in PostgreSQL; read as text, it becomes an `i128`
+    /// rather than overflowing a cast back to bigint.
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub total_minor: String,
 }
 
 /// Orders created since `since`, per status, with their totals: a range of the created_at index.
 pub fn recent_totals(conn: &mut PgConnection, since: DateTime<Utc>) -> QueryResult<Vec<StatusTotal>> {
     diesel::sql_query(
-        "SELECT status, count(*) AS orders, coalesce(sum(total_minor), 0)::bigint AS total_minor
+        "SELECT status, count(*) AS orders, coalesce(sum(total_minor), 0)::text AS total_minor
            FROM orders WHERE created_at >= $1 GROUP BY status",
     )
     .bind::<Timestamptz, _>(since)

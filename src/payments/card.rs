@@ -4,18 +4,27 @@
 use std::fmt;
 
 use crate::error::FieldError;
+use crate::input::{Pattern, Whole};
 
 /// A card number that passed the Luhn check.
 #[derive(Clone, PartialEq, Eq)]
 pub struct CardNumber(String);
 
+/// 12 to 19 digits, single spaces or dashes between them allowed (as people type them).
+pub static NUMBER: Pattern =
+    Pattern::new("^[0-9]([ -]?[0-9]){11,18}$", 37, "must be 12 to 19 digits (a space or dash between digits is fine)");
+pub const EXP_MONTH: Whole = Whole::between(1, 12);
+/// The year in full...
+pub const EXP_YEAR: Whole = Whole::between(2000, 2999);
+/// ...or in two digits, as printed on the card.
+pub const EXP_YEAR_SHORT: Whole = Whole::between(0, 99);
+pub static CVC: Pattern = Pattern::new("^[0-9]{3,4}$", 4, "must be 3 or 4 digits");
+
 impl CardNumber {
     /// Accepts digits with optional spaces or dashes; 12 to 19 digits passing the Luhn check.
     pub fn parse(text: &str) -> Result<CardNumber, String> {
+        NUMBER.check(text)?;
         let digits: String = text.chars().filter(|c| !matches!(c, ' ' | '-')).collect();
-        if !digits.bytes().all(|b| b.is_ascii_digit()) || !(12..=19).contains(&digits.len()) {
-            return Err("must be 12 to 19 digits".into());
-        }
         if !luhn_valid(&digits) {
             return Err("is not a valid card number (Luhn check failed)".into());
         }
@@ -123,19 +132,19 @@ impl Card {
         let mut errors = Vec::new();
         let number =
             CardNumber::parse(number).map_err(|message| errors.push(FieldError::new("card.number", message))).ok();
-        if !(1..=12).contains(&exp_month) {
-            errors.push(FieldError::new("card.exp_month", "must be 1 to 12"));
+        if let Err(message) = EXP_MONTH.check(exp_month) {
+            errors.push(FieldError::new("card.exp_month", message));
         }
-        let exp_year = match exp_year {
-            0..=99 => 2000 + exp_year,
-            2000..=2999 => exp_year,
+        let exp_year = match (EXP_YEAR_SHORT.check(exp_year), EXP_YEAR.check(exp_year)) {
+            (Ok(short), _) => 2000 + short,
+            (_, Ok(full)) => full,
             _ => {
                 errors.push(FieldError::new("card.exp_year", "must be a year such as 2029 (or 29)"));
                 0
             }
         };
-        if !(3..=4).contains(&cvc.len()) || !cvc.bytes().all(|b| b.is_ascii_digit()) {
-            errors.push(FieldError::new("card.cvc", "must be 3 or 4 digits"));
+        if let Err(message) = CVC.check(cvc) {
+            errors.push(FieldError::new("card.cvc", message));
         }
         match number {
             Some(number) if errors.is_empty() => {

@@ -292,6 +292,17 @@ impl TestApp {
         )
     }
 
+    /// Any method, with any headers, without a body.
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> TestResponse {
+        let url = self.url(path);
+        let mut request = ureq::http::Request::builder().method(method).uri(url.as_str());
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(()).expect("a well-formed request");
+        TestResponse::from(self.agent.run(request))
+    }
+
     /// A browser-like client for the admin pages (keeps the session cookie).
     pub fn browser(&self) -> Browser {
         Browser { address: self.address.clone(), agent: agent(), cookies: HashMap::new() }
@@ -436,6 +447,11 @@ impl Browser {
 
     pub fn has_session(&self) -> bool {
         self.cookies.contains_key("agora_admin")
+    }
+
+    /// Another client holding a copy of this one's cookies, as a thief with a copied cookie.
+    pub fn with_copied_cookies(&self) -> Browser {
+        Browser { address: self.address.clone(), agent: agent(), cookies: self.cookies.clone() }
     }
 }
 

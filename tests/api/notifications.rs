@@ -89,11 +89,15 @@ fn without_smtp_e_mails_are_stored_and_readable_in_the_admin_pages() {
         .to_owned();
     let page = browser.get(&format!("/admin/notifications/{notification_id}"));
     assert_eq!(page.status, 200);
-    assert!(
-        page.body.contains("<iframe class=\"mail\" sandbox=\"\" srcdoc=\"&#60;!doctype html&#62;"),
-        "HTML escaped into a sandbox: {}",
-        page.body
-    );
+    let frame = format!("<iframe class=\"mail\" sandbox=\"\" src=\"/admin/notifications/{notification_id}/html\"");
+    assert!(page.body.contains(&frame), "the e-mail's HTML in a sandboxed frame: {}", page.body);
+    // The frame's document is the e-mail alone, under a policy of its own: its inline styles
+    // apply, nothing else runs, and only Agora's own pages may frame it.
+    let html = browser.get(&format!("/admin/notifications/{notification_id}/html"));
+    assert_eq!(html.status, 200);
+    assert!(html.body.starts_with("<!doctype html>") && html.body.contains("style="), "{}", html.body);
+    let policy = html.header("content-security-policy").unwrap();
+    assert!(policy.contains("sandbox") && policy.contains("frame-ancestors 'self'"), "{policy}");
     assert!(page.body.contains("1 x Product MUG-001 (MUG-001) at €12.90 = €12.90"), "the text version beside it");
 }
 

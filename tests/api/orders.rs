@@ -77,9 +77,10 @@ fn invalid_orders_are_refused_and_change_nothing() {
     app.place_order("a@example.com", &[(&mug, 1001)]).problem(422);
     let many: Vec<(&str, i64)> = (0..51).map(|_| (mug.as_str(), 1)).collect();
     app.place_order("a@example.com", &many).problem(422);
-    let problem = app.place_order("a@example.com", &[(&mug, 1), (unknown, 1)]).problem(422);
+    // An id naming nothing is a 404; a product no longer sold is a conflict with its state.
+    let problem = app.place_order("a@example.com", &[(&mug, 1), (unknown, 1)]).problem(404);
     assert_eq!(problem["errors"][0]["field"], "items[1].product_id");
-    let problem = app.place_order("a@example.com", &[(&gone, 1)]).problem(422);
+    let problem = app.place_order("a@example.com", &[(&gone, 1)]).problem(409);
     assert!(problem["errors"][0]["message"].as_str().unwrap().contains("GONE-001 is no longer sold"));
     app.post_json("/api/orders", &json!({"customer": {"email": "a@example.com"}, "items": []})).problem(400);
 
@@ -390,7 +391,7 @@ fn the_admin_order_list_filters_by_status_and_email_newest_first() {
     assert_eq!(paid["items"][0]["id"], ids[1].as_str());
     let by_email = app.admin_get("/api/orders?email=C1@example.com").ok_json(200);
     assert_eq!(by_email["items"].as_array().unwrap().len(), 2);
-    app.admin_get("/api/orders?status=lost").problem(422);
+    app.admin_get("/api/orders?status=lost").problem(400);
 }
 
 #[test]

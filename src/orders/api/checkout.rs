@@ -2,14 +2,18 @@
 
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::schema::Object;
 
 use super::views::{CustomerView, OrderDetailsView, OrderListItem, OrderView};
 use crate::error::{AppError, ProblemDetails};
 use crate::http::admin_token::AdminToken;
-use crate::http::problems::{MalformedJsonOrHeader, MalformedQuery, OrderNotFound, Unauthorized};
+use crate::http::problems::{
+    InvalidQuery, MalformedJsonOrHeader, MalformedQuery, OrderNotFound, Unauthorized, Unavailable,
+};
 use crate::http::state::AppState;
 use crate::idempotency::{self, Answer, Guard, IdempotencyKey};
 use crate::ids::{OrderId, ProductId};
+use crate::input::{Text, whole_number};
 use crate::kernel::Module;
 use crate::orders::{self, OrderFilter, OrderStatus, PlaceOrder, PlacedOrder};
 use crate::pagination::{Page, PageQuery};
@@ -18,15 +22,32 @@ use crate::pagination::{Page, PageQuery};
 #[serde(deny_unknown_fields)]
 pub struct CustomerRequest {
     /// Identifies the customer (case-insensitive).
+    #[schema(schema_with = email_schema)]
     email: String,
+    /// One line, trimmed.
+    #[schema(schema_with = name_schema)]
     name: String,
+}
+
+fn email_schema() -> Object {
+    orders::EMAIL.schema()
+}
+
+fn name_schema() -> Object {
+    orders::CUSTOMER_NAME.schema()
+}
+
+fn quantity_schema() -> Object {
+    orders::QUANTITY.schema()
 }
 
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ItemRequest {
     product_id: ProductId,
-    /// 1..=1000; lines naming the same product are merged.
+    /// Lines naming the same product are merged.
+    #[serde(deserialize_with = "whole_number::required")]
+    #[schema(schema_with = quantity_schema)]
     quantity: i64,
 }
 
@@ -34,7 +55,8 @@ pub struct ItemRequest {
 #[serde(deny_unknown_fields)]
 pub struct PlaceOrderRequest {
     customer: CustomerRequest,
-    /// 1..=50 lines.
+    /// `orders::MAX_LINES` lines at most.
+    #[schema(min_items = 1, max_items = 50)]
     items: Vec<ItemRequest>,
 }
 
@@ -42,13 +64,15 @@ pub struct PlaceOrderRequest {
 /// stock or none (409 naming the short SKU and what is available), records `OrderPlaced`.
 #[utoipa::path(
     tag = "orders",
-    params(("Idempotency-Key" = Option<String>, Header, description = "1..=255 characters; a retry with the same key and body returns the first response")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "1 to 255 visible ASCII characters; a retry with the same key and body returns the first response")),
     request_body = PlaceOrderRequest,
     responses(
         (status = 201, description = "Placed, pending payment", body = OrderView),
         MalformedJsonOrHeader,
-        (status = 409, description = "Not enough stock, or the key was used for another request", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid e-mail, quantities, unknown or inactive products", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "A line names a product that does not exist (`errors` names the lines)", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "Not enough stock, a product no longer sold, or the key was used for another request", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid e-mail, name or quantities", body = ProblemDetails, content_type = "application/problem+json"),
+        Unavailable,
     )
 )]
 #[post("/orders")]
@@ -86,6 +110,7 @@ fn placed_answer(placed: PlacedOrder) -> Result<Answer, AppError> {
     responses(
         (status = 200, description = "The order", body = OrderDetailsView),
         OrderNotFound,
+        Unavailable,
     )
 )]
 #[get("/orders/{id}")]
@@ -104,10 +129,17 @@ pub(super) async fn details(state: &AppState, id: OrderId) -> Result<OrderDetail
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct OrderListFilter {
-    /// One of pending_payment, paid, shipped, cancelled, refunded.
-    status: Option<String>,
-    /// The customer's e-mail (exact, case-insensitive).
+    status: Option<OrderStatus>,
+    /// The customer's e-mail (exact, case-insensitive); empty means any.
+    #[param(schema_with = email_filter_schema)]
     email: Option<String>,
+}
+
+/// A filter, not an address to write to: any one line will do, it simply matches nothing.
+const EMAIL_FILTER: Text = Text::line(254).optional();
+
+fn email_filter_schema() -> Object {
+    EMAIL_FILTER.schema()
 }
 
 /// Orders, newest first.
@@ -119,7 +151,8 @@ pub struct OrderListFilter {
         (status = 200, description = "A page of orders", body = Page<OrderListItem>),
         MalformedQuery,
         Unauthorized,
-        (status = 422, description = "Unknown status or limit out of range", body = ProblemDetails, content_type = "application/problem+json"),
+        InvalidQuery,
+        Unavailable,
     )
 )]
 #[get("/orders")]
@@ -131,13 +164,12 @@ pub async fn list_orders(
 ) -> Result<web::Json<Page<OrderListItem>>, AppError> {
     let query = query.into_inner();
     let (limit, after) = (page.limit()?, page.cursor::<orders::ListCursor>()?);
-    let status = match query.status.as_deref().filter(|status| !status.is_empty()) {
+    let email = match query.email.as_deref().map(|email| EMAIL_FILTER.check(email)) {
         None => None,
-        Some(text) => Some(OrderStatus::parse(text).ok_or_else(|| {
-            AppError::invalid("status", "must be one of pending_payment, paid, shipped, cancelled, refunded")
-        })?),
+        Some(Ok(email)) => Some(email.to_owned()).filter(|email| !email.is_empty()),
+        Some(Err(message)) => return Err(AppError::invalid("email", message)),
     };
-    let filter = OrderFilter { status, email: query.email.filter(|email| !email.is_empty()), number: None };
+    let filter = OrderFilter { status: query.status, email, number: None };
     let orders = state
         .db
         .run(Module::Orders.op("list_orders"), move |conn| orders::list_orders(conn, filter, after, limit))

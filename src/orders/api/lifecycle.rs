@@ -8,7 +8,7 @@ use super::views::OrderDetailsView;
 use crate::error::{AppError, ProblemDetails};
 use crate::events::CancelledBy;
 use crate::http::admin_token::AdminToken;
-use crate::http::problems::{OrderNotFound, Unauthorized};
+use crate::http::problems::{OrderNotFound, Unauthorized, Unavailable};
 use crate::http::state::AppState;
 use crate::ids::OrderId;
 use crate::kernel::Module;
@@ -22,6 +22,7 @@ use crate::orders::{self, Order, OrdersError};
         (status = 200, description = "Cancelled", body = OrderDetailsView),
         OrderNotFound,
         (status = 409, description = "The order is not pending payment (the problem names its status)", body = ProblemDetails, content_type = "application/problem+json"),
+        Unavailable,
     )
 )]
 #[post("/orders/{id}/cancel")]
@@ -43,6 +44,7 @@ pub async fn cancel_order(
         Unauthorized,
         OrderNotFound,
         (status = 409, description = "The order is not paid", body = ProblemDetails, content_type = "application/problem+json"),
+        Unavailable,
     )
 )]
 #[post("/orders/{id}/ship")]
@@ -64,6 +66,7 @@ pub async fn ship_order(
         Unauthorized,
         OrderNotFound,
         (status = 409, description = "The order is neither paid nor shipped", body = ProblemDetails, content_type = "application/problem+json"),
+        Unavailable,
     )
 )]
 #[post("/orders/{id}/refund")]

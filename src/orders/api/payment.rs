@@ -5,26 +5,50 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, post, web};
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::schema::{Object, Schema};
 
 use crate::error::{AppError, ProblemDetails};
-use crate::http::problems::{MalformedJsonOrHeader, OrderNotFound};
+use crate::http::problems::{MalformedJsonOrHeader, OrderNotFound, Unavailable};
 use crate::http::state::AppState;
 use crate::idempotency::{self, Answer, Guard, IdempotencyKey};
 use crate::ids::OrderId;
+use crate::input::{Whole, whole_number};
 use crate::kernel::Module;
 use crate::orders::{self, OrderStatus, PaymentAttempt};
 use crate::payments::views::PaymentView;
-use crate::payments::{Card, CardGateway, DeclineCode};
+use crate::payments::{Card, CardGateway, DeclineCode, card};
 
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CardRequest {
-    /// 12 to 19 digits (spaces allowed), passing the Luhn check.
+    /// 12 to 19 digits (spaces and dashes allowed between them), passing the Luhn check.
+    #[schema(schema_with = number_schema)]
     number: String,
+    #[serde(deserialize_with = "whole_number::required")]
+    #[schema(schema_with = month_schema)]
     exp_month: i64,
     /// Four digits (or two).
+    #[serde(deserialize_with = "whole_number::required")]
+    #[schema(schema_with = year_schema)]
     exp_year: i64,
+    #[schema(schema_with = cvc_schema)]
     cvc: String,
+}
+
+fn number_schema() -> Object {
+    card::NUMBER.schema()
+}
+
+fn month_schema() -> Object {
+    card::EXP_MONTH.schema()
+}
+
+fn year_schema() -> Schema {
+    Whole::either_schema(card::EXP_YEAR_SHORT, card::EXP_YEAR)
+}
+
+fn cvc_schema() -> Object {
+    card::CVC.schema()
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -47,7 +71,7 @@ pub struct PaymentResult {
     tag = "payments",
     params(
         ("id" = OrderId, Path, description = "Order id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "1..=255 characters; a retry with the same key and body returns the first response and charges nothing"),
+        ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "1 to 255 visible ASCII characters; a retry with the same key and body returns the first response and charges nothing"),
     ),
     request_body = PaymentRequest,
     responses(
@@ -57,6 +81,7 @@ pub struct PaymentResult {
         OrderNotFound,
         (status = 409, description = "The order is not pending payment, or the key was used for another request", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 422, description = "Invalid card (Luhn check, expiry month, CVC)", body = ProblemDetails, content_type = "application/problem+json"),
+        Unavailable,
     )
 )]
 #[post("/orders/{id}/payments")]

@@ -1,0 +1,69 @@
+//! What every answer carries, whichever handler (or none) produced it: a body on every error,
+//! a strict Content-Security-Policy on every page, HSTS behind HTTPS, and a bound on the length
+//! of the address.
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{Method, header};
+use actix_web::middleware::Next;
+use actix_web::{HttpResponse, ResponseError, web};
+
+use crate::admin::page::PageError;
+use crate::error::AppError;
+use crate::http::state::AppState;
+
+/// Longer addresses are refused with 414 before any handler reads them. (Beyond 64 KiB the HTTP
+/// parser itself refuses them, before this middleware runs.)
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+
+/// Pages load their style sheet and icons from this server and nothing else; nothing inline, no
+/// script, no framing by other sites, forms post only back here.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
+     frame-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+pub async fn harden(
+    request: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let is_page = request.path().starts_with("/admin");
+    let hsts = request.app_data::<web::Data<AppState>>().is_some_and(|state| state.config.cookie_secure);
+    if request.uri().to_string().len() > MAX_URI_BYTES {
+        let response = error_response(is_page, AppError::uri_too_long());
+        return Ok(request.into_response(response));
+    }
+    let is_head = request.method() == Method::HEAD;
+    let mut response = next.call(request).await?.map_into_boxed_body();
+
+    let status = response.status();
+    let empty = matches!(
+        response.response().body().size(),
+        actix_web::body::BodySize::None | actix_web::body::BodySize::Sized(0)
+    );
+    if (status.is_client_error() || status.is_server_error()) && empty && !is_head {
+        let (request, old) = response.into_parts();
+        let mut filled = error_response(is_page, AppError::for_status(status));
+        for (name, value) in old.headers() {
+            if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+                filled.headers_mut().insert(name.clone(), value.clone());
+            }
+        }
+        response = ServiceResponse::new(request, filled);
+    }
+
+    let headers = response.headers_mut();
+    let is_html = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("text/html"));
+    if is_html && !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, header::HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+    }
+    if hsts {
+        headers.insert(header::STRICT_TRANSPORT_SECURITY, header::HeaderValue::from_static("max-age=31536000"));
+    }
+    Ok(response)
+}
+
+fn error_response(is_page: bool, error: AppError) -> HttpResponse {
+    if is_page { PageError(error).error_response() } else { error.error_response() }
+}

@@ -1,0 +1,121 @@
+//! Methods the way RFC 9110 has them: HEAD wherever GET works, OPTIONS naming what a path
+//! allows, and 405 with `Allow` (not 404) for a known path asked with a method it does not take.
+//!
+//! actix-web routes each `#[get]`/`#[post]` handler as a resource of its own, so a wrong method
+//! falls through to the default 404. The paths and their methods are known exactly from the
+//! OpenAPI document, which is collected from the same registrations as the routes.
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ResourceDef, ServiceRequest, ServiceResponse};
+use actix_web::http::{Method, StatusCode, header};
+use actix_web::middleware::Next;
+use actix_web::{HttpResponse, ResponseError, web};
+
+use crate::error::AppError;
+
+/// The documented paths and the methods each takes.
+pub struct RouteTable {
+    routes: Vec<(ResourceDef, Vec<Method>)>,
+}
+
+impl RouteTable {
+    /// Reads the paths of an OpenAPI document, plus routes it does not describe (the document itself).
+    pub fn from_openapi(document: &str, undocumented: &[(&str, Method)]) -> RouteTable {
+        let document: serde_json::Value = serde_json::from_str(document).unwrap_or_default();
+        let mut routes: Vec<(ResourceDef, Vec<Method>)> = Vec::new();
+        let mut add = |path: &str, method: Method| match routes.iter_mut().find(|(def, _)| def.pattern() == Some(path))
+        {
+            Some((_, methods)) => methods.push(method),
+            None => routes.push((ResourceDef::new(path), vec![method])),
+        };
+        if let Some(paths) = document["paths"].as_object() {
+            for (path, operations) in paths {
+                for name in operations.as_object().into_iter().flat_map(|operations| operations.keys()) {
+                    if let Ok(method) = Method::from_bytes(name.to_ascii_uppercase().as_bytes()) {
+                        add(path, method);
+                    }
+                }
+            }
+        }
+        for (path, method) in undocumented {
+            add(path, method.clone());
+        }
+        RouteTable { routes }
+    }
+
+    /// The methods `path` takes, if it is a known path.
+    pub fn allowed(&self, path: &str) -> Option<Vec<Method>> {
+        let mut allowed: Vec<Method> = Vec::new();
+        for (def, methods) in &self.routes {
+            if def.is_match(path) {
+                allowed.extend(methods.iter().cloned());
+            }
+        }
+        if allowed.is_empty() {
+            return None;
+        }
+        if allowed.contains(&Method::GET) {
+            allowed.push(Method::HEAD);
+        }
+        allowed.push(Method::OPTIONS);
+        allowed.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        allowed.dedup();
+        Some(allowed)
+    }
+}
+
+fn allow_header(allowed: &[Method]) -> String {
+    allowed.iter().map(Method::as_str).collect::<Vec<_>>().join(", ")
+}
+
+/// Middleware for the whole application.
+pub async fn conform(
+    mut request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let allowed = request.app_data::<web::Data<RouteTable>>().and_then(|table| table.allowed(request.path()));
+    let method = request.method().clone();
+    if let Some(allowed) = allowed {
+        if method == Method::OPTIONS {
+            let response = HttpResponse::NoContent().insert_header((header::ALLOW, allow_header(&allowed))).finish();
+            return Ok(request.into_response(response).map_into_right_body());
+        }
+        if !allowed.contains(&method) {
+            let problem = AppError::method_not_allowed(format!(
+                "{} takes {}, not {method}.",
+                request.path(),
+                allow_header(&allowed)
+            ));
+            let mut response = problem.error_response();
+            response.headers_mut().insert(
+                header::ALLOW,
+                header::HeaderValue::from_str(&allow_header(&allowed)).expect("method names are header-safe"),
+            );
+            debug_assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+            return Ok(request.into_response(response).map_into_right_body());
+        }
+    }
+    // The HTTP/1 codec remembers that the request was HEAD and sends the GET answer's headers
+    // without its body.
+    if method == Method::HEAD {
+        request.head_mut().method = Method::GET;
+    }
+    next.call(request).await.map(ServiceResponse::map_into_left_body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_paths_list_their_methods_with_head_and_options() {
+        let document =
+            r#"{"paths": {"/api/products": {"get": {}, "post": {}}, "/api/products/{id}": {"get": {}, "patch": {}}}}"#;
+        let table = RouteTable::from_openapi(document, &[("/api/openapi.json", Method::GET)]);
+        assert_eq!(allow_header(&table.allowed("/api/products").unwrap()), "GET, HEAD, OPTIONS, POST");
+        assert_eq!(allow_header(&table.allowed("/api/products/abc").unwrap()), "GET, HEAD, OPTIONS, PATCH");
+        assert_eq!(allow_header(&table.allowed("/api/openapi.json").unwrap()), "GET, HEAD, OPTIONS");
+        assert!(table.allowed("/api/products/abc/def").is_none());
+        assert!(table.allowed("/admin").is_none());
+    }
+}

@@ -1,0 +1,241 @@
+//! What a fuzzer or an attacker sends: control characters in every text, numbers at the edges,
+//! wrong methods, HEAD, oversized addresses. Each gets a 4xx with a body and changes nothing.
+
+use diesel::prelude::*;
+use serde_json::{Value, json};
+
+use crate::helpers::{ADMIN_TOKEN, TestApp, order_body};
+
+fn auth() -> String {
+    format!("Bearer {ADMIN_TOKEN}")
+}
+
+/// Row counts of everything a refused request might have written.
+fn rows(app: &TestApp) -> [i64; 4] {
+    [
+        app.count("SELECT count(*) FROM products"),
+        app.count("SELECT count(*) FROM orders"),
+        app.count("SELECT count(*) FROM customers"),
+        app.count("SELECT count(*) FROM inventory_movements"),
+    ]
+}
+
+#[test]
+fn a_nul_byte_or_a_control_character_in_any_text_is_a_422_naming_the_field() {
+    let app = TestApp::spawn();
+    let mug = app.product_with_stock("MUG-001", 1290, 10);
+    let before = rows(&app);
+    let product = |field: &str, value: &str| {
+        let mut body = json!({"sku": "NEW-001", "name": "Mug", "description": "A mug", "price_minor": 100});
+        body[field] = value.into();
+        body
+    };
+
+    for (hostile, single_line_only) in [("nul\u{0}byte", false), ("bell\u{7}", false), ("two\r\nlines", true)] {
+        let mut cases: Vec<(String, Value, &str)> = vec![
+            ("/api/products".into(), product("name", hostile), "name"),
+            ("/api/products".into(), product("sku", hostile), "sku"),
+        ];
+        if !single_line_only {
+            cases.push(("/api/products".into(), product("description", hostile), "description"));
+            cases.push((format!("/api/inventory/{mug}/adjustments"), json!({"delta": 1, "reason": hostile}), "reason"));
+        }
+        for (path, body, field) in cases {
+            let problem = app.admin_post_json(&path, &body).problem(422);
+            assert_eq!(problem["errors"][0]["field"], field, "{path} {body}");
+        }
+        let response = app.admin_patch_json(&format!("/api/products/{mug}"), &json!({"name": hostile}));
+        assert_eq!(response.problem(422)["errors"][0]["field"], "name");
+
+        let mut order = order_body("ada@example.com", &[(&mug, 1)]);
+        order["customer"]["name"] = hostile.into();
+        let problem = app.post_json("/api/orders", &order).problem(422);
+        assert_eq!(problem["errors"][0]["field"], "customer.name", "{hostile:?}");
+        let mut order = order_body("ada@example.com", &[(&mug, 1)]);
+        order["customer"]["email"] = format!("ada{hostile}@example.com").into();
+        assert_eq!(app.post_json("/api/orders", &order).problem(422)["errors"][0]["field"], "customer.email");
+    }
+
+    // Line breaks and tabs belong in multi-line text.
+    let created = app.admin_post_json("/api/products", &product("description", "Line one\r\n\tLine two")).ok_json(201);
+    assert_eq!(created["description"], "Line one\r\n\tLine two");
+    let before = [before[0] + 1, before[1], before[2], before[3]];
+
+    // Query parameters and cursors.
+    let problem = app.get("/api/products?q=%00").problem(422);
+    assert_eq!(problem["errors"][0]["field"], "q");
+    let problem = app.admin_get("/api/orders?email=a%00b").problem(422);
+    assert_eq!(problem["errors"][0]["field"], "email");
+    app.get("/api/products?cursor=%00").problem(400);
+    // A cursor of valid base64url that decodes to text with a NUL byte in it.
+    app.get("/api/products?cursor=WyJhAGIiLCI2ZjFkNmY1ZS0wMDAwLTQwMDAtODAwMC0wMDAwMDAwMDAwMDAiXQ").problem(400);
+    let key = app.post_json_with(
+        "/api/orders",
+        &[("Idempotency-Key", "has a space")],
+        &order_body("a@example.com", &[(&mug, 1)]),
+    );
+    key.problem(400);
+
+    assert_eq!(rows(&app), before, "refused requests change nothing");
+}
+
+#[test]
+fn numbers_are_bounded_as_documented_and_whole_floats_are_whole_numbers() {
+    let app = TestApp::spawn();
+    let body = |price: Value| json!({"sku": "BIG-001", "name": "Big", "price_minor": price});
+    let problem = app.admin_post_json("/api/products", &body(json!(1_000_000_001))).problem(422);
+    assert_eq!(problem["errors"][0]["field"], "price_minor");
+    app.admin_post_json("/api/products", &body(json!(i64::MAX))).problem(422);
+    app.admin_post_json("/api/products", &body(json!(12.5))).problem(400);
+    app.admin_post_json("/api/products", &body(json!("12"))).problem(400);
+    let created = app.admin_post_json("/api/products", &body(json!(1_000_000_000.0))).ok_json(201);
+    assert_eq!(created["price_minor"], 1_000_000_000);
+
+    let id = created["id"].as_str().unwrap();
+    let problem =
+        app.admin_post_json(&format!("/api/inventory/{id}/adjustments"), &json!({"delta": 1_000_001, "reason": "x"}));
+    assert_eq!(problem.problem(422)["errors"][0]["field"], "delta");
+    let stock = app
+        .admin_post_json(&format!("/api/inventory/{id}/adjustments"), &json!({"delta": -0.0 + 5.0, "reason": "count"}));
+    assert_eq!(stock.ok_json(201)["on_hand"], 5);
+    app.get("/api/products?limit=5.0").ok_json(200);
+    assert_eq!(app.get("/api/products?limit=101").problem(422)["errors"][0]["field"], "limit");
+}
+
+#[test]
+fn sums_over_stored_data_never_overflow_into_a_500() {
+    let app = TestApp::spawn();
+    let product = app.product_with_stock("MAX-001", 1_000_000_000, 10);
+    let order = app.placed_order("ada@example.com", &[(&product, 1)]);
+    let id = order["id"].as_str().unwrap();
+    app.pay(id, "4242424242424242").ok_json(201);
+    // Rows no request could write any more (prices are bounded now), as an older version or a
+    // hand-made fix might have left them: totals whose sum is far beyond a bigint.
+    let mut conn = app.connect();
+    diesel::sql_query(
+        "INSERT INTO orders (id, customer_id, status, total_minor, currency)
+         SELECT gen_random_uuid(), customer_id, 'paid', 9223372036854775807, currency FROM orders LIMIT 1",
+    )
+    .execute(&mut conn)
+    .unwrap();
+    diesel::sql_query("INSERT INTO orders (id, customer_id, status, total_minor, currency) SELECT gen_random_uuid(), customer_id, 'paid', total_minor, currency FROM orders WHERE total_minor = 9223372036854775807").execute(&mut conn).unwrap();
+
+    let mut browser = app.signed_in_browser();
+    let dashboard = browser.get("/admin");
+    assert_eq!(dashboard.status, 200, "{}", dashboard.body);
+    assert!(dashboard.body.contains("€184467440747095516.14"), "the revenue, summed beyond i64: {}", dashboard.body);
+    for path in ["/admin/orders", "/admin/payments", "/admin/architecture"] {
+        let page = browser.get(path);
+        assert!(page.status < 500, "{path}: {}", page.status);
+    }
+    app.admin_get("/api/orders").ok_json(200);
+}
+
+#[test]
+fn a_known_path_with_a_wrong_method_is_a_405_naming_the_allowed_ones() {
+    let app = TestApp::spawn();
+    let response = app.request("DELETE", "/api/products", &[("Authorization", &auth())]);
+    response.problem(405);
+    assert_eq!(response.header("allow"), Some("GET, HEAD, OPTIONS, POST"));
+    let response = app.request("TRACE", "/healthz", &[]);
+    response.problem(405);
+    assert_eq!(response.header("allow"), Some("GET, HEAD, OPTIONS"));
+    let response = app.request("PUT", "/api/orders/6f1d6f5e-0000-4000-8000-000000000000/cancel", &[]);
+    assert_eq!(
+        response.problem(405)["detail"],
+        "/api/orders/6f1d6f5e-0000-4000-8000-000000000000/cancel takes OPTIONS, POST, not PUT."
+    );
+    let options = app.request("OPTIONS", "/api/products/6f1d6f5e-0000-4000-8000-000000000000", &[]);
+    assert_eq!(options.status, 204);
+    assert_eq!(options.header("allow"), Some("GET, HEAD, OPTIONS, PATCH"));
+    // Unknown paths stay 404.
+    app.request("DELETE", "/api/nothing-here", &[]).problem(404);
+}
+
+#[test]
+fn head_works_wherever_get_does() {
+    let app = TestApp::spawn();
+    let product = app.product_with_stock("MUG-001", 1290, 10);
+    let order = app.placed_order("ada@example.com", &[(&product, 1)]);
+    let order = order["id"].as_str().unwrap();
+    let document = app.get("/api/openapi.json").ok_json(200);
+    let mut paths: Vec<String> = document["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, operations)| operations.get("get").is_some())
+        .map(|(path, _)| {
+            path.replace("{product_id}", &product)
+                .replace("{id}", if path.contains("orders") { order } else { &product })
+        })
+        .collect();
+    paths.extend(["/api/openapi.json", "/static/admin.css", "/admin/login"].map(String::from));
+    assert!(paths.len() >= 10, "{paths:?}");
+    for path in paths {
+        let headers = [("Authorization", auth())];
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(name, value)| (*name, value.as_str())).collect();
+        let get = app.request("GET", &path, &headers);
+        let head = app.request("HEAD", &path, &headers);
+        assert_eq!(head.status, get.status, "HEAD {path}");
+        assert!(get.status == 200, "GET {path}: {} {}", get.status, get.body);
+        assert!(head.body.is_empty(), "HEAD {path} has no body");
+        assert_eq!(head.header("content-type"), get.header("content-type"), "HEAD {path}");
+    }
+}
+
+#[test]
+fn every_error_has_a_body_and_401_names_the_scheme() {
+    let app = TestApp::spawn();
+    let missing = app.get("/static/nothing.css");
+    missing.problem(404);
+    let long = format!("/api/products?q={}", "a".repeat(20_000));
+    app.get(&long).problem(414);
+    let unauthorized = app.get("/api/orders");
+    unauthorized.problem(401);
+    assert_eq!(unauthorized.header("www-authenticate"), Some("Bearer"));
+    let mut browser = app.signed_in_browser();
+    let page = browser.get(&format!("/admin/orders?q={}", "a".repeat(20_000)));
+    assert_eq!(page.status, 414);
+    assert!(page.header("content-type").unwrap().starts_with("text/html") && page.body.contains("URI too long"));
+}
+
+#[test]
+fn every_admin_page_carries_a_strict_content_security_policy() {
+    let app = TestApp::spawn_with(|config| config.cookie_secure = false);
+    let mut browser = app.signed_in_browser();
+    let product = app.product_with_stock("MUG-001", 1290, 10);
+    let order = app.placed_order("ada@example.com", &[(&product, 1)]);
+    let order = order["id"].as_str().unwrap();
+    let pages = [
+        "/admin".to_owned(),
+        "/admin/products".into(),
+        format!("/admin/products/{product}"),
+        "/admin/products/new".into(),
+        "/admin/inventory".into(),
+        format!("/admin/inventory/{product}"),
+        "/admin/orders".into(),
+        format!("/admin/orders/{order}"),
+        "/admin/payments".into(),
+        "/admin/notifications".into(),
+        "/admin/events".into(),
+        "/admin/architecture".into(),
+        "/admin/account".into(),
+        "/admin/nowhere".into(),
+    ];
+    for path in pages {
+        let page = browser.get(&path);
+        let policy = page.header("content-security-policy").unwrap_or_else(|| panic!("{path}: no CSP"));
+        for directive in ["default-src 'none'", "style-src 'self'", "frame-ancestors 'none'", "form-action 'self'"] {
+            assert!(policy.contains(directive), "{path}: {policy}");
+        }
+        assert!(!policy.contains("unsafe-inline"), "{path}: {policy}");
+        assert!(!page.body.contains(" style=\"") && !page.body.contains("<script"), "{path}: inline style or script");
+        assert!(page.header("strict-transport-security").is_none(), "no HSTS over plain HTTP");
+    }
+    let login = app.browser().get("/admin/login");
+    assert!(login.header("content-security-policy").is_some());
+
+    let secure = TestApp::spawn_with(|config| config.cookie_secure = true);
+    let login = secure.browser().get("/admin/login");
+    assert_eq!(login.header("strict-transport-security"), Some("max-age=31536000"));
+}
