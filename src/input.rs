@@ -22,6 +22,9 @@ const CONTROL_BUT_LINE_BREAKS: &str = r"\u0000-\u0008\u000B\u000C\u000E-\u001F\u
 /// class is spelled out because regular-expression dialects disagree on `\s`.
 const BLANK: &str = r"\u0009-\u000D\u0020\u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\uFEFF";
 
+/// What a search box or a text filter takes: one line, possibly empty.
+pub const SEARCH: Text = Text::line(254).optional();
+
 /// A text field: its length in characters (as sent, before trimming) and whether it may span lines.
 #[derive(Clone, Copy, Debug)]
 pub struct Text {

@@ -119,7 +119,14 @@ impl CsrfProtected for LoginForm {
 /// Only local admin paths are followed after sign-in, never another site.
 fn safe_next(next: Option<&str>) -> &str {
     match next {
-        Some(path) if path.starts_with("/admin") && !path.contains("//") && !path.contains('\\') => path,
+        Some(path)
+            if path.starts_with("/admin")
+                && !path.contains("//")
+                && !path.contains('\\')
+                && path.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            path
+        }
         _ => "/admin",
     }
 }
@@ -176,6 +183,11 @@ pub async fn login(
     let client_ip = request.peer_addr().map(|address| address.ip().to_string()).unwrap_or_default();
     let next = safe_next(Some(&form.next)).to_owned();
 
+    // No user has a name outside the rule `admin_users` checks; such a name reaches no query.
+    if !store::USERNAME.check(&username).is_ok() {
+        log::warn!("failed admin sign-in with a malformed user name");
+        return login_failed(&session, StatusCode::UNAUTHORIZED, "", &next, "Unknown user name or wrong password.");
+    }
     let attempt = check_password(&state, &username, &client_ip, form.password).await?;
     match attempt {
         Attempt::Limited { retry_after_seconds } => {
@@ -299,5 +311,6 @@ mod tests {
         assert_eq!(safe_next(Some("//evil.example")), "/admin");
         assert_eq!(safe_next(Some("/admin//evil.example")), "/admin");
         assert_eq!(safe_next(None), "/admin");
+        assert_eq!(safe_next(Some("/admin\r\nSet-Cookie: x=1")), "/admin");
     }
 }

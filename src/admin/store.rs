@@ -4,6 +4,13 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use uuid::Uuid;
 
+/// The rule `admin_users.username` is checked against in the database.
+pub static USERNAME: crate::input::Pattern = crate::input::Pattern::new(
+    "^[a-z0-9_.-]{1,64}$",
+    64,
+    "must be 1 to 64 lower-case letters, digits, dots, dashes or underscores",
+);
+
 #[derive(Debug, Queryable, Selectable)]
 #[diesel(table_name = crate::schema::admin_users)]
 pub struct AdminUser {

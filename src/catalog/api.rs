@@ -65,10 +65,8 @@ pub struct ProductSearch {
     q: Option<String>,
 }
 
-const SEARCH: input::Text = input::Text::line(200).optional();
-
 fn search_schema() -> Object {
-    SEARCH.schema()
+    input::SEARCH.schema()
 }
 
 /// Active products by name; `q` searches name and SKU.
@@ -91,7 +89,7 @@ pub async fn list_products(
     let (limit, after) = (page.limit()?, page.cursor::<ListCursor>()?);
     let search = match search.into_inner().q {
         None => None,
-        Some(q) => Some(SEARCH.check(&q).map_err(|message| AppError::invalid("q", message))?.to_owned()),
+        Some(q) => Some(input::SEARCH.check(&q).map_err(|message| AppError::invalid("q", message))?.to_owned()),
     };
     let products = state
         .db

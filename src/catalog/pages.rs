@@ -63,6 +63,7 @@ async fn list(
 ) -> Result<HttpResponse, PageError> {
     let after = page.cursor::<ListCursor>()?;
     let search = search.into_inner().q.unwrap_or_default();
+    crate::input::SEARCH.check(&search).map_err(|message| AppError::invalid("q", message))?;
     let text = search.clone();
     let page = state
         .db

@@ -70,7 +70,8 @@ async fn list(
     let query = query.into_inner();
     let after = page.cursor::<ListCursor>()?;
     let status = query.status.as_deref().and_then(OrderStatus::parse);
-    let text = query.q.unwrap_or_default().trim().to_owned();
+    let text = query.q.unwrap_or_default();
+    let text = crate::input::SEARCH.check(&text).map_err(|message| AppError::invalid("q", message))?.to_owned();
     let mut filter = OrderFilter { status, ..Default::default() };
     let mut hint = None;
     if !text.is_empty() {

@@ -239,3 +239,61 @@ fn every_admin_page_carries_a_strict_content_security_policy() {
     let login = secure.browser().get("/admin/login");
     assert_eq!(login.header("strict-transport-security"), Some("max-age=31536000"));
 }
+
+#[test]
+fn hostile_text_in_the_admin_pages_gets_a_readable_4xx_page() {
+    let app = TestApp::spawn();
+    let product = app.product_with_stock("MUG-001", 1290, 10);
+    let before = rows(&app);
+    let mut browser = app.signed_in_browser();
+    for path in [
+        "/admin/products?q=%00",
+        "/admin/orders?q=a%00b",
+        "/admin/orders?q=x%00@example.com",
+        "/admin/orders?status=%00",
+        "/admin/inventory?low=%00",
+        "/admin/products?cursor=%00",
+        "/admin/payments?cursor=%00",
+        "/admin/notifications?cursor=%00",
+        "/admin/events?cursor=%00",
+    ] {
+        let page = browser.get(path);
+        assert!(page.status < 500, "{path}: {} {}", page.status, page.body);
+        assert!(page.header("content-type").unwrap().starts_with("text/html"), "{path}");
+    }
+    let form = browser.submit(
+        "/admin/products/new",
+        "/admin/products",
+        &[
+            ("sku", "NEW-1"),
+            ("name", "Mug\u{0}"),
+            ("description", "a\u{0}b"),
+            ("price", "1.00"),
+            ("low_stock_threshold", "5"),
+        ],
+    );
+    assert_eq!(form.status, 422, "{}", form.body);
+    let adjustment = browser.submit(
+        &format!("/admin/inventory/{product}"),
+        &format!("/admin/inventory/{product}/adjustments"),
+        &[("delta", "1"), ("kind", "adjustment"), ("reason", "nul\u{0}")],
+    );
+    assert!((400..500).contains(&adjustment.status), "{} {}", adjustment.status, adjustment.body);
+    assert_eq!(rows(&app), before, "nothing was stored");
+
+    // Sign-in: a user name no account can have, a `next` that would split the header.
+    let mut stranger = app.browser();
+    assert_eq!(stranger.sign_in("ad\u{0}min", "whatever").status, 401);
+    let token = stranger.csrf_token("/admin/login");
+    let signed_in = stranger.post_form(
+        "/admin/login",
+        &[
+            ("csrf_token", &token),
+            ("username", "admin"),
+            ("password", crate::helpers::ADMIN_PASSWORD),
+            ("next", "/admin\r\nSet-Cookie: x=1"),
+        ],
+    );
+    assert_eq!(signed_in.status, 303);
+    assert_eq!(signed_in.header("location"), Some("/admin"));
+}
