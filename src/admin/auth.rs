@@ -184,7 +184,7 @@ pub async fn login(
     let next = safe_next(Some(&form.next)).to_owned();
 
     // No user has a name outside the rule `admin_users` checks; such a name reaches no query.
-    if !store::USERNAME.check(&username).is_ok() {
+    if store::USERNAME.check(&username).is_err() {
         log::warn!("failed admin sign-in with a malformed user name");
         return login_failed(&session, StatusCode::UNAUTHORIZED, "", &next, "Unknown user name or wrong password.");
     }
