@@ -297,3 +297,14 @@ fn hostile_text_in_the_admin_pages_gets_a_readable_4xx_page() {
     assert_eq!(signed_in.status, 303);
     assert_eq!(signed_in.header("location"), Some("/admin"));
 }
+
+#[test]
+fn lines_of_one_product_merge_beyond_the_bound_of_a_single_line() {
+    let app = TestApp::spawn();
+    let mug = app.product_with_stock("MUG-001", 100, 5000);
+    let order = app.placed_order("ada@example.com", &[(&mug, 1000), (&mug, 1000), (&mug, 500)]);
+    assert_eq!(order["items"].as_array().unwrap().len(), 1);
+    assert_eq!(order["items"][0]["quantity"], 2500);
+    assert_eq!(order["total_minor"], 250_000);
+    assert_eq!(app.stock(&mug)["reserved"], 2500);
+}
