@@ -47,6 +47,16 @@ pub struct PoolSettings {
     pub acquire_timeout: Duration,
     /// Upper bound for any one statement, so a stuck query cannot hold a connection forever.
     pub statement_timeout: Duration,
+    /// Upper bound for waiting on a lock (`lock_timeout`).
+    pub lock_timeout: Duration,
+    /// A transaction left idle this long is ended by PostgreSQL.
+    pub idle_in_transaction_timeout: Duration,
+    /// libpq's `connect_timeout` (at least 2 s, libpq's own floor).
+    pub connect_timeout: Duration,
+    /// How long a request waits for its database work before it is answered 503. Against a
+    /// frozen server nothing else ends the wait: the server that would enforce
+    /// `statement_timeout` is frozen too.
+    pub request_timeout: Duration,
     /// Run each module's work as its own PostgreSQL role (`AGORA_DB_ROLES`, on by default).
     pub module_roles: bool,
 }
@@ -219,7 +229,13 @@ impl Config {
             pool: PoolSettings {
                 max_size: pool_size as u32,
                 acquire_timeout: Duration::from_millis(parse_u64("AGORA_DB_ACQUIRE_TIMEOUT_MS", 5000)?),
-                statement_timeout: Duration::from_millis(parse_u64("AGORA_DB_STATEMENT_TIMEOUT_MS", 30_000)?),
+                statement_timeout: Duration::from_millis(parse_u64("AGORA_DB_STATEMENT_TIMEOUT_MS", 5_000)?.max(1)),
+                lock_timeout: Duration::from_millis(parse_u64("AGORA_DB_LOCK_TIMEOUT_MS", 2_000)?.max(1)),
+                idle_in_transaction_timeout: Duration::from_millis(
+                    parse_u64("AGORA_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", 10_000)?.max(1),
+                ),
+                connect_timeout: Duration::from_secs(parse_u64("AGORA_DB_CONNECT_TIMEOUT_SECS", 2)?.max(2)),
+                request_timeout: Duration::from_millis(parse_u64("AGORA_REQUEST_TIMEOUT_MS", 10_000)?.max(100)),
                 module_roles,
             },
             outbox: OutboxSettings {

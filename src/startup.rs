@@ -3,6 +3,7 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_session::SessionMiddleware;
 use actix_session::config::{BrowserSession, CookieContentSecurity};
@@ -41,6 +42,18 @@ pub enum StartupError {
     Io(#[from] std::io::Error),
 }
 
+impl StartupError {
+    /// Whether waiting may cure it: the database cannot be reached (yet), as opposed to a
+    /// database that refuses what agora asks of it.
+    pub fn is_database_unreachable(&self) -> bool {
+        matches!(
+            self,
+            StartupError::Database(db::SetupError::Connect { .. } | db::SetupError::Pool(_))
+                | StartupError::Bootstrap(AppError::Unavailable(_))
+        )
+    }
+}
+
 /// The running application: an HTTP server plus its background work.
 pub struct Application {
     port: u16,
@@ -48,20 +61,41 @@ pub struct Application {
     background: BackgroundTasks,
 }
 
+/// What serving needs from the database before it starts: a pool, and the key that signs the
+/// admin session cookies (shared by every agora process through the database).
+pub struct Prepared {
+    db: Db,
+    session_key: Vec<u8>,
+}
+
+/// Creates and migrates the database, creates the first admin and the demo data if needed.
+pub fn prepare(config: &Config) -> Result<Prepared, StartupError> {
+    prepare_database(config)?;
+    let db = Db::connect(&config.database_url, &config.pool);
+    let session_key =
+        db.run_blocking(Module::Admin.op("bootstrap"), |conn| crate::admin::auth::bootstrap(conn, config))?;
+    if config.seed == SeedMode::Demo {
+        crate::seed::seed_demo_if_empty(&db, config)?;
+    }
+    Ok(Prepared { db, session_key })
+}
+
+fn bind(config: &Config) -> Result<TcpListener, StartupError> {
+    TcpListener::bind(&config.bind).map_err(|source| StartupError::Bind { address: config.bind.clone(), source })
+}
+
 impl Application {
     /// Prepares the database (create, migrate, first admin, demo data) and starts serving.
     /// Must be called from within an actix system.
     pub fn build(config: Config) -> Result<Application, StartupError> {
-        prepare_database(&config)?;
-        let db = Db::connect(&config.database_url, &config.pool);
-        let session_key =
-            db.run_blocking(Module::Admin.op("bootstrap"), |conn| crate::admin::auth::bootstrap(conn, &config))?;
-        if config.seed == SeedMode::Demo {
-            crate::seed::seed_demo_if_empty(&db, &config)?;
-        }
+        let prepared = prepare(&config)?;
+        let listener = bind(&config)?;
+        Self::start(config, listener, prepared)
+    }
 
-        let listener = TcpListener::bind(&config.bind)
-            .map_err(|source| StartupError::Bind { address: config.bind.clone(), source })?;
+    /// Starts serving on `listener` with a prepared database.
+    pub fn start(config: Config, listener: TcpListener, prepared: Prepared) -> Result<Application, StartupError> {
+        let Prepared { db, session_key } = prepared;
         let port = listener.local_addr()?.port();
         let state = AppState { db: db.clone(), config: Arc::new(config.clone()), openapi: openapi_document() };
         let gateway: Arc<dyn CardGateway> = Arc::new(crate::payments::SimulatedGateway);
@@ -118,11 +152,26 @@ pub fn start_background_work(db: &Db, config: &Config) -> BackgroundTasks {
     tasks
 }
 
-/// `agora serve`.
+/// Start-up retries: quick at first, then once a second, so that the process is ready within
+/// about a second of the database coming up.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(1);
+
+/// `agora serve`. With the database down it serves anyway: `/healthz` answers 200, everything
+/// else 503 with the reason, until the database can be prepared; then the application takes over
+/// the same socket.
 pub async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let admin_api = config.admin_token.is_some();
     let bind = config.bind.clone();
-    let application = Application::build(config)?;
+    let listener = self::bind(&config)?;
+    let prepared = match prepare(&config) {
+        Ok(prepared) => prepared,
+        Err(error) if error.is_database_unreachable() => {
+            wait_for_database(&config, &listener, error.to_string()).await?
+        }
+        Err(other) => return Err(other.into()),
+    };
+    let application = Application::start(config, listener, prepared)?;
     let base = format!("http://{}", local_address(&bind, application.port()));
     log::info!("Agora is serving the API at {base}/api (OpenAPI: {base}/api/openapi.json)");
     log::info!("admin pages at {base}/admin");
@@ -142,9 +191,69 @@ fn local_address(bind: &str, port: u16) -> String {
     format!("{host}:{port}")
 }
 
-/// `agora worker`: the background work alone, until SIGINT or SIGTERM.
+/// Serves "not ready" on `listener` and retries [`prepare`] until it succeeds.
+async fn wait_for_database(config: &Config, listener: &TcpListener, first: String) -> Result<Prepared, StartupError> {
+    log::error!("cannot prepare the database: {first}; serving 503 (and /healthz) while retrying");
+    let reason = Arc::new(std::sync::Mutex::new(format!("starting: {first}")));
+    let shown = reason.clone();
+    let waiting = HttpServer::new(move || {
+        let shown = shown.clone();
+        App::new().service(health::healthz).default_service(web::to(move |request: actix_web::HttpRequest| {
+            let reason = shown.lock().map(|reason| reason.clone()).unwrap_or_default();
+            async move {
+                if request.path().starts_with("/admin") {
+                    use actix_web::ResponseError;
+                    crate::admin::page::PageError(AppError::Unavailable(reason)).error_response()
+                } else {
+                    health::unready(&reason)
+                }
+            }
+        }))
+    })
+    .workers(1)
+    .listen(listener.try_clone()?)?
+    .run();
+    let waiting_handle = waiting.handle();
+    actix_web::rt::spawn(waiting);
+
+    let mut delay = RETRY_FIRST;
+    loop {
+        actix_web::rt::time::sleep(delay).await;
+        delay = (delay * 2).min(RETRY_MAX);
+        let attempt = config.clone();
+        match actix_web::rt::task::spawn_blocking(move || prepare(&attempt)).await {
+            Ok(Ok(prepared)) => {
+                waiting_handle.stop(true).await;
+                log::info!("the database is available: starting");
+                return Ok(prepared);
+            }
+            Ok(Err(error)) if error.is_database_unreachable() => {
+                let text = error.to_string();
+                log::warn!("still waiting for the database: {text}");
+                if let Ok(mut reason) = reason.lock() {
+                    *reason = format!("starting: {text}");
+                }
+            }
+            Ok(Err(other)) => return Err(other),
+            Err(panicked) => return Err(StartupError::Io(std::io::Error::other(panicked.to_string()))),
+        }
+    }
+}
+
+/// `agora worker`: the background work alone, until SIGINT or SIGTERM. It waits for the
+/// database and for its schema (which `agora serve` or `agora migrate` brings up to date).
 pub async fn work(config: Config) -> Result<(), Box<dyn std::error::Error>> {
-    prepare_database(&config)?;
+    let mut delay = RETRY_FIRST;
+    loop {
+        let url = config.database_url.clone();
+        match actix_web::rt::task::spawn_blocking(move || db::schema_is_current(&url)).await? {
+            Ok(true) => break,
+            Ok(false) => log::warn!("waiting for the schema: run `agora migrate` or start `agora serve`"),
+            Err(error) => log::warn!("waiting for the database: {error}"),
+        }
+        actix_web::rt::time::sleep(delay).await;
+        delay = (delay * 2).min(RETRY_MAX);
+    }
     let db = Db::connect(&config.database_url, &config.pool);
     let tasks = start_background_work(&db, &config);
     log::info!("worker running: dispatching events and cancelling unpaid orders; stop with Ctrl-C or SIGTERM");
@@ -202,7 +311,8 @@ fn build_app(
         .session_lifecycle(BrowserSession::default())
         .build();
 
-    let routes = RouteTable::from_openapi(&state.openapi, &[("/api/openapi.json", Method::GET)]);
+    let routes =
+        RouteTable::from_openapi(&state.openapi, &[("/api/openapi.json", Method::GET), ("/metrics", Method::GET)]);
     App::new()
         .into_utoipa_app()
         .app_data(web::Data::new(routes))
@@ -220,6 +330,7 @@ fn build_app(
         )
         .map(|app| {
             app.service(static_files::scope())
+                .route("/metrics", web::get().to(crate::architecture::prometheus::scrape))
                 .service(crate::admin::scope(sessions, configure_pages))
                 .route("/", web::get().to(|| async { crate::admin::page::see_other("/admin") }))
                 .default_service(web::to(|request: actix_web::HttpRequest| async move {
@@ -236,6 +347,7 @@ fn build_app(
         .wrap(from_fn(methods::conform))
         .wrap(from_fn(hardening::harden))
         .wrap(middleware::NormalizePath::trim())
+        .wrap(from_fn(crate::architecture::prometheus::record))
         .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
 }
 

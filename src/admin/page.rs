@@ -163,8 +163,12 @@ impl ResponseError for PageError {
             title: problem["title"].as_str().unwrap_or("Error"),
             detail: problem["detail"].as_str().unwrap_or_default(),
         };
+        let mut response = HttpResponse::build(status);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.insert_header(("Retry-After", crate::error::RETRY_AFTER_SECONDS.to_string()));
+        }
         match page.render() {
-            Ok(html) => HttpResponse::build(status).content_type("text/html; charset=utf-8").body(html),
+            Ok(html) => response.content_type("text/html; charset=utf-8").body(html),
             Err(_) => {
                 HttpResponse::build(status).content_type("text/plain; charset=utf-8").body(page.detail.to_owned())
             }

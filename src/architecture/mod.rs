@@ -9,6 +9,7 @@ pub mod locks;
 pub mod migrations;
 pub mod pages;
 pub mod privileges;
+pub mod prometheus;
 pub mod scan;
 pub mod schema_map;
 pub mod statements;

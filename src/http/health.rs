@@ -34,13 +34,25 @@ pub async fn healthz() -> HttpResponse {
     )
 )]
 #[get("/readyz")]
-pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let db = state.db.clone();
     let ping = web::block(move || db.ping(READINESS_BUDGET - Duration::from_millis(500)));
-    match tokio::time::timeout(READINESS_BUDGET, ping).await {
-        Ok(Ok(Ok(()))) => Ok(HttpResponse::Ok().json(Status { status: "ready" })),
-        Ok(Ok(Err(error))) => Err(AppError::Unavailable(format!("readiness check failed: {error}"))),
-        Ok(Err(blocking)) => Err(AppError::internal(blocking)),
-        Err(_elapsed) => Err(AppError::Unavailable("readiness check timed out".into())),
-    }
+    let reason = match tokio::time::timeout(READINESS_BUDGET, ping).await {
+        Ok(Ok(Ok(()))) => return HttpResponse::Ok().json(Status { status: "ready" }),
+        Ok(Ok(Err(AppError::Unavailable(reason)))) => reason,
+        Ok(Ok(Err(error))) => format!("readiness check failed: {}", crate::error::CauseChain(&error)),
+        Ok(Err(blocking)) => format!("readiness check failed: {blocking}"),
+        Err(_elapsed) => "the database did not answer within the readiness budget".to_owned(),
+    };
+    unready(&reason)
+}
+
+/// 503 problem+json naming why the process is not ready (a load balancer's log shows it).
+pub fn unready(reason: &str) -> HttpResponse {
+    let mut problem = AppError::Unavailable(reason.to_owned()).problem_json();
+    problem["reason"] = reason.into();
+    HttpResponse::ServiceUnavailable()
+        .content_type("application/problem+json")
+        .insert_header(("Retry-After", crate::error::RETRY_AFTER_SECONDS.to_string()))
+        .body(problem.to_string())
 }

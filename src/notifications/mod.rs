@@ -136,6 +136,13 @@ impl Handler for OrderEmails {
     }
 }
 
+/// How many e-mails are in each status (sent, stored, failed...), for the metrics.
+pub fn counts_by_status(conn: &mut PgConnection) -> QueryResult<Vec<(NotificationStatus, i64)>> {
+    crate::as_module!(conn, Module::Notifications);
+    use crate::schema::notifications::dsl::*;
+    notifications.group_by(status).select((status, diesel::dsl::count_star())).load(conn)
+}
+
 pub fn get_notification(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<Notification>> {
     crate::as_module!(conn, Module::Notifications);
     store::find(conn, id)

@@ -161,7 +161,8 @@ fn listen(database_url: &str, doorbell: &Doorbell, stop: &StopSignal) {
 }
 
 fn connect_and_listen(database_url: &str) -> Result<PgConnection, String> {
-    let mut conn = PgConnection::establish(database_url).map_err(|error| error.to_string())?;
+    let url = crate::db::with_connection_options(database_url, Duration::from_secs(5));
+    let mut conn = PgConnection::establish(&url).map_err(|error| error.to_string())?;
     diesel::sql_query(format!("LISTEN {CHANNEL}")).execute(&mut conn).map_err(|error| error.to_string())?;
     Ok(conn)
 }

@@ -70,6 +70,8 @@ pub fn publish(conn: &mut PgConnection, event: &DomainEvent) -> QueryResult<i64>
 pub struct Backlog {
     pub pending: i64,
     pub dead: i64,
+    /// Since when the longest-waiting pending delivery has been due (`None`: nothing is due).
+    pub oldest_due_since: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 pub fn backlog(conn: &mut PgConnection) -> QueryResult<Backlog> {
@@ -77,7 +79,12 @@ pub fn backlog(conn: &mut PgConnection) -> QueryResult<Backlog> {
     use crate::schema::event_deliveries::dsl::*;
     let pending = event_deliveries.filter(status.eq(DeliveryStatus::Pending)).count().get_result(conn)?;
     let dead = event_deliveries.filter(status.eq(DeliveryStatus::Dead)).count().get_result(conn)?;
-    Ok(Backlog { pending, dead })
+    let oldest_due_since = event_deliveries
+        .filter(status.eq(DeliveryStatus::Pending))
+        .filter(next_attempt_at.le(diesel::dsl::now))
+        .select(diesel::dsl::min(next_attempt_at))
+        .get_result(conn)?;
+    Ok(Backlog { pending, dead, oldest_due_since })
 }
 
 /// A delivery that has not completed, with its event.

@@ -15,6 +15,13 @@ pub struct Cluster {
 impl Cluster {
     /// Initialises and starts a cluster with `settings` added to its `postgresql.conf`.
     pub fn start(settings: &[(&str, &str)]) -> Cluster {
+        let cluster = Cluster::stopped(settings);
+        cluster.start_again();
+        cluster
+    }
+
+    /// Initialises a cluster, not started: its port refuses connections until [`Cluster::start_again`].
+    pub fn stopped(settings: &[(&str, &str)]) -> Cluster {
         let bin = postgres_bin();
         let data = std::env::temp_dir().join(format!("agora-cluster-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&data).unwrap();
@@ -35,9 +42,35 @@ impl Cluster {
         let mut existing = std::fs::read_to_string(&conf_path).unwrap();
         existing.push_str(&conf);
         std::fs::write(&conf_path, existing).unwrap();
-        let cluster = Cluster { port, data, bin };
-        cluster.pg_ctl(&["start", "-w", "-t", "60", "-l", cluster.data.join("log").to_str().unwrap()]);
-        cluster
+        Cluster { port, data, bin }
+    }
+
+    pub fn start_again(&self) {
+        self.pg_ctl(&["start", "-w", "-t", "60", "-l", self.data.join("log").to_str().unwrap()]);
+    }
+
+    /// A fast shutdown: sessions are ended, the port refuses connections.
+    pub fn stop(&self) {
+        self.pg_ctl(&["stop", "-m", "fast", "-w", "-t", "60"]);
+    }
+
+    /// SIGSTOP to the server and every one of its processes: connections stay open, the port
+    /// still accepts, and nothing answers.
+    pub fn freeze(&self) {
+        self.signal_all("-STOP");
+    }
+
+    pub fn thaw(&self) {
+        self.signal_all("-CONT");
+    }
+
+    fn signal_all(&self, signal: &str) {
+        let pid_file = std::fs::read_to_string(self.data.join("postmaster.pid")).unwrap();
+        let postmaster = pid_file.lines().next().unwrap().trim().to_owned();
+        // Children first when stopping, so none is forked after the postmaster's snapshot.
+        let _ = Command::new("pkill").args([signal, "-P", &postmaster]).status();
+        run("kill", &[signal, &postmaster]);
+        let _ = Command::new("pkill").args([signal, "-P", &postmaster]).status();
     }
 
     /// The URL of database `name` on this cluster.

@@ -618,11 +618,16 @@ pub struct AgoraProcess {
 impl AgoraProcess {
     /// Starts `agora serve` on `database` with test settings plus `env`, and waits until it answers.
     pub fn start(database: &TestDatabase, env: &[(&str, &str)]) -> AgoraProcess {
+        Self::start_on(&database.url, env)
+    }
+
+    /// Starts `agora serve` on the database at `url` (which may be down) and waits for `/healthz`.
+    pub fn start_on(url: &str, env: &[(&str, &str)]) -> AgoraProcess {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_agora"));
         command
             .arg("serve")
-            .env("DATABASE_URL", &database.url)
+            .env("DATABASE_URL", url)
             .env("AGORA_BIND", format!("127.0.0.1:{port}"))
             .env("AGORA_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("AGORA_ADMIN_PASSWORD", ADMIN_PASSWORD)
@@ -644,6 +649,28 @@ impl AgoraProcess {
 
     pub fn post_json(&self, path: &str, body: &Value) -> TestResponse {
         TestResponse::from(agent().post(&format!("{}{}", self.address, path)).send_json(body))
+    }
+
+    pub fn get(&self, path: &str) -> TestResponse {
+        TestResponse::from(agent().get(&format!("{}{}", self.address, path)).call())
+    }
+
+    pub fn post_json_with(&self, path: &str, headers: &[(&str, &str)], body: &Value) -> TestResponse {
+        let mut request = agent().post(&format!("{}{}", self.address, path));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        TestResponse::from(request.send_json(body))
+    }
+
+    pub fn admin_post_json(&self, path: &str, body: &Value) -> TestResponse {
+        let url = format!("{}{}", self.address, path);
+        TestResponse::from(agent().post(&url).header("Authorization", &format!("Bearer {ADMIN_TOKEN}")).send_json(body))
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
     }
 
     /// SIGTERM, as a service manager stops a process; returns how it exited and how long it took.

@@ -6,23 +6,42 @@
 //! pooled connection *inside* actix-web's blocking thread pool and attributes the work to the
 //! module that asked for it (see [`crate::kernel::measure`]).
 
+pub mod health;
+
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
-use diesel::r2d2::{ConnectionManager, CustomizeConnection, PooledConnection};
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, PooledConnection, R2D2Connection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 use crate::config::PoolSettings;
 use crate::error::AppError;
 use crate::kernel::{Module, Operation, measure, roles};
+pub use health::{DbHealth, HealthState};
 
 pub type PgPool = r2d2::Pool<ModuleConnectionManager>;
 pub type PooledPg = PooledConnection<ModuleConnectionManager>;
 
 /// The migrations under `migrations/`, compiled into the binary so it needs no diesel CLI.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// How long taking a connection from the pool waited (all processes' work through [`Db`]).
+pub static POOL_ACQUIRE_SECONDS: std::sync::LazyLock<prometheus::Histogram> = std::sync::LazyLock::new(|| {
+    prometheus::Histogram::with_opts(
+        prometheus::HistogramOpts::new("agora_db_pool_acquire_seconds", "Time waited for a pooled connection")
+            .buckets(vec![0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]),
+    )
+    .expect("valid metric")
+});
+/// Waits for a pooled connection that ended without one.
+pub static POOL_TIMEOUTS: std::sync::LazyLock<prometheus::IntCounter> = std::sync::LazyLock::new(|| {
+    prometheus::IntCounter::new("agora_db_pool_timeouts_total", "Waits for a pooled connection that timed out")
+        .expect("valid metric")
+});
+
+const START_UP_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Any fixed number works; it only has to be the same in every agora process.
 const MIGRATION_LOCK_KEY: i64 = 0x4147_4f52_415f_4d49; // "AGORA_MI"
@@ -55,6 +74,9 @@ pub struct Db {
     pool: PgPool,
     /// Whether work runs as its module's role (see [`crate::kernel::roles`]).
     module_roles: bool,
+    health: DbHealth,
+    max_size: u32,
+    request_timeout: Duration,
 }
 
 /// A pooled connection and the role its session runs as, so that consecutive work of the same
@@ -63,6 +85,11 @@ pub struct ModuleConnection {
     conn: PgConnection,
     /// `Some(None)`: the login user; `None`: unknown, after a switch that failed.
     session_role: Option<Option<Module>>,
+    /// The [`DbHealth::generation`] it was last known good in: one from before an outage may
+    /// be dead, and is checked before use.
+    generation: u64,
+    /// Found dead: the pool drops it instead of handing it out again.
+    broken: bool,
 }
 
 impl ModuleConnection {
@@ -92,22 +119,31 @@ impl std::ops::DerefMut for ModuleConnection {
 }
 
 /// diesel's connection manager, with each connection's session role tracked beside it.
-pub struct ModuleConnectionManager(ConnectionManager<PgConnection>);
+pub struct ModuleConnectionManager {
+    manager: ConnectionManager<PgConnection>,
+    health: DbHealth,
+}
 
 impl r2d2::ManageConnection for ModuleConnectionManager {
     type Connection = ModuleConnection;
     type Error = diesel::r2d2::Error;
 
     fn connect(&self) -> Result<ModuleConnection, Self::Error> {
-        self.0.connect().map(|conn| ModuleConnection { conn, session_role: Some(None) })
+        let generation = self.health.generation();
+        self.manager.connect().map(|conn| ModuleConnection {
+            conn,
+            session_role: Some(None),
+            generation,
+            broken: false,
+        })
     }
 
     fn is_valid(&self, conn: &mut ModuleConnection) -> Result<(), Self::Error> {
-        self.0.is_valid(&mut conn.conn)
+        self.manager.is_valid(&mut conn.conn)
     }
 
     fn has_broken(&self, conn: &mut ModuleConnection) -> bool {
-        self.0.has_broken(&mut conn.conn)
+        conn.broken || self.manager.has_broken(&mut conn.conn)
     }
 }
 
@@ -115,15 +151,87 @@ impl Db {
     /// Builds the pool without waiting for connections, so that the process can start (and
     /// report itself unready) while the database is down.
     pub fn connect(database_url: &str, settings: &PoolSettings) -> Db {
-        let manager = ModuleConnectionManager(ConnectionManager::<PgConnection>::new(database_url));
+        let url = with_connection_options(database_url, settings.connect_timeout);
+        let health = DbHealth::new();
+        let manager =
+            ModuleConnectionManager { manager: ConnectionManager::<PgConnection>::new(&url), health: health.clone() };
         let pool = r2d2::Pool::builder()
             .max_size(settings.max_size)
             .min_idle(Some(settings.max_size.min(2)))
             .connection_timeout(settings.acquire_timeout)
             .test_on_check_out(false)
-            .connection_customizer(Box::new(SessionSetup { statement_timeout: settings.statement_timeout }))
+            .connection_customizer(Box::new(SessionSetup {
+                statement_timeout: settings.statement_timeout,
+                lock_timeout: settings.lock_timeout,
+                idle_in_transaction_timeout: settings.idle_in_transaction_timeout,
+            }))
+            .error_handler(Box::new(r2d2::NopErrorHandler))
             .build_unchecked(manager);
-        Db { pool, module_roles: settings.module_roles }
+        health.start_probe(url);
+        Db {
+            pool,
+            module_roles: settings.module_roles,
+            health,
+            max_size: settings.max_size,
+            request_timeout: settings.request_timeout,
+        }
+    }
+
+    pub fn health(&self) -> &DbHealth {
+        &self.health
+    }
+
+    /// A pooled connection, at once refused while the database is known to be down. One opened
+    /// before the last outage is asked `SELECT 1` first: a server restart leaves the pool full
+    /// of connections that look fine until used.
+    fn checkout(&self) -> Result<PooledPg, AppError> {
+        if let Some(reason) = self.health.unavailable() {
+            return Err(AppError::Unavailable(reason));
+        }
+        let generation = self.health.generation();
+        for _ in 0..=self.max_size {
+            let waiting = std::time::Instant::now();
+            let taken = self.pool.get();
+            POOL_ACQUIRE_SECONDS.observe(waiting.elapsed().as_secs_f64());
+            let mut conn = taken.map_err(|error| {
+                POOL_TIMEOUTS.inc();
+                // A bare timeout means every connection is busy; one with a cause means none could be opened.
+                let text = error.to_string();
+                if text != "timed out waiting for connection" {
+                    self.health.report_down(text);
+                }
+                AppError::from(error)
+            })?;
+            if conn.generation >= generation {
+                return Ok(conn);
+            }
+            match conn.conn.batch_execute("SELECT 1") {
+                Ok(()) => {
+                    conn.generation = generation;
+                    return Ok(conn);
+                }
+                Err(_) => conn.broken = true,
+            }
+        }
+        Err(AppError::Unavailable("no live connection in the pool".into()))
+    }
+
+    /// Reads the outcome of work for the health state: a connection that broke under it means
+    /// the database went away, and the answer is a 503 whatever error the work saw.
+    fn observe<T>(&self, conn: &mut PooledPg, result: Result<T, AppError>) -> Result<T, AppError> {
+        if conn.broken || conn.conn.is_broken() {
+            conn.broken = true;
+            let reason = match &result {
+                Err(error) => format!("connection lost: {}", crate::error::CauseChain(error)),
+                Ok(_) => "connection lost".to_owned(),
+            };
+            self.health.report_down(reason.clone());
+            return result.map_err(|_| AppError::Unavailable(reason));
+        }
+        if result.is_ok() {
+            self.health.report_up();
+        }
+        result
     }
 
     /// Runs `work` on a pooled connection in the blocking thread pool, attributed to `operation`.
@@ -133,8 +241,21 @@ impl Db {
         T: Send + 'static,
         E: Into<AppError>,
     {
+        // Known down: answer without a trip through the blocking thread pool.
+        if let Some(reason) = self.health.unavailable() {
+            return Err(AppError::Unavailable(reason));
+        }
         let db = self.clone();
-        actix_web::web::block(move || db.run_blocking(operation, work)).await?
+        let work = actix_web::web::block(move || db.run_blocking(operation, work));
+        match tokio::time::timeout(self.request_timeout, work).await {
+            Ok(outcome) => outcome?,
+            Err(_elapsed) => {
+                // The work goes on in its thread until the database answers or the connection dies.
+                let reason = format!("the database did not answer within {} ms", self.request_timeout.as_millis());
+                self.health.report_down(reason.clone());
+                Err(AppError::Unavailable(reason))
+            }
+        }
     }
 
     /// [`Db::run`] for code that already runs on its own thread (background workers, the CLI).
@@ -143,19 +264,25 @@ impl Db {
         F: FnOnce(&mut PgConnection) -> Result<T, E>,
         E: Into<AppError>,
     {
-        let mut conn = self.pool.get()?;
-        if !self.module_roles {
-            return measure::measure(operation, || work(&mut conn)).map_err(Into::into);
-        }
-        conn.set_session_role(Some(operation.module))?;
-        roles::in_context(operation.module, || measure::measure(operation, || work(&mut conn))).map_err(Into::into)
+        let mut conn = self.checkout()?;
+        let result = if !self.module_roles {
+            measure::measure(operation, || work(&mut conn)).map_err(Into::into)
+        } else {
+            match conn.set_session_role(Some(operation.module)) {
+                Ok(()) => roles::in_context(operation.module, || measure::measure(operation, || work(&mut conn)))
+                    .map_err(Into::into),
+                Err(error) => Err(AppError::from(error)),
+            }
+        };
+        self.observe(&mut conn, result)
     }
 
     /// A connection of the pool as the login user, for work that belongs to no module (e.g. the
     /// lock sampler reading `pg_stat_activity`, the seed's advisory lock).
     pub fn get(&self) -> Result<PooledPg, AppError> {
-        let mut conn = self.pool.get()?;
-        conn.set_session_role(None)?;
+        let mut conn = self.checkout()?;
+        let reset = conn.set_session_role(None).map_err(AppError::from);
+        self.observe(&mut conn, reset)?;
         Ok(conn)
     }
 
@@ -166,9 +293,12 @@ impl Db {
 
     /// Whether the database answers a trivial query within `timeout`.
     pub fn ping(&self, timeout: Duration) -> Result<(), AppError> {
+        if let Some(reason) = self.health.unavailable() {
+            return Err(AppError::Unavailable(reason));
+        }
         let mut conn = self.pool.get_timeout(timeout)?;
-        conn.batch_execute("SELECT 1")?;
-        Ok(())
+        let answered = conn.batch_execute("SELECT 1").map_err(AppError::from);
+        self.observe(&mut conn, answered)
     }
 
     pub fn pool_state(&self) -> r2d2::State {
@@ -180,14 +310,19 @@ impl Db {
 #[derive(Debug)]
 struct SessionSetup {
     statement_timeout: Duration,
+    lock_timeout: Duration,
+    idle_in_transaction_timeout: Duration,
 }
 
 impl CustomizeConnection<ModuleConnection, diesel::r2d2::Error> for SessionSetup {
     fn on_acquire(&self, conn: &mut ModuleConnection) -> Result<(), diesel::r2d2::Error> {
         let conn = &mut conn.conn;
         conn.batch_execute(&format!(
-            "SET statement_timeout = {}; SET application_name = 'agora'",
-            self.statement_timeout.as_millis()
+            "SET statement_timeout = {}; SET lock_timeout = {}; SET idle_in_transaction_session_timeout = {}; \
+             SET application_name = 'agora'",
+            self.statement_timeout.as_millis(),
+            self.lock_timeout.as_millis(),
+            self.idle_in_transaction_timeout.as_millis(),
         ))
         .map_err(diesel::r2d2::Error::QueryError)?;
         let pid: i32 = diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>("pg_backend_pid()"))
@@ -196,6 +331,29 @@ impl CustomizeConnection<ModuleConnection, diesel::r2d2::Error> for SessionSetup
         conn.set_instrumentation(measure::QueryInstrumentation::for_backend(pid));
         Ok(())
     }
+}
+
+/// The URL with libpq's connection options added, unless the URL sets them itself: a bound on
+/// connecting, and TCP keepalives so that a connection to a vanished server is noticed.
+pub fn with_connection_options(database_url: &str, connect_timeout: Duration) -> String {
+    let options = [
+        ("connect_timeout", connect_timeout.as_secs().max(2).to_string()),
+        ("keepalives", "1".to_owned()),
+        ("keepalives_idle", "10".to_owned()),
+        ("keepalives_interval", "5".to_owned()),
+        ("keepalives_count", "3".to_owned()),
+    ];
+    let mut url = database_url.to_owned();
+    for (name, value) in options {
+        let present = url
+            .split_once('?')
+            .is_some_and(|(_, query)| query.split('&').any(|pair| pair.split('=').next() == Some(name)));
+        if !present {
+            url.push(if url.contains('?') { '&' } else { '?' });
+            url.push_str(&format!("{name}={value}"));
+        }
+    }
+    url
 }
 
 /// Splits `postgres://.../name?params` into the URL of the server's maintenance database
@@ -223,7 +381,7 @@ pub fn split_database_url(database_url: &str) -> Result<(String, String), SetupE
 /// was created.
 pub fn create_database_if_missing(database_url: &str) -> Result<bool, SetupError> {
     let (maintenance_url, name) = split_database_url(database_url)?;
-    let mut conn = PgConnection::establish(&maintenance_url)
+    let mut conn = PgConnection::establish(&with_connection_options(&maintenance_url, START_UP_CONNECT_TIMEOUT))
         .map_err(|source| SetupError::Connect { url: crate::config::redact_url_password(&maintenance_url), source })?;
     let exists = database_exists(&mut conn, &name)
         .map_err(|source| SetupError::CreateDatabase { name: name.clone(), source })?;
@@ -274,10 +432,19 @@ pub fn run_migrations(conn: &mut PgConnection) -> Result<Vec<String>, SetupError
     Ok(applied)
 }
 
-/// A connection of its own, outside the pool (start-up work).
+/// A connection of its own, outside the pool (start-up work): it gives up connecting after a
+/// few seconds rather than hanging on a server that accepts but does not answer.
 pub fn connect(database_url: &str) -> Result<PgConnection, SetupError> {
-    PgConnection::establish(database_url)
+    PgConnection::establish(&with_connection_options(database_url, START_UP_CONNECT_TIMEOUT))
         .map_err(|source| SetupError::Connect { url: crate::config::redact_url_password(database_url), source })
+}
+
+/// Whether the database answers and has every migration this binary knows applied.
+pub fn schema_is_current(database_url: &str) -> Result<bool, SetupError> {
+    let mut conn = connect(database_url)?;
+    conn.has_pending_migration(MIGRATIONS)
+        .map(|pending| !pending)
+        .map_err(|error| SetupError::Migrate(error.to_string()))
 }
 
 /// Creates the database if needed and brings its schema up to date.
