@@ -8,6 +8,7 @@
 
 pub mod health;
 
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
@@ -71,12 +72,43 @@ pub enum SetupError {
 /// Handle to the shared database; cheap to clone.
 #[derive(Clone)]
 pub struct Db {
-    pool: PgPool,
+    pools: Arc<Pools>,
     /// Whether work runs as its module's role (see [`crate::kernel::roles`]).
     module_roles: bool,
     health: DbHealth,
-    max_size: u32,
     request_timeout: Duration,
+}
+
+/// The pool, rebuilt after each outage: the old one's connections died with the server, and
+/// r2d2 keeps retrying a failed connection with a growing delay (up to half the acquire
+/// timeout), which would hold up the first requests after the database is back.
+struct Pools {
+    recipe: PoolRecipe,
+    /// The pool and the [`DbHealth::generation`] it was built in.
+    current: RwLock<(u64, PgPool)>,
+}
+
+struct PoolRecipe {
+    url: String,
+    settings: PoolSettings,
+}
+
+impl PoolRecipe {
+    fn build(&self) -> PgPool {
+        r2d2::Pool::builder()
+            .max_size(self.settings.max_size)
+            .min_idle(Some(self.settings.max_size.min(2)))
+            .connection_timeout(self.settings.acquire_timeout)
+            .test_on_check_out(false)
+            .connection_customizer(Box::new(SessionSetup {
+                statement_timeout: self.settings.statement_timeout,
+                lock_timeout: self.settings.lock_timeout,
+                idle_in_transaction_timeout: self.settings.idle_in_transaction_timeout,
+            }))
+            // Outages are logged once, by the health state, not once per connection attempt.
+            .error_handler(Box::new(r2d2::NopErrorHandler))
+            .build_unchecked(ModuleConnectionManager(ConnectionManager::<PgConnection>::new(&self.url)))
+    }
 }
 
 /// A pooled connection and the role its session runs as, so that consecutive work of the same
@@ -85,9 +117,6 @@ pub struct ModuleConnection {
     conn: PgConnection,
     /// `Some(None)`: the login user; `None`: unknown, after a switch that failed.
     session_role: Option<Option<Module>>,
-    /// The [`DbHealth::generation`] it was last known good in: one from before an outage may
-    /// be dead, and is checked before use.
-    generation: u64,
     /// Found dead: the pool drops it instead of handing it out again.
     broken: bool,
 }
@@ -119,31 +148,22 @@ impl std::ops::DerefMut for ModuleConnection {
 }
 
 /// diesel's connection manager, with each connection's session role tracked beside it.
-pub struct ModuleConnectionManager {
-    manager: ConnectionManager<PgConnection>,
-    health: DbHealth,
-}
+pub struct ModuleConnectionManager(ConnectionManager<PgConnection>);
 
 impl r2d2::ManageConnection for ModuleConnectionManager {
     type Connection = ModuleConnection;
     type Error = diesel::r2d2::Error;
 
     fn connect(&self) -> Result<ModuleConnection, Self::Error> {
-        let generation = self.health.generation();
-        self.manager.connect().map(|conn| ModuleConnection {
-            conn,
-            session_role: Some(None),
-            generation,
-            broken: false,
-        })
+        self.0.connect().map(|conn| ModuleConnection { conn, session_role: Some(None), broken: false })
     }
 
     fn is_valid(&self, conn: &mut ModuleConnection) -> Result<(), Self::Error> {
-        self.manager.is_valid(&mut conn.conn)
+        self.0.is_valid(&mut conn.conn)
     }
 
     fn has_broken(&self, conn: &mut ModuleConnection) -> bool {
-        conn.broken || self.manager.has_broken(&mut conn.conn)
+        conn.broken || self.0.has_broken(&mut conn.conn)
     }
 }
 
@@ -153,26 +173,13 @@ impl Db {
     pub fn connect(database_url: &str, settings: &PoolSettings) -> Db {
         let url = with_connection_options(database_url, settings.connect_timeout);
         let health = DbHealth::new();
-        let manager =
-            ModuleConnectionManager { manager: ConnectionManager::<PgConnection>::new(&url), health: health.clone() };
-        let pool = r2d2::Pool::builder()
-            .max_size(settings.max_size)
-            .min_idle(Some(settings.max_size.min(2)))
-            .connection_timeout(settings.acquire_timeout)
-            .test_on_check_out(false)
-            .connection_customizer(Box::new(SessionSetup {
-                statement_timeout: settings.statement_timeout,
-                lock_timeout: settings.lock_timeout,
-                idle_in_transaction_timeout: settings.idle_in_transaction_timeout,
-            }))
-            .error_handler(Box::new(r2d2::NopErrorHandler))
-            .build_unchecked(manager);
+        let recipe = PoolRecipe { url: url.clone(), settings: settings.clone() };
+        let pools = Pools { current: RwLock::new((health.generation(), recipe.build())), recipe };
         health.start_probe(url);
         Db {
-            pool,
+            pools: Arc::new(pools),
             module_roles: settings.module_roles,
             health,
-            max_size: settings.max_size,
             request_timeout: settings.request_timeout,
         }
     }
@@ -181,39 +188,40 @@ impl Db {
         &self.health
     }
 
-    /// A pooled connection, at once refused while the database is known to be down. One opened
-    /// before the last outage is asked `SELECT 1` first: a server restart leaves the pool full
-    /// of connections that look fine until used.
+    /// The pool of the current health generation, built anew on first use after an outage.
+    fn pool(&self) -> PgPool {
+        let generation = self.health.generation();
+        {
+            let current = self.pools.current.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if current.0 == generation {
+                return current.1.clone();
+            }
+        }
+        let mut current = self.pools.current.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if current.0 != generation {
+            *current = (generation, self.pools.recipe.build());
+            log::info!("database connection pool rebuilt after the outage");
+        }
+        current.1.clone()
+    }
+
+    /// A pooled connection, at once refused while the database is known to be down.
     fn checkout(&self) -> Result<PooledPg, AppError> {
         if let Some(reason) = self.health.unavailable() {
             return Err(AppError::Unavailable(reason));
         }
-        let generation = self.health.generation();
-        for _ in 0..=self.max_size {
-            let waiting = std::time::Instant::now();
-            let taken = self.pool.get();
-            POOL_ACQUIRE_SECONDS.observe(waiting.elapsed().as_secs_f64());
-            let mut conn = taken.map_err(|error| {
-                POOL_TIMEOUTS.inc();
-                // A bare timeout means every connection is busy; one with a cause means none could be opened.
-                let text = error.to_string();
-                if text != "timed out waiting for connection" {
-                    self.health.report_down(text);
-                }
-                AppError::from(error)
-            })?;
-            if conn.generation >= generation {
-                return Ok(conn);
+        let waiting = std::time::Instant::now();
+        let taken = self.pool().get();
+        POOL_ACQUIRE_SECONDS.observe(waiting.elapsed().as_secs_f64());
+        taken.map_err(|error| {
+            POOL_TIMEOUTS.inc();
+            // A bare timeout means every connection is busy; one with a cause means none could be opened.
+            let text = error.to_string();
+            if text != "timed out waiting for connection" {
+                self.health.report_down(text);
             }
-            match conn.conn.batch_execute("SELECT 1") {
-                Ok(()) => {
-                    conn.generation = generation;
-                    return Ok(conn);
-                }
-                Err(_) => conn.broken = true,
-            }
-        }
-        Err(AppError::Unavailable("no live connection in the pool".into()))
+            AppError::from(error)
+        })
     }
 
     /// Reads the outcome of work for the health state: a connection that broke under it means
@@ -296,13 +304,13 @@ impl Db {
         if let Some(reason) = self.health.unavailable() {
             return Err(AppError::Unavailable(reason));
         }
-        let mut conn = self.pool.get_timeout(timeout)?;
+        let mut conn = self.pool().get_timeout(timeout)?;
         let answered = conn.batch_execute("SELECT 1").map_err(AppError::from);
         self.observe(&mut conn, answered)
     }
 
     pub fn pool_state(&self) -> r2d2::State {
-        self.pool.state()
+        self.pool().state()
     }
 }
 

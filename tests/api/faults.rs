@@ -94,14 +94,6 @@ fn assert_nothing_lost(cluster: &Cluster, acknowledged: &[String]) {
     unique.dedup();
     assert_eq!(unique.len(), acknowledged.len(), "no order acknowledged twice");
     let mut conn = PgConnection::establish(&cluster.url("agora")).unwrap();
-    let count = |conn: &mut PgConnection, sql: &str| -> i64 {
-        #[derive(QueryableByName)]
-        struct Count {
-            #[diesel(sql_type = diesel::sql_types::BigInt)]
-            n: i64,
-        }
-        diesel::sql_query(sql).get_result::<Count>(conn).unwrap().n
-    };
     assert_eq!(
         count(&mut conn, "SELECT count(*) AS n FROM orders"),
         acknowledged.len() as i64,
@@ -121,20 +113,36 @@ fn assert_nothing_lost(cluster: &Cluster, acknowledged: &[String]) {
     assert_eq!(count(&mut conn, twice), 0, "each e-mail exactly once");
 }
 
+/// `sql` selects one bigint named `n`.
+fn count(conn: &mut PgConnection, sql: &str) -> i64 {
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    diesel::sql_query(sql).get_result::<Count>(conn).unwrap().n
+}
+
+/// A new product with `stock` units received; returns its id.
+fn product_in_stock(agora: &AgoraProcess, sku: &str, stock: i64) -> String {
+    let product = agora
+        .admin_post_json("/api/products", &json!({"sku": sku, "name": sku, "price_minor": 100}))
+        .ok_json(201)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/api/inventory/{product}/adjustments");
+    agora.admin_post_json(&path, &json!({"delta": stock, "reason": "first stock", "kind": "receipt"})).ok_json(201);
+    product
+}
+
 fn start_agora(cluster: &Cluster) -> (AgoraProcess, String) {
     let agora = AgoraProcess::start_on(
         &cluster.url("agora"),
         &[("AGORA_REQUEST_TIMEOUT_MS", "2000"), ("AGORA_OUTBOX_POLL_MS", "200"), ("AGORA_DB_POOL_SIZE", "8")],
     );
     eventually("agora ready", Duration::from_secs(30), || agora.get("/readyz").status == 200);
-    let product = agora
-        .admin_post_json("/api/products", &json!({"sku": "LOAD-001", "name": "Load", "price_minor": 100}))
-        .ok_json(201)["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let path = format!("/api/inventory/{product}/adjustments");
-    agora.admin_post_json(&path, &json!({"delta": 1_000_000, "reason": "load", "kind": "receipt"})).ok_json(201);
+    let product = product_in_stock(&agora, "LOAD-001", 1_000_000);
     (agora, product)
 }
 
@@ -248,7 +256,17 @@ fn agora_starts_before_its_database_and_becomes_ready_when_it_comes() {
     assert!(!migrate.status.success(), "agora migrate fails fast");
     assert!(String::from_utf8_lossy(&migrate.stderr).contains("cannot connect to PostgreSQL"));
 
-    let mut agora = AgoraProcess::start_on(&cluster.url("agora"), &[]);
+    // E-mails are the worker's job here, so that it is shown to wait for the database too.
+    let mut worker = std::process::Command::new(env!("CARGO_BIN_EXE_agora"))
+        .arg("worker")
+        .env("DATABASE_URL", cluster.url("agora"))
+        .env("AGORA_OUTBOX_POLL_MS", "200")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut agora = AgoraProcess::start_on(&cluster.url("agora"), &[("AGORA_BACKGROUND", "off")]);
     let unready = agora.get("/readyz");
     assert!(unready.problem(503)["reason"].as_str().unwrap().starts_with("starting"), "{}", unready.body);
     assert!(unready.header("retry-after").is_some());
@@ -266,4 +284,14 @@ fn agora_starts_before_its_database_and_becomes_ready_when_it_comes() {
     eprintln!("ready {:.0} ms after the database came up", ms(ready_after));
     assert!(ready_after <= Duration::from_secs(3), "{:.0} ms", ms(ready_after));
     agora.get("/api/products").ok_json(200);
+
+    assert!(worker.try_wait().unwrap().is_none(), "the worker waited for the database too");
+    let product = product_in_stock(&agora, "MUG-001", 5);
+    agora.post_json("/api/orders", &order_body("ada@example.com", &[(&product, 1)])).ok_json(201);
+    let mut conn = PgConnection::establish(&cluster.url("agora")).unwrap();
+    eventually("the worker to write the order's e-mail", Duration::from_secs(20), || {
+        count(&mut conn, "SELECT count(*) AS n FROM notifications") == 1
+    });
+    let _ = worker.kill();
+    let _ = worker.wait();
 }
