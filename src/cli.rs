@@ -31,7 +31,8 @@ enum Command {
     Migrate,
     /// Add demo data: products with stock, customers, and orders in every status.
     Seed(SeedArgs),
-    /// Run only the background work (event dispatcher, e-mails, payment timeouts), no HTTP.
+    /// Run only the background work (event dispatcher, e-mails, payment timeouts), no HTTP. Waits
+    /// for the database and for its schema (brought up to date by `serve` or `migrate`).
     Worker,
 }
 

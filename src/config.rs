@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use crate::admin::session_store::SessionLifetime;
 use crate::money::Currency;
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/agora";
@@ -31,6 +30,15 @@ pub struct Config {
     pub lock_sample_interval: Duration,
     /// When admin sessions end on the server.
     pub session: SessionLifetime,
+}
+
+/// When admin sessions end on the server (`AGORA_SESSION_IDLE_MINUTES`, `AGORA_SESSION_MAX_HOURS`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionLifetime {
+    /// Ends a session this long after its last request.
+    pub idle: Duration,
+    /// Ends a session this long after it began, however active.
+    pub absolute: Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

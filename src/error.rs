@@ -112,6 +112,7 @@ impl AppError {
                 Self::client(status, "payload-too-large", "Payload too large", "The request body is too large.")
             }
             StatusCode::URI_TOO_LONG => Self::uri_too_long(),
+            StatusCode::SERVICE_UNAVAILABLE => AppError::Unavailable("answered 503 without a body".into()),
             status if status.is_client_error() => Self::client(status, "client-error", "Client error", title),
             _ => AppError::internal(format!("answered {status} without a body")),
         }

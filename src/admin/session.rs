@@ -12,7 +12,6 @@ use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest, web};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::Utc;
 use rand::RngCore;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
@@ -24,7 +23,6 @@ use crate::http::admin_token::constant_time_eq;
 use super::session_store::{SESSION_ID, USER_ID};
 
 const USERNAME: &str = "username";
-const SIGNED_IN_AT: &str = "signed_in_at";
 /// Where and with what the session was signed in, for the account page.
 pub const SIGNED_IN_FROM: &str = "signed_in_from";
 pub const USER_AGENT: &str = "user_agent";
@@ -63,7 +61,6 @@ pub fn sign_in(
     insert(SESSION_ID, Uuid::new_v4().to_string().into())?;
     insert(USER_ID, user_id.to_string().into())?;
     insert(USERNAME, username.into())?;
-    insert(SIGNED_IN_AT, Utc::now().timestamp().into())?;
     insert(SIGNED_IN_FROM, client_ip.into())?;
     insert(USER_AGENT, user_agent.chars().take(200).collect::<String>().into())?;
     insert(CSRF, new_token().into())?;

@@ -2,12 +2,11 @@
 //!
 //! The cookie carries only a random key, signed; the table keeps its SHA-256, so neither a copy
 //! of the table nor of old logs lets anyone in. A session ends on the server: at sign-out, when
-//! the password changes, when revoked from the account page, after [`SessionLifetime::idle`]
-//! without a request and [`SessionLifetime::absolute`] after it began. A copied cookie is
+//! the password changes, when revoked from the account page, after the idle lifetime without a
+//! request and the absolute lifetime after it began ([`SessionLifetime`]). A copied cookie is
 //! worthless from then on.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, UpdateError};
 use actix_web::cookie::time::Duration as CookieDuration;
@@ -18,6 +17,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::store;
+use crate::config::SessionLifetime;
 use crate::db::Db;
 use crate::kernel::Module;
 
@@ -25,14 +25,6 @@ use crate::kernel::Module;
 pub const SESSION_ID: &str = "session_id";
 /// The state key holding the signed-in user's id, mirrored in the `user_id` column.
 pub const USER_ID: &str = "user_id";
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SessionLifetime {
-    /// Ends a session this long after its last request.
-    pub idle: Duration,
-    /// Ends a session this long after it began, however active.
-    pub absolute: Duration,
-}
 
 #[derive(Clone)]
 pub struct DbSessionStore {

@@ -4,6 +4,8 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use uuid::Uuid;
 
+use crate::config::SessionLifetime;
+
 /// The rule `admin_users.username` is checked against in the database.
 pub static USERNAME: crate::input::Pattern = crate::input::Pattern::new(
     "^[a-z0-9_.-]{1,64}$",
@@ -128,7 +130,7 @@ fn interval(duration: std::time::Duration) -> diesel::pg::data_types::PgInterval
 pub fn touch_session(
     conn: &mut PgConnection,
     hash: &[u8],
-    lifetime: super::session_store::SessionLifetime,
+    lifetime: SessionLifetime,
 ) -> QueryResult<Option<serde_json::Value>> {
     diesel::sql_query(
         "UPDATE admin_sessions SET last_seen_at = now()
@@ -150,11 +152,7 @@ struct SessionState {
 }
 
 /// Stores a new session, and prunes the sessions of anyone that have ended on the way.
-pub fn insert_session(
-    conn: &mut PgConnection,
-    session: &NewSession,
-    lifetime: super::session_store::SessionLifetime,
-) -> QueryResult<()> {
+pub fn insert_session(conn: &mut PgConnection, session: &NewSession, lifetime: SessionLifetime) -> QueryResult<()> {
     diesel::sql_query("DELETE FROM admin_sessions WHERE last_seen_at < now() - $1 OR created_at < now() - $2")
         .bind::<diesel::sql_types::Interval, _>(interval(lifetime.idle))
         .bind::<diesel::sql_types::Interval, _>(interval(lifetime.absolute))
@@ -199,11 +197,7 @@ pub struct UserSession {
     pub last_seen_at: DateTime<Utc>,
 }
 
-pub fn sessions_of(
-    conn: &mut PgConnection,
-    user: Uuid,
-    lifetime: super::session_store::SessionLifetime,
-) -> QueryResult<Vec<UserSession>> {
+pub fn sessions_of(conn: &mut PgConnection, user: Uuid, lifetime: SessionLifetime) -> QueryResult<Vec<UserSession>> {
     use crate::schema::admin_sessions::dsl::*;
     let now = Utc::now();
     let idle = chrono::Duration::from_std(lifetime.idle).unwrap_or(chrono::Duration::MAX);

@@ -227,22 +227,7 @@ fn sql_tokens(sql: &str, tokens: &mut Vec<Token>) {
                 index += 1;
             }
         } else if c == '/' && next == Some('*') {
-            // PostgreSQL block comments nest.
-            let mut depth = 0;
-            while index < chars.len() {
-                if chars[index] == '/' && chars.get(index + 1) == Some(&'*') {
-                    depth += 1;
-                    index += 2;
-                } else if chars[index] == '*' && chars.get(index + 1) == Some(&'/') {
-                    depth -= 1;
-                    index += 2;
-                    if depth == 0 {
-                        break;
-                    }
-                } else {
-                    index += 1;
-                }
-            }
+            index = super::scan::after_block_comment(&chars, index);
         } else if c == '\'' {
             // E'..' strings take backslash escapes; the E came as a word just before.
             let escapes = index > 0

@@ -2,8 +2,9 @@
 //! crate writes it). Behind the admin bearer token, as Prometheus sends it with
 //! `authorization: {credentials: ...}`.
 //!
-//! HTTP requests are counted as they happen; everything else is read at scrape time from the
-//! counters agora keeps anyway (per-module database work, lock waits, the pool, the database's
+//! HTTP requests are counted as they happen; everything else is read at scrape time, into the
+//! fresh metrics of a registry made for the scrape (a counter is set by adding its total once),
+//! from the counters agora keeps anyway (per-module database work, lock waits, the pool, the database's
 //! health) and from the shared tables (the outbox backlog, e-mails by status), so that several
 //! processes on one database report the same backlog.
 
@@ -16,8 +17,8 @@ use actix_web::http::header::CONTENT_TYPE;
 use actix_web::middleware::Next;
 use actix_web::{HttpResponse, web};
 use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    CounterVec, Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use super::locks;
@@ -108,9 +109,9 @@ pub async fn scrape(_admin: AdminToken, state: web::Data<AppState>) -> Result<Ht
             down_for.set(for_ms as f64 / 1000.0);
         }
     }
-    let outages = IntGauge::new("agora_db_outages_total", "Times this process has seen the database go down")
+    let outages = IntCounter::new("agora_db_outages_total", "Times this process has seen the database go down")
         .map_err(AppError::internal)?;
-    outages.set(health.outages() as i64);
+    outages.inc_by(health.outages());
     register(Box::new(up))?;
     register(Box::new(down_for))?;
     register(Box::new(outages))?;
@@ -127,9 +128,7 @@ pub async fn scrape(_admin: AdminToken, state: web::Data<AppState>) -> Result<Ht
 /// What `/api/metrics` shows per module, as counters.
 fn register_module_work(registry: &Registry) -> Result<(), AppError> {
     let counter =
-        |name: &str, help: &str| GaugeVec::new(Opts::new(name, help), &["module"]).map_err(AppError::internal);
-    // Counters whose value is read from agora's own totals: exposed as counters in name (the
-    // `_total` suffix) and monotonic in fact; a Gauge type lets them be set rather than added to.
+        |name: &str, help: &str| CounterVec::new(Opts::new(name, help), &["module"]).map_err(AppError::internal);
     let operations = counter("agora_module_operations_total", "Units of database work, by module")?;
     let failures = counter("agora_module_operation_failures_total", "Units of database work that failed, by module")?;
     let queries = counter("agora_module_queries_total", "SQL statements, by module")?;
@@ -138,11 +137,11 @@ fn register_module_work(registry: &Registry) -> Result<(), AppError> {
         counter("agora_module_operation_seconds_total", "Time in units of database work, by module")?;
     for runtime in measure::module_snapshot() {
         let module = [runtime.module.as_str()];
-        operations.with_label_values(&module).set(runtime.operations as f64);
-        failures.with_label_values(&module).set(runtime.failures as f64);
-        queries.with_label_values(&module).set(runtime.queries as f64);
-        query_seconds.with_label_values(&module).set(runtime.query_time_ms / 1000.0);
-        operation_seconds.with_label_values(&module).set(runtime.operation_time_ms / 1000.0);
+        operations.with_label_values(&module).inc_by(runtime.operations as f64);
+        failures.with_label_values(&module).inc_by(runtime.failures as f64);
+        queries.with_label_values(&module).inc_by(runtime.queries as f64);
+        query_seconds.with_label_values(&module).inc_by(runtime.query_time_ms / 1000.0);
+        operation_seconds.with_label_values(&module).inc_by(runtime.operation_time_ms / 1000.0);
     }
     for metric in [operations, failures, queries, query_seconds, operation_seconds] {
         registry.register(Box::new(metric)).map_err(AppError::internal)?;
@@ -152,7 +151,7 @@ fn register_module_work(registry: &Registry) -> Result<(), AppError> {
 
 fn register_lock_waits(registry: &Registry) -> Result<(), AppError> {
     let labels = ["waiting", "blocking"];
-    let samples = GaugeVec::new(
+    let samples = CounterVec::new(
         Opts::new("agora_lock_wait_samples_total", "Samples that caught one operation waiting for another's lock"),
         &labels,
     )
@@ -164,7 +163,7 @@ fn register_lock_waits(registry: &Registry) -> Result<(), AppError> {
     .map_err(AppError::internal)?;
     for wait in locks::summary() {
         let pair = [wait.waiting.as_str(), wait.blocking.as_str()];
-        samples.with_label_values(&pair).set(wait.samples as f64);
+        samples.with_label_values(&pair).inc_by(wait.samples as f64);
         longest.with_label_values(&pair).set(wait.max_wait_ms / 1000.0);
     }
     registry.register(Box::new(samples)).map_err(AppError::internal)?;

@@ -284,21 +284,7 @@ fn lex(source: &str) -> Lexed {
                 index += 1;
             }
         } else if c == '/' && next == Some('*') {
-            let mut depth = 0;
-            while index < chars.len() {
-                if chars[index] == '/' && chars.get(index + 1) == Some(&'*') {
-                    depth += 1;
-                    index += 2;
-                } else if chars[index] == '*' && chars.get(index + 1) == Some(&'/') {
-                    depth -= 1;
-                    index += 2;
-                    if depth == 0 {
-                        break;
-                    }
-                } else {
-                    index += 1;
-                }
-            }
+            index = after_block_comment(&chars, index);
         } else if c == 'r' && (next == Some('"') || next == Some('#')) && !previous_is_word(&chars, index) {
             // Raw string: r"..." or r#"..."#.
             let mut hashes = 0;
@@ -366,6 +352,27 @@ fn lex(source: &str) -> Lexed {
         }
     }
     lexed
+}
+
+/// The index just past the `/* .. */` comment that opens at `start`. Block comments nest, in
+/// Rust as in PostgreSQL's SQL; an unclosed one runs to the end.
+pub fn after_block_comment(chars: &[char], start: usize) -> usize {
+    let (mut index, mut depth) = (start, 0);
+    while index < chars.len() {
+        if chars[index] == '/' && chars.get(index + 1) == Some(&'*') {
+            depth += 1;
+            index += 2;
+        } else if chars[index] == '*' && chars.get(index + 1) == Some(&'/') {
+            depth -= 1;
+            index += 2;
+            if depth == 0 {
+                break;
+            }
+        } else {
+            index += 1;
+        }
+    }
+    index
 }
 
 fn previous_is_word(chars: &[char], index: usize) -> bool {

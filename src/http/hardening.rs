@@ -27,7 +27,8 @@ pub async fn harden(
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let is_page = request.path().starts_with("/admin");
     let hsts = request.app_data::<web::Data<AppState>>().is_some_and(|state| state.config.cookie_secure);
-    if request.uri().to_string().len() > MAX_URI_BYTES {
+    let uri_bytes = request.uri().path_and_query().map_or(0, |target| target.as_str().len());
+    if uri_bytes > MAX_URI_BYTES {
         let response = error_response(is_page, AppError::uri_too_long());
         return Ok(request.into_response(response));
     }

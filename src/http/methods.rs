@@ -2,8 +2,9 @@
 //! allows, and 405 with `Allow` (not 404) for a known path asked with a method it does not take.
 //!
 //! actix-web routes each `#[get]`/`#[post]` handler as a resource of its own, so a wrong method
-//! falls through to the default 404. The paths and their methods are known exactly from the
-//! OpenAPI document, which is collected from the same registrations as the routes.
+//! falls through to the default 404, which is turned into the right answer here. The paths and
+//! their methods are known exactly from the OpenAPI document, which is collected from the same
+//! registrations as the routes.
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ResourceDef, ServiceRequest, ServiceResponse};
@@ -68,39 +69,43 @@ fn allow_header(allowed: &[Method]) -> String {
     allowed.iter().map(Method::as_str).collect::<Vec<_>>().join(", ")
 }
 
-/// Middleware for the whole application.
+/// Middleware for the whole application. The route table is read only for answers that found
+/// no route (404), so the requests that do find one pay nothing for it.
 pub async fn conform(
     mut request: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    let allowed = request.app_data::<web::Data<RouteTable>>().and_then(|table| table.allowed(request.path()));
     let method = request.method().clone();
-    if let Some(allowed) = allowed {
-        if method == Method::OPTIONS {
-            let response = HttpResponse::NoContent().insert_header((header::ALLOW, allow_header(&allowed))).finish();
-            return Ok(request.into_response(response).map_into_right_body());
-        }
-        if !allowed.contains(&method) {
-            let problem = AppError::method_not_allowed(format!(
-                "{} takes {}, not {method}.",
-                request.path(),
-                allow_header(&allowed)
-            ));
-            let mut response = problem.error_response();
-            response.headers_mut().insert(
-                header::ALLOW,
-                header::HeaderValue::from_str(&allow_header(&allowed)).expect("method names are header-safe"),
-            );
-            debug_assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
-            return Ok(request.into_response(response).map_into_right_body());
-        }
-    }
     // The HTTP/1 codec remembers that the request was HEAD and sends the GET answer's headers
     // without its body.
     if method == Method::HEAD {
         request.head_mut().method = Method::GET;
     }
-    next.call(request).await.map(ServiceResponse::map_into_left_body)
+    let response = next.call(request).await?;
+    if response.status() != StatusCode::NOT_FOUND {
+        return Ok(response.map_into_left_body());
+    }
+    let request = response.request();
+    let Some(allowed) = request.app_data::<web::Data<RouteTable>>().and_then(|table| table.allowed(request.path()))
+    else {
+        return Ok(response.map_into_left_body());
+    };
+    let answer = if method == Method::OPTIONS {
+        HttpResponse::NoContent().insert_header((header::ALLOW, allow_header(&allowed))).finish()
+    } else if !allowed.contains(&method) {
+        let detail = format!("{} takes {}, not {method}.", request.path(), allow_header(&allowed));
+        let mut answer = AppError::method_not_allowed(detail).error_response();
+        answer.headers_mut().insert(
+            header::ALLOW,
+            header::HeaderValue::from_str(&allow_header(&allowed)).expect("method names are header-safe"),
+        );
+        answer
+    } else {
+        // A route of this path takes the method: the 404 is the handler's (no such resource).
+        return Ok(response.map_into_left_body());
+    };
+    let (request, _) = response.into_parts();
+    Ok(ServiceResponse::new(request, answer).map_into_right_body())
 }
 
 #[cfg(test)]

@@ -53,13 +53,16 @@ struct ShowPage {
     notification: Notification,
 }
 
-async fn show(state: web::Data<AppState>, admin: Admin, id: web::Path<Uuid>) -> Result<HttpResponse, PageError> {
-    let id = id.into_inner();
+async fn find(state: &AppState, id: Uuid) -> Result<Notification, PageError> {
     let notification = state
         .db
         .run(Module::Notifications.op("get_notification"), move |conn| super::get_notification(conn, id))
-        .await?
-        .ok_or_else(|| AppError::not_found(format!("No e-mail with id {id}.")))?;
+        .await?;
+    Ok(notification.ok_or_else(|| AppError::not_found(format!("No e-mail with id {id}.")))?)
+}
+
+async fn show(state: web::Data<AppState>, admin: Admin, id: web::Path<Uuid>) -> Result<HttpResponse, PageError> {
+    let notification = find(&state, id.into_inner()).await?;
     render(&ShowPage { layout: admin.layout(Section::Notifications), notification })
 }
 
@@ -71,12 +74,7 @@ const PREVIEW_POLICY: &str =
 /// The e-mail's HTML, alone, for the sandboxed frame on the e-mail's page. A document of its
 /// own because the pages' policy allows no inline style, which e-mail HTML is made of.
 async fn html_body(state: web::Data<AppState>, _admin: Admin, id: web::Path<Uuid>) -> Result<HttpResponse, PageError> {
-    let id = id.into_inner();
-    let notification = state
-        .db
-        .run(Module::Notifications.op("get_notification"), move |conn| super::get_notification(conn, id))
-        .await?
-        .ok_or_else(|| AppError::not_found(format!("No e-mail with id {id}.")))?;
+    let notification = find(&state, id.into_inner()).await?;
     Ok(HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header(("Content-Security-Policy", PREVIEW_POLICY))

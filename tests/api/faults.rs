@@ -77,6 +77,31 @@ fn retry_unanswered(agora: &AgoraProcess, product: &str, samples: &[Sample]) -> 
     acknowledged
 }
 
+/// Runs the load, has `fault` act on the database 1.5 s in, and stops the load 3 s after `fault`
+/// returns; `fault` returns the moments the test measures from.
+fn under_load<T: Send>(agora: &AgoraProcess, product: &str, fault: impl FnOnce() -> T) -> (Vec<Sample>, T) {
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let generator = scope.spawn(|| load(agora, product, 6, &stop));
+        std::thread::sleep(Duration::from_millis(1500));
+        let moments = fault();
+        std::thread::sleep(Duration::from_secs(3));
+        stop.store(true, Ordering::Relaxed);
+        (generator.join().unwrap(), moments)
+    })
+}
+
+/// From `moment` until the first checkout started after it was accepted.
+fn first_order_after(samples: &[Sample], moment: Instant) -> Duration {
+    samples
+        .iter()
+        .filter(|sample| sample.started >= moment && sample.status == 201)
+        .map(|sample| sample.started + sample.took)
+        .min()
+        .expect("orders succeed again")
+        .saturating_duration_since(moment)
+}
+
 fn percentile(mut values: Vec<Duration>, fraction: f64) -> Duration {
     values.sort();
     values[((values.len() as f64 - 1.0) * fraction).round() as usize]
@@ -150,21 +175,14 @@ fn start_agora(cluster: &Cluster) -> (AgoraProcess, String) {
 fn a_stopped_database_means_fast_503s_then_recovery_with_nothing_lost() {
     let cluster = Cluster::start(&[]);
     let (mut agora, product) = start_agora(&cluster);
-    let stop = AtomicBool::new(false);
-    let (samples, stopped_at, restarted_at) = std::thread::scope(|scope| {
-        let generator = scope.spawn(|| load(&agora, &product, 6, &stop));
-        std::thread::sleep(Duration::from_millis(1500));
+    let (samples, (stopped_at, restarting_at, restarted_at)) = under_load(&agora, &product, || {
         cluster.stop();
         let stopped_at = Instant::now();
         std::thread::sleep(Duration::from_secs(4));
         let restarting_at = Instant::now();
         cluster.start_again();
-        let restarted_at = Instant::now();
-        std::thread::sleep(Duration::from_secs(3));
-        stop.store(true, Ordering::Relaxed);
-        (generator.join().unwrap(), stopped_at, (restarting_at, restarted_at))
+        (stopped_at, restarting_at, Instant::now())
     });
-    let (restarting_at, restarted_at) = restarted_at;
     assert!(agora.is_running(), "the process never exits");
 
     // Once the outage is known (after its first half second), every answer is an immediate 503.
@@ -179,13 +197,7 @@ fn a_stopped_database_means_fast_503s_then_recovery_with_nothing_lost() {
     let (p50, p99) = (percentile(latencies.clone(), 0.5), percentile(latencies, 0.99));
     assert!(p99 <= Duration::from_millis(50), "503 p99 {:.1} ms", ms(p99));
 
-    let first_success = samples
-        .iter()
-        .filter(|sample| sample.started >= restarted_at && sample.status == 201)
-        .map(|sample| sample.started + sample.took)
-        .min()
-        .expect("orders succeed again");
-    let recovery = first_success.saturating_duration_since(restarted_at);
+    let recovery = first_order_after(&samples, restarted_at);
     assert!(recovery <= Duration::from_secs(1), "first 201 {:.0} ms after the database was back", ms(recovery));
     let after: Vec<&Sample> =
         samples.iter().filter(|sample| sample.started > restarted_at + Duration::from_secs(1)).collect();
@@ -206,18 +218,12 @@ fn a_stopped_database_means_fast_503s_then_recovery_with_nothing_lost() {
 fn a_frozen_database_bounds_every_request_and_recovery_needs_no_restart() {
     let cluster = Cluster::start(&[]);
     let (mut agora, product) = start_agora(&cluster);
-    let stop = AtomicBool::new(false);
-    let (samples, frozen_at, thawed_at) = std::thread::scope(|scope| {
-        let generator = scope.spawn(|| load(&agora, &product, 6, &stop));
-        std::thread::sleep(Duration::from_millis(1500));
+    let (samples, (frozen_at, thawed_at)) = under_load(&agora, &product, || {
         cluster.freeze();
         let frozen_at = Instant::now();
         std::thread::sleep(Duration::from_secs(6));
         cluster.thaw();
-        let thawed_at = Instant::now();
-        std::thread::sleep(Duration::from_secs(3));
-        stop.store(true, Ordering::Relaxed);
-        (generator.join().unwrap(), frozen_at, thawed_at)
+        (frozen_at, Instant::now())
     });
     assert!(agora.is_running(), "the process never exits");
     // Requests caught by the freeze: those still running when it began, and those started during it.
@@ -228,19 +234,14 @@ fn a_frozen_database_bounds_every_request_and_recovery_needs_no_restart() {
     let longest = during.iter().map(|sample| sample.took).max().unwrap();
     assert!(longest <= Duration::from_millis(2000 + 1000), "longest request during the freeze: {:.0} ms", ms(longest));
     assert!(during.iter().all(|sample| matches!(sample.status, 200 | 201 | 503)), "503 or success, never 500");
-    let first_success = samples
-        .iter()
-        .filter(|sample| sample.started >= thawed_at && sample.status == 201)
-        .map(|sample| sample.started + sample.took)
-        .min()
-        .expect("orders succeed again");
+    let recovery = first_order_after(&samples, thawed_at);
     eprintln!(
         "freeze: {} answers, longest {:.0} ms; first 201 {:.0} ms after the thaw",
         during.len(),
         ms(longest),
-        ms(first_success - thawed_at)
+        ms(recovery)
     );
-    assert!(first_success - thawed_at <= Duration::from_secs(3), "recovered without a restart");
+    assert!(recovery <= Duration::from_secs(3), "recovered without a restart");
     let acknowledged = retry_unanswered(&agora, &product, &samples);
     assert_nothing_lost(&cluster, &acknowledged);
 }
