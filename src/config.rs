@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use crate::catalog::cache::CacheSettings;
+use crate::db::ReplicaSettings;
 use crate::money::Currency;
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/agora";
@@ -30,6 +32,9 @@ pub struct Config {
     pub lock_sample_interval: Duration,
     /// When admin sessions end on the server.
     pub session: SessionLifetime,
+    /// A streaming replica for reads that may be a little behind.
+    pub replica: Option<ReplicaSettings>,
+    pub catalog_cache: CacheSettings,
 }
 
 /// When admin sessions end on the server (`AGORA_SESSION_IDLE_MINUTES`, `AGORA_SESSION_MAX_HOURS`).
@@ -105,6 +110,8 @@ impl std::fmt::Debug for Config {
             .field("outbox", &self.outbox)
             .field("lock_sample_interval", &self.lock_sample_interval)
             .field("session", &self.session)
+            .field("replica", &self.replica.as_ref().map(|replica| redact_url_password(&replica.url)))
+            .field("catalog_cache", &self.catalog_cache)
             .finish()
     }
 }
@@ -223,6 +230,29 @@ impl Config {
             });
         }
         let module_roles = parse_on_off("AGORA_DB_ROLES", true)?;
+        let replica_max_lag = parse_u64("AGORA_REPLICA_MAX_LAG_MS", 1_000)?;
+        if !(1..=3_600_000).contains(&replica_max_lag) {
+            return Err(ConfigError {
+                variable: "AGORA_REPLICA_MAX_LAG_MS",
+                message: "must be between 1 and 3600000 (an hour)".into(),
+            });
+        }
+        let replica = get("AGORA_REPLICA_URL")
+            .map(|url| url.trim().to_owned())
+            .map(|url| ReplicaSettings { url, max_lag: Duration::from_millis(replica_max_lag) });
+        if let Some(replica) = &replica
+            && !(replica.url.starts_with("postgres://") || replica.url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError {
+                variable: "AGORA_REPLICA_URL",
+                message: "must be a postgres:// URL, e.g. postgres://postgres@replica:5432/agora".into(),
+            });
+        }
+        let catalog_cache = CacheSettings {
+            capacity: parse_u64("AGORA_CATALOG_CACHE_ENTRIES", 10_000)?,
+            ttl: Duration::from_secs(parse_u64("AGORA_CATALOG_CACHE_TTL_SECS", 60)?.max(1)),
+            client_max_age: Duration::from_secs(parse_u64("AGORA_CATALOG_MAX_AGE_SECS", 5)?),
+        };
 
         Ok(Config {
             database_url: get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
@@ -260,6 +290,8 @@ impl Config {
                 idle: Duration::from_secs(60 * session_idle_minutes),
                 absolute: Duration::from_secs(3600 * session_max_hours),
             },
+            replica,
+            catalog_cache,
         })
     }
 }

@@ -16,6 +16,7 @@ use utoipa_actix_web::AppExt;
 
 use crate::admin::session_store::DbSessionStore;
 use crate::background::BackgroundTasks;
+use crate::catalog::cache::{self, CatalogCache, Invalidator};
 use crate::config::{Config, SeedMode};
 use crate::db::{self, Db};
 use crate::error::{AppError, extractors};
@@ -71,7 +72,10 @@ pub struct Prepared {
 /// Creates and migrates the database, creates the first admin and the demo data if needed.
 pub fn prepare(config: &Config) -> Result<Prepared, StartupError> {
     prepare_database(config)?;
-    let db = Db::connect(&config.database_url, &config.pool);
+    let mut db = Db::connect(&config.database_url, &config.pool);
+    if let Some(replica) = &config.replica {
+        db = db.with_replica(replica, &config.pool);
+    }
     let session_key =
         db.run_blocking(Module::Admin.op("bootstrap"), |conn| crate::admin::auth::bootstrap(conn, config))?;
     if config.seed == SeedMode::Demo {
@@ -97,15 +101,28 @@ impl Application {
     pub fn start(config: Config, listener: TcpListener, prepared: Prepared) -> Result<Application, StartupError> {
         let Prepared { db, session_key } = prepared;
         let port = listener.local_addr()?.port();
-        let state = AppState { db: db.clone(), config: Arc::new(config.clone()), openapi: openapi_document() };
+        let catalog = CatalogCache::new(&config.catalog_cache);
+        let state = AppState {
+            db: db.clone(),
+            config: Arc::new(config.clone()),
+            openapi: openapi_document(),
+            catalog: catalog.clone(),
+        };
         let gateway: Arc<dyn CardGateway> = Arc::new(crate::payments::SimulatedGateway);
         let session_key = Key::from(&session_key);
         let server = HttpServer::new(move || build_app(state.clone(), gateway.clone(), session_key.clone()))
             .listen(listener)?
             .run();
 
-        let background =
+        let mut background =
             if config.outbox.run_in_server { start_background_work(&db, &config) } else { BackgroundTasks::default() };
+        if config.catalog_cache.capacity > 0 {
+            let mut invalidator = Invalidator { cache: catalog, track_position: db.has_replica() };
+            let url = config.database_url.clone();
+            background.spawn("catalog-cache-listener", move |stop| {
+                crate::db::listen::listen(&url, cache::CHANNEL, cache::LISTEN_POLL, &stop, &mut invalidator)
+            });
+        }
         Ok(Application { port, server, background })
     }
 

@@ -41,6 +41,7 @@ pub fn scope(
 > {
     // Middleware wrapped last runs first: the session must exist before sign-in is checked.
     web::scope("/admin")
+        .wrap(from_fn(session::remember_write_position))
         .wrap(from_fn(auth::require_signed_in))
         .wrap(sessions)
         .app_data(page::path_config())

@@ -8,7 +8,10 @@ use std::future::Future;
 use std::pin::Pin;
 
 use actix_session::{Session, SessionExt};
-use actix_web::dev::Payload;
+use actix_web::body::MessageBody;
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
+use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpRequest, web};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -17,8 +20,10 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use super::page::{Layout, PageError, Section};
+use crate::db::Lsn;
 use crate::error::AppError;
 use crate::http::admin_token::constant_time_eq;
+use crate::http::state::AppState;
 
 use super::session_store::{SESSION_ID, USER_ID};
 
@@ -121,6 +126,35 @@ impl Admin {
     pub fn flash(&self, message: impl Into<String>) {
         set_flash(&self.session, message);
     }
+
+    /// How far a replica must have replayed before it may answer this admin's reads: past
+    /// this session's last write (see [`remember_write_position`]).
+    pub fn read_after(&self) -> Lsn {
+        self.session.get::<Lsn>(READ_AFTER).ok().flatten().unwrap_or(0)
+    }
+}
+
+const READ_AFTER: &str = "read_after";
+
+/// Read-your-writes with a replica: after any form post (every admin write is one), remember
+/// the primary's position in the session; list pages then read from the replica only once it
+/// has replayed that far. Without a replica this costs nothing.
+pub async fn remember_write_position(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let writes = request.method() == Method::POST;
+    let state = request.app_data::<web::Data<AppState>>().cloned();
+    let response = next.call(request).await?;
+    if let Some(state) = state.filter(|state| writes && state.db.has_replica()) {
+        let session = response.request().get_session();
+        match state.db.position_after_write().await {
+            Ok(position) => session.insert(READ_AFTER, position)?,
+            // Unknown: this session reads from the primary until its next write.
+            Err(_) => session.insert(READ_AFTER, Lsn::MAX)?,
+        }
+    }
+    Ok(response)
 }
 
 impl FromRequest for Admin {

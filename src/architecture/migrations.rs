@@ -425,7 +425,8 @@ pub fn touched_tables(sql: &str) -> Vec<Touch> {
             if sets {
                 touch(table, Action::Writes);
             }
-        } else if token.is("truncate") {
+        } else if token.is("truncate") && !at(index + 1, "on") && !at(index + 1, "or") {
+            // Not `AFTER DELETE OR TRUNCATE ON t`: an event a trigger fires on, not a statement.
             let mut cursor = skip(index + 1, &["table", "only"]);
             loop {
                 let (table, after) = name_at(&tokens, cursor);
@@ -492,6 +493,7 @@ mod tests {
             DROP TABLE IF EXISTS h, public.i CASCADE;
             CREATE OR REPLACE TRIGGER t BEFORE INSERT OR UPDATE OF x, y ON j FOR EACH ROW EXECUTE FUNCTION f();
             DROP TRIGGER t ON k;
+            CREATE TRIGGER u AFTER DELETE OR TRUNCATE ON k2 FOR EACH STATEMENT EXECUTE FUNCTION f();
             COMMENT ON TABLE l IS 'a table';
             COMMENT ON COLUMN public.m.x IS 'a column';
             SELECT diesel_manage_updated_at('n');
@@ -516,6 +518,7 @@ mod tests {
                 ("i", Drops),
                 ("j", Triggers),
                 ("k", Triggers),
+                ("k2", Triggers),
                 ("l", Comments),
                 ("m", Comments),
                 ("n", ManagesUpdatedAt),

@@ -118,11 +118,44 @@ pub async fn scrape(_admin: AdminToken, state: web::Data<AppState>) -> Result<Ht
 
     register_module_work(&registry)?;
     register_lock_waits(&registry)?;
+    register_read_path(&registry, &state)?;
     register_shared_tables(&registry, &state).await?;
 
     let mut text = Vec::new();
     TextEncoder::new().encode(&registry.gather(), &mut text).map_err(AppError::internal)?;
     Ok(HttpResponse::Ok().insert_header((CONTENT_TYPE, prometheus::TEXT_FORMAT)).body(text))
+}
+
+/// The catalog cache and the replica: what served the reads.
+fn register_read_path(registry: &Registry, state: &AppState) -> Result<(), AppError> {
+    let register =
+        |collector: Box<dyn prometheus::core::Collector>| registry.register(collector).map_err(AppError::internal);
+    for collector in crate::catalog::cache::collectors() {
+        register(collector)?;
+    }
+    let figures = state.catalog.figures();
+    let entries = IntGauge::new("agora_catalog_cache_entries", "Entries in this process's catalog cache")
+        .map_err(AppError::internal)?;
+    entries.set(figures.entries as i64);
+    register(Box::new(entries))?;
+    let listening = IntGauge::new(
+        "agora_catalog_cache_listening",
+        "1 while the cache hears of catalog changes (and is used), 0 while it is bypassed",
+    )
+    .map_err(AppError::internal)?;
+    listening.set(i64::from(figures.enabled && figures.listening));
+    register(Box::new(listening))?;
+    let Some(replica) = state.db.replica_status() else { return Ok(()) };
+    register(Box::new(crate::db::replica::READS.clone()))?;
+    register(Box::new(crate::db::replica::FALLBACKS.clone()))?;
+    let in_use = IntGauge::new("agora_db_replica_in_use", "1 while reads may go to the replica, 0 while it is skipped")
+        .map_err(AppError::internal)?;
+    in_use.set(i64::from(replica.reason.is_none()));
+    let lag = Gauge::new("agora_db_replica_lag_seconds", "How far the replica was behind the primary at the last look")
+        .map_err(AppError::internal)?;
+    lag.set(replica.lag_ms as f64 / 1000.0);
+    register(Box::new(in_use))?;
+    register(Box::new(lag))
 }
 
 /// What `/api/metrics` shows per module, as counters.

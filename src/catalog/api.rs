@@ -1,11 +1,12 @@
 //! JSON handlers for products.
 
-use actix_web::{HttpResponse, get, patch, post, web};
+use actix_web::{HttpRequest, HttpResponse, get, patch, post, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use utoipa::openapi::schema::Object;
 
+use super::cache::{Change, ListKey, Representation};
 use super::{ListCursor, Product, ProductDraft, ProductPatch, model};
 use crate::error::{AppError, ProblemDetails};
 use crate::http::admin_token::AdminToken;
@@ -13,6 +14,7 @@ use crate::http::problems::{
     InvalidFields, InvalidQuery, MalformedJson, MalformedQuery, ProductNotFound, Unauthorized, Unavailable,
 };
 use crate::http::state::AppState;
+use crate::http::validators;
 use crate::ids::ProductId;
 use crate::input::{self, whole_number};
 use crate::kernel::Module;
@@ -72,9 +74,14 @@ fn search_schema() -> Object {
 /// Active products by name; `q` searches name and SKU.
 #[utoipa::path(
     tag = "catalog",
-    params(ProductSearch, PageQuery),
+    params(ProductSearch, PageQuery, IfNoneMatch),
     responses(
-        (status = 200, description = "A page of active products", body = Page<ProductView>),
+        (status = 200, description = "A page of active products", body = Page<ProductView>, headers(
+            ("ETag" = String, description = "Changes whenever the page does"),
+            ("Last-Modified" = String, description = "The latest change to any product"),
+            ("Cache-Control" = String, description = "How long a copy may be used without asking again"),
+        )),
+        (status = 304, description = "The copy named by `If-None-Match` is current"),
         MalformedQuery,
         InvalidQuery,
         Unavailable,
@@ -82,43 +89,95 @@ fn search_schema() -> Object {
 )]
 #[get("/products")]
 pub async fn list_products(
+    request: HttpRequest,
     state: web::Data<AppState>,
     search: web::Query<ProductSearch>,
     page: web::Query<PageQuery>,
-) -> Result<web::Json<Page<ProductView>>, AppError> {
+) -> Result<HttpResponse, AppError> {
     let (limit, after) = (page.limit()?, page.cursor::<ListCursor>()?);
     let search = match search.into_inner().q {
         None => None,
         Some(q) => Some(input::SEARCH.check(&q).map_err(|message| AppError::invalid("q", message))?.to_owned()),
     };
-    let products = state
-        .db
-        .run(Module::Catalog.op("list_products"), move |conn| {
-            super::list_products(conn, search.as_deref(), false, after, limit)
+    let key = ListKey { query: search.clone(), cursor: page.into_inner().cursor, limit };
+    let (db, currency) = (state.db.clone(), state.config.currency);
+    let representation = state
+        .catalog
+        .list(key, |read_after| async move {
+            let (products, last_change) = db
+                .read(Module::Catalog.op("list_products"), read_after, move |conn| {
+                    // The date first: a change committing in between makes the page newer than
+                    // its date, which costs a client a full answer, never a stale 304.
+                    let last_change = super::last_change(conn)?;
+                    let page = super::list_products(conn, search.as_deref(), false, after.clone(), limit)?;
+                    Ok::<_, super::CatalogError>((page, last_change))
+                })
+                .await?;
+            let page = products.map(|product| ProductView::new(product, currency));
+            let body = serde_json::to_vec(&page).map_err(AppError::internal)?;
+            Ok(Representation::new(body, last_change.map_or(std::time::UNIX_EPOCH, Into::into)))
         })
         .await?;
-    let currency = state.config.currency;
-    Ok(web::Json(products.map(|product| ProductView::new(product, currency))))
+    Ok(validators::respond(&request, &representation, state.catalog.client_max_age))
+}
+
+/// `If-None-Match`: the `ETag` of the copy the client holds.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct IfNoneMatch {
+    /// An `ETag` from an earlier answer; a match answers 304 without a body.
+    #[serde(rename = "If-None-Match")]
+    #[param(rename = "If-None-Match")]
+    _if_none_match: Option<String>,
 }
 
 /// One product, inactive ones included (flagged by `active`).
 #[utoipa::path(
     tag = "catalog",
-    params(("id" = ProductId, Path, description = "Product id")),
+    params(("id" = ProductId, Path, description = "Product id"), IfNoneMatch),
     responses(
-        (status = 200, description = "The product", body = ProductView),
+        (status = 200, description = "The product", body = ProductView, headers(
+            ("ETag" = String, description = "Changes whenever the product does"),
+            ("Last-Modified" = String, description = "When the product last changed"),
+            ("Cache-Control" = String, description = "How long a copy may be used without asking again"),
+        )),
+        (status = 304, description = "The copy named by `If-None-Match` is current"),
         ProductNotFound,
         Unavailable,
     )
 )]
 #[get("/products/{id}")]
 pub async fn get_product(
+    request: HttpRequest,
     state: web::Data<AppState>,
     id: web::Path<ProductId>,
-) -> Result<web::Json<ProductView>, AppError> {
+) -> Result<HttpResponse, AppError> {
     let id = id.into_inner();
-    let product = state.db.run(Module::Catalog.op("get_product"), move |conn| super::get_product(conn, id)).await?;
-    Ok(web::Json(ProductView::new(product, state.config.currency)))
+    let (db, currency) = (state.db.clone(), state.config.currency);
+    let representation = state
+        .catalog
+        .product(id, |read_after| async move {
+            let product = db
+                .read(Module::Catalog.op("get_product"), read_after, move |conn| super::get_product(conn, id))
+                .await?;
+            product_representation(product, currency)
+        })
+        .await?;
+    Ok(validators::respond(&request, &representation, state.catalog.client_max_age))
+}
+
+fn product_representation(product: Product, currency: Currency) -> Result<Representation, AppError> {
+    let last_modified = product.updated_at.into();
+    let body = serde_json::to_vec(&ProductView::new(product, currency)).map_err(AppError::internal)?;
+    Ok(Representation::new(body, last_modified))
+}
+
+/// Drops this process's cached copies at once (every other process hears of the change from
+/// the database) and remembers where a replica must be before it may answer for the catalog.
+pub(super) async fn forget_cached(state: &AppState, change: Change) {
+    // Unknown, the position cannot hold reads back; the change's notification brings it anyway.
+    let position = state.db.position_after_write().await.unwrap_or(0);
+    state.catalog.changed(&change, position, "local");
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -202,6 +261,7 @@ pub async fn create_product(
     };
     let product =
         state.db.run(Module::Catalog.op("create_product"), move |conn| super::create_product(conn, draft)).await?;
+    forget_cached(&state, Change::Added).await;
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/api/products/{}", product.id)))
         .json(ProductView::new(product, state.config.currency)))
@@ -258,5 +318,6 @@ pub async fn update_product(
     };
     let product =
         state.db.run(Module::Catalog.op("update_product"), move |conn| super::update_product(conn, id, patch)).await?;
+    forget_cached(&state, Change::Products(vec![id])).await;
     Ok(web::Json(ProductView::new(product, state.config.currency)))
 }

@@ -5,6 +5,7 @@
 //! [`crate::architecture::declarations`].
 
 pub mod api;
+pub mod cache;
 mod model;
 pub mod pages;
 mod store;
@@ -91,6 +92,12 @@ pub fn is_empty(conn: &mut PgConnection) -> QueryResult<bool> {
 pub fn get_product(conn: &mut PgConnection, id: ProductId) -> Result<Product, CatalogError> {
     crate::as_module!(conn, Module::Catalog);
     store::find(conn, id)?.ok_or(CatalogError::NotFound(id))
+}
+
+/// When any product last changed: the `Last-Modified` of the product list.
+pub fn last_change(conn: &mut PgConnection) -> Result<Option<chrono::DateTime<chrono::Utc>>, CatalogError> {
+    crate::as_module!(conn, Module::Catalog);
+    Ok(store::last_change(conn)?)
 }
 
 /// Sort key of the product list, carried in cursors.

@@ -67,8 +67,8 @@ async fn list(
     let text = search.clone();
     let page = state
         .db
-        .run(Module::Catalog.op("list_products"), move |conn| {
-            super::list_products(conn, Some(&text), true, after, PAGE_SIZE)
+        .read(Module::Catalog.op("list_products"), admin.read_after(), move |conn| {
+            super::list_products(conn, Some(&text), true, after.clone(), PAGE_SIZE)
         })
         .await?;
     render(&ListPage { layout: admin.layout(Section::Products), query: search, page, currency: state.config.currency })
@@ -190,6 +190,7 @@ async fn create(
             .await?;
         match created {
             Ok(product) => {
+                super::api::forget_cached(&state, super::cache::Change::Added).await;
                 admin.flash(format!("Product {} created. Its stock is 0: receive stock from its page.", product.sku));
                 return Ok(see_other(&format!("/admin/products/{}", product.id)));
             }
@@ -274,6 +275,7 @@ async fn update(
             .await?;
         match updated {
             Ok(product) => {
+                super::api::forget_cached(&state, super::cache::Change::Products(vec![id])).await;
                 admin.flash(format!("Product {} saved.", product.sku));
                 return Ok(see_other(&format!("/admin/products/{id}")));
             }
@@ -308,6 +310,7 @@ async fn set_active(
     let patch = ProductPatch { active: Some(form.active), ..Default::default() };
     let product =
         state.db.run(Module::Catalog.op("update_product"), move |conn| super::update_product(conn, id, patch)).await?;
+    super::api::forget_cached(&state, super::cache::Change::Products(vec![id])).await;
     admin.flash(if product.active {
         format!("{} is active: it is listed and can be ordered.", product.sku)
     } else {

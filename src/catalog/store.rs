@@ -17,6 +17,11 @@ pub fn find(conn: &mut PgConnection, product_id: ProductId) -> QueryResult<Optio
     products.find(product_id).select(Product::as_select()).first(conn).optional()
 }
 
+pub fn last_change(conn: &mut PgConnection) -> QueryResult<Option<chrono::DateTime<chrono::Utc>>> {
+    use crate::schema::products::dsl::*;
+    products.select(diesel::dsl::max(updated_at)).get_result(conn)
+}
+
 pub fn is_empty(conn: &mut PgConnection) -> QueryResult<bool> {
     use crate::schema::products::dsl::*;
     diesel::select(diesel::dsl::not(diesel::dsl::exists(products.select(id)))).get_result(conn)

@@ -27,6 +27,8 @@ pub struct DbHealth {
 }
 
 struct Inner {
+    /// "database" or "replica", for the log.
+    server: &'static str,
     up: AtomicBool,
     /// When the database went down and why, while it is down.
     outage: Mutex<Option<(Instant, String)>>,
@@ -51,8 +53,18 @@ fn now_ms() -> u64 {
 impl DbHealth {
     /// Starts up: the caller has just reached the database, or will find out soon.
     pub fn new() -> DbHealth {
+        Self::of("database")
+    }
+
+    /// The health of a read replica: while it is down, its reads go to the primary.
+    pub fn of_replica() -> DbHealth {
+        Self::of("replica")
+    }
+
+    fn of(server: &'static str) -> DbHealth {
         DbHealth {
             inner: Arc::new(Inner {
+                server,
                 up: AtomicBool::new(true),
                 outage: Mutex::new(None),
                 probe_started_ms: AtomicU64::new(0),
@@ -93,7 +105,10 @@ impl DbHealth {
         if self.inner.up.swap(false, Ordering::AcqRel) {
             self.inner.generation.fetch_add(1, Ordering::AcqRel);
             self.inner.outages.fetch_add(1, Ordering::Relaxed);
-            log::error!("database unavailable: {reason}; answering 503 until it is back");
+            match self.inner.server {
+                "replica" => log::warn!("replica unavailable: {reason}; reading from the primary until it is back"),
+                server => log::error!("{server} unavailable: {reason}; answering 503 until it is back"),
+            }
             *outage = Some((Instant::now(), reason));
         } else if let Some((_, last)) = outage.as_mut() {
             *last = reason;
@@ -108,7 +123,7 @@ impl DbHealth {
         let mut outage = self.inner.outage.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if !self.inner.up.swap(true, Ordering::AcqRel) {
             let lasted = outage.take().map_or(Duration::ZERO, |(since, _)| since.elapsed());
-            log::warn!("database available again after {} ms", lasted.as_millis());
+            log::warn!("{} available again after {} ms", self.inner.server, lasted.as_millis());
         }
     }
 

@@ -7,6 +7,8 @@
 //! module that asked for it (see [`crate::kernel::measure`]).
 
 pub mod health;
+pub mod listen;
+pub mod replica;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -21,6 +23,7 @@ use crate::config::PoolSettings;
 use crate::error::AppError;
 use crate::kernel::{Module, Operation, measure, roles};
 pub use health::{DbHealth, HealthState};
+pub use replica::{Lsn, Replica, ReplicaSettings, ReplicaStatus};
 
 pub type PgPool = r2d2::Pool<ModuleConnectionManager>;
 pub type PooledPg = PooledConnection<ModuleConnectionManager>;
@@ -77,6 +80,8 @@ pub struct Db {
     module_roles: bool,
     health: DbHealth,
     request_timeout: Duration,
+    /// Where reads that may be a little behind go, when one is configured.
+    replica: Option<Arc<Replica>>,
 }
 
 /// The pool, rebuilt after each outage: the old one's connections died with the server, and
@@ -171,8 +176,19 @@ impl Db {
     /// Builds the pool without waiting for connections, so that the process can start (and
     /// report itself unready) while the database is down.
     pub fn connect(database_url: &str, settings: &PoolSettings) -> Db {
+        Self::connect_with_health(database_url, settings, DbHealth::new())
+    }
+
+    /// Sends the reads of [`Db::read`] to a streaming replica of this database while it keeps up.
+    pub fn with_replica(mut self, replica: &ReplicaSettings, settings: &PoolSettings) -> Db {
+        let replica_db = Self::connect_with_health(&replica.url, settings, DbHealth::of_replica());
+        let primary_url = with_connection_options(&self.pools.recipe.url, settings.connect_timeout);
+        self.replica = Some(Replica::start(replica_db, replica, primary_url));
+        self
+    }
+
+    fn connect_with_health(database_url: &str, settings: &PoolSettings, health: DbHealth) -> Db {
         let url = with_connection_options(database_url, settings.connect_timeout);
-        let health = DbHealth::new();
         let recipe = PoolRecipe { url: url.clone(), settings: settings.clone() };
         let pools = Pools { current: RwLock::new((health.generation(), recipe.build())), recipe };
         health.start_probe(url);
@@ -181,7 +197,77 @@ impl Db {
             module_roles: settings.module_roles,
             health,
             request_timeout: settings.request_timeout,
+            replica: None,
         }
+    }
+
+    /// The primary's position now: after work that committed, at or past its commit. Reads that
+    /// must see that work pass it to [`Db::read`]. Always 0 without a replica (nothing to wait for).
+    pub async fn position_after_write(&self) -> Result<Lsn, AppError> {
+        if self.replica.is_none() {
+            return Ok(0);
+        }
+        let db = self.clone();
+        actix_web::web::block(move || {
+            let mut conn = db.get()?;
+            let position = replica::current_position(&mut conn).map_err(AppError::from);
+            db.observe(&mut conn, position)
+        })
+        .await?
+    }
+
+    pub fn replica_status(&self) -> Option<ReplicaStatus> {
+        self.replica.as_ref().map(|replica| replica.status())
+    }
+
+    pub fn has_replica(&self) -> bool {
+        self.replica.is_some()
+    }
+
+    /// Work that only reads and may be answered by the replica, provided the replica has
+    /// replayed at least up to `after` (the reader's last write, or 0). Falls back to the primary
+    /// whenever the replica is skipped, behind `after`, or fails the read.
+    pub async fn read<T, E, F>(&self, operation: Operation, after: Lsn, work: F) -> Result<T, AppError>
+    where
+        F: Fn(&mut PgConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: Into<AppError>,
+    {
+        if self.replica.is_none() {
+            return self.run(operation, work).await;
+        }
+        let db = self.clone();
+        let work = actix_web::web::block(move || db.read_blocking(operation, after, work));
+        match tokio::time::timeout(self.request_timeout, work).await {
+            Ok(outcome) => outcome?,
+            Err(_elapsed) => Err(AppError::Unavailable(format!(
+                "the database did not answer within {} ms",
+                self.request_timeout.as_millis()
+            ))),
+        }
+    }
+
+    /// [`Db::read`] for code on its own thread.
+    pub fn read_blocking<T, E, F>(&self, operation: Operation, after: Lsn, work: F) -> Result<T, AppError>
+    where
+        F: Fn(&mut PgConnection) -> Result<T, E>,
+        E: Into<AppError>,
+    {
+        if let Some(replica) = self.replica.as_ref().filter(|replica| replica.serves(after)) {
+            match replica.db.run_blocking(operation, &work) {
+                Ok(value) => {
+                    replica::READS.with_label_values(&["replica"]).inc();
+                    return Ok(value);
+                }
+                // A 4xx is the answer; anything else may be the replica's fault.
+                Err(AppError::Client(problem)) => return Err(AppError::Client(problem)),
+                Err(error) => replica.failed(crate::error::CauseChain(&error).to_string()),
+            }
+        }
+        if self.replica.is_some() {
+            replica::READS.with_label_values(&["primary"]).inc();
+        }
+        self.run_blocking(operation, work)
     }
 
     pub fn health(&self) -> &DbHealth {

@@ -16,13 +16,17 @@ const READINESS_BUDGET: Duration = Duration::from_secs(3);
 pub struct Status {
     /// `ok` (process alive) or `ready` (database answers).
     status: &'static str,
+    /// With `AGORA_REPLICA_URL`: whether reads go to the replica, and if not, why. A skipped
+    /// replica does not make the process unready: its reads go to the primary.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replica: Option<crate::db::ReplicaStatus>,
 }
 
 /// Liveness: 200 while the process runs.
 #[utoipa::path(tag = "health", responses((status = 200, description = "The process is running", body = Status)))]
 #[get("/healthz")]
 pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(Status { status: "ok" })
+    HttpResponse::Ok().json(Status { status: "ok", replica: None })
 }
 
 /// Readiness: 200 when the database answers, 503 otherwise (within a few seconds).
@@ -38,7 +42,9 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let db = state.db.clone();
     let ping = web::block(move || db.ping(READINESS_BUDGET - Duration::from_millis(500)));
     let reason = match tokio::time::timeout(READINESS_BUDGET, ping).await {
-        Ok(Ok(Ok(()))) => return HttpResponse::Ok().json(Status { status: "ready" }),
+        Ok(Ok(Ok(()))) => {
+            return HttpResponse::Ok().json(Status { status: "ready", replica: state.db.replica_status() });
+        }
         Ok(Ok(Err(AppError::Unavailable(reason)))) => reason,
         Ok(Ok(Err(error))) => format!("readiness check failed: {}", crate::error::CauseChain(&error)),
         Ok(Err(blocking)) => format!("readiness check failed: {blocking}"),

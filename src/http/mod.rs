@@ -9,5 +9,6 @@ pub mod openapi;
 pub mod problems;
 pub mod state;
 pub mod static_files;
+pub mod validators;
 
 pub use state::AppState;

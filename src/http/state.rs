@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::catalog::cache::CatalogCache;
 use crate::config::Config;
 use crate::db::Db;
 
@@ -11,4 +12,6 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The OpenAPI document, rendered once at start-up.
     pub openapi: Arc<str>,
+    /// This process's copy of the public catalog answers.
+    pub catalog: Arc<CatalogCache>,
 }

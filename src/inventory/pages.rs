@@ -55,7 +55,9 @@ async fn overview(
     let after = page.cursor::<LevelsCursor>()?;
     let page = state
         .db
-        .run(Module::Inventory.op("stock_levels"), move |conn| super::stock_levels(conn, low_only, after, PAGE_SIZE))
+        .read(Module::Inventory.op("stock_levels"), admin.read_after(), move |conn| {
+            super::stock_levels(conn, low_only, after, PAGE_SIZE)
+        })
         .await?;
     render(&OverviewPage { layout: admin.layout(Section::Inventory), low_only, page })
 }

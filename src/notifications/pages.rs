@@ -35,7 +35,7 @@ async fn list(
     let after = page.cursor::<ListCursor>()?;
     let page = state
         .db
-        .run(Module::Notifications.op("list_notifications"), move |conn| {
+        .read(Module::Notifications.op("list_notifications"), admin.read_after(), move |conn| {
             super::list_notifications(conn, None, after, 50)
         })
         .await?;

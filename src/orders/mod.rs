@@ -115,7 +115,7 @@ impl From<OrdersError> for AppError {
 pub type ListCursor = (DateTime<Utc>, OrderId);
 
 /// Which orders to list.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct OrderFilter {
     pub status: Option<OrderStatus>,
     pub email: Option<String>,

@@ -88,7 +88,9 @@ async fn list(
     } else {
         state
             .db
-            .run(Module::Orders.op("list_orders"), move |conn| super::list_orders(conn, filter, after, PAGE_SIZE))
+            .read(Module::Orders.op("list_orders"), admin.read_after(), move |conn| {
+                super::list_orders(conn, filter.clone(), after, PAGE_SIZE)
+            })
             .await?
     };
     render(&ListPage {

@@ -110,8 +110,10 @@ pub fn start(tasks: &mut BackgroundTasks, db: &Db, config: &Config, handlers: Ve
     }
     let doorbell = Doorbell::default();
     {
-        let (url, doorbell) = (config.database_url.clone(), doorbell.clone());
-        tasks.spawn("outbox-listener", move |stop| listen(&url, &doorbell, &stop));
+        let (url, mut doorbell) = (config.database_url.clone(), doorbell.clone());
+        tasks.spawn("outbox-listener", move |stop| {
+            crate::db::listen::listen(&url, CHANNEL, Duration::from_millis(25), &stop, &mut doorbell)
+        });
     }
     for _ in 0..config.outbox.workers {
         let (db, settings, handlers, doorbell) =
@@ -120,51 +122,16 @@ pub fn start(tasks: &mut BackgroundTasks, db: &Db, config: &Config, handlers: Ve
     }
 }
 
-/// LISTENs on a dedicated connection and rings the doorbell for every notification. The
-/// notifications are read without blocking every 25 ms: a local socket read, no query.
-fn listen(database_url: &str, doorbell: &Doorbell, stop: &StopSignal) {
-    while !stop.is_stopped() {
-        let mut conn = match connect_and_listen(database_url) {
-            Ok(conn) => conn,
-            Err(error) => {
-                log::warn!("outbox listener cannot connect, polling meanwhile: {error}");
-                stop.wait(Duration::from_secs(2));
-                continue;
-            }
-        };
-        // Anything committed while we were not listening is picked up by this ring.
-        doorbell.ring();
-        loop {
-            let mut rang = false;
-            for notification in conn.notifications_iter() {
-                match notification {
-                    Ok(_) => rang = true,
-                    Err(error) => {
-                        log::warn!("outbox listener lost its connection, reconnecting: {error}");
-                        rang = false;
-                        break;
-                    }
-                }
-            }
-            if rang {
-                doorbell.ring();
-            }
-            if stop.wait(Duration::from_millis(25)) {
-                return;
-            }
-            // A dead connection shows as an error above; probe now and then in case it does not.
-            if rand::rng().random_ratio(1, 400) && diesel::sql_query("SELECT 1").execute(&mut conn).is_err() {
-                break;
-            }
-        }
+/// Rings the doorbell for every notification, and on (re)connecting: anything committed while
+/// nobody listened is picked up by that ring.
+impl crate::db::listen::Subscriber for Doorbell {
+    fn connected(&mut self, _conn: &mut PgConnection) {
+        self.ring();
     }
-}
 
-fn connect_and_listen(database_url: &str) -> Result<PgConnection, String> {
-    let url = crate::db::with_connection_options(database_url, Duration::from_secs(5));
-    let mut conn = PgConnection::establish(&url).map_err(|error| error.to_string())?;
-    diesel::sql_query(format!("LISTEN {CHANNEL}")).execute(&mut conn).map_err(|error| error.to_string())?;
-    Ok(conn)
+    fn notified(&mut self, _conn: &mut PgConnection, _payloads: Vec<String>) {
+        self.ring();
+    }
 }
 
 fn work(

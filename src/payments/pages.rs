@@ -36,7 +36,11 @@ async fn list(
     page: web::Query<PageQuery>,
 ) -> Result<HttpResponse, PageError> {
     let after = page.cursor::<ListCursor>()?;
-    let page =
-        state.db.run(Module::Payments.op("list_payments"), move |conn| super::list_payments(conn, after, 50)).await?;
+    let page = state
+        .db
+        .read(Module::Payments.op("list_payments"), admin.read_after(), move |conn| {
+            super::list_payments(conn, after, 50)
+        })
+        .await?;
     render(&ListPage { layout: admin.layout(Section::Payments), page, currency: state.config.currency })
 }

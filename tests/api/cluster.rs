@@ -45,6 +45,48 @@ impl Cluster {
         Cluster { port, data, bin }
     }
 
+    /// A streaming replica of `primary` (`pg_basebackup -R`), started: it replays the primary's
+    /// WAL and answers read-only queries.
+    pub fn replica_of(primary: &Cluster) -> Cluster {
+        let bin = postgres_bin();
+        let data = std::env::temp_dir().join(format!("agora-replica-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&data).unwrap();
+        run("chown", &["postgres:postgres", data.to_str().unwrap()]);
+        run("chmod", &["700", data.to_str().unwrap()]);
+        let primary_port = primary.port.to_string();
+        as_postgres(
+            &bin.join("pg_basebackup"),
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &primary_port,
+                "-U",
+                "postgres",
+                "-D",
+                data.to_str().unwrap(),
+                "-R",
+                "-X",
+                "stream",
+            ],
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        // The copied postgresql.conf names the primary's port and socket directory; later lines win.
+        let conf_path = data.join("postgresql.conf");
+        let mut conf = std::fs::read_to_string(&conf_path).unwrap();
+        conf.push_str(&format!("\nport = {port}\nunix_socket_directories = '{}'\nhot_standby = on\n", data.display()));
+        std::fs::write(&conf_path, conf).unwrap();
+        let _ = std::fs::remove_file(data.join("log"));
+        let replica = Cluster { port, data, bin };
+        replica.start_again();
+        replica
+    }
+
+    /// Ends recovery: the replica becomes a primary of its own and stops following.
+    pub fn promote(&self) {
+        self.pg_ctl(&["promote", "-w", "-t", "60"]);
+    }
+
     pub fn start_again(&self) {
         self.pg_ctl(&["start", "-w", "-t", "60", "-l", self.data.join("log").to_str().unwrap()]);
     }

@@ -668,6 +668,26 @@ impl AgoraProcess {
         TestResponse::from(agent().post(&url).header("Authorization", &format!("Bearer {ADMIN_TOKEN}")).send_json(body))
     }
 
+    pub fn admin_get(&self, path: &str) -> TestResponse {
+        let url = format!("{}{}", self.address, path);
+        TestResponse::from(agent().get(&url).header("Authorization", &format!("Bearer {ADMIN_TOKEN}")).call())
+    }
+
+    pub fn admin_patch_json(&self, path: &str, body: &Value) -> TestResponse {
+        let url = format!("{}{}", self.address, path);
+        TestResponse::from(
+            agent().patch(&url).header("Authorization", &format!("Bearer {ADMIN_TOKEN}")).send_json(body),
+        )
+    }
+
+    /// A browser on this process, signed in as the first admin.
+    pub fn signed_in_browser(&self) -> Browser {
+        let mut browser = Browser { address: self.address.clone(), agent: agent(), cookies: HashMap::new() };
+        let response = browser.sign_in("admin", ADMIN_PASSWORD);
+        assert_eq!(response.status, 303, "sign-in failed: {}", response.body);
+        browser
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()

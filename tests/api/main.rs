@@ -15,6 +15,7 @@ mod migrations;
 mod notifications;
 mod orders;
 mod payments;
+mod read_path;
 mod roles;
 mod seed;
 mod sessions;

@@ -13,14 +13,14 @@ fn scrape(app: &TestApp) -> prometheus_parse::Scrape {
 }
 
 /// The value, or 0 when the series does not exist yet.
-fn value_or_zero(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub fn value_or_zero(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
     let present = scrape.samples.iter().any(|sample| {
         sample.metric == name && labels.iter().all(|(key, value)| sample.labels.get(key) == Some(*value))
     });
     if present { value(scrape, name, labels) } else { 0.0 }
 }
 
-fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
     let sample = scrape
         .samples
         .iter()

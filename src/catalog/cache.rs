@@ -1,0 +1,389 @@
+//! The catalog cache: each agora process keeps the public product answers (a product by id, a
+//! page of the product list) ready to send, body and validators included.
+//!
+//! This is the caching pattern of sharing data, with the database telling every process what to
+//! forget: a trigger on `products` NOTIFYs `agora_catalog` from the transaction that changes a
+//! product, so the message arrives when (and only if) it commits, whoever made the change. Each
+//! process LISTENs and drops what changed; the process that made a change also drops it at once,
+//! so that it reads its own writes. Entries also expire after a TTL, the safety net for a bug in
+//! this scheme. While the listener is not connected the cache is bypassed: nothing tells it
+//! what changed meanwhile.
+//!
+//! What decides money or stock never reads from here: checkout prices lines from `products`
+//! inside its own transaction, and inventory and payments read their rows as they lock them.
+
+use std::future::Future;
+use std::hash::Hash;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix_web::web::Bytes;
+use moka::notification::RemovalCause;
+use moka::sync::Cache;
+use sha2::{Digest, Sha256};
+
+use crate::db::Lsn;
+use crate::error::AppError;
+use crate::ids::ProductId;
+
+/// The channel the `products` triggers notify (migration `catalog_change_notifications`).
+pub const CHANNEL: &str = "agora_catalog";
+
+/// How often the listener reads its socket for notifications: the floor of the staleness window.
+pub const LISTEN_POLL: Duration = Duration::from_millis(5);
+
+#[derive(Clone, Debug)]
+pub struct CacheSettings {
+    /// Entries per kind (products, list pages); 0 turns the cache off.
+    pub capacity: u64,
+    /// An entry is dropped this long after it was loaded, whatever the notifications said.
+    pub ttl: Duration,
+    /// What `Cache-Control: max-age` allows clients and shared caches.
+    pub client_max_age: Duration,
+}
+
+/// A product answer or a list page, ready to send.
+pub struct Representation {
+    pub body: Bytes,
+    /// A strong validator: a digest of the body.
+    pub etag: String,
+    pub last_modified: SystemTime,
+}
+
+impl Representation {
+    pub fn new(body: Vec<u8>, last_modified: SystemTime) -> Representation {
+        let digest = Sha256::digest(&body);
+        let etag = format!("\"{}\"", digest[..16].iter().map(|byte| format!("{byte:02x}")).collect::<String>());
+        Representation { body: Bytes::from(body), etag, last_modified }
+    }
+}
+
+/// A page of the public product list: search text, cursor and page size, as asked.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ListKey {
+    pub query: Option<String>,
+    pub cursor: Option<String>,
+    pub limit: i64,
+}
+
+struct Metrics {
+    lookups: prometheus::IntCounterVec,
+    invalidations: prometheus::IntCounterVec,
+    evictions: prometheus::IntCounterVec,
+    /// From the statement that changed a product to the moment this process dropped its copy.
+    invalidation_delay: prometheus::Histogram,
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
+    lookups: prometheus::IntCounterVec::new(
+        prometheus::Opts::new("agora_catalog_cache_lookups_total", "Catalog cache lookups by kind and outcome"),
+        &["kind", "outcome"],
+    )
+    .expect("valid metric"),
+    invalidations: prometheus::IntCounterVec::new(
+        prometheus::Opts::new(
+            "agora_catalog_cache_invalidations_total",
+            "Catalog changes that dropped cached entries, by where the news came from",
+        ),
+        &["source"],
+    )
+    .expect("valid metric"),
+    evictions: prometheus::IntCounterVec::new(
+        prometheus::Opts::new("agora_catalog_cache_evictions_total", "Entries dropped for room or age"),
+        &["cause"],
+    )
+    .expect("valid metric"),
+    invalidation_delay: prometheus::Histogram::with_opts(
+        prometheus::HistogramOpts::new(
+            "agora_catalog_cache_invalidation_delay_seconds",
+            "From the statement that changed a product to this process dropping its cached copy",
+        )
+        .buckets(vec![0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 5.0]),
+    )
+    .expect("valid metric"),
+});
+
+/// What changed in the catalog.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// New products: only list pages can differ.
+    Added,
+    Products(Vec<ProductId>),
+    Everything,
+}
+
+impl Change {
+    /// Reads a notification payload: `<microseconds since the epoch> <what>`.
+    pub fn parse(payload: &str) -> Option<(Change, Option<u64>)> {
+        let (micros, what) = payload.split_once(' ')?;
+        let change = match what {
+            "lists" => Change::Added,
+            "*" => Change::Everything,
+            ids => Change::Products(ids.split(',').map(|id| id.parse().ok()).collect::<Option<_>>()?),
+        };
+        Some((change, micros.parse().ok()))
+    }
+}
+
+/// The figures the architecture page shows.
+#[derive(Clone, Debug, Default)]
+pub struct CacheFigures {
+    pub enabled: bool,
+    pub listening: bool,
+    pub hits: u64,
+    pub misses: u64,
+    pub entries: u64,
+    pub invalidations: u64,
+    pub evictions: u64,
+    /// Invalidation delay (from the changing statement to the drop here), p50 and p99 in ms.
+    pub delay_ms: Option<(f64, f64)>,
+    pub delay_samples: u64,
+    pub ttl: Duration,
+}
+
+pub struct CatalogCache {
+    products: Cache<ProductId, Arc<Representation>>,
+    lists: Cache<ListKey, Arc<Representation>>,
+    enabled: bool,
+    listening: AtomicBool,
+    /// Bumped by every invalidation: a load that saw it change may hold an old value.
+    epoch: AtomicU64,
+    /// The primary's position at the last change: a replica must have replayed this far before
+    /// a miss may read from it.
+    read_after: AtomicU64,
+    pub client_max_age: Duration,
+    ttl: Duration,
+}
+
+impl CatalogCache {
+    pub fn new(settings: &CacheSettings) -> Arc<CatalogCache> {
+        fn build<K: Hash + Eq + Send + Sync + 'static>(settings: &CacheSettings) -> Cache<K, Arc<Representation>> {
+            Cache::builder()
+                .max_capacity(settings.capacity.max(1))
+                .time_to_live(settings.ttl)
+                .eviction_listener(|_key, _value, cause| {
+                    let cause = match cause {
+                        RemovalCause::Expired => "expired",
+                        RemovalCause::Size => "size",
+                        RemovalCause::Explicit | RemovalCause::Replaced => return,
+                    };
+                    METRICS.evictions.with_label_values(&[cause]).inc();
+                })
+                .build()
+        }
+        Arc::new(CatalogCache {
+            products: build(settings),
+            lists: build(settings),
+            enabled: settings.capacity > 0,
+            listening: AtomicBool::new(false),
+            epoch: AtomicU64::new(0),
+            read_after: AtomicU64::new(0),
+            client_max_age: settings.client_max_age,
+            ttl: settings.ttl,
+        })
+    }
+
+    /// Whether answers come from (and go into) the cache right now.
+    fn active(&self) -> bool {
+        self.enabled && self.listening.load(Ordering::Acquire)
+    }
+
+    /// The product answer, from the cache or from `load` (given the position a replica must
+    /// have replayed to serve it).
+    pub async fn product<F>(&self, id: ProductId, load: impl FnOnce(Lsn) -> F) -> Result<Arc<Representation>, AppError>
+    where
+        F: Future<Output = Result<Representation, AppError>>,
+    {
+        self.get_or_load(&self.products, "product", id, load).await
+    }
+
+    pub async fn list<F>(&self, key: ListKey, load: impl FnOnce(Lsn) -> F) -> Result<Arc<Representation>, AppError>
+    where
+        F: Future<Output = Result<Representation, AppError>>,
+    {
+        self.get_or_load(&self.lists, "list", key, load).await
+    }
+
+    async fn get_or_load<K, F>(
+        &self,
+        cache: &Cache<K, Arc<Representation>>,
+        kind: &str,
+        key: K,
+        load: impl FnOnce(Lsn) -> F,
+    ) -> Result<Arc<Representation>, AppError>
+    where
+        K: Hash + Eq + Clone + Send + Sync + 'static,
+        F: Future<Output = Result<Representation, AppError>>,
+    {
+        let active = self.active();
+        if active && let Some(hit) = cache.get(&key) {
+            METRICS.lookups.with_label_values(&[kind, "hit"]).inc();
+            return Ok(hit);
+        }
+        METRICS.lookups.with_label_values(&[kind, if active { "miss" } else { "bypass" }]).inc();
+        // Read before loading: a change that commits after this may not be in what we load.
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        let loaded = Arc::new(load(self.read_after.load(Ordering::SeqCst)).await?);
+        if active {
+            cache.insert(key.clone(), loaded.clone());
+            // An invalidation ran while loading: what was loaded may predate it.
+            if self.epoch.load(Ordering::SeqCst) != epoch || !self.active() {
+                cache.invalidate(&key);
+            }
+        }
+        Ok(loaded)
+    }
+
+    /// Drops what `change` makes stale. `position` is the primary's position after the change
+    /// (0 when unknown or without a replica).
+    pub fn changed(&self, change: &Change, position: Lsn, source: &'static str) {
+        self.read_after.fetch_max(position, Ordering::SeqCst);
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        match change {
+            Change::Added => self.lists.invalidate_all(),
+            Change::Products(ids) => {
+                for id in ids {
+                    self.products.invalidate(id);
+                }
+                self.lists.invalidate_all();
+            }
+            Change::Everything => self.forget_everything(),
+        }
+        METRICS.invalidations.with_label_values(&[source]).inc();
+    }
+
+    fn forget_everything(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.products.invalidate_all();
+        self.lists.invalidate_all();
+    }
+
+    /// The listener is connected (`true`) or lost (`false`); either way, what is cached may have
+    /// changed unseen.
+    fn set_listening(&self, listening: bool) {
+        self.listening.store(listening, Ordering::SeqCst);
+        self.forget_everything();
+    }
+
+    pub fn figures(&self) -> CacheFigures {
+        let count = |kind: &str, outcome: &str| METRICS.lookups.with_label_values(&[kind, outcome]).get();
+        let delay = &METRICS.invalidation_delay;
+        CacheFigures {
+            enabled: self.enabled,
+            listening: self.listening.load(Ordering::Acquire),
+            hits: count("product", "hit") + count("list", "hit"),
+            misses: count("product", "miss") + count("list", "miss"),
+            entries: self.products.entry_count() + self.lists.entry_count(),
+            invalidations: ["local", "notified"]
+                .iter()
+                .map(|source| METRICS.invalidations.with_label_values(&[source]).get())
+                .sum(),
+            evictions: ["expired", "size"]
+                .iter()
+                .map(|cause| METRICS.evictions.with_label_values(&[cause]).get())
+                .sum(),
+            delay_ms: percentiles_ms(delay),
+            delay_samples: delay.get_sample_count(),
+            ttl: self.ttl,
+        }
+    }
+}
+
+/// p50 and p99 of a histogram, read off its buckets (the upper bound of the bucket that holds
+/// the rank).
+fn percentiles_ms(histogram: &prometheus::Histogram) -> Option<(f64, f64)> {
+    use prometheus::core::Collector;
+    let families = histogram.collect();
+    let metric = families.first()?.get_metric().first()?;
+    let histogram = metric.get_histogram();
+    let total = histogram.get_sample_count();
+    if total == 0 {
+        return None;
+    }
+    let rank = |p: f64| {
+        let wanted = (total as f64 * p).ceil() as u64;
+        histogram
+            .get_bucket()
+            .iter()
+            .find(|bucket| bucket.cumulative_count() >= wanted)
+            .map_or(f64::INFINITY, |bucket| bucket.upper_bound() * 1000.0)
+    };
+    Some((rank(0.50), rank(0.99)))
+}
+
+/// The collectors for `/metrics`.
+pub fn collectors() -> Vec<Box<dyn prometheus::core::Collector>> {
+    vec![
+        Box::new(METRICS.lookups.clone()),
+        Box::new(METRICS.invalidations.clone()),
+        Box::new(METRICS.evictions.clone()),
+        Box::new(METRICS.invalidation_delay.clone()),
+    ]
+}
+
+/// Listens for catalog changes committed by any process.
+pub struct Invalidator {
+    pub cache: Arc<CatalogCache>,
+    /// Whether to ask the primary for its position on each change (only a replica needs it).
+    pub track_position: bool,
+}
+
+impl crate::db::listen::Subscriber for Invalidator {
+    fn connected(&mut self, conn: &mut diesel::PgConnection) {
+        if self.track_position {
+            // Changes missed while not listening are at most this far along.
+            let position = crate::db::replica::current_position(conn).unwrap_or(Lsn::MAX);
+            self.cache.read_after.store(position, Ordering::SeqCst);
+        }
+        self.cache.set_listening(true);
+    }
+
+    fn notified(&mut self, conn: &mut diesel::PgConnection, payloads: Vec<String>) {
+        // Delivered after the commit, so the primary is now at or past each change's position.
+        let position =
+            if self.track_position { crate::db::replica::current_position(conn).unwrap_or(Lsn::MAX) } else { 0 };
+        for payload in payloads {
+            let Some((change, changed_at)) = Change::parse(&payload) else {
+                log::warn!("unreadable catalog notification {payload:?}: dropping every cached entry");
+                self.cache.changed(&Change::Everything, position, "notified");
+                continue;
+            };
+            self.cache.changed(&change, position, "notified");
+            if let Some(changed_at) = changed_at {
+                let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_micros() as u64);
+                METRICS.invalidation_delay.observe(now.saturating_sub(changed_at) as f64 / 1e6);
+            }
+        }
+    }
+
+    fn lost(&mut self) {
+        self.cache.set_listening(false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notification_payloads_name_what_changed() {
+        assert_eq!(Change::parse("1795905043580973 lists"), Some((Change::Added, Some(1795905043580973))));
+        assert_eq!(Change::parse("17 *"), Some((Change::Everything, Some(17))));
+        let id: ProductId = "67c42641-a32f-4c23-9b7a-bf04eae7e7a5".parse().unwrap();
+        assert_eq!(
+            Change::parse("17 67c42641-a32f-4c23-9b7a-bf04eae7e7a5,67c42641-a32f-4c23-9b7a-bf04eae7e7a5"),
+            Some((Change::Products(vec![id, id]), Some(17)))
+        );
+        assert_eq!(Change::parse("17 not-an-id"), None);
+    }
+
+    #[test]
+    fn the_etag_is_a_digest_of_the_body() {
+        let a = Representation::new(b"{\"a\":1}".to_vec(), UNIX_EPOCH);
+        let b = Representation::new(b"{\"a\":2}".to_vec(), UNIX_EPOCH);
+        assert_ne!(a.etag, b.etag);
+        assert_eq!(a.etag.len(), 34);
+        assert_eq!(a.etag, Representation::new(b"{\"a\":1}".to_vec(), UNIX_EPOCH).etag);
+    }
+}

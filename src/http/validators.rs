@@ -1,0 +1,61 @@
+//! HTTP validators for cacheable answers: `ETag`, `Last-Modified`, `Cache-Control`, and the 304
+//! that `If-None-Match` (or, without it, `If-Modified-Since`) earns.
+
+use std::time::{Duration, SystemTime};
+
+use actix_web::http::header::{self, HeaderValue, HttpDate};
+use actix_web::{HttpRequest, HttpResponse};
+
+use crate::catalog::cache::Representation;
+
+/// The answer to `request` for `representation`: 304 when the client's copy is current.
+pub fn respond(request: &HttpRequest, representation: &Representation, max_age: Duration) -> HttpResponse {
+    let headers = request.headers();
+    // RFC 9110 §13.2.2: If-None-Match, when present, decides; If-Modified-Since is ignored.
+    let current = match headers.get(header::IF_NONE_MATCH) {
+        Some(tags) => any_tag_matches(tags, &representation.etag),
+        None => headers
+            .get(header::IF_MODIFIED_SINCE)
+            .and_then(|value| value.to_str().ok()?.parse::<HttpDate>().ok())
+            .is_some_and(|since| whole_seconds(representation.last_modified) <= SystemTime::from(since)),
+    };
+    let mut response = if current { HttpResponse::NotModified() } else { HttpResponse::Ok() };
+    response
+        .insert_header((header::ETAG, representation.etag.as_str()))
+        .insert_header((header::LAST_MODIFIED, HttpDate::from(representation.last_modified)))
+        .insert_header((header::CACHE_CONTROL, format!("public, max-age={}", max_age.as_secs())));
+    if current {
+        response.finish()
+    } else {
+        response.content_type("application/json").body(representation.body.clone())
+    }
+}
+
+/// Weak comparison, as If-None-Match asks: `W/"x"` matches `"x"`; `*` matches anything.
+fn any_tag_matches(tags: &HeaderValue, etag: &str) -> bool {
+    let Ok(tags) = tags.to_str() else { return false };
+    tags.split(',').map(str::trim).any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
+}
+
+/// `Last-Modified` carries whole seconds; compare at that precision.
+fn whole_seconds(time: SystemTime) -> SystemTime {
+    let since_epoch = time.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    SystemTime::UNIX_EPOCH + Duration::from_secs(since_epoch.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_none_match_compares_weakly_and_accepts_lists_and_stars() {
+        let etag = "\"abc\"";
+        let matches = |value: &'static str| any_tag_matches(&HeaderValue::from_static(value), etag);
+        assert!(matches("\"abc\""));
+        assert!(matches("W/\"abc\""));
+        assert!(matches("\"x\", \"abc\""));
+        assert!(matches("*"));
+        assert!(!matches("\"abcd\""));
+        assert!(!matches("abc"));
+    }
+}
