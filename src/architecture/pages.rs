@@ -8,6 +8,8 @@ use super::api::{Metrics, collect};
 use super::coupling::{self, Matrix, TableDependents, Violation};
 use crate::admin::page::{Layout, PageError, Section, render};
 use crate::admin::session::Admin;
+use crate::catalog::cache::CacheFigures;
+use crate::db::ReplicaStatus;
 use crate::http::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -27,6 +29,31 @@ struct ArchitecturePage {
     diagram: String,
     dependents: Vec<TableDependents>,
     metrics: Metrics,
+    cache: CacheFigures,
+    replica: Option<ReplicaFigures>,
+}
+
+struct ReplicaFigures {
+    status: ReplicaStatus,
+    replica_reads: u64,
+    primary_reads: u64,
+    fallbacks: u64,
+}
+
+impl ArchitecturePage {
+    fn hit_ratio(&self) -> String {
+        percent(self.cache.hits, self.cache.hits + self.cache.misses)
+    }
+
+    fn replica_share(&self) -> String {
+        self.replica.as_ref().map_or_else(String::new, |replica| {
+            percent(replica.replica_reads, replica.replica_reads + replica.primary_reads)
+        })
+    }
+}
+
+fn percent(part: u64, whole: u64) -> String {
+    if whole == 0 { "–".to_owned() } else { format!("{:.1} %", part as f64 * 100.0 / whole as f64) }
 }
 
 impl ArchitecturePage {
@@ -69,5 +96,10 @@ async fn show(state: web::Data<AppState>, admin: Admin) -> Result<HttpResponse, 
         diagram: super::diagram::svg(&declarations, &dependency_declarations),
         dependents: coupling::dependents(),
         metrics: collect(&state).await,
+        cache: state.catalog.figures(),
+        replica: state.db.replica_status().map(|status| {
+            let (replica_reads, primary_reads, fallbacks) = crate::db::replica::read_counts();
+            ReplicaFigures { status, replica_reads, primary_reads, fallbacks }
+        }),
     })
 }

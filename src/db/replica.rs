@@ -39,6 +39,13 @@ pub static FALLBACKS: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
     .expect("valid metric")
 });
 
+/// Reads answered by the replica and by the primary, and reads that failed on the replica and
+/// were retried on the primary, since this process started.
+pub fn read_counts() -> (u64, u64, u64) {
+    let served = |server: &str| READS.with_label_values(&[server]).get();
+    (served("replica"), served("primary"), FALLBACKS.get())
+}
+
 #[derive(Clone, Debug)]
 pub struct ReplicaSettings {
     pub url: String,

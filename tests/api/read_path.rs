@@ -173,6 +173,14 @@ fn every_process_drops_a_changed_product_within_the_staleness_bound() {
     assert!(hits >= 40.0, "the reader answered from its cache: {hits} hits");
     let notified = value_or_zero(&metrics, "agora_catalog_cache_invalidations_total", &[("source", "notified")]);
     assert!(notified >= 40.0, "every change was announced to the reader: {notified}");
+
+    // The operator sees the same on the architecture page.
+    let page = reader.signed_in_browser().get("/admin/architecture");
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("Measured staleness") && page.body.contains("from the changing statement to the drop here")
+    );
+    assert!(page.body.contains("none configured (<code>AGORA_REPLICA_URL</code>)"), "no replica here");
 }
 
 /// Whether the admin product list, searched for `sku`, lists that product (the search box
@@ -241,6 +249,8 @@ fn reads_go_to_a_streaming_replica_while_it_keeps_up() {
         .unwrap()
         .n;
     assert!(sessions >= 1, "agora holds connections to the replica");
+    let page = patient.signed_in_browser().get("/admin/architecture");
+    assert!(page.body.contains("Replica lag") && page.body.contains("replica-eligible reads"), "{}", page.body);
 
     // Read-your-writes: with replay paused the replica cannot have a new product. The operator
     // who created it sees it at once (read from the primary); another operator, who wrote
