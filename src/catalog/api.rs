@@ -118,7 +118,7 @@ pub async fn list_products(
             Ok(Representation::new(body, last_change.map_or(std::time::UNIX_EPOCH, Into::into)))
         })
         .await?;
-    Ok(validators::respond(&request, &representation, state.catalog.client_max_age))
+    Ok(validators::respond(&request, &representation, &state.catalog.cache_control))
 }
 
 /// `If-None-Match`: the `ETag` of the copy the client holds.
@@ -163,7 +163,7 @@ pub async fn get_product(
             product_representation(product, currency)
         })
         .await?;
-    Ok(validators::respond(&request, &representation, state.catalog.client_max_age))
+    Ok(validators::respond(&request, &representation, &state.catalog.cache_control))
 }
 
 fn product_representation(product: Product, currency: Currency) -> Result<Representation, AppError> {

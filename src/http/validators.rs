@@ -9,11 +9,21 @@ use actix_web::{HttpRequest, HttpResponse};
 use crate::catalog::cache::Representation;
 
 /// The answer to `request` for `representation`: 304 when the client's copy is current.
-pub fn respond(request: &HttpRequest, representation: &Representation, max_age: Duration) -> HttpResponse {
+/// `Cache-Control` for answers any cache may keep for `max_age`.
+pub fn cache_control(max_age: Duration) -> HeaderValue {
+    HeaderValue::from_str(&format!("public, max-age={}", max_age.as_secs())).expect("a valid header value")
+}
+
+/// `Last-Modified`, formatted once per representation rather than per answer.
+pub fn http_date(time: SystemTime) -> HeaderValue {
+    HeaderValue::from_str(&HttpDate::from(time).to_string()).expect("a valid header value")
+}
+
+pub fn respond(request: &HttpRequest, representation: &Representation, cache_control: &HeaderValue) -> HttpResponse {
     let headers = request.headers();
     // RFC 9110 §13.2.2: If-None-Match, when present, decides; If-Modified-Since is ignored.
     let current = match headers.get(header::IF_NONE_MATCH) {
-        Some(tags) => any_tag_matches(tags, &representation.etag),
+        Some(tags) => any_tag_matches(tags, representation.etag.to_str().unwrap_or_default()),
         None => headers
             .get(header::IF_MODIFIED_SINCE)
             .and_then(|value| value.to_str().ok()?.parse::<HttpDate>().ok())
@@ -21,9 +31,9 @@ pub fn respond(request: &HttpRequest, representation: &Representation, max_age: 
     };
     let mut response = if current { HttpResponse::NotModified() } else { HttpResponse::Ok() };
     response
-        .insert_header((header::ETAG, representation.etag.as_str()))
-        .insert_header((header::LAST_MODIFIED, HttpDate::from(representation.last_modified)))
-        .insert_header((header::CACHE_CONTROL, format!("public, max-age={}", max_age.as_secs())));
+        .insert_header((header::ETAG, representation.etag.clone()))
+        .insert_header((header::LAST_MODIFIED, representation.last_modified_header.clone()))
+        .insert_header((header::CACHE_CONTROL, cache_control.clone()));
     if current {
         response.finish()
     } else {

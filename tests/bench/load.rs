@@ -18,9 +18,7 @@
 //!   each order's transaction to its stored confirmation e-mail.
 
 use std::fmt::Write as _;
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
@@ -33,262 +31,24 @@ const TOKEN: &str = "bench-admin-token-0123456789";
 
 #[path = "common.rs"]
 mod common;
+#[path = "harness.rs"]
+mod harness;
 
 use common::{database_url, env_number, server_url};
+use harness::{Agora, Run, alternate, load, load_with_cpu, pgbench};
 
-/// Latencies of one scenario.
-struct Run {
-    label: String,
-    requests: usize,
-    errors: usize,
-    seconds: f64,
-    latencies_us: Vec<u64>,
-    /// CPU seconds spent meanwhile by the agora process and by every PostgreSQL process, where
-    /// measured: on 2 shared cores a steadier measure of cost than throughput.
-    cpu_seconds: Option<(f64, f64)>,
-}
-
-impl Run {
-    fn throughput(&self) -> f64 {
-        self.requests as f64 / self.seconds
-    }
-
-    fn percentile(&self, p: f64) -> f64 {
-        if self.latencies_us.is_empty() {
-            return f64::NAN;
-        }
-        let index = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
-        self.latencies_us[index] as f64 / 1000.0
-    }
-
-    fn merge(mut self, other: Run) -> Run {
-        self.requests += other.requests;
-        self.errors += other.errors;
-        self.seconds += other.seconds;
-        self.latencies_us.extend(other.latencies_us);
-        self.latencies_us.sort_unstable();
-        self.cpu_seconds = match (self.cpu_seconds, other.cpu_seconds) {
-            (Some((a, b)), Some((c, d))) => Some((a + c, b + d)),
-            _ => None,
-        };
-        self
-    }
-
-    /// CPU milliseconds per request, agora and PostgreSQL, where measured.
-    fn cpu_line(&self) -> String {
-        match self.cpu_seconds {
-            Some((agora, postgres)) => {
-                let per_request = |seconds: f64| seconds * 1000.0 / self.requests.max(1) as f64;
-                format!(
-                    "- {}: CPU per request {:.3} ms in agora + {:.3} ms in PostgreSQL = {:.3} ms",
-                    self.label,
-                    per_request(agora),
-                    per_request(postgres),
-                    per_request(agora + postgres)
-                )
-            }
-            None => format!("- {}: CPU not measured", self.label),
-        }
-    }
-
-    fn row(&self) -> String {
-        format!(
-            "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {} |",
-            self.label,
-            self.throughput(),
-            self.percentile(0.50),
-            self.percentile(0.95),
-            self.percentile(0.99),
-            self.errors
-        )
-    }
-}
-
-/// `clients` threads send `request` back to back for `duration`; each keeps one HTTP connection.
-fn load(
-    label: &str,
-    clients: usize,
-    duration: Duration,
-    request: impl Fn(&ureq::Agent, usize, u64) -> bool + Sync,
-) -> Run {
-    let stop = Arc::new(AtomicBool::new(false));
-    let started = Instant::now();
-    let results: Vec<(Vec<u64>, usize)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..clients)
-            .map(|client| {
-                let (stop, request) = (stop.clone(), &request);
-                scope.spawn(move || {
-                    let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
-                    let (mut latencies, mut errors, mut n) = (Vec::new(), 0, 0u64);
-                    while !stop.load(Ordering::Relaxed) {
-                        let sent = Instant::now();
-                        if request(&agent, client, n) {
-                            latencies.push(sent.elapsed().as_micros() as u64);
-                        } else {
-                            errors += 1;
-                        }
-                        n += 1;
-                    }
-                    (latencies, errors)
-                })
-            })
-            .collect();
-        std::thread::sleep(duration);
-        stop.store(true, Ordering::Relaxed);
-        handles.into_iter().map(|handle| handle.join().unwrap()).collect()
-    });
-    let seconds = started.elapsed().as_secs_f64();
-    let mut latencies_us: Vec<u64> = results.iter().flat_map(|(latencies, _)| latencies.iter().copied()).collect();
-    latencies_us.sort_unstable();
-    Run {
-        label: label.to_owned(),
-        requests: latencies_us.len(),
-        errors: results.iter().map(|(_, errors)| errors).sum(),
-        seconds,
-        latencies_us,
-        cpu_seconds: None,
-    }
-}
-
-/// CPU seconds (user and system) a process has used so far, from `/proc`.
-fn cpu_of(pid: u32) -> f64 {
-    let ticks = 100.0; // USER_HZ on Linux
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
-    let field = |index: usize| fields.get(index).and_then(|value| value.parse::<f64>().ok()).unwrap_or(0.0);
-    (field(11) + field(12)) / ticks
-}
-
-/// CPU seconds used so far by every PostgreSQL process on this machine.
-fn postgres_cpu() -> f64 {
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim() == "postgres"))
-        .map(cpu_of)
-        .sum()
-}
-
-/// `load` against the agora process `pid`, with the CPU it and PostgreSQL spent meanwhile.
-fn load_with_cpu(
-    label: &str,
-    pid: u32,
-    clients: usize,
-    duration: Duration,
-    request: impl Fn(&ureq::Agent, usize, u64) -> bool + Sync,
-) -> Run {
-    let (agora_before, postgres_before) = (cpu_of(pid), postgres_cpu());
-    let run = load(label, clients, duration, request);
-    Run { cpu_seconds: Some((cpu_of(pid) - agora_before, postgres_cpu() - postgres_before)), ..run }
-}
-
-/// pgbench with `script`, parsing its per-transaction log for percentiles.
-fn pgbench(label: &str, database: &str, script: &str, clients: usize, duration: Duration) -> Run {
-    let dir = std::env::temp_dir().join(format!("agora-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let script_path = dir.join("script.sql");
-    std::fs::write(&script_path, script).unwrap();
-    let url = database_url(database);
-    let output = Command::new("pgbench")
-        .args([
-            "-n",
-            "-l",
-            "-c",
-            &clients.to_string(),
-            "-j",
-            &clients.to_string(),
-            "-T",
-            &duration.as_secs().to_string(),
-        ])
-        .arg(format!("--log-prefix={}", dir.join("log").display()))
-        .arg("-f")
-        .arg(&script_path)
-        .arg(&url)
-        .output()
-        .expect("pgbench must be installed (Debian: postgresql-client)");
-    let report = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "pgbench failed: {report}\n{}", String::from_utf8_lossy(&output.stderr));
-    let mut latencies_us = Vec::new();
-    let mut errors = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        if !path.file_name().unwrap().to_string_lossy().starts_with("log") {
-            continue;
-        }
-        for line in std::fs::read_to_string(&path).unwrap().lines() {
-            match line.split_whitespace().nth(2) {
-                Some("failed") | Some("skipped") => errors += 1,
-                Some(latency) => latencies_us.push(latency.parse().unwrap()),
-                None => {}
-            }
-        }
-    }
-    latencies_us.sort_unstable();
-    let _ = std::fs::remove_dir_all(&dir);
-    Run {
-        label: label.to_owned(),
-        requests: latencies_us.len(),
-        errors,
-        seconds: duration.as_secs_f64(),
-        latencies_us,
-        cpu_seconds: None,
-    }
-}
-
-/// Runs `a` and `b` in turn, `rounds` times, so that drift during the run (a table growing,
-/// the machine warming up) does not favour whichever goes second.
-fn alternate(rounds: usize, mut a: impl FnMut() -> Run, mut b: impl FnMut() -> Run) -> (Run, Run) {
-    let (mut first, mut second) = (a(), b());
-    for _ in 1..rounds {
-        first = first.merge(a());
-        second = second.merge(b());
-    }
-    (first, second)
-}
-
-struct Agora(Child);
-
-impl Agora {
-    fn start(database: &str, port: u16, clients: usize, background: bool) -> Agora {
-        Agora::start_with_roles(database, port, clients, background, true)
-    }
-
-    fn start_with_roles(database: &str, port: u16, clients: usize, background: bool, roles: bool) -> Agora {
-        let child = Command::new(env!("CARGO_BIN_EXE_agora"))
-            .arg("serve")
-            .env("DATABASE_URL", database_url(database))
-            .env("AGORA_BIND", format!("127.0.0.1:{port}"))
-            .env("AGORA_ADMIN_TOKEN", TOKEN)
-            .env("AGORA_SEED", "none")
-            .env("AGORA_BACKGROUND", if background { "on" } else { "off" })
-            .env("AGORA_DB_ROLES", if roles { "on" } else { "off" })
-            .env("AGORA_DB_POOL_SIZE", (clients + 4).to_string())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the agora binary starts");
-        let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while agent.get(&format!("http://127.0.0.1:{port}/readyz")).call().map(|r| r.status().as_u16()).unwrap_or(0)
-            != 200
-        {
-            assert!(Instant::now() < deadline, "agora did not become ready");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Agora(child)
-    }
-}
-
-impl Drop for Agora {
-    fn drop(&mut self) {
-        // SIGKILL is fine here: the next scenario starts a fresh process on the same data.
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// The agora processes of this benchmark, on `database`, with its admin token.
+fn start_agora(database: &str, port: u16, clients: usize, background: bool, roles: bool) -> Agora {
+    Agora::start(
+        &database_url(database),
+        port,
+        clients,
+        &[
+            ("AGORA_ADMIN_TOKEN", TOKEN),
+            ("AGORA_BACKGROUND", if background { "on" } else { "off" }),
+            ("AGORA_DB_ROLES", if roles { "on" } else { "off" }),
+        ],
+    )
 }
 
 #[derive(QueryableByName)]
@@ -421,7 +181,7 @@ fn run(database: &str, clients: usize, duration: Duration, rounds: usize) {
     // happens to meet the empty tables first.
     let neighbour = format!("(1 + :a % {PRODUCTS})");
     let warm_up = checkout_script(&[":a", &neighbour], false);
-    pgbench("warm-up", database, &warm_up, clients, Duration::from_secs(3));
+    pgbench("warm-up", &database_url(database), &warm_up, clients, Duration::from_secs(3));
     conn.batch_execute("ANALYZE").unwrap();
 
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -441,7 +201,7 @@ fn run(database: &str, clients: usize, duration: Duration, rounds: usize) {
     let mut role_runs = Vec::new();
     let only_roles = std::env::var("AGORA_BENCH_ONLY").as_deref() == Ok("roles");
     {
-        let _agora = Agora::start(database, port, clients, false);
+        let _agora = start_agora(database, port, clients, false, true);
         let spread = |agent: &ureq::Agent, client: usize, n: u64| {
             let a = pick(client, n, 0);
             checkout(agent, client, n, vec![&product_ids[a], &product_ids[(a + 1) % PRODUCTS]])
@@ -452,7 +212,7 @@ fn run(database: &str, clients: usize, duration: Duration, rounds: usize) {
             let (agora, baseline) = alternate(
                 rounds,
                 || load("agora: checkout, 2 of 200 products", clients, duration, spread),
-                || pgbench("pgbench: the same SQL", database, &spread_script, clients, duration),
+                || pgbench("pgbench: the same SQL", &database_url(database), &spread_script, clients, duration),
             );
             runs.extend([agora, baseline]);
         }
@@ -460,7 +220,7 @@ fn run(database: &str, clients: usize, duration: Duration, rounds: usize) {
         // The same checkout on a second process that runs every module as the login user.
         let plain_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let plain_base = format!("http://127.0.0.1:{plain_port}");
-        let _plain = Agora::start_with_roles(database, plain_port, clients, false, false);
+        let _plain = start_agora(database, plain_port, clients, false, false);
         let spread_at = |base: &str, agent: &ureq::Agent, client: usize, n: u64| {
             let a = pick(client, n, 4);
             checkout_at(base, agent, client, n, vec![&product_ids[a], &product_ids[(a + 1) % PRODUCTS]])
@@ -505,7 +265,7 @@ fn run(database: &str, clients: usize, duration: Duration, rounds: usize) {
         let (agora, baseline) = alternate(
             rounds,
             || load("agora: checkout, 1 hot product", clients, duration, hot),
-            || pgbench("pgbench: the same SQL", database, &hot_script, clients, duration),
+            || pgbench("pgbench: the same SQL", &database_url(database), &hot_script, clients, duration),
         );
         runs.extend([agora, baseline]);
 
@@ -526,7 +286,7 @@ fn run(database: &str, clients: usize, duration: Duration, rounds: usize) {
         let (agora, baseline) = alternate(
             rounds,
             || load("agora: order view (5 reads, 1 snapshot)", clients, duration, view),
-            || pgbench("pgbench: the same SQL", database, &view_sql, clients, duration),
+            || pgbench("pgbench: the same SQL", &database_url(database), &view_sql, clients, duration),
         );
         runs.extend([agora, baseline]);
         runs.push(load("agora: GET /healthz (one HTTP hop)", clients, duration, |agent, _, _| {
@@ -537,8 +297,24 @@ fn run(database: &str, clients: usize, duration: Duration, rounds: usize) {
     let stock_last_script = checkout_script(&["1"], false);
     let (stock_first, stock_last) = alternate(
         rounds,
-        || pgbench("pgbench: hot product, stock locked first", database, &stock_first_script, clients, duration),
-        || pgbench("pgbench: hot product, stock locked last", database, &stock_last_script, clients, duration),
+        || {
+            pgbench(
+                "pgbench: hot product, stock locked first",
+                &database_url(database),
+                &stock_first_script,
+                clients,
+                duration,
+            )
+        },
+        || {
+            pgbench(
+                "pgbench: hot product, stock locked last",
+                &database_url(database),
+                &stock_last_script,
+                clients,
+                duration,
+            )
+        },
     );
 
     // E-mails: checkout under load with the dispatcher running, then the delays it achieved.
@@ -548,7 +324,7 @@ fn run(database: &str, clients: usize, duration: Duration, rounds: usize) {
     .unwrap();
     let marker: String = diesel::sql_query("SELECT now()::text AS id").get_result::<Id>(&mut conn).unwrap().id;
     let email_run = {
-        let _agora = Agora::start(database, port, clients, true);
+        let _agora = start_agora(database, port, clients, true, true);
         let run = load("agora: checkout with e-mails being written", clients, duration, |agent, client, n| {
             let a = pick(client, n, 3);
             checkout(agent, client, n, vec![&product_ids[a], &product_ids[(a + 1) % PRODUCTS]])
