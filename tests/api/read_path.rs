@@ -201,25 +201,31 @@ fn reads_served(agora: &AgoraProcess, server: &str) -> f64 {
     value_or_zero(&scrape(agora), "agora_db_reads_total", &[("server", server)])
 }
 
+/// agora on `primary`, reading from `replica` while it is at most `max_lag_ms` behind; ready
+/// with the replica in use. Without a cache, so that every product read reaches a server.
+fn agora_reading_from(primary: &Cluster, replica: &Cluster, max_lag_ms: &str) -> AgoraProcess {
+    let agora = AgoraProcess::start_on(
+        &primary.url("agora"),
+        &[
+            ("AGORA_REPLICA_URL", &replica.url("agora")),
+            ("AGORA_REPLICA_MAX_LAG_MS", max_lag_ms),
+            ("AGORA_CATALOG_CACHE_ENTRIES", "0"),
+            ("AGORA_BACKGROUND", "off"),
+        ],
+    );
+    eventually("the replica in use", Duration::from_secs(30), || {
+        agora.get("/readyz").status == 200 && replica_state(&agora)["state"] == "in_use"
+    });
+    agora
+}
+
 /// A real streaming replica (its own primary and replica clusters): reads reach it, a session
 /// reads its own writes, and a lagging, stopped or promoted replica is skipped without errors.
 #[test]
 fn reads_go_to_a_streaming_replica_while_it_keeps_up() {
     let primary = Cluster::start(&[("wal_level", "replica")]);
     let replica = Cluster::replica_of(&primary);
-    // Without a cache every product read reaches the database, so the routing shows.
-    let patient = AgoraProcess::start_on(
-        &primary.url("agora"),
-        &[
-            ("AGORA_REPLICA_URL", &replica.url("agora")),
-            ("AGORA_REPLICA_MAX_LAG_MS", "60000"),
-            ("AGORA_CATALOG_CACHE_ENTRIES", "0"),
-            ("AGORA_BACKGROUND", "off"),
-        ],
-    );
-    eventually("the replica in use", Duration::from_secs(30), || {
-        patient.get("/readyz").status == 200 && replica_state(&patient)["state"] == "in_use"
-    });
+    let patient = agora_reading_from(&primary, &replica, "60000");
     let id = patient
         .admin_post_json("/api/products", &json!({"sku": "REPL-001", "name": "Replicated", "price_minor": 700}))
         .ok_json(201)["id"]
@@ -284,18 +290,7 @@ fn reads_go_to_a_streaming_replica_while_it_keeps_up() {
     });
 
     // A lagging replica is skipped by a process that allows little lag.
-    let strict = AgoraProcess::start_on(
-        &primary.url("agora"),
-        &[
-            ("AGORA_REPLICA_URL", &replica.url("agora")),
-            ("AGORA_REPLICA_MAX_LAG_MS", "300"),
-            ("AGORA_CATALOG_CACHE_ENTRIES", "0"),
-            ("AGORA_BACKGROUND", "off"),
-        ],
-    );
-    eventually("the replica in use", Duration::from_secs(30), || {
-        strict.get("/readyz").status == 200 && replica_state(&strict)["state"] == "in_use"
-    });
+    let strict = agora_reading_from(&primary, &replica, "300");
     on_replica.batch_execute("SELECT pg_wal_replay_pause()").unwrap();
     patient.admin_patch_json(&format!("/api/products/{id}"), &json!({"price_minor": 710})).ok_json(200);
     eventually("the lagging replica to be skipped", Duration::from_secs(10), || {

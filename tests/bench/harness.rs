@@ -329,3 +329,15 @@ pub fn wrk(label: &str, base: &str, next_path: &str, clients: usize, duration: D
         reported_percentiles: Some([ms(numbers[3]), ms(numbers[4]), ms(numbers[5])]),
     }
 }
+
+/// The opening of a benchmark's Markdown report: the command with its settings, then a table row
+/// per run.
+pub fn report_table(command_line: &str, runs: &[Run]) -> String {
+    let mut report = format!("{command_line}\n\n| scenario | per second | p50 ms | p95 ms | p99 ms | errors |\n");
+    report.push_str("| --- | ---: | ---: | ---: | ---: | ---: |\n");
+    for run in runs {
+        report.push_str(&run.row());
+        report.push('\n');
+    }
+    report
+}

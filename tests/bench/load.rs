@@ -35,7 +35,7 @@ mod common;
 mod harness;
 
 use common::{database_url, env_number, server_url};
-use harness::{Agora, Run, alternate, load, load_with_cpu, pgbench};
+use harness::{Agora, Run, alternate, load, load_with_cpu, pgbench, report_table};
 
 /// The agora processes of this benchmark, on `database`, with its admin token.
 fn start_agora(database: &str, port: u16, clients: usize, background: bool, roles: bool) -> Agora {
@@ -360,17 +360,13 @@ fn run(database: &str, clients: usize, duration: Duration, rounds: usize) {
     runs.extend(role_runs);
 
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let mut report = String::new();
-    let _ = writeln!(
-        report,
-        "Command: `cargo bench --bench load` ({rounds} rounds of {} s per scenario, agora and its baseline in turn; {clients} clients, {cores} cores, {PRODUCTS} products, PostgreSQL on loopback)\n",
-        duration.as_secs()
+    let mut report = report_table(
+        &format!(
+            "Command: `cargo bench --bench load` ({rounds} rounds of {} s per scenario, agora and its baseline in turn; {clients} clients, {cores} cores, {PRODUCTS} products, PostgreSQL on loopback)",
+            duration.as_secs()
+        ),
+        &runs,
     );
-    let _ = writeln!(report, "| scenario | per second | p50 ms | p95 ms | p99 ms | errors |");
-    let _ = writeln!(report, "| --- | ---: | ---: | ---: | ---: | ---: |");
-    for run in &runs {
-        let _ = writeln!(report, "{}", run.row());
-    }
     let ratio = |a: &Run, b: &Run| a.throughput() / b.throughput();
     let _ = writeln!(report, "\nRatios:");
     let _ = writeln!(report, "- checkout, spread: agora / pgbench throughput = {:.2}", ratio(&runs[0], &runs[1]));

@@ -33,7 +33,7 @@ mod common;
 mod harness;
 
 use common::env_number;
-use harness::{Agora, Run, alternate, pgbench_with, wrk};
+use harness::{Agora, Run, alternate, pgbench_with, report_table, wrk};
 
 const PRODUCTS: usize = 200;
 const TOKEN: &str = "bench-admin-token-0123456789";
@@ -87,6 +87,9 @@ fn main() {
 
     let mut runs = Vec::new();
     let id_table = ids.iter().map(|id| format!("\"{id}\"")).collect::<Vec<_>>().join(", ");
+    let baseline = || {
+        pgbench_with("pgbench -M prepared: the same SELECT", &url, PRODUCT_SQL, clients, duration, &["-M", "prepared"])
+    };
     let product_path = format!("\"/api/products/\" .. ({{{id_table}}})[n % {PRODUCTS} + 1]");
     {
         let port = free_port();
@@ -95,16 +98,7 @@ fn main() {
         let (cached, baseline) = alternate(
             rounds,
             || wrk("agora: product by id, cache on", &base, &product_path, clients, duration),
-            || {
-                pgbench_with(
-                    "pgbench -M prepared: the same SELECT",
-                    &url,
-                    PRODUCT_SQL,
-                    clients,
-                    duration,
-                    &["-M", "prepared"],
-                )
-            },
+            &baseline,
         );
         runs.extend([cached, baseline]);
         runs.push(wrk("agora: GET /healthz (the HTTP floor)", &base, "\"/healthz\"", clients, duration));
@@ -116,16 +110,7 @@ fn main() {
         let (uncached, baseline) = alternate(
             rounds,
             || wrk("agora: product by id, cache off", &base, &product_path, clients, duration),
-            || {
-                pgbench_with(
-                    "pgbench -M prepared: the same SELECT",
-                    &url,
-                    PRODUCT_SQL,
-                    clients,
-                    duration,
-                    &["-M", "prepared"],
-                )
-            },
+            &baseline,
         );
         runs.extend([uncached, baseline]);
     }
@@ -164,17 +149,13 @@ fn main() {
     let staleness = staleness_window(&url, &ids[0], 200);
 
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let mut report = String::new();
-    let _ = writeln!(
-        report,
-        "Command: `cargo bench --bench reads` ({rounds} rounds of {} s per scenario, agora and its baseline in turn; {clients} clients, {cores} cores, {PRODUCTS} products; primary and replica on this machine)\n",
-        duration.as_secs()
+    let mut report = report_table(
+        &format!(
+            "Command: `cargo bench --bench reads` ({rounds} rounds of {} s per scenario, agora and its baseline in turn; {clients} clients, {cores} cores, {PRODUCTS} products; primary and replica on this machine)",
+            duration.as_secs()
+        ),
+        &runs,
     );
-    let _ = writeln!(report, "| scenario | per second | p50 ms | p95 ms | p99 ms | errors |");
-    let _ = writeln!(report, "| --- | ---: | ---: | ---: | ---: | ---: |");
-    for run in &runs {
-        let _ = writeln!(report, "{}", run.row());
-    }
     let ratio = |a: &Run, b: &Run| a.throughput() / b.throughput();
     let _ = writeln!(report, "\nRatios:");
     let _ = writeln!(report, "- product by id, cache on: agora / pgbench = {:.2}", ratio(&runs[0], &runs[1]));
