@@ -82,7 +82,44 @@ fn seed(config: Config, args: SeedArgs) -> Result<(), Box<dyn std::error::Error>
     crate::startup::prepare_database(&config)?;
     let db = crate::db::Db::connect(&config.database_url, &config.pool);
     let plan = crate::seed::SeedPlan { products: args.products, customers: args.customers, orders: args.orders };
-    let report = crate::seed::seed(&db, &config, &plan)?;
-    log::info!("{report}");
+    // Every demo payment logs a line: thousands for a large seed. The bar says how far it got;
+    // unless RUST_LOG asks for more, only warnings print meanwhile.
+    if std::env::var_os("RUST_LOG").is_none() {
+        log::set_max_level(log::LevelFilter::Warn);
+    }
+    let started = std::time::Instant::now();
+    let progress = TerminalProgress::new();
+    let report = crate::seed::seed(&db, &config, &plan, &progress);
+    progress.bar.finish_and_clear();
+    println!("seeded {} in {:.1} s", report?, started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// A progress bar on stderr, drawn only when stderr is a terminal.
+struct TerminalProgress {
+    bar: indicatif::ProgressBar,
+}
+
+impl TerminalProgress {
+    fn new() -> TerminalProgress {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{msg:>8} [{bar:40}] {pos}/{len} ({eta} left)")
+                .expect("a valid template")
+                .progress_chars("=> "),
+        );
+        TerminalProgress { bar }
+    }
+}
+
+impl crate::seed::Progress for TerminalProgress {
+    fn stage(&self, name: &'static str, total: u64) {
+        self.bar.set_message(name);
+        self.bar.set_length(total);
+        self.bar.set_position(0);
+    }
+
+    fn step(&self) {
+        self.bar.inc(1);
+    }
 }

@@ -63,7 +63,7 @@ pub fn seed_demo_if_empty(db: &Db, config: &Config) -> Result<(), AppError> {
     let lock = &mut crate::db::connect(&config.database_url).map_err(AppError::internal)?;
     diesel::sql_query("SELECT pg_advisory_lock($1)").bind::<BigInt, _>(SEED_LOCK_KEY).execute(lock)?;
     let seeded = match db.run_blocking(Module::Catalog.op("is_empty"), catalog::is_empty) {
-        Ok(true) => seed_in(db, config, &FIRST_START, true).map(Some),
+        Ok(true) => seed_in(db, config, &FIRST_START, true, &Unobserved).map(Some),
         Ok(false) => Ok(None),
         Err(error) => Err(error),
     };
@@ -75,13 +75,34 @@ pub fn seed_demo_if_empty(db: &Db, config: &Config) -> Result<(), AppError> {
 }
 
 /// `agora seed`: adds demo data whatever is there already.
-pub fn seed(db: &Db, config: &Config, plan: &SeedPlan) -> Result<String, AppError> {
-    seed_in(db, config, plan, false)
+pub fn seed(db: &Db, config: &Config, plan: &SeedPlan, progress: &dyn Progress) -> Result<String, AppError> {
+    seed_in(db, config, plan, false, progress)
+}
+
+/// Told of the seed's progress: `agora seed` draws a bar on a terminal.
+pub trait Progress {
+    /// A stage of `total` steps begins.
+    fn stage(&self, name: &'static str, total: u64);
+    fn step(&self);
+}
+
+/// For seeding without anyone watching (the first start).
+pub struct Unobserved;
+
+impl Progress for Unobserved {
+    fn stage(&self, _name: &'static str, _total: u64) {}
+    fn step(&self) {}
 }
 
 /// Each product, receipt and order commits on its own, through the modules' functions, so the
 /// demo orders get distinct times as real ones would.
-fn seed_in(db: &Db, config: &Config, plan: &SeedPlan, first_start: bool) -> Result<String, AppError> {
+fn seed_in(
+    db: &Db,
+    config: &Config,
+    plan: &SeedPlan,
+    first_start: bool,
+    progress: &dyn Progress,
+) -> Result<String, AppError> {
     let mut rng = rand::rng();
     // Later seeds add products beside the first ones: their SKUs carry a batch tag.
     let tag: String = if first_start {
@@ -90,6 +111,7 @@ fn seed_in(db: &Db, config: &Config, plan: &SeedPlan, first_start: bool) -> Resu
         (0..4).map(|_| char::from(b'A' + rng.random_range(0..26u8))).collect()
     };
     let mut products: Vec<(ProductId, i32)> = Vec::new();
+    progress.stage("products", u64::from(plan.products));
     for index in 0..plan.products as usize {
         let (base_sku, name, price, stock, threshold, description) = DEMO_PRODUCTS[index % DEMO_PRODUCTS.len()];
         let round = index / DEMO_PRODUCTS.len();
@@ -122,9 +144,11 @@ fn seed_in(db: &Db, config: &Config, plan: &SeedPlan, first_start: bool) -> Resu
             })?;
         }
         products.push((product.id, received));
+        progress.step();
     }
+    progress.stage("orders", u64::from(plan.orders));
     let orders = db.run_blocking(Module::Orders.op("seed_orders"), |conn| {
-        crate::orders::seed_orders(conn, config, &products, plan.customers, plan.orders, &mut rng)
+        crate::orders::seed_orders(conn, config, &products, plan.customers, plan.orders, &mut rng, &|| progress.step())
     })?;
     // Bring the low items back to their demo levels once orders have taken their share.
     for (index, (product_id, _)) in products.iter().enumerate() {

@@ -10,17 +10,20 @@ use crate::config::Config;
 use crate::error::AppError;
 use crate::events::CancelledBy;
 use crate::ids::ProductId;
-use crate::inventory::InventoryError;
+use crate::inventory::{InventoryError, MovementKind};
 use crate::kernel::Module;
 use crate::payments::{Card, SimulatedGateway};
+
+/// Units the demo warehouse receives when a product runs out: more than any one order takes.
+const RESTOCK: i64 = 100;
 
 const FIRST_NAMES: &[&str] =
     &["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Margaret", "Ken", "Radia", "Tony", "Frances", "John"];
 const LAST_NAMES: &[&str] =
     &["Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Hamilton", "Thompson", "Perlman", "Hoare"];
 
-/// Demo orders through the real checkout and lifecycle, spread over every status. `products`
-/// are (id, units received).
+/// Exactly `orders` demo orders through the real checkout and lifecycle, spread over every
+/// status. `products` are (id, units received). `placed` is called after each order.
 pub fn seed_orders(
     conn: &mut PgConnection,
     config: &Config,
@@ -28,6 +31,7 @@ pub fn seed_orders(
     customers: u32,
     orders: u32,
     rng: &mut impl Rng,
+    placed: &dyn Fn(),
 ) -> Result<String, AppError> {
     crate::as_module!(conn, Module::Orders);
     let in_stock: Vec<ProductId> = products.iter().filter(|(_, stock)| *stock > 20).map(|(id, _)| *id).collect();
@@ -47,7 +51,6 @@ pub fn seed_orders(
         .collect();
     let card = Card::parse("4242424242424242", 12, 2099, "123").map_err(AppError::validation)?;
     let declined = Card::parse("4000000000000002", 12, 2099, "123").map_err(AppError::validation)?;
-    let mut placed = 0;
     for n in 0..orders as usize {
         let (email, name) = people.choose(rng).expect("at least one customer");
         let lines = rng.random_range(1..=3usize);
@@ -56,11 +59,23 @@ pub fn seed_orders(
         let request = PlaceOrder::new(email, name, &items).map_err(AppError::validation)?;
         let order = match place_order(conn, &request, config.currency) {
             Ok(placed) => placed.order,
-            // Demo stock can run out; that order simply is not placed.
-            Err(OrdersError::Stock(InventoryError::Insufficient(_))) => continue,
+            // Demo stock ran out: the warehouse receives more, as a shop would, and the customer
+            // orders again, so that the seed places exactly the orders asked for.
+            Err(OrdersError::Stock(InventoryError::Insufficient(shortages))) => {
+                for shortage in &shortages {
+                    crate::inventory::adjust(
+                        conn,
+                        shortage.product_id,
+                        RESTOCK,
+                        MovementKind::Receipt,
+                        "restock (demo data)",
+                    )?;
+                }
+                place_order(conn, &request, config.currency)?.order
+            }
             Err(other) => return Err(other.into()),
         };
-        placed += 1;
+        placed();
         // Every status, most orders paid or shipped, a few declined once before paying.
         match n % 8 {
             0 => {}
@@ -86,5 +101,5 @@ pub fn seed_orders(
             }
         }
     }
-    Ok(format!("{placed} orders in every status"))
+    Ok(format!("{orders} orders in every status"))
 }

@@ -29,9 +29,32 @@ fn agora_seed_adds_more_demo_data_beside_what_is_there() {
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("30 products with stock, 5 customers"));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("30 products with stock, 5 customers, 12 orders"));
     assert_eq!(app.count("SELECT count(*) FROM products"), 54);
-    assert!(app.count("SELECT count(*) FROM orders") >= 30 + 10);
+    assert_eq!(app.count("SELECT count(*) FROM orders"), 30 + 12);
+    assert_ledger_matches_levels(&mut app.connect());
+}
+
+/// Few products and many orders: stock runs out again and again, and the seed still places
+/// exactly the orders asked for, quietly (no line per payment), saying what it did.
+#[test]
+fn agora_seed_places_exactly_the_orders_asked_for_and_logs_little() {
+    let app = TestApp::spawn();
+    let output = Command::new(env!("CARGO_BIN_EXE_agora"))
+        .args(["seed", "--products", "6", "--customers", "3", "--orders", "300"])
+        .env("DATABASE_URL", &app.database.url)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{stderr}");
+    assert!(stdout.contains("seeded 6 products with stock, 3 customers, 300 orders in every status in "), "{stdout}");
+    assert_eq!(app.count("SELECT count(*) FROM orders"), 300);
+    assert!(
+        app.count("SELECT count(*) FROM inventory_movements WHERE reason = 'restock (demo data)'") > 0,
+        "stock ran out"
+    );
+    assert!(stderr.lines().count() < 5, "no line per order or payment: {stderr}");
     assert_ledger_matches_levels(&mut app.connect());
 }
 
