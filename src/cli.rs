@@ -34,6 +34,36 @@ enum Command {
     /// Run only the background work (event dispatcher, e-mails, payment timeouts), no HTTP. Waits
     /// for the database and for its schema (brought up to date by `serve` or `migrate`).
     Worker,
+    /// Experiments on scratch databases of their own (created and dropped; never the shop's data).
+    #[command(subcommand)]
+    Experiment(Experiment),
+}
+
+#[derive(Debug, Subcommand)]
+enum Experiment {
+    /// Race buyers for the same stock three ways: Agora's shared transaction, separate services
+    /// with a saga, and a naive read-then-write; print what each sold, refused, compensated and
+    /// left orphaned.
+    CheckoutRace(RaceArgs),
+}
+
+#[derive(Debug, Args)]
+struct RaceArgs {
+    /// Buyers racing at once.
+    #[arg(long, default_value_t = 200)]
+    buyers: u32,
+    /// Units of each product in stock.
+    #[arg(long, default_value_t = 10)]
+    stock: u32,
+    /// Products per order (one unit each).
+    #[arg(long, default_value_t = 1)]
+    lines: u32,
+    /// Seed of the injected failures: the same seed, the same failures.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Share of separate-services checkouts in which a step fails or the process dies (0 to 1).
+    #[arg(long, default_value_t = 0.1)]
+    failure_rate: f64,
 }
 
 #[derive(Debug, Args)]
@@ -68,6 +98,7 @@ pub fn run() -> ExitCode {
         Command::Migrate => crate::startup::prepare_database(&config).map_err(Into::into),
         Command::Seed(args) => seed(config, args),
         Command::Worker => actix_web::rt::System::new().block_on(crate::startup::work(config)),
+        Command::Experiment(Experiment::CheckoutRace(args)) => checkout_race(&config, args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -92,6 +123,20 @@ fn seed(config: Config, args: SeedArgs) -> Result<(), Box<dyn std::error::Error>
     let report = crate::seed::seed(&db, &config, &plan, &progress);
     progress.bar.finish_and_clear();
     println!("seeded {} in {:.1} s", report?, started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn checkout_race(config: &Config, args: RaceArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let options = crate::experiment::RaceOptions {
+        buyers: args.buyers,
+        stock: args.stock,
+        lines: args.lines,
+        seed: args.seed,
+        failure_rate: args.failure_rate,
+    };
+    options.check()?;
+    let outcomes = crate::experiment::checkout_race(config, &options)?;
+    print!("{}", crate::experiment::table(&options, &outcomes));
     Ok(())
 }
 

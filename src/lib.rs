@@ -14,6 +14,7 @@ pub mod dashboard;
 pub mod db;
 pub mod error;
 pub mod events;
+pub mod experiment;
 pub mod http;
 pub mod idempotency;
 pub mod ids;

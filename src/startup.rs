@@ -383,7 +383,8 @@ fn configure_pages(cfg: &mut web::ServiceConfig) {
         .configure(crate::payments::pages::configure)
         .configure(crate::notifications::pages::configure)
         .configure(crate::outbox::pages::configure)
-        .configure(crate::architecture::pages::configure);
+        .configure(crate::architecture::pages::configure)
+        .configure(crate::experiment::pages::configure);
 }
 
 /// The OpenAPI document of every endpoint [`configure_api`] registers.

@@ -156,8 +156,12 @@ fn probe(weak: Weak<Inner>, database_url: &str) {
     let mut conn: Option<PgConnection> = None;
     loop {
         let Some(inner) = weak.upgrade() else { return };
+        let interval =
+            if (DbHealth { inner }).unavailable().is_some() { PROBE_INTERVAL_DOWN } else { PROBE_INTERVAL_UP };
+        // No handle is held while sleeping: a pool dropped meanwhile ends the probe unprobed.
+        std::thread::sleep(interval);
+        let Some(inner) = weak.upgrade() else { return };
         let health = DbHealth { inner };
-        std::thread::sleep(if health.unavailable().is_some() { PROBE_INTERVAL_DOWN } else { PROBE_INTERVAL_UP });
         health.inner.probe_started_ms.store(now_ms().max(1), Ordering::Release);
         let answered = match conn.as_mut() {
             Some(open) => open.batch_execute("SELECT 1").map_err(|error| error.to_string()),

@@ -195,7 +195,9 @@ fn a_stopped_database_means_fast_503s_then_recovery_with_nothing_lost() {
     assert!(other.is_empty(), "only 503s while the database is down, also {other:?}");
     let latencies: Vec<Duration> = known_outage.iter().map(|sample| sample.took).collect();
     let (p50, p99) = (percentile(latencies.clone(), 0.5), percentile(latencies, 0.99));
-    assert!(p99 <= Duration::from_millis(50), "503 p99 {:.1} ms", ms(p99));
+    // Immediate means no wait for a connection (2 s in this test, the pool's 5 s by default); the
+    // bound leaves room for a machine busy with other tests (measured alone: p99 about 25 ms).
+    assert!(p99 <= Duration::from_millis(500), "503 p99 {:.1} ms", ms(p99));
 
     let recovery = first_order_after(&samples, restarted_at);
     assert!(recovery <= Duration::from_secs(1), "first 201 {:.0} ms after the database was back", ms(recovery));

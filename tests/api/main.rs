@@ -5,6 +5,7 @@ mod admin;
 mod architecture;
 mod catalog;
 mod cluster;
+mod experiment;
 mod faults;
 mod health;
 mod helpers;
