@@ -35,8 +35,9 @@ use crate::inventory::{self, InventoryError, MovementKind};
 use crate::kernel::Module;
 use crate::orders::{OrdersError, PlaceOrder};
 
-/// Connections each variant's database pools share among the buyers.
-const CONNECTIONS: u32 = 16;
+/// Connections each pool shares among the buyers: few, so that the experiment (up to three
+/// pools at once) stays far below PostgreSQL's `max_connections` beside a running shop.
+const CONNECTIONS: u32 = 8;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct RaceOptions {
@@ -143,6 +144,7 @@ impl Scratch {
     fn pool(&self) -> Result<Pool, ExperimentError> {
         r2d2::Pool::builder()
             .max_size(CONNECTIONS)
+            .min_idle(Some(0))
             .connection_timeout(Duration::from_secs(30))
             .build(ConnectionManager::new(&self.url))
             .map_err(|error| ExperimentError::App(AppError::internal(error.to_string())))

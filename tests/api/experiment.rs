@@ -7,12 +7,21 @@ use agora::experiment::{self, Outcome, RaceOptions};
 
 use crate::helpers::{TestApp, TestDatabase, test_config};
 
+/// One race at a time: each opens up to three pools of connections, and the tests beside them
+/// need theirs too (PostgreSQL allows 100 here).
+static ONE_RACE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_race_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_RACE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn variant<'a>(outcomes: &'a [Outcome], name: &str) -> &'a Outcome {
     outcomes.iter().find(|outcome| outcome.variant.starts_with(name)).unwrap()
 }
 
 #[test]
 fn two_hundred_buyers_for_ten_units_three_ways() {
+    let _race = one_race_at_a_time();
     let database = TestDatabase::migrated();
     let config = test_config(&database.url);
     // Every separate-services checkout fails somewhere: a third of them by dying after reserving.
@@ -39,6 +48,7 @@ fn two_hundred_buyers_for_ten_units_three_ways() {
 
 #[test]
 fn without_failures_the_saga_sells_the_stock_too() {
+    let _race = one_race_at_a_time();
     let database = TestDatabase::migrated();
     let options = RaceOptions { buyers: 60, stock: 10, lines: 1, seed: 1, failure_rate: 0.0 };
     let outcomes = experiment::checkout_race(&test_config(&database.url), &options).unwrap();
@@ -49,6 +59,7 @@ fn without_failures_the_saga_sells_the_stock_too() {
 
 #[test]
 fn the_command_prints_the_table() {
+    let _race = one_race_at_a_time();
     let database = TestDatabase::migrated();
     let output = Command::new(env!("CARGO_BIN_EXE_agora"))
         .args(["experiment", "checkout-race", "--buyers", "30", "--stock", "5", "--seed", "3"])
@@ -73,6 +84,7 @@ fn the_command_prints_the_table() {
 
 #[test]
 fn the_admin_page_runs_the_race_and_shows_a_table_and_a_chart() {
+    let _race = one_race_at_a_time();
     let app = TestApp::spawn();
     let mut browser = app.signed_in_browser();
     let form = browser.get("/admin/experiments/checkout-race");
