@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use utoipa::openapi::schema::Object;
 
-use super::cache::{Change, ListKey, Representation};
+use super::cache::{Change, ListKey};
 use super::{ListCursor, Product, ProductDraft, ProductPatch, model};
 use crate::error::{AppError, ProblemDetails};
 use crate::http::admin_token::AdminToken;
@@ -14,7 +14,7 @@ use crate::http::problems::{
     InvalidFields, InvalidQuery, MalformedJson, MalformedQuery, ProductNotFound, Unauthorized, Unavailable,
 };
 use crate::http::state::AppState;
-use crate::http::validators;
+use crate::http::validators::{self, Representation};
 use crate::ids::ProductId;
 use crate::input::{self, whole_number};
 use crate::kernel::Module;

@@ -237,14 +237,8 @@ impl Db {
             return self.run(operation, work).await;
         }
         let db = self.clone();
-        let work = actix_web::web::block(move || db.read_blocking(operation, after, work));
-        match tokio::time::timeout(self.request_timeout, work).await {
-            Ok(outcome) => outcome?,
-            Err(_elapsed) => Err(AppError::Unavailable(format!(
-                "the database did not answer within {} ms",
-                self.request_timeout.as_millis()
-            ))),
-        }
+        // A hang may be the replica's: it does not count against the primary's health.
+        self.offload(move || db.read_blocking(operation, after, work), false).await
     }
 
     /// [`Db::read`] for code on its own thread.
@@ -340,13 +334,24 @@ impl Db {
             return Err(AppError::Unavailable(reason));
         }
         let db = self.clone();
-        let work = actix_web::web::block(move || db.run_blocking(operation, work));
-        match tokio::time::timeout(self.request_timeout, work).await {
+        self.offload(move || db.run_blocking(operation, work), true).await
+    }
+
+    /// Runs `work` in the blocking thread pool and answers 503 once `request_timeout` has
+    /// passed; `primary_hung` says whether that timeout means the primary stopped answering.
+    async fn offload<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> Result<T, AppError> + Send + 'static,
+        primary_hung: bool,
+    ) -> Result<T, AppError> {
+        match tokio::time::timeout(self.request_timeout, actix_web::web::block(work)).await {
             Ok(outcome) => outcome?,
             Err(_elapsed) => {
                 // The work goes on in its thread until the database answers or the connection dies.
                 let reason = format!("the database did not answer within {} ms", self.request_timeout.as_millis());
-                self.health.report_down(reason.clone());
+                if primary_hung {
+                    self.health.report_down(reason.clone());
+                }
                 Err(AppError::Unavailable(reason))
             }
         }
@@ -453,22 +458,29 @@ pub fn with_connection_options(database_url: &str, connect_timeout: Duration) ->
 /// Splits `postgres://.../name?params` into the URL of the server's maintenance database
 /// (`postgres`) and the database name.
 pub fn split_database_url(database_url: &str) -> Result<(String, String), SetupError> {
+    let (_, name, _) = url_parts(database_url)?;
+    Ok((with_database_name(database_url, "postgres")?, name.to_owned()))
+}
+
+/// `database_url` naming database `name` instead, on the same server with the same parameters.
+pub fn with_database_name(database_url: &str, name: &str) -> Result<String, SetupError> {
+    let (server, _, query) = url_parts(database_url)?;
+    Ok(match query {
+        Some(query) => format!("{server}/{name}?{query}"),
+        None => format!("{server}/{name}"),
+    })
+}
+
+/// (server, database name, query parameters) of `postgres://server/name?query`.
+fn url_parts(database_url: &str) -> Result<(&str, &str, Option<&str>), SetupError> {
     let (base, query) = match database_url.split_once('?') {
         Some((base, query)) => (base, Some(query)),
         None => (database_url, None),
     };
-    let Some((server, name)) = base.rsplit_once('/') else {
-        return Err(SetupError::NoDatabaseName);
-    };
-    if name.is_empty() || server.ends_with('/') {
-        return Err(SetupError::NoDatabaseName);
+    match base.rsplit_once('/') {
+        Some((server, name)) if !name.is_empty() && !server.ends_with('/') => Ok((server, name, query)),
+        _ => Err(SetupError::NoDatabaseName),
     }
-    let mut maintenance = format!("{server}/postgres");
-    if let Some(query) = query {
-        maintenance.push('?');
-        maintenance.push_str(query);
-    }
-    Ok((maintenance, name.to_owned()))
 }
 
 /// Creates the database named in `database_url` when it does not exist yet. Returns whether it
@@ -569,6 +581,10 @@ mod tests {
         assert_eq!(server, "postgres://u:p@h/postgres?sslmode=disable");
         assert_eq!(name, "shop");
         assert!(split_database_url("postgres://h:5432/").is_err());
+        assert_eq!(
+            with_database_name("postgres://u:p@h/shop?sslmode=disable", "race").unwrap(),
+            "postgres://u:p@h/race?sslmode=disable"
+        );
     }
 
     #[test]

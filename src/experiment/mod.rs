@@ -109,6 +109,10 @@ pub enum ExperimentError {
     Connect(#[from] diesel::ConnectionError),
     #[error(transparent)]
     App(#[from] AppError),
+    #[error("connection pool: {0}")]
+    Pool(#[from] r2d2::Error),
+    #[error("a buyer failed: {0}")]
+    Buyer(String),
 }
 
 /// Runs the three variants one after the other and returns what each did.
@@ -131,8 +135,7 @@ impl Scratch {
         let name = format!("agora_race_{variant}_{:08x}", rand::rng().random::<u32>());
         let mut conn = PgConnection::establish(&maintenance_url)?;
         diesel::sql_query(format!("CREATE DATABASE {}", db::quote_identifier(&name))).execute(&mut conn)?;
-        let base = config.database_url.split('?').next().unwrap_or_default();
-        let url = format!("{}/{name}", base.rsplit_once('/').map_or(base, |(server, _)| server));
+        let url = db::with_database_name(&config.database_url, &name).map_err(crate::startup::StartupError::from)?;
         Ok(Scratch { url, maintenance_url, name })
     }
 
@@ -147,14 +150,14 @@ impl Scratch {
             .min_idle(Some(0))
             .connection_timeout(Duration::from_secs(30))
             .build(ConnectionManager::new(&self.url))
-            .map_err(|error| ExperimentError::App(AppError::internal(error.to_string())))
+            .map_err(ExperimentError::from)
     }
 }
 
 type Pool = r2d2::Pool<ConnectionManager<PgConnection>>;
 
 fn take(pool: &Pool) -> Result<r2d2::PooledConnection<ConnectionManager<PgConnection>>, ExperimentError> {
-    pool.get().map_err(|error| ExperimentError::App(AppError::internal(error.to_string())))
+    Ok(pool.get()?)
 }
 
 impl Drop for Scratch {
@@ -275,7 +278,7 @@ fn tally<E: std::fmt::Display>(
         match result {
             Ok(true) => outcome.accepted += 1,
             Ok(false) => outcome.refused += 1,
-            Err(error) => return Err(ExperimentError::App(AppError::internal(error.to_string()))),
+            Err(error) => return Err(ExperimentError::Buyer(error.to_string())),
         }
     }
     Ok(outcome)
@@ -378,7 +381,7 @@ fn separate_services(config: &Config, options: &RaceOptions) -> Result<Outcome, 
             }
             // The buyer got no answer: its process died.
             Ok(SagaEnd::Orphaned) => outcome.refused += 1,
-            Err(error) => return Err(ExperimentError::App(AppError::internal(error.to_string()))),
+            Err(error) => return Err(ExperimentError::Buyer(error.to_string())),
         }
     }
     let (mut inventory_conn, mut orders_conn) = (inventory_db.connect()?, orders_db.connect()?);

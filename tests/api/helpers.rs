@@ -30,13 +30,7 @@ pub fn server_url() -> String {
 }
 
 pub fn database_url(name: &str) -> String {
-    let server = server_url();
-    let (base, query) = server.split_once('?').map_or((server.as_str(), None), |(b, q)| (b, Some(q)));
-    let base = base.rsplit_once('/').map_or(base, |(server, _)| server);
-    match query {
-        Some(query) => format!("{base}/{name}?{query}"),
-        None => format!("{base}/{name}"),
-    }
+    db::with_database_name(&server_url(), name).expect("the test server's URL names a database")
 }
 
 pub fn maintenance_connection() -> PgConnection {

@@ -15,7 +15,5 @@ pub fn server_url() -> String {
 
 /// The URL of database `name` on that server.
 pub fn database_url(name: &str) -> String {
-    let server = server_url();
-    let base = server.split('?').next().unwrap();
-    format!("{}/{name}", base.rsplit_once('/').unwrap().0)
+    agora::db::with_database_name(&server_url(), name).expect("a server URL names its maintenance database")
 }
