@@ -85,6 +85,13 @@ impl AppError {
         Self::client(StatusCode::BAD_REQUEST, "bad-request", "Malformed request", detail)
     }
 
+    /// 400 for a query parameter that cannot be understood (a page, a sort, a filter).
+    pub fn bad_query(parameter: &str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        Self::bad_request(format!("The query parameter {parameter} {message}."))
+            .with_field_errors(vec![FieldError::new(parameter, message)])
+    }
+
     pub fn unauthorized(detail: impl Into<String>) -> Self {
         Self::client(StatusCode::UNAUTHORIZED, "unauthorized", "Authentication required", detail)
     }

@@ -84,6 +84,21 @@ impl OrderNumber {
         let digits = text.strip_prefix("AG-").or_else(|| text.strip_prefix("ag-")).unwrap_or(text);
         digits.parse::<i64>().ok().filter(|number| *number > 0).map(OrderNumber)
     }
+
+    /// An order number as an operator may type it: `AG-000017`, `AG000017`, `ag 17`, `#17`, `17`.
+    pub fn parse_loosely(text: &str) -> Option<OrderNumber> {
+        let compact: String = text.chars().filter(|c| !c.is_whitespace() && *c != '-').collect();
+        let compact = compact.strip_prefix('#').unwrap_or(&compact);
+        let digits = match compact.get(..2) {
+            Some(prefix) if prefix.eq_ignore_ascii_case("ag") => &compact[2..],
+            _ => compact,
+        };
+        let digits = digits.strip_prefix('#').unwrap_or(digits);
+        if digits.is_empty() || digits.len() > 18 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        digits.parse::<i64>().ok().filter(|number| *number > 0).map(OrderNumber)
+    }
 }
 
 impl std::fmt::Display for OrderNumber {
@@ -95,6 +110,19 @@ impl std::fmt::Display for OrderNumber {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn order_numbers_are_read_in_any_form_an_operator_types() {
+        for typed in
+            ["AG-000017", "AG000017", "ag-17", "Ag 0000 17", "#17", "17", " 000017 ", "AG-#17", " # AG-0000 17 "]
+        {
+            assert_eq!(OrderNumber::parse_loosely(typed), Some(OrderNumber(17)), "{typed}");
+        }
+        for not_a_number in ["", "AG-", "ada", "17a", "-", "0", "AG-0", "1234567890123456789", "AG-AG-17", "1.5", "é7"]
+        {
+            assert_eq!(OrderNumber::parse_loosely(not_a_number), None, "{not_a_number}");
+        }
+    }
 
     #[test]
     fn order_numbers_read_and_print_alike() {

@@ -154,6 +154,29 @@ impl Pattern {
             .pattern(Some(self.source))
             .build()
     }
+
+    /// The expression for an HTML `pattern` attribute. Browsers anchor it themselves and compile
+    /// it with ECMAScript's `v` flag, where a dash inside a class must be escaped (`[A-Z0-9-]` is
+    /// a syntax error there, and the browser then silently checks nothing).
+    pub fn html(&self) -> String {
+        let body = self.source.trim_start_matches('^').trim_end_matches('$');
+        body.replace("-]", "\\-]")
+    }
+}
+
+/// A LIKE pattern matching `text` anywhere, taken literally: `%`, `_` and the escape character
+/// typed in a search box are searched for as themselves.
+pub fn like_containing(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
 }
 
 /// The schema of an optional field that also accepts `null` (serde reads both as absent).
@@ -256,6 +279,21 @@ mod tests {
     use regex::Regex;
 
     use super::*;
+
+    #[test]
+    fn like_wildcards_typed_in_a_search_are_taken_literally() {
+        assert_eq!(like_containing("50%_off\\"), "%50\\%\\_off\\\\%");
+        assert_eq!(like_containing("ada@example.com"), "%ada@example.com%");
+    }
+
+    #[test]
+    fn html_patterns_are_valid_with_the_v_flag() {
+        let sku = Pattern::new("^[A-Z0-9-]{3,32}$", 32, "");
+        assert_eq!(sku.html(), r"[A-Z0-9\-]{3,32}");
+        // The escaped form still means the same to the Rust engine the server checks with.
+        let anchored = Regex::new(&format!("^{}$", sku.html())).unwrap();
+        assert!(anchored.is_match("MUG-001") && !anchored.is_match("mug-001") && !anchored.is_match("AB"));
+    }
 
     #[test]
     fn text_rules_refuse_control_characters_and_count_characters_as_sent() {

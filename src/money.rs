@@ -63,7 +63,7 @@ impl Currency {
         self.code
     }
 
-    /// `1234` EUR -> `€12.34`; `1234` CHF -> `CHF 12.34`; `-50` EUR -> `-€0.50`.
+    /// `1234` EUR -> `€12.34`; `20302460` EUR -> `€203,024.60`; `1234` CHF -> `CHF 12.34`; `-50` EUR -> `-€0.50`.
     /// Takes the amount by value or by reference (templates pass references).
     pub fn format(&self, amount_minor: impl MinorUnits) -> String {
         let amount_minor = amount_minor.minor_units();
@@ -80,7 +80,7 @@ impl Currency {
         }
         let magnitude = amount_minor.unsigned_abs();
         let scale = 10u128.pow(self.exponent);
-        let _ = write!(out, "{}", magnitude / scale);
+        push_grouped(&mut out, magnitude / scale);
         if self.exponent > 0 {
             let _ = write!(out, ".{:0width$}", magnitude % scale, width = self.exponent as usize);
         }
@@ -124,6 +124,28 @@ impl Currency {
     }
 }
 
+/// Writes `1234567` as `1,234,567`: thousands grouped, as an operator reads money.
+fn push_grouped(out: &mut String, whole: u128) {
+    let digits = whole.to_string();
+    for (position, digit) in digits.chars().enumerate() {
+        if position > 0 && (digits.len() - position).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+}
+
+/// A count with thousands grouped (`12,345`), for figures on the admin pages.
+pub fn grouped(count: impl TryInto<i128>) -> String {
+    let count: i128 = count.try_into().unwrap_or(i128::MAX);
+    let mut out = String::new();
+    if count < 0 {
+        out.push('-');
+    }
+    push_grouped(&mut out, count.unsigned_abs());
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,11 +156,15 @@ mod tests {
         assert_eq!(eur.format(1234_i64), "€12.34");
         assert_eq!(eur.format(5_i64), "€0.05");
         assert_eq!(eur.format(-50_i64), "-€0.50");
-        assert_eq!(Currency::parse("JPY").unwrap().format(1500_i64), "¥1500");
+        assert_eq!(Currency::parse("JPY").unwrap().format(1500_i64), "¥1,500");
+        assert_eq!(eur.format(20_302_460_i64), "€203,024.60");
+        assert_eq!(eur.format(-100_000_000_i64), "-€1,000,000.00");
+        assert_eq!(grouped(999_i64), "999");
+        assert_eq!(grouped(1_000_i64), "1,000");
         assert_eq!(Currency::parse("KWD").unwrap().format(12345_i64), "KWD 12.345");
         assert_eq!(Currency::parse("CHF").unwrap().format(100_i64), "CHF 1.00");
         // A sum beyond i64, as a revenue figure over many orders may be.
-        assert_eq!(eur.format(i128::from(i64::MAX) * 2), "€184467440737095516.14");
+        assert_eq!(eur.format(i128::from(i64::MAX) * 2), "€184,467,440,737,095,516.14");
     }
 
     #[test]

@@ -47,6 +47,11 @@ macro_rules! text_enum {
                 }
             }
 
+            /// The word as a person reads it: `pending_payment` -> "Pending payment".
+            pub fn label(self) -> String {
+                $crate::text_enum::human_label(self.as_str())
+            }
+
             pub fn parse(text: &str) -> Option<$name> {
                 match text {
                     $($text => Some($name::$variant),)+
@@ -78,6 +83,15 @@ macro_rules! text_enum {
 
 pub(crate) use text_enum;
 
+/// `pending_payment` -> `Pending payment`: the words of a status as an operator reads them.
+pub fn human_label(word: &str) -> String {
+    let mut label = word.replace('_', " ");
+    if let Some(first) = label.get_mut(0..1) {
+        first.make_ascii_uppercase();
+    }
+    label
+}
+
 #[cfg(test)]
 mod tests {
     text_enum! {
@@ -101,5 +115,12 @@ mod tests {
         assert!(serde_json::from_str::<Light>("\"red\"").is_err());
         let schema = serde_json::to_value(<Light as utoipa::PartialSchema>::schema()).unwrap();
         assert_eq!(schema["enum"], serde_json::json!(["green", "amber_flashing"]));
+    }
+
+    #[test]
+    fn labels_read_as_words_for_people() {
+        assert_eq!(Light::AmberFlashing.label(), "Amber flashing");
+        assert_eq!(Light::Green.label(), "Green");
+        assert_eq!(super::human_label(""), "");
     }
 }

@@ -123,7 +123,11 @@ fn sums_over_stored_data_never_overflow_into_a_500() {
     let mut browser = app.signed_in_browser();
     let dashboard = browser.get("/admin");
     assert_eq!(dashboard.status, 200, "{}", dashboard.body);
-    assert!(dashboard.body.contains("€184467440747095516.14"), "the revenue, summed beyond i64: {}", dashboard.body);
+    assert!(
+        dashboard.body.contains("€184,467,440,747,095,516.14"),
+        "the revenue, summed beyond i64: {}",
+        dashboard.body
+    );
     for path in ["/admin/orders", "/admin/payments", "/admin/architecture"] {
         let page = browser.get(path);
         assert!(page.status < 500, "{path}: {}", page.status);
