@@ -5,6 +5,8 @@
 
 pub mod account;
 pub mod auth;
+pub mod chart;
+pub mod listing;
 pub mod page;
 pub mod session;
 pub mod session_store;
@@ -41,6 +43,7 @@ pub fn scope(
 > {
     // Middleware wrapped last runs first: the session must exist before sign-in is checked.
     web::scope("/admin")
+        .wrap(from_fn(page::errors_inside_layout))
         .wrap(from_fn(session::remember_write_position))
         .wrap(from_fn(auth::require_signed_in))
         .wrap(sessions)

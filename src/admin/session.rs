@@ -33,6 +33,8 @@ pub const SIGNED_IN_FROM: &str = "signed_in_from";
 pub const USER_AGENT: &str = "user_agent";
 const CSRF: &str = "csrf";
 const FLASH: &str = "flash";
+/// A one-time message that something did not happen as asked (shown as an alert).
+const WARNING: &str = "warning";
 
 #[derive(Clone, Debug)]
 pub struct SignedIn {
@@ -99,6 +101,10 @@ fn take_flash(session: &Session) -> Option<String> {
     session.remove_as::<String>(FLASH).and_then(Result::ok)
 }
 
+fn take_warning(session: &Session) -> Option<String> {
+    session.remove_as::<String>(WARNING).and_then(Result::ok)
+}
+
 fn new_token() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
@@ -111,6 +117,7 @@ pub struct Admin {
     pub user: SignedIn,
     pub session: Session,
     flash: Option<String>,
+    warning: Option<String>,
 }
 
 impl Admin {
@@ -120,11 +127,17 @@ impl Admin {
             csrf_token: self.user.csrf_token.clone(),
             section,
             flash: self.flash.clone(),
+            warning: self.warning.clone(),
         }
     }
 
     pub fn flash(&self, message: impl Into<String>) {
         set_flash(&self.session, message);
+    }
+
+    /// Tells the next page that what was asked did not happen, and why.
+    pub fn warn(&self, message: impl Into<String>) {
+        let _ = self.session.insert(WARNING, message.into());
     }
 
     /// How far a replica must have replayed before it may answer this admin's reads: past
@@ -166,7 +179,8 @@ impl FromRequest for Admin {
         let result = match signed_in(&session) {
             Some(user) => {
                 let flash = take_flash(&session);
-                Ok(Admin { user, session, flash })
+                let warning = take_warning(&session);
+                Ok(Admin { user, session, flash, warning })
             }
             None => Err(PageError::from(AppError::unauthorized("Please sign in again."))),
         };
