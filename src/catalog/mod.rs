@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod cache;
+pub mod listing;
 mod model;
 pub mod pages;
 mod store;
@@ -81,6 +82,12 @@ pub fn update_product(conn: &mut PgConnection, id: ProductId, patch: ProductPatc
         return get_product(conn, id);
     }
     store::update(conn, id, &changes)?.ok_or(CatalogError::NotFound(id))
+}
+
+/// Whether some product already has this SKU (the form says so before anything is saved).
+pub fn sku_taken(conn: &mut PgConnection, sku: &str) -> QueryResult<bool> {
+    crate::as_module!(conn, Module::Catalog);
+    store::sku_taken(conn, sku)
 }
 
 /// Whether the catalog has no product yet (a fresh database).

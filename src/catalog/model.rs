@@ -136,7 +136,7 @@ pub fn parse_name(name: &str) -> Result<String, String> {
     NAME.check(name).map(str::to_owned)
 }
 
-fn parse_description(description: &str) -> Result<String, String> {
+pub fn parse_description(description: &str) -> Result<String, String> {
     DESCRIPTION.check(description).map(str::to_owned)
 }
 
@@ -144,7 +144,7 @@ pub fn parse_price(price_minor: i64) -> Result<i64, String> {
     PRICE_MINOR.check(price_minor)
 }
 
-fn parse_threshold(threshold: i64) -> Result<i32, String> {
+pub fn parse_threshold(threshold: i64) -> Result<i32, String> {
     LOW_STOCK_THRESHOLD.check(threshold).map(|threshold| threshold as i32)
 }
 

@@ -6,9 +6,11 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::{CatalogError, ListCursor, Product, ProductDraft, ProductPatch};
+use super::listing::{PRODUCT_COLUMNS, Shown};
+use super::{CatalogError, Product, ProductDraft, ProductPatch};
+use crate::admin::listing::{self, ListQuery, Numbered, Sort};
 use crate::admin::page::see_other;
-use crate::admin::page::{FormErrors, Layout, PageError, Section, render, render_with_status};
+use crate::admin::page::{Confirmation, FormErrors, Layout, PageError, Section, render, render_with_status};
 use crate::admin::session::{Admin, CsrfForm, CsrfProtected};
 use crate::error::AppError;
 use crate::http::state::AppState;
@@ -16,7 +18,6 @@ use crate::ids::ProductId;
 use crate::inventory::{Movement, StockLevel};
 use crate::kernel::Module;
 use crate::money::Currency;
-use crate::pagination::{Page, PageQuery};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/products", web::get().to(list))
@@ -25,53 +26,77 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/products/{id}", web::get().to(show))
         .route("/products/{id}", web::post().to(update))
         .route("/products/{id}/edit", web::get().to(edit_form))
+        .route("/products/{id}/deactivate", web::get().to(confirm_deactivate))
         .route("/products/{id}/active", web::post().to(set_active));
 }
-
-const PAGE_SIZE: i64 = 50;
 
 #[derive(Template)]
 #[template(path = "catalog/templates/list.html")]
 struct ListPage {
     layout: Layout,
     query: String,
-    page: Page<Product>,
+    shown: Shown,
+    products: Numbered<Product>,
+    sort: Sort,
     currency: Currency,
 }
 
 impl ListPage {
-    fn next_href(&self) -> Option<String> {
-        self.page.next_cursor.as_ref().map(|cursor| {
-            format!(
-                "/admin/products?{}",
-                serde_urlencoded::to_string([("q", self.query.as_str()), ("cursor", cursor)]).unwrap_or_default()
-            )
-        })
+    fn href(&self, sort: Option<(&str, &str)>, page: i64) -> String {
+        listing::href("/admin/products", &[("q", self.query.as_str()), ("shown", self.shown.as_str())], sort, page)
+    }
+
+    fn page_href(&self, page: i64) -> String {
+        self.href(self.sort.kept(), page)
+    }
+
+    fn sort_href(&self, key: &str) -> String {
+        self.href(self.sort.toggled(key), 1)
+    }
+
+    fn numbered(&self) -> &Numbered<Product> {
+        &self.products
+    }
+
+    fn is_filtered(&self) -> bool {
+        !self.query.is_empty() || self.shown != Shown::All
     }
 }
 
 #[derive(Deserialize)]
 struct Search {
     q: Option<String>,
+    shown: Option<String>,
 }
 
 async fn list(
     state: web::Data<AppState>,
     admin: Admin,
     search: web::Query<Search>,
-    page: web::Query<PageQuery>,
+    list: web::Query<ListQuery>,
 ) -> Result<HttpResponse, PageError> {
-    let after = page.cursor::<ListCursor>()?;
-    let search = search.into_inner().q.unwrap_or_default();
-    crate::input::SEARCH.check(&search).map_err(|message| AppError::invalid("q", message))?;
-    let text = search.clone();
-    let page = state
+    let page = list.page()?;
+    let sort = list.sort(&PRODUCT_COLUMNS)?;
+    let search = search.into_inner();
+    let shown = Shown::parse(search.shown.as_deref().unwrap_or(""))
+        .ok_or_else(|| AppError::bad_query("shown", "must be active or inactive"))?;
+    let query = search.q.unwrap_or_default();
+    crate::input::SEARCH.check(&query).map_err(|message| AppError::bad_query("q", message))?;
+    let text = query.clone();
+    let products = state
         .db
         .read(Module::Catalog.op("list_products"), admin.read_after(), move |conn| {
-            super::list_products(conn, Some(&text), true, after.clone(), PAGE_SIZE)
+            super::listing::admin_products(conn, Some(&text), shown, sort, page)
         })
         .await?;
-    render(&ListPage { layout: admin.layout(Section::Products), query: search, page, currency: state.config.currency })
+    render(&ListPage {
+        layout: admin.layout(Section::Products),
+        query,
+        shown,
+        products,
+        sort,
+        currency: state.config.currency,
+    })
 }
 
 /// The product form's fields as typed, kept to re-render the form with messages.
@@ -105,16 +130,30 @@ impl ProductForm {
         }
     }
 
-    /// Turns the typed text into numbers, collecting a message per field that is not one.
-    fn numbers(&self, currency: Currency, errors: &mut FormErrors) -> (Option<i64>, Option<i64>) {
-        // Both fields are checked, so the form shows every message at once.
+    /// Checks every field, collecting one message per field that is wrong, so the form shows
+    /// them all at once; returns the numbers when they are numbers.
+    fn check(&self, currency: Currency, creating: bool, errors: &mut FormErrors) -> (Option<i64>, Option<i64>) {
+        let mut note = |field: &str, result: Result<String, String>| {
+            if let Err(message) = result {
+                errors.push(field, message);
+            }
+        };
+        if creating {
+            note("sku", super::model::parse_sku(self.sku.trim()));
+        }
+        note("name", super::model::parse_name(&self.name));
+        note("description", super::model::parse_description(&self.description));
         let price = currency.parse_amount(&self.price);
-        if price.is_none() {
-            errors.push("price", format!("enter an amount such as 12.50 ({})", currency.code()));
+        match price.map(super::model::parse_price) {
+            None => errors.push("price", format!("enter an amount such as 12.50 ({})", currency.code())),
+            Some(Err(message)) => errors.push("price", message),
+            Some(Ok(_)) => {}
         }
         let threshold = self.low_stock_threshold.trim().parse::<i64>().ok();
-        if threshold.is_none() {
-            errors.push("low_stock_threshold", "enter a whole number");
+        match threshold.map(super::model::parse_threshold) {
+            None => errors.push("low_stock_threshold", "enter a whole number"),
+            Some(Err(message)) => errors.push("low_stock_threshold", message),
+            Some(Ok(_)) => {}
         }
         (price, threshold)
     }
@@ -129,6 +168,23 @@ struct FormPage {
     form: ProductForm,
     errors: FormErrors,
     currency: Currency,
+}
+
+impl FormPage {
+    fn sku_pattern(&self) -> String {
+        super::model::SKU.html()
+    }
+
+    fn field_label(&self, field: &str) -> &'static str {
+        match field {
+            "sku" => "SKU",
+            "name" => "Name",
+            "description" => "Description",
+            "price" => "Price",
+            "low_stock_threshold" => "Low-stock threshold",
+            _ => "Field",
+        }
+    }
 }
 
 async fn new_form(state: web::Data<AppState>, admin: Admin) -> Result<HttpResponse, PageError> {
@@ -173,29 +229,34 @@ async fn create(
 ) -> Result<HttpResponse, PageError> {
     let currency = state.config.currency;
     let mut errors = FormErrors::default();
-    if let (Some(price_minor), Some(low_stock_threshold)) = form.numbers(currency, &mut errors) {
-        let draft = ProductDraft {
-            sku: form.sku.trim().to_owned(),
-            name: form.name.clone(),
-            description: Some(form.description.clone()),
-            price_minor,
-            low_stock_threshold: Some(low_stock_threshold),
-        };
-        // The inner result is the domain outcome, shown in the form; the outer one is a failure.
-        let created = state
-            .db
-            .run(Module::Catalog.op("create_product"), move |conn| {
-                Ok::<_, AppError>(super::create_product(conn, draft))
-            })
-            .await?;
-        match created {
-            Ok(product) => {
-                super::api::forget_cached(&state, super::cache::Change::Added).await;
-                admin.flash(format!("Product {} created. Its stock is 0: receive stock from its page.", product.sku));
-                return Ok(see_other(&format!("/admin/products/{}", product.id)));
+    let (price_minor, low_stock_threshold) = form.check(currency, true, &mut errors);
+    let draft = ProductDraft {
+        sku: form.sku.trim().to_owned(),
+        name: form.name.clone(),
+        description: Some(form.description.clone()),
+        price_minor: price_minor.unwrap_or_default(),
+        low_stock_threshold,
+    };
+    let valid = errors.is_empty();
+    // The inner result is the domain outcome, shown in the form; the outer one is a failure.
+    let created = state
+        .db
+        .run(Module::Catalog.op("create_product"), move |conn| -> Result<_, AppError> {
+            if valid {
+                return Ok(super::create_product(conn, draft));
             }
-            Err(error) => errors = form_errors(error)?,
+            // A taken SKU is said now too, not only once the other fields are right.
+            let taken = super::model::parse_sku(&draft.sku).is_ok() && super::sku_taken(conn, &draft.sku)?;
+            Ok(Err(if taken { CatalogError::DuplicateSku(draft.sku) } else { CatalogError::Invalid(Vec::new()) }))
+        })
+        .await?;
+    match created {
+        Ok(product) => {
+            super::api::forget_cached(&state, super::cache::Change::Added).await;
+            admin.flash(format!("Product {} created. Its stock is 0: receive stock from its page.", product.sku));
+            return Ok(see_other(&format!("/admin/products/{}", product.id)));
         }
+        Err(error) => errors.0.extend(form_errors(error)?.0),
     }
     render_with_status(
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -259,7 +320,9 @@ async fn update(
     let id = id.into_inner();
     let currency = state.config.currency;
     let mut errors = FormErrors::default();
-    if let (Some(price_minor), Some(low_stock_threshold)) = form.numbers(currency, &mut errors) {
+    if let (Some(price_minor), Some(low_stock_threshold)) = form.check(currency, false, &mut errors)
+        && errors.is_empty()
+    {
         let patch = ProductPatch {
             name: Some(form.name.clone()),
             description: Some(form.description.clone()),
@@ -286,6 +349,44 @@ async fn update(
         StatusCode::UNPROCESSABLE_ENTITY,
         &FormPage { layout: admin.layout(Section::Products), product_id: Some(id), form, errors, currency },
     )
+}
+
+/// Deactivating takes a product out of the shop at once; the page says so before it happens.
+async fn confirm_deactivate(
+    state: web::Data<AppState>,
+    admin: Admin,
+    id: web::Path<ProductId>,
+) -> Result<HttpResponse, PageError> {
+    let id = id.into_inner();
+    let (product, stock) = state
+        .db
+        .run(Module::Catalog.op("product_page"), move |conn| -> Result<_, AppError> {
+            Ok((super::get_product(conn, id)?, crate::inventory::stock_level(conn, id)?))
+        })
+        .await?;
+    let back = format!("/admin/products/{id}");
+    if !product.active {
+        admin.warn(format!("{} is already inactive.", product.sku));
+        return Ok(see_other(&back));
+    }
+    let mut consequences = vec![
+        "It disappears from the shop's product list and new orders naming it are refused.".to_owned(),
+        "Orders already placed keep it and can still be paid, shipped or refunded.".to_owned(),
+    ];
+    if stock.on_hand > 0 {
+        consequences
+            .push(format!("Its {} units on hand stay in stock, unsold, until it is active again.", stock.on_hand));
+    }
+    render(&Confirmation {
+        layout: admin.layout(Section::Products),
+        question: format!("Deactivate {} ({})?", product.name, product.sku),
+        consequences,
+        action: format!("/admin/products/{id}/active"),
+        fields: vec![("active", "false".to_owned())],
+        button: "Deactivate".to_owned(),
+        danger: true,
+        back,
+    })
 }
 
 #[derive(Deserialize)]

@@ -22,6 +22,11 @@ pub fn last_change(conn: &mut PgConnection) -> QueryResult<Option<chrono::DateTi
     products.select(diesel::dsl::max(updated_at)).get_result(conn)
 }
 
+pub fn sku_taken(conn: &mut PgConnection, wanted: &str) -> QueryResult<bool> {
+    use crate::schema::products::dsl::*;
+    diesel::select(diesel::dsl::exists(products.filter(sku.eq(wanted)))).get_result(conn)
+}
+
 pub fn is_empty(conn: &mut PgConnection) -> QueryResult<bool> {
     use crate::schema::products::dsl::*;
     diesel::select(diesel::dsl::not(diesel::dsl::exists(products.select(id)))).get_result(conn)
@@ -59,7 +64,7 @@ pub fn list(
         query = query.filter(active.eq(true));
     }
     if let Some(text) = filter.query.map(str::trim).filter(|text| !text.is_empty()) {
-        let pattern = format!("%{}%", escape_like(text));
+        let pattern = crate::input::like_containing(text);
         query = query.filter(name.ilike(pattern.clone()).or(sku.ilike(pattern)));
     }
     if let Some((after_name, after_id)) = after {
@@ -73,24 +78,4 @@ pub fn list(
         );
     }
     query.load(conn)
-}
-
-/// Makes user text match literally inside a LIKE pattern.
-pub fn escape_like(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '\\' | '%' | '_') {
-            escaped.push('\\');
-        }
-        escaped.push(c);
-    }
-    escaped
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn like_wildcards_are_escaped() {
-        assert_eq!(super::escape_like("50%_off\\"), "50\\%\\_off\\\\");
-    }
 }

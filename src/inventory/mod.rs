@@ -8,6 +8,7 @@
 //! ledger rows, and writes a `StockLow` event when available stock falls to its threshold.
 
 pub mod api;
+pub mod listing;
 mod model;
 pub mod pages;
 mod store;
@@ -199,6 +200,13 @@ pub fn stock_levels(
 }
 
 pub type LevelsCursor = (i32, ProductId);
+
+/// How many products are at or below their low-stock threshold: the count of what
+/// `stock_levels(low_only)` pages through.
+pub fn low_stock_count(conn: &mut PgConnection) -> Result<i64, InventoryError> {
+    crate::as_module!(conn, Module::Inventory);
+    Ok(store::low_count(conn)?)
+}
 
 /// The ledger of a product, newest first; the cursor is the last movement id seen.
 pub fn movements(

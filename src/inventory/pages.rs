@@ -6,7 +6,9 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::{InventoryError, LevelsCursor, Movement, MovementKind, StockLevel};
+use super::listing::LEVEL_COLUMNS;
+use super::{InventoryError, Movement, MovementKind, StockLevel};
+use crate::admin::listing::{self, ListQuery, Numbered, Sort};
 use crate::admin::page::see_other;
 use crate::admin::page::{FormErrors, Layout, PageError, Section, render, render_with_status};
 use crate::admin::session::{Admin, CsrfForm, CsrfProtected};
@@ -22,6 +24,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/inventory/{product_id}/adjustments", web::post().to(adjust));
 }
 
+/// Ledger rows per page.
 const PAGE_SIZE: i64 = 50;
 
 #[derive(Template)]
@@ -29,14 +32,25 @@ const PAGE_SIZE: i64 = 50;
 struct OverviewPage {
     layout: Layout,
     low_only: bool,
-    page: Page<StockLevel>,
+    levels: Numbered<StockLevel>,
+    sort: Sort,
 }
 
 impl OverviewPage {
-    fn next_href(&self) -> Option<String> {
-        let cursor = self.page.next_cursor.as_ref()?;
-        let low = if self.low_only { "low=1&" } else { "" };
-        Some(format!("/admin/inventory?{low}cursor={cursor}"))
+    fn href(&self, sort: Option<(&str, &str)>, page: i64) -> String {
+        listing::href("/admin/inventory", &[("low", if self.low_only { "1" } else { "" })], sort, page)
+    }
+
+    fn page_href(&self, page: i64) -> String {
+        self.href(self.sort.kept(), page)
+    }
+
+    fn sort_href(&self, key: &str) -> String {
+        self.href(self.sort.toggled(key), 1)
+    }
+
+    fn numbered(&self) -> &Numbered<StockLevel> {
+        &self.levels
     }
 }
 
@@ -49,17 +63,18 @@ async fn overview(
     state: web::Data<AppState>,
     admin: Admin,
     filter: web::Query<OverviewFilter>,
-    page: web::Query<PageQuery>,
+    list: web::Query<ListQuery>,
 ) -> Result<HttpResponse, PageError> {
     let low_only = filter.low.as_deref().is_some_and(|low| !low.is_empty() && low != "0");
-    let after = page.cursor::<LevelsCursor>()?;
-    let page = state
+    let page = list.page()?;
+    let sort = list.sort(&LEVEL_COLUMNS)?;
+    let levels = state
         .db
         .read(Module::Inventory.op("stock_levels"), admin.read_after(), move |conn| {
-            super::stock_levels(conn, low_only, after, PAGE_SIZE)
+            super::listing::admin_levels(conn, low_only, sort, page)
         })
         .await?;
-    render(&OverviewPage { layout: admin.layout(Section::Inventory), low_only, page })
+    render(&OverviewPage { layout: admin.layout(Section::Inventory), low_only, levels, sort })
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -140,7 +155,11 @@ async fn adjust(
     if kind.is_none() {
         errors.push("kind", "choose receipt or adjustment");
     }
-    if let (Some(delta), Some(kind)) = (delta, kind) {
+    // Checked here too, so that every field's message shows at once.
+    if let Err(message) = super::REASON.check(&form.reason) {
+        errors.push("reason", message);
+    }
+    if let (Some(delta), Some(kind), true) = (delta, kind, errors.is_empty()) {
         let reason = form.reason.clone();
         let outcome = state
             .db

@@ -108,6 +108,16 @@ pub fn levels(
     query.load(conn)
 }
 
+/// How many levels are at or below their product's threshold, as `levels(low_only)` lists them.
+pub fn low_count(conn: &mut PgConnection) -> QueryResult<i64> {
+    use crate::schema::{inventory_levels, products};
+    inventory_levels::table
+        .inner_join(products::table)
+        .filter((inventory_levels::on_hand - inventory_levels::reserved).le(products::low_stock_threshold))
+        .count()
+        .get_result(conn)
+}
+
 /// The ledger of one product, newest first, older than `before` (a movement id).
 pub fn movements(
     conn: &mut PgConnection,
