@@ -11,6 +11,8 @@ mod checkout;
 mod lifecycle;
 mod model;
 pub mod pages;
+pub mod sales;
+pub mod search;
 mod seed;
 mod store;
 pub mod timeout;

@@ -56,6 +56,16 @@ impl Action {
             Action::Refund => "refunded",
         }
     }
+
+    /// The action's segment in admin paths: `/admin/orders/{id}/cancel`.
+    pub fn path(self) -> &'static str {
+        match self {
+            Action::Pay => "pay",
+            Action::Cancel => "cancel",
+            Action::Ship => "ship",
+            Action::Refund => "refund",
+        }
+    }
 }
 
 #[derive(Clone, Debug, Queryable, Selectable)]

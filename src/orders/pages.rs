@@ -5,29 +5,34 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::{Action, ListCursor, Order, OrderDetails, OrderFilter, OrderStatus};
+use diesel::Connection;
+
+use super::search::{CUSTOMER_COLUMNS, CustomerSummary, Needle, ORDER_COLUMNS, OrderResults, OrderSearch};
+use super::{Action, Order, OrderDetails, OrderStatus, OrdersError};
+use crate::admin::listing::{self, ListQuery, Numbered, Sort};
 use crate::admin::page::see_other;
-use crate::admin::page::{Layout, PageError, Section, render};
-use crate::admin::session::{Admin, ButtonForm, CsrfForm};
+use crate::admin::page::{Confirmation, Layout, PageError, Section, render};
+use crate::admin::session::{Admin, CsrfForm, CsrfProtected};
 use crate::error::AppError;
 use crate::events::CancelledBy;
 use crate::http::state::AppState;
-use crate::ids::{OrderId, OrderNumber};
+use crate::ids::{CustomerId, OrderId};
 use crate::inventory::Movement;
 use crate::kernel::Module;
 use crate::money::Currency;
 use crate::orders::Customer;
-use crate::pagination::{Page, PageQuery};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/orders", web::get().to(list))
+        .route("/customers", web::get().to(customers))
         .route("/orders/{id}", web::get().to(show))
+        .route("/orders/{id}/cancel", web::get().to(confirm_cancel))
         .route("/orders/{id}/cancel", web::post().to(cancel))
+        .route("/orders/{id}/ship", web::get().to(confirm_ship))
         .route("/orders/{id}/ship", web::post().to(ship))
+        .route("/orders/{id}/refund", web::get().to(confirm_refund))
         .route("/orders/{id}/refund", web::post().to(refund));
 }
-
-const PAGE_SIZE: i64 = 50;
 
 #[derive(Template)]
 #[template(path = "orders/templates/list.html")]
@@ -36,22 +41,55 @@ struct ListPage {
     statuses: [OrderStatus; 5],
     status: Option<OrderStatus>,
     query: String,
-    hint: Option<&'static str>,
-    page: Page<(Order, Customer)>,
+    /// The customer whose orders these are, when the list was opened from the customers page.
+    customer: Option<Customer>,
+    hint: Option<String>,
+    results: OrderResults,
+    sort: Sort,
     currency: Currency,
 }
 
 impl ListPage {
-    fn next_href(&self) -> Option<String> {
-        let cursor = self.page.next_cursor.as_ref()?;
-        let status = self.status.map_or("", |status| status.as_str());
-        let query =
-            serde_urlencoded::to_string([("status", status), ("q", self.query.as_str()), ("cursor", cursor)]).ok()?;
-        Some(format!("/admin/orders?{query}"))
+    fn filters(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("status", self.status.map(|status| status.as_str().to_owned()).unwrap_or_default()),
+            ("q", self.query.clone()),
+            ("customer", self.customer.as_ref().map(|customer| customer.id.to_string()).unwrap_or_default()),
+        ]
+    }
+
+    fn href(&self, sort: Option<(&str, &str)>, page: i64) -> String {
+        let filters = self.filters();
+        let filters: Vec<(&str, &str)> = filters.iter().map(|(name, value)| (*name, value.as_str())).collect();
+        listing::href("/admin/orders", &filters, sort, page)
+    }
+
+    fn page_href(&self, page: i64) -> String {
+        self.href(self.sort.kept(), page)
+    }
+
+    fn numbered(&self) -> &Numbered<(Order, Customer)> {
+        &self.results.page
+    }
+
+    fn sort_href(&self, key: &str) -> String {
+        self.href(self.sort.toggled(key), 1)
     }
 
     fn is_selected(&self, status: &OrderStatus) -> bool {
         self.status == Some(*status)
+    }
+
+    fn is_filtered(&self) -> bool {
+        self.status.is_some() || !self.query.is_empty() || self.customer.is_some()
+    }
+
+    fn summary(&self) -> String {
+        let count = self.results.page.count("order", "orders");
+        match self.results.total_minor {
+            Some(total) => format!("{count}, {} in all", self.currency.format(total)),
+            None => count,
+        }
     }
 }
 
@@ -59,37 +97,58 @@ impl ListPage {
 struct ListFilter {
     status: Option<String>,
     q: Option<String>,
+    customer: Option<String>,
 }
 
 async fn list(
     state: web::Data<AppState>,
     admin: Admin,
-    query: web::Query<ListFilter>,
-    page: web::Query<PageQuery>,
+    filter: web::Query<ListFilter>,
+    list: web::Query<ListQuery>,
 ) -> Result<HttpResponse, PageError> {
-    let query = query.into_inner();
-    let after = page.cursor::<ListCursor>()?;
-    let status = query.status.as_deref().and_then(OrderStatus::parse);
-    let text = query.q.unwrap_or_default();
-    let text = crate::input::SEARCH.check(&text).map_err(|message| AppError::invalid("q", message))?.to_owned();
-    let mut filter = OrderFilter { status, ..Default::default() };
-    let mut hint = None;
-    if !text.is_empty() {
-        if text.contains('@') {
-            filter.email = Some(text.clone());
-        } else if let Some(number) = OrderNumber::parse(&text) {
-            filter.number = Some(number.0);
-        } else {
-            hint = Some("Search by order number (AG-000042 or 42) or by the customer's full e-mail address.");
+    let filter = filter.into_inner();
+    let page = list.page()?;
+    let sort = list.sort(&ORDER_COLUMNS)?;
+    let status = match filter.status.as_deref().filter(|status| !status.is_empty()) {
+        Some(text) => Some(OrderStatus::parse(text).ok_or_else(|| {
+            AppError::bad_query(
+                "status",
+                format!("must be one of {}", OrderStatus::ALL.map(OrderStatus::as_str).join(", ")),
+            )
+        })?),
+        None => None,
+    };
+    let customer = match filter.customer.as_deref().filter(|id| !id.is_empty()) {
+        Some(text) => {
+            Some(text.parse::<CustomerId>().map_err(|_| AppError::bad_query("customer", "must be a customer id"))?)
         }
-    }
-    let page = if hint.is_some() {
-        Page { items: Vec::new(), next_cursor: None }
+        None => None,
+    };
+    let text = filter.q.unwrap_or_default();
+    let text =
+        crate::input::SEARCH.check(&text).map_err(|message| AppError::bad_query("q", message))?.trim().to_owned();
+    let needle = Needle::parse(&text);
+    let hint = (!text.is_empty() && needle.is_none()).then(|| {
+        format!(
+            "Type an order number (AG-000042, AG000042 or 42) or at least {} characters of a customer's name or \
+             e-mail address.",
+            super::search::MIN_TEXT_CHARS
+        )
+    });
+    let search = OrderSearch { status, needle, customer };
+    let (results, customer) = if hint.is_some() {
+        (OrderResults { page: Numbered::new(Vec::new(), 1, 0), total_minor: Some(0) }, None)
     } else {
         state
             .db
-            .read(Module::Orders.op("list_orders"), admin.read_after(), move |conn| {
-                super::list_orders(conn, filter.clone(), after, PAGE_SIZE)
+            .read(Module::Orders.op("search_orders"), admin.read_after(), move |conn| -> Result<_, OrdersError> {
+                let customer = match search.customer {
+                    Some(id) => Some(super::search::customer(conn, id)?.ok_or_else(|| {
+                        OrdersError::Invalid(vec![crate::error::FieldError::new("customer", "no such customer")])
+                    })?),
+                    None => None,
+                };
+                Ok((super::search::search_orders(conn, &search, sort, page)?, customer))
             })
             .await?
     };
@@ -98,8 +157,79 @@ async fn list(
         statuses: OrderStatus::ALL,
         status,
         query: text,
+        customer,
         hint,
-        page,
+        results,
+        sort,
+        currency: state.config.currency,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "orders/templates/customers.html")]
+struct CustomersPage {
+    layout: Layout,
+    query: String,
+    hint: Option<String>,
+    customers: Numbered<CustomerSummary>,
+    sort: Sort,
+    currency: Currency,
+}
+
+impl CustomersPage {
+    fn href(&self, sort: Option<(&str, &str)>, page: i64) -> String {
+        listing::href("/admin/customers", &[("q", self.query.as_str())], sort, page)
+    }
+
+    fn page_href(&self, page: i64) -> String {
+        self.href(self.sort.kept(), page)
+    }
+
+    fn sort_href(&self, key: &str) -> String {
+        self.href(self.sort.toggled(key), 1)
+    }
+
+    fn numbered(&self) -> &Numbered<CustomerSummary> {
+        &self.customers
+    }
+}
+
+#[derive(Deserialize)]
+struct CustomerFilter {
+    q: Option<String>,
+}
+
+async fn customers(
+    state: web::Data<AppState>,
+    admin: Admin,
+    filter: web::Query<CustomerFilter>,
+    list: web::Query<ListQuery>,
+) -> Result<HttpResponse, PageError> {
+    let page = list.page()?;
+    let sort = list.sort(&CUSTOMER_COLUMNS)?;
+    let text = filter.into_inner().q.unwrap_or_default();
+    let text =
+        crate::input::SEARCH.check(&text).map_err(|message| AppError::bad_query("q", message))?.trim().to_owned();
+    let too_short = !text.is_empty() && text.chars().count() < super::search::MIN_TEXT_CHARS;
+    let hint = too_short
+        .then(|| format!("Type at least {} characters of a name or e-mail address.", super::search::MIN_TEXT_CHARS));
+    let customers = if too_short {
+        Numbered::new(Vec::new(), 1, 0)
+    } else {
+        let search = (!text.is_empty()).then(|| text.clone());
+        state
+            .db
+            .read(Module::Orders.op("search_customers"), admin.read_after(), move |conn| {
+                super::search::search_customers(conn, search.as_deref(), sort, page)
+            })
+            .await?
+    };
+    render(&CustomersPage {
+        layout: admin.layout(Section::Customers),
+        query: text,
+        hint,
+        customers,
+        sort,
         currency: state.config.currency,
     })
 }
@@ -142,22 +272,191 @@ async fn show(state: web::Data<AppState>, admin: Admin, id: web::Path<OrderId>) 
     render(&ShowPage { layout: admin.layout(Section::Orders), details, movements, currency: state.config.currency })
 }
 
-async fn transition(
+/// The confirmation step before an order action: what exactly will happen, and the status the
+/// operator saw, so the action is refused if the order changed in between.
+async fn confirm(
     state: web::Data<AppState>,
     admin: Admin,
     id: OrderId,
     action: Action,
 ) -> Result<HttpResponse, PageError> {
-    let order = state
+    let details = state.db.run(Module::Orders.op("order_page"), move |conn| super::order_details(conn, id)).await?;
+    let order = &details.order;
+    let number = order.display_number();
+    let back = format!("/admin/orders/{id}");
+    if !order.status.allows(action) {
+        admin.warn(format!(
+            "Order {number} is {}; it cannot be {}.",
+            order.status.label().to_lowercase(),
+            action.verb()
+        ));
+        return Ok(see_other(&back));
+    }
+    let currency = state.config.currency;
+    let total = currency.format(order.total_minor);
+    let units: i64 = details.lines.iter().map(|line| i64::from(line.quantity)).sum();
+    let (units, go) = if units == 1 { ("1 unit".to_owned(), "goes") } else { (format!("{units} units"), "go") };
+    let customer = &details.customer;
+    let (question, consequences, button) = match action {
+        Action::Cancel => (
+            format!("Cancel order {number} ({total}) for {}?", customer.name),
+            vec![
+                format!("The {units} reserved for it {go} back to stock."),
+                format!("{} is e-mailed that the order was cancelled.", customer.email),
+            ],
+            "Cancel the order",
+        ),
+        Action::Ship => (
+            format!("Ship order {number} to {}?", customer.name),
+            vec![
+                format!(
+                    "Its {units} {} the warehouse: on hand and reserved both go down.",
+                    if go == "goes" { "leaves" } else { "leave" }
+                ),
+                format!("{} is e-mailed that the order is on its way.", customer.email),
+            ],
+            "Ship it",
+        ),
+        Action::Refund => {
+            let card = details
+                .payments
+                .iter()
+                .find(|(payment, refund)| {
+                    refund.is_none() && payment.status == crate::payments::PaymentStatus::Succeeded
+                })
+                .map(|(payment, _)| format!("{} •••• {}", payment.card_brand, payment.card_last4))
+                .unwrap_or_else(|| "the card it was paid with".to_owned());
+            let stock = if order.status == OrderStatus::Paid {
+                format!("It has not shipped: the {units} reserved for it {go} back to stock.")
+            } else {
+                "It has shipped: stock is not taken back; record returned goods as a receipt.".to_owned()
+            };
+            (
+                format!("Refund {total} to {card}?"),
+                vec![
+                    format!("Order {number} becomes refunded."),
+                    stock,
+                    format!("{} is e-mailed about the refund.", customer.email),
+                ],
+                "Refund",
+            )
+        }
+        Action::Pay => unreachable!("admins do not pay orders"),
+    };
+    render(&Confirmation {
+        layout: admin.layout(Section::Orders),
+        question,
+        consequences,
+        action: format!("/admin/orders/{id}/{}", action.path()),
+        fields: vec![("status", order.status.as_str().to_owned())],
+        button: button.to_owned(),
+        danger: action != Action::Ship,
+        back,
+    })
+}
+
+async fn confirm_cancel(
+    state: web::Data<AppState>,
+    admin: Admin,
+    id: web::Path<OrderId>,
+) -> Result<HttpResponse, PageError> {
+    confirm(state, admin, id.into_inner(), Action::Cancel).await
+}
+
+async fn confirm_ship(
+    state: web::Data<AppState>,
+    admin: Admin,
+    id: web::Path<OrderId>,
+) -> Result<HttpResponse, PageError> {
+    confirm(state, admin, id.into_inner(), Action::Ship).await
+}
+
+async fn confirm_refund(
+    state: web::Data<AppState>,
+    admin: Admin,
+    id: web::Path<OrderId>,
+) -> Result<HttpResponse, PageError> {
+    confirm(state, admin, id.into_inner(), Action::Refund).await
+}
+
+/// An order action's form: the CSRF token and, from the confirmation page, the status the
+/// operator saw when deciding.
+#[derive(Deserialize)]
+struct ActionForm {
+    csrf_token: String,
+    status: Option<String>,
+}
+
+impl CsrfProtected for ActionForm {
+    fn csrf_token(&self) -> &str {
+        &self.csrf_token
+    }
+}
+
+/// Why an action did not happen, told on the order's page rather than on an error page.
+enum Refused {
+    /// The order changed since the operator looked at it.
+    Changed { number: String, seen: OrderStatus, now: OrderStatus },
+    /// The order's status does not allow the action.
+    Illegal { number: String, now: OrderStatus },
+}
+
+async fn transition(
+    state: web::Data<AppState>,
+    admin: Admin,
+    id: OrderId,
+    action: Action,
+    form: ActionForm,
+) -> Result<HttpResponse, PageError> {
+    let seen = match form.status.as_deref().filter(|status| !status.is_empty()) {
+        Some(status) => Some(
+            OrderStatus::parse(status)
+                .ok_or_else(|| AppError::invalid("status", format!("{status:?} is not an order status")))?,
+        ),
+        None => None,
+    };
+    let outcome = state
         .db
-        .run(Module::Orders.op("admin_transition"), move |conn| match action {
-            Action::Cancel => super::cancel(conn, id, CancelledBy::Admin),
-            Action::Ship => super::ship(conn, id),
-            Action::Refund => super::refund(conn, id),
-            Action::Pay => unreachable!("admins do not pay orders"),
+        .run(Module::Orders.op("admin_transition"), move |conn| -> Result<Result<Order, Refused>, OrdersError> {
+            conn.transaction(|conn| {
+                // Locked first, so nothing changes it between this check and the action.
+                let current = super::store::lock_order(conn, id)?.ok_or(OrdersError::NotFound(id))?;
+                if let Some(seen) = seen.filter(|seen| *seen != current.status) {
+                    return Ok(Err(Refused::Changed { number: current.display_number(), seen, now: current.status }));
+                }
+                let done = match action {
+                    Action::Cancel => super::cancel(conn, id, CancelledBy::Admin),
+                    Action::Ship => super::ship(conn, id),
+                    Action::Refund => super::refund(conn, id),
+                    Action::Pay => unreachable!("admins do not pay orders"),
+                };
+                match done {
+                    Ok(order) => Ok(Ok(order)),
+                    Err(OrdersError::IllegalTransition { number, status, .. }) => {
+                        Ok(Err(Refused::Illegal { number, now: status }))
+                    }
+                    Err(other) => Err(other),
+                }
+            })
         })
         .await?;
-    admin.flash(format!("Order {} {}.", order.display_number(), action.verb()));
+    match outcome {
+        Ok(order) => admin.flash(format!("Order {} {}.", order.display_number(), action.verb())),
+        Err(Refused::Changed { number, seen, now }) => admin.warn(format!(
+            "Order {number} was not {}: it changed while you were deciding, from {} to {}. Nothing was done; \
+             check the order below and decide again.",
+            action.verb(),
+            seen.label().to_lowercase(),
+            now.label().to_lowercase(),
+        )),
+        Err(Refused::Illegal { number, now }) => admin.warn(format!(
+            "Order {number} was not {}: it is {} now, and a {} order cannot be {}.",
+            action.verb(),
+            now.label().to_lowercase(),
+            now.label().to_lowercase(),
+            action.verb(),
+        )),
+    }
     Ok(see_other(&format!("/admin/orders/{id}")))
 }
 
@@ -165,25 +464,25 @@ async fn cancel(
     state: web::Data<AppState>,
     admin: Admin,
     id: web::Path<OrderId>,
-    _: CsrfForm<ButtonForm>,
+    CsrfForm(form): CsrfForm<ActionForm>,
 ) -> Result<HttpResponse, PageError> {
-    transition(state, admin, id.into_inner(), Action::Cancel).await
+    transition(state, admin, id.into_inner(), Action::Cancel, form).await
 }
 
 async fn ship(
     state: web::Data<AppState>,
     admin: Admin,
     id: web::Path<OrderId>,
-    _: CsrfForm<ButtonForm>,
+    CsrfForm(form): CsrfForm<ActionForm>,
 ) -> Result<HttpResponse, PageError> {
-    transition(state, admin, id.into_inner(), Action::Ship).await
+    transition(state, admin, id.into_inner(), Action::Ship, form).await
 }
 
 async fn refund(
     state: web::Data<AppState>,
     admin: Admin,
     id: web::Path<OrderId>,
-    _: CsrfForm<ButtonForm>,
+    CsrfForm(form): CsrfForm<ActionForm>,
 ) -> Result<HttpResponse, PageError> {
-    transition(state, admin, id.into_inner(), Action::Refund).await
+    transition(state, admin, id.into_inner(), Action::Refund, form).await
 }
