@@ -160,3 +160,89 @@ pub fn list_notifications(
     let rows = store::list(conn, order_id, after, limit + 1)?;
     Ok(Page::from_rows(rows, limit, |notification| (notification.created_at, notification.id)))
 }
+
+/// What the admin list of e-mails is narrowed to; `None` is "any".
+#[derive(Clone, Debug, Default)]
+pub struct NotificationFilter {
+    pub status: Option<NotificationStatus>,
+    pub kind: Option<EmailKind>,
+    /// Part of the recipient's address, matched without regard to case.
+    pub recipient: Option<String>,
+}
+
+/// The column the admin list of e-mails sorts by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotificationSort {
+    CreatedAt,
+    Attempts,
+}
+
+/// The e-mails matching `filter` in each status (all four, or the one the filter names), each
+/// counted up to `cap + 1`: a status past the cap costs no more than the cap.
+pub fn count_by_status_matching(
+    conn: &mut PgConnection,
+    filter: &NotificationFilter,
+    cap: i64,
+) -> QueryResult<Vec<(NotificationStatus, i64)>> {
+    crate::as_module!(conn, Module::Notifications);
+    let statuses: Vec<NotificationStatus> = match filter.status {
+        Some(status) => vec![status],
+        None => NotificationStatus::ALL.to_vec(),
+    };
+    statuses.into_iter().map(|status| Ok((status, store::count_matching(conn, filter, status, cap + 1)?))).collect()
+}
+
+/// One page of the e-mails matching `filter`.
+pub fn find_notifications(
+    conn: &mut PgConnection,
+    filter: &NotificationFilter,
+    sort: NotificationSort,
+    descending: bool,
+    offset: i64,
+    limit: i64,
+) -> QueryResult<Vec<Notification>> {
+    crate::as_module!(conn, Module::Notifications);
+    store::filtered(conn, filter, sort, descending, offset, limit)
+}
+
+/// What came of asking to send an e-mail again.
+#[derive(Debug)]
+pub enum Resend {
+    /// It had failed: its outbox delivery is pending again, and the handler sends the stored
+    /// e-mail once more (same text, same Message-ID).
+    Queued(Notification),
+    /// It has not failed (sent, stored, or still being retried): nothing was done.
+    NotFailed(Notification),
+    /// It failed, but its delivery was put back in the queue already (from the events page):
+    /// the handler is about to send it; a second revival would change nothing.
+    AlreadyQueued(Notification),
+}
+
+impl Resend {
+    pub fn notification(&self) -> &Notification {
+        match self {
+            Resend::Queued(notification) | Resend::NotFailed(notification) | Resend::AlreadyQueued(notification) => {
+                notification
+            }
+        }
+    }
+}
+
+/// Sends a failed e-mail again by reviving its dead outbox delivery; `None` if there is no such
+/// e-mail. The handler sends whatever is not sent yet, so the customer gets exactly one more
+/// e-mail, however often this is called: only the first call finds the e-mail failed.
+pub fn resend(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<Resend>> {
+    crate::as_module!(conn, Module::Notifications);
+    conn.transaction(|conn| {
+        // Locked first: a second resend, or the handler, waits for this one's decision.
+        let Some(notification) = store::find_by_id_for_update(conn, id)? else { return Ok(None) };
+        if notification.status != NotificationStatus::Failed {
+            return Ok(Some(Resend::NotFailed(notification)));
+        }
+        if !crate::outbox::retry_dead(conn, notification.event_id, ORDER_EMAILS)? {
+            return Ok(Some(Resend::AlreadyQueued(notification)));
+        }
+        store::mark_pending_again(conn, id)?;
+        Ok(Some(Resend::Queued(notification)))
+    })
+}

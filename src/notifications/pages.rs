@@ -1,49 +1,176 @@
-//! Admin pages for e-mails: the list, and each e-mail as its customer sees it (HTML in a
-//! sandboxed frame, the text version beside it).
+//! Admin pages for e-mails: the list (filters, sortable columns, numbered pages, totals per
+//! status), each e-mail as its customer sees it (HTML in a sandboxed frame, the text version
+//! beside it), and sending a failed e-mail again.
 
 use actix_web::{HttpResponse, web};
 use askama::Template;
+use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{ListCursor, Notification};
-use crate::admin::page::{Layout, PageError, Section, render};
-use crate::admin::session::Admin;
+use super::{EmailKind, Notification, NotificationFilter, NotificationSort, NotificationStatus, Resend};
+use crate::admin::listing::{COUNT_CAP, Column, ListQuery, Numbered, PER_PAGE, Sort, href};
+use crate::admin::page::{Confirmation, Layout, PageError, Section, render, see_other};
+use crate::admin::session::{Admin, ButtonForm, CsrfForm};
 use crate::error::AppError;
 use crate::http::state::AppState;
 use crate::kernel::Module;
-use crate::pagination::{Page, PageQuery};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/notifications", web::get().to(list))
         .route("/notifications/{id}", web::get().to(show))
-        .route("/notifications/{id}/html", web::get().to(html_body));
+        .route("/notifications/{id}/html", web::get().to(html_body))
+        .route("/notifications/{id}/resend", web::get().to(confirm_resend))
+        .route("/notifications/{id}/resend", web::post().to(resend));
+}
+
+const BASE: &str = "/admin/notifications";
+
+/// Newest first by default; most attempts first when first chosen (the troubled ones).
+const COLUMNS: [Column; 2] = [Column::desc("created"), Column::desc("attempts")];
+
+#[derive(Debug, Default, Deserialize)]
+struct FilterQuery {
+    status: Option<String>,
+    kind: Option<String>,
+    to: Option<String>,
+}
+
+/// The filters as typed, echoed back into the form and into every link of the page.
+#[derive(Debug, Default)]
+struct FilterForm {
+    status: String,
+    kind: String,
+    to: String,
+}
+
+impl FilterForm {
+    fn pairs(&self) -> [(&'static str, &str); 3] {
+        [("status", self.status.as_str()), ("kind", self.kind.as_str()), ("to", self.to.as_str())]
+    }
+
+    fn is_empty(&self) -> bool {
+        self.pairs().iter().all(|(_, value)| value.is_empty())
+    }
+}
+
+/// How many e-mails of the filter are in one status.
+struct StatusTotal {
+    status: NotificationStatus,
+    counted: i64,
 }
 
 #[derive(Template)]
 #[template(path = "notifications/templates/list.html")]
 struct ListPage {
     layout: Layout,
-    page: Page<Notification>,
+    statuses: [NotificationStatus; 4],
+    kinds: [EmailKind; 5],
+    form: FilterForm,
+    sort: Sort,
+    page: Numbered<Notification>,
+    totals: Vec<StatusTotal>,
     store_only: bool,
+}
+
+impl ListPage {
+    fn sort_href(&self, key: &str) -> String {
+        href(BASE, &self.form.pairs(), self.sort.toggled(key), 1)
+    }
+
+    fn page_href(&self, page: i64) -> String {
+        href(BASE, &self.form.pairs(), self.sort.kept(), page)
+    }
+
+    /// The list narrowed to one status, the other filters kept.
+    fn status_href(&self, status: &NotificationStatus) -> String {
+        let mut pairs = self.form.pairs();
+        pairs[0].1 = status.as_str();
+        href(BASE, &pairs, self.sort.kept(), 1)
+    }
+
+    fn attempts(&self, notification: &Notification) -> String {
+        crate::money::grouped(notification.attempts)
+    }
+
+    /// "3", or "more than 1,000" past the counting cap.
+    fn total_text(&self, total: &StatusTotal) -> String {
+        if total.counted > COUNT_CAP {
+            format!("more than {}", crate::money::grouped(COUNT_CAP))
+        } else {
+            crate::money::grouped(total.counted)
+        }
+    }
 }
 
 async fn list(
     state: web::Data<AppState>,
     admin: Admin,
-    page: web::Query<PageQuery>,
+    filters: web::Query<FilterQuery>,
+    list: web::Query<ListQuery>,
 ) -> Result<HttpResponse, PageError> {
-    let after = page.cursor::<ListCursor>()?;
-    let page = state
+    let sort = list.sort(&COLUMNS)?;
+    let requested = list.page()?;
+    let (form, filter) = read_filters(filters.into_inner())?;
+    let order = if sort.key == "attempts" { NotificationSort::Attempts } else { NotificationSort::CreatedAt };
+    let descending = sort.descending;
+    let (page, totals) = state
         .db
         .read(Module::Notifications.op("list_notifications"), admin.read_after(), move |conn| {
-            super::list_notifications(conn, None, after, 50)
+            let totals = super::count_by_status_matching(conn, &filter, COUNT_CAP)?;
+            // Any status past the cap puts the whole count past it.
+            let counted = totals.iter().map(|(_, counted)| *counted).sum::<i64>().min(COUNT_CAP + 1);
+            // Past the last page there is nothing to show: show the last one instead.
+            let last = Numbered::<()>::new(Vec::new(), 1, counted).pages();
+            let page = if counted > COUNT_CAP { requested } else { requested.min(last) };
+            let offset = Numbered::<Notification>::offset(page);
+            let items = super::find_notifications(conn, &filter, order, descending, offset, PER_PAGE)?;
+            Ok::<_, AppError>((Numbered::new(items, page, counted), totals))
         })
         .await?;
     render(&ListPage {
         layout: admin.layout(Section::Notifications),
+        statuses: NotificationStatus::ALL,
+        kinds: EmailKind::ALL,
+        form,
+        sort,
         page,
+        totals: totals.into_iter().map(|(status, counted)| StatusTotal { status, counted }).collect(),
         store_only: state.config.smtp_url.is_none(),
     })
+}
+
+/// The filters as typed and the filter they make. A status or kind no form offers (made up in
+/// the address bar) is a bad request rather than silently ignored.
+fn read_filters(query: FilterQuery) -> Result<(FilterForm, NotificationFilter), AppError> {
+    let text = |field: &str, value: Option<String>| -> Result<String, AppError> {
+        let value = value.unwrap_or_default();
+        crate::input::SEARCH.check(&value).map(str::to_owned).map_err(|message| AppError::bad_query(field, message))
+    };
+    let form = FilterForm {
+        status: text("status", query.status)?,
+        kind: text("kind", query.kind)?,
+        to: text("to", query.to)?,
+    };
+    let status = match form.status.as_str() {
+        "" => None,
+        word => Some(
+            NotificationStatus::parse(word)
+                .ok_or_else(|| AppError::bad_query("status", one_of(NotificationStatus::ALL.map(|s| s.as_str()))))?,
+        ),
+    };
+    let kind = match form.kind.as_str() {
+        "" => None,
+        word => Some(
+            EmailKind::parse(word)
+                .ok_or_else(|| AppError::bad_query("kind", one_of(EmailKind::ALL.map(|k| k.as_str()))))?,
+        ),
+    };
+    let recipient = (!form.to.is_empty()).then(|| form.to.clone());
+    Ok((form, NotificationFilter { status, kind, recipient }))
+}
+
+fn one_of<const N: usize>(words: [&str; N]) -> String {
+    format!("must be one of {}", words.join(", "))
 }
 
 #[derive(Template)]
@@ -51,6 +178,12 @@ async fn list(
 struct ShowPage {
     layout: Layout,
     notification: Notification,
+}
+
+impl ShowPage {
+    fn attempts(&self) -> String {
+        crate::money::grouped(self.notification.attempts)
+    }
 }
 
 async fn find(state: &AppState, id: Uuid) -> Result<Notification, PageError> {
@@ -64,6 +197,88 @@ async fn find(state: &AppState, id: Uuid) -> Result<Notification, PageError> {
 async fn show(state: web::Data<AppState>, admin: Admin, id: web::Path<Uuid>) -> Result<HttpResponse, PageError> {
     let notification = find(&state, id.into_inner()).await?;
     render(&ShowPage { layout: admin.layout(Section::Notifications), notification })
+}
+
+/// Why an e-mail that has not failed is not sent again.
+fn not_failed(notification: &Notification) -> String {
+    let to = &notification.recipient;
+    let why = match notification.status {
+        NotificationStatus::Sent => match notification.sent_at {
+            Some(sent) => format!("it was sent on {} (UTC)", sent.format("%Y-%m-%d %H:%M")),
+            None => "it was sent".to_owned(),
+        },
+        NotificationStatus::Stored => "it is stored here, not sent: no SMTP server is configured".to_owned(),
+        NotificationStatus::Pending => {
+            "it has not failed: Agora is still trying to send it, and will until its last attempt".to_owned()
+        }
+        NotificationStatus::Failed => "it failed".to_owned(),
+    };
+    format!("The e-mail to {to} was not sent again: {why}. Nothing was done.")
+}
+
+/// The confirmation step: sending an e-mail cannot be taken back, so the operator sees what
+/// goes to whom before it does.
+async fn confirm_resend(
+    state: web::Data<AppState>,
+    admin: Admin,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, PageError> {
+    let notification = find(&state, id.into_inner()).await?;
+    let back = format!("{BASE}/{}", notification.id);
+    if notification.status != NotificationStatus::Failed {
+        admin.warn(not_failed(&notification));
+        return Ok(see_other(&back));
+    }
+    let mut consequences = vec![format!(
+        "The e-mail written on {} (UTC) is sent again as it was, with the same Message-ID, so the customer's mail \
+         program can tell it is the same message.",
+        notification.created_at.format("%Y-%m-%d %H:%M")
+    )];
+    let attempts = match notification.attempts {
+        1 => "1 attempt".to_owned(),
+        count => format!("{} attempts", crate::money::grouped(count)),
+    };
+    consequences.push(match &notification.last_error {
+        Some(error) => format!("It was given up on after {attempts}; the last error was: {error}"),
+        None => format!("It was given up on after {attempts}."),
+    });
+    consequences.push(
+        "If the mail server refuses it again, Agora retries it as before and shows it as failed after the last \
+         attempt."
+            .to_owned(),
+    );
+    render(&Confirmation {
+        layout: admin.layout(Section::Notifications),
+        question: format!("Resend “{}” to {}?", notification.subject, notification.recipient),
+        consequences,
+        action: format!("{back}/resend"),
+        fields: Vec::new(),
+        button: "Resend the e-mail".to_owned(),
+        danger: false,
+        back,
+    })
+}
+
+async fn resend(
+    state: web::Data<AppState>,
+    admin: Admin,
+    id: web::Path<Uuid>,
+    CsrfForm(_form): CsrfForm<ButtonForm>,
+) -> Result<HttpResponse, PageError> {
+    let id = id.into_inner();
+    let outcome =
+        state.db.run(Module::Notifications.op("resend_notification"), move |conn| super::resend(conn, id)).await?;
+    let outcome = outcome.ok_or_else(|| AppError::not_found(format!("No e-mail with id {id}.")))?;
+    match &outcome {
+        Resend::Queued(notification) => admin.flash(format!("E-mail to {} queued again.", notification.recipient)),
+        Resend::NotFailed(notification) => admin.warn(not_failed(notification)),
+        Resend::AlreadyQueued(notification) => admin.warn(format!(
+            "The e-mail to {} was not queued again: it is queued already (retried from the Events page) and is \
+             about to be sent. Nothing was done.",
+            notification.recipient
+        )),
+    }
+    Ok(see_other(&format!("{BASE}/{}", outcome.notification().id)))
 }
 
 /// What the e-mail's own HTML may do inside the preview frame: its inline styles and embedded

@@ -7,6 +7,7 @@ use diesel::sql_types::{Bool, Timestamptz, Uuid as SqlUuid};
 use uuid::Uuid;
 
 use super::model::{EmailKind, NewNotification, Notification, NotificationStatus};
+use super::{NotificationFilter, NotificationSort};
 use crate::ids::OrderId;
 
 /// The e-mail of this kind for this order, locked, if it was rendered before.
@@ -90,4 +91,75 @@ pub fn list(
         );
     }
     query.load(conn)
+}
+
+/// One e-mail, locked.
+pub fn find_by_id_for_update(conn: &mut PgConnection, notification: Uuid) -> QueryResult<Option<Notification>> {
+    use crate::schema::notifications::dsl::*;
+    notifications.find(notification).select(Notification::as_select()).for_update().first(conn).optional()
+}
+
+/// A failed e-mail back to pending, its attempts to come: the last error belonged to the
+/// attempts given up on.
+pub fn mark_pending_again(conn: &mut PgConnection, notification: Uuid) -> QueryResult<bool> {
+    use crate::schema::notifications::dsl::*;
+    let updated = diesel::update(notifications.find(notification).filter(status.eq(NotificationStatus::Failed)))
+        .set((status.eq(NotificationStatus::Pending), last_error.eq(None::<String>)))
+        .execute(conn)?;
+    Ok(updated == 1)
+}
+
+/// Narrows a boxed query over `notifications` to a [`NotificationFilter`]. A macro because the
+/// boxed query types of the list and of the counts differ.
+macro_rules! narrowed {
+    ($query:expr, $filter:expr) => {{
+        use crate::schema::notifications::dsl as n;
+        let filter: &NotificationFilter = $filter;
+        let mut query = $query;
+        if let Some(wanted) = filter.status {
+            query = query.filter(n::status.eq(wanted));
+        }
+        if let Some(wanted) = filter.kind {
+            query = query.filter(n::kind.eq(wanted));
+        }
+        if let Some(part) = filter.recipient.as_deref().filter(|part| !part.is_empty()) {
+            query = query.filter(n::recipient.ilike(crate::input::like_containing(part)));
+        }
+        query
+    }};
+}
+
+/// The e-mails in `in_status` matching `filter`, counted up to `limit`.
+pub fn count_matching(
+    conn: &mut PgConnection,
+    filter: &NotificationFilter,
+    in_status: NotificationStatus,
+    limit: i64,
+) -> QueryResult<i64> {
+    use crate::schema::notifications::dsl::*;
+    let query = notifications.select(id).filter(status.eq(in_status)).into_boxed();
+    let ids: Vec<Uuid> = narrowed!(query, filter).limit(limit).load(conn)?;
+    Ok(ids.len() as i64)
+}
+
+/// A page of the e-mails matching `filter`; ties (equal attempts) newest first, so that
+/// consecutive pages neither repeat nor skip an e-mail.
+pub fn filtered(
+    conn: &mut PgConnection,
+    filter: &NotificationFilter,
+    sort: NotificationSort,
+    descending: bool,
+    offset: i64,
+    limit: i64,
+) -> QueryResult<Vec<Notification>> {
+    use crate::schema::notifications::dsl::*;
+    let query = notifications.select(Notification::as_select()).into_boxed();
+    let query = narrowed!(query, filter);
+    let query = match (sort, descending) {
+        (NotificationSort::CreatedAt, true) => query.order((created_at.desc(), id.desc())),
+        (NotificationSort::CreatedAt, false) => query.order((created_at.asc(), id.asc())),
+        (NotificationSort::Attempts, true) => query.order((attempts.desc(), created_at.desc(), id.desc())),
+        (NotificationSort::Attempts, false) => query.order((attempts.asc(), created_at.desc(), id.desc())),
+    };
+    query.offset(offset).limit(limit).load(conn)
 }

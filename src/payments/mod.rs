@@ -124,3 +124,71 @@ pub fn list_payments(
     let rows = store::list(conn, after, limit + 1)?;
     Ok(Page::from_rows(rows, limit, |item| (item.payment.created_at, item.payment.id)))
 }
+
+/// What the admin list of payments is narrowed to; `None` is "any".
+#[derive(Clone, Debug, Default)]
+pub struct PaymentFilter {
+    pub status: Option<PaymentStatus>,
+    /// A stored brand word (`visa`), see [`CardBrand::as_str`].
+    pub card_brand: Option<&'static str>,
+    pub order_number: Option<i64>,
+    /// Created at or after this instant.
+    pub created_from: Option<chrono::DateTime<chrono::Utc>>,
+    /// Created before this instant (exclusive), so that a whole last day is included.
+    pub created_before: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The column the admin list of payments sorts by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PaymentSort {
+    CreatedAt,
+    Amount,
+}
+
+/// Sums of the payments matching a filter. Sums of many amounts are `i128` (see `crate::money`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PaymentTotals {
+    pub succeeded_minor: i128,
+    pub refunded_minor: i128,
+}
+
+/// How many payments match a filter, counted up to `cap + 1`, and their sums when there are no
+/// more than `cap`: past the cap the page says "more than" rather than scanning everything.
+#[derive(Clone, Copy, Debug)]
+pub struct PaymentTally {
+    pub counted: i64,
+    pub totals: Option<PaymentTotals>,
+}
+
+pub fn tally_payments(
+    conn: &mut PgConnection,
+    filter: &PaymentFilter,
+    cap: i64,
+) -> Result<PaymentTally, PaymentsError> {
+    crate::as_module!(conn, Module::Payments);
+    let rows = store::tally(conn, filter, cap + 1)?;
+    let counted = rows.len() as i64;
+    let totals = (counted <= cap).then(|| {
+        rows.iter().fold(PaymentTotals::default(), |mut totals, (status, amount, refunded)| {
+            if *status == PaymentStatus::Succeeded {
+                totals.succeeded_minor += i128::from(*amount);
+            }
+            totals.refunded_minor += i128::from(refunded.unwrap_or(0));
+            totals
+        })
+    });
+    Ok(PaymentTally { counted, totals })
+}
+
+/// One page of the payments matching `filter`, with their order numbers and refunds.
+pub fn find_payments(
+    conn: &mut PgConnection,
+    filter: &PaymentFilter,
+    sort: PaymentSort,
+    descending: bool,
+    offset: i64,
+    limit: i64,
+) -> Result<Vec<PaymentListItem>, PaymentsError> {
+    crate::as_module!(conn, Module::Payments);
+    Ok(store::filtered(conn, filter, sort, descending, offset, limit)?)
+}

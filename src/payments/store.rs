@@ -5,6 +5,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{Bool, Timestamptz, Uuid as SqlUuid};
 
 use super::model::{NewPayment, Payment, PaymentListItem, PaymentStatus, Refund};
+use super::{PaymentFilter, PaymentSort};
 use crate::ids::{OrderId, PaymentId};
 
 pub fn insert(conn: &mut PgConnection, payment: &NewPayment<'_>) -> QueryResult<Payment> {
@@ -58,4 +59,81 @@ pub fn list(
         );
     }
     query.load(conn)
+}
+
+/// Narrows a boxed query over `payments` (joined to other tables or not) to a [`PaymentFilter`],
+/// but for the order number, which depends on whether `orders` is joined. A macro because the
+/// boxed query types of the list and of the tally differ.
+macro_rules! narrowed {
+    ($query:expr, $filter:expr) => {{
+        use crate::schema::payments;
+        let filter: &PaymentFilter = $filter;
+        let mut query = $query;
+        if let Some(wanted) = filter.status {
+            query = query.filter(payments::status.eq(wanted));
+        }
+        if let Some(brand) = filter.card_brand {
+            query = query.filter(payments::card_brand.eq(brand));
+        }
+        if let Some(from) = filter.created_from {
+            query = query.filter(payments::created_at.ge(from));
+        }
+        if let Some(before) = filter.created_before {
+            query = query.filter(payments::created_at.lt(before));
+        }
+        query
+    }};
+}
+
+/// Status, amount and refund of at most `limit` payments matching `filter`, in no order: what a
+/// bounded count and its sums need.
+pub fn tally(
+    conn: &mut PgConnection,
+    filter: &PaymentFilter,
+    limit: i64,
+) -> QueryResult<Vec<(PaymentStatus, i64, Option<i64>)>> {
+    use crate::schema::{orders, payment_refunds, payments};
+    let mut query = payments::table
+        .left_join(payment_refunds::table)
+        .select((payments::status, payments::amount_minor, payment_refunds::amount_minor.nullable()))
+        .into_boxed();
+    if let Some(wanted) = filter.order_number {
+        // The unique index on the order number, then payments_order_idx.
+        query =
+            query.filter(payments::order_id.eq_any(orders::table.filter(orders::number.eq(wanted)).select(orders::id)));
+    }
+    narrowed!(query, filter).limit(limit).load(conn)
+}
+
+/// A page of the payments matching `filter`. Ties (equal amounts) are broken newest first, so
+/// that consecutive pages neither repeat nor skip a payment.
+pub fn filtered(
+    conn: &mut PgConnection,
+    filter: &PaymentFilter,
+    sort: PaymentSort,
+    descending: bool,
+    offset: i64,
+    limit: i64,
+) -> QueryResult<Vec<PaymentListItem>> {
+    use crate::schema::{orders, payment_refunds, payments};
+    let query = payments::table
+        .inner_join(orders::table)
+        .left_join(payment_refunds::table)
+        .select((Payment::as_select(), orders::number, payment_refunds::amount_minor.nullable()))
+        .into_boxed();
+    let mut query = narrowed!(query, filter);
+    if let Some(wanted) = filter.order_number {
+        query = query.filter(orders::number.eq(wanted));
+    }
+    let query = match (sort, descending) {
+        (PaymentSort::CreatedAt, true) => query.order((payments::created_at.desc(), payments::id.desc())),
+        (PaymentSort::CreatedAt, false) => query.order((payments::created_at.asc(), payments::id.asc())),
+        (PaymentSort::Amount, true) => {
+            query.order((payments::amount_minor.desc(), payments::created_at.desc(), payments::id.desc()))
+        }
+        (PaymentSort::Amount, false) => {
+            query.order((payments::amount_minor.asc(), payments::created_at.desc(), payments::id.desc()))
+        }
+    };
+    query.offset(offset).limit(limit).load(conn)
 }
