@@ -3,6 +3,8 @@
 //! pace, with retries. It is the event-driven pattern, kept inside the one database.
 
 pub mod dispatcher;
+pub mod history;
+pub mod listing;
 pub mod pages;
 
 use diesel::pg::Pg;
@@ -163,20 +165,5 @@ impl Queryable<(Text, SqlUuid), Pg> for Aggregate {
 /// Returns whether there was such dead work.
 pub fn retry_dead(conn: &mut PgConnection, event: i64, handler_name: &str) -> QueryResult<bool> {
     crate::as_module!(conn, Module::Outbox);
-    use crate::schema::event_deliveries::dsl::*;
-    conn.transaction(|conn| {
-        let revived =
-            diesel::update(event_deliveries.find((event, handler_name)).filter(status.eq(DeliveryStatus::Dead)))
-                .set((
-                    status.eq(DeliveryStatus::Pending),
-                    attempts.eq(0),
-                    next_attempt_at.eq(diesel::dsl::now),
-                    last_error.eq(None::<String>),
-                ))
-                .execute(conn)?;
-        if revived == 1 {
-            diesel::sql_query(format!("NOTIFY {}", dispatcher::CHANNEL)).execute(conn)?;
-        }
-        Ok(revived == 1)
-    })
+    Ok(listing::revive(conn, Some(event), Some(handler_name))? == 1)
 }
