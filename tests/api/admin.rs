@@ -49,15 +49,34 @@ fn signing_in_opens_the_admin_shell_with_every_section() {
 fn admin_errors_are_readable_pages() {
     let app = TestApp::spawn();
     let mut browser = app.signed_in_browser();
-    for path in ["/admin/nowhere", "/admin/orders/not-an-id", "/admin/products/6f1d6f5e-0000-4000-8000-000000000000"] {
+    // Inside the layout: the menu, the signed-in admin, and a way back to the list the page is in.
+    for (path, back) in [
+        ("/admin/nowhere", None),
+        ("/admin/orders/not-an-id", Some("<a href=\"/admin/orders\">Back to Orders</a>")),
+        (
+            "/admin/products/6f1d6f5e-0000-4000-8000-000000000000",
+            Some("<a href=\"/admin/products\">Back to Products</a>"),
+        ),
+    ] {
         let page = browser.get(path);
         assert_eq!(page.status, 404, "{path}");
         assert_eq!(page.header("content-type"), Some("text/html; charset=utf-8"), "{path}");
-        assert!(page.body.contains("Not found") && page.body.contains("Admin home"), "{path}: {}", page.body);
+        assert!(
+            page.body.contains("Not found") && page.body.contains("<a href=\"/admin\">Dashboard</a>"),
+            "{path}: {}",
+            page.body
+        );
+        assert!(page.body.contains("aria-label=\"Sections\"") && page.body.contains("Sign out"), "{path}: the menu");
+        if let Some(back) = back {
+            assert!(page.body.contains(back), "{path}: {}", page.body);
+        }
     }
-    let page = browser.get("/admin/orders?cursor=garbage");
+    let page = browser.get("/admin/orders?page=garbage");
     assert_eq!(page.status, 400);
-    assert!(page.body.contains("The cursor is not one this API handed out."), "{}", page.body);
+    assert!(page.body.contains("must be a page number") && page.body.contains("Back to Orders"), "{}", page.body);
+    let page = browser.get("/admin/orders?sort=password");
+    assert_eq!(page.status, 400);
+    assert!(page.body.contains("must be one of placed, number, total, customer"), "{}", page.body);
 }
 
 #[test]

@@ -3,8 +3,11 @@
 
 mod admin;
 mod architecture;
+mod browser;
 mod catalog;
 mod cluster;
+mod dashboard;
+mod events_page;
 mod experiment;
 mod faults;
 mod health;

@@ -231,7 +231,9 @@ fn dead_work_is_shown_with_its_error_and_can_be_retried_from_the_admin_page() {
     assert_eq!(app.count("SELECT count(*) FROM event_deliveries WHERE status = 'completed'"), 1);
     let again =
         browser.submit("/admin/events", &format!("/admin/events/{event_id}/notifications.order_emails/retry"), &[]);
-    assert_eq!(again.status, 409, "only dead work can be retried");
+    assert_eq!(again.status, 303, "only dead work can be retried: {}", again.body);
+    let warned = browser.get("/admin/events");
+    assert!(warned.body.contains(&format!("Event #{event_id} was not retried")), "{}", warned.body);
 }
 
 #[test]
@@ -240,4 +242,150 @@ fn the_notifications_api_is_admin_only() {
     app.get("/api/notifications").problem(401);
     app.admin_get("/api/notifications?order_id=nope").problem(400);
     assert_eq!(app.admin_get("/api/notifications").ok_json(200)["items"], json!([]));
+}
+
+/// The recipients of the rows of the admin list of e-mails, in the order shown.
+fn listed_recipients(body: &str) -> Vec<String> {
+    let Some((_, rows)) = body.split_once("<tbody>") else { return Vec::new() };
+    let rows = rows.split("</tbody>").next().unwrap();
+    rows.split("<tr>")
+        .skip(1)
+        .map(|row| row.split("<td>").nth(3).unwrap().split("</td>").next().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn the_admin_list_of_e_mails_filters_by_part_of_the_address_status_and_kind() {
+    let app = TestApp::spawn_with(mailing(None));
+    let mug = app.product_with_stock("MUG-001", 1290, 10);
+    let ada = app.placed_order("ada@example.com", &[(&mug, 1)])["id"].as_str().unwrap().to_owned();
+    app.pay(&ada, "4242424242424242").ok_json(201);
+    for email in ["bob@example.org", "a_b@example.net", "axb@example.net"] {
+        app.placed_order(email, &[(&mug, 1)]);
+    }
+    eventually("five stored e-mails", Duration::from_secs(10), || {
+        app.count("SELECT count(*) FROM notifications WHERE status = 'stored'") == 5
+    });
+    // One e-mail given up on after many attempts, as a mail server that kept refusing leaves it.
+    diesel::RunQueryDsl::execute(
+        diesel::sql_query(
+            "UPDATE notifications SET status = 'failed', attempts = 5, sent_at = NULL, last_error = 'SMTP: refused'
+              WHERE recipient = 'bob@example.org'",
+        ),
+        &mut app.connect(),
+    )
+    .unwrap();
+    let mut browser = app.signed_in_browser();
+
+    let all = browser.get("/admin/notifications");
+    assert_eq!(all.status, 200, "{}", all.body);
+    assert_eq!(listed_recipients(&all.body).len(), 5);
+    for text in [
+        "5 e-mails",
+        "Page 1 of 1",
+        "Stored<strong>4</strong>",
+        "Failed<strong>1</strong>",
+        "Sent<strong>0</strong>",
+        "<td>Order confirmation</td>",
+        "<span class=\"badge failed\">Failed</span>",
+        "<th aria-sort=\"descending\"><a href=\"/admin/notifications?sort=created&#38;dir=asc\">Created (UTC) ↓</a></th>",
+    ] {
+        assert!(all.body.contains(text), "{text}: {}", all.body);
+    }
+    assert!(!all.body.contains(">order_received<") && !all.body.contains(">stored<"), "labels, not words");
+
+    let by_part = browser.get("/admin/notifications?to=EXAMPLE.COM");
+    assert_eq!(listed_recipients(&by_part.body), ["ada@example.com", "ada@example.com"]);
+    assert!(by_part.body.contains("2 e-mails") && by_part.body.contains("Stored<strong>2</strong>"));
+    assert!(by_part.body.contains("Failed<strong>0</strong>"), "totals per status of the filter");
+    // `_` and `%` are letters in the search, not wildcards.
+    assert_eq!(listed_recipients(&browser.get("/admin/notifications?to=a_b").body), ["a_b@example.net"]);
+    let percent = browser.get("/admin/notifications?to=%25");
+    assert!(percent.body.contains("0 e-mails") && percent.body.contains("No e-mails match these filters."));
+
+    let failed = browser.get("/admin/notifications?status=failed");
+    assert_eq!(listed_recipients(&failed.body), ["bob@example.org"]);
+    assert!(failed.body.contains("1 e-mail<") && failed.body.contains("Resend…"), "{}", failed.body);
+    let stored_for_ada = browser.get("/admin/notifications?status=stored&to=ada");
+    assert_eq!(listed_recipients(&stored_for_ada.body).len(), 2);
+    assert!(!stored_for_ada.body.contains("Resend…"), "only failed e-mails can be resent");
+    let kind = browser.get("/admin/notifications?kind=order_confirmation");
+    assert_eq!(listed_recipients(&kind.body), ["ada@example.com"]);
+    assert!(kind.body.contains("<option value=\"order_confirmation\" selected>Order confirmation</option>"));
+    // A status total narrows the list to it, the other filters kept.
+    assert!(all.body.contains("href=\"/admin/notifications?status=failed\""), "{}", all.body);
+    assert!(by_part.body.contains("href=\"/admin/notifications?status=stored&#38;to=EXAMPLE.COM\""));
+
+    let most_attempts = browser.get("/admin/notifications?sort=attempts");
+    assert_eq!(listed_recipients(&most_attempts.body)[0], "bob@example.org");
+    assert!(most_attempts.body.contains("<th class=\"num\" aria-sort=\"descending\">"));
+    let fewest_attempts = browser.get("/admin/notifications?sort=attempts&dir=asc");
+    assert_eq!(listed_recipients(&fewest_attempts.body).last().unwrap(), "bob@example.org");
+    assert_eq!(browser.get("/admin/notifications?status=bounced").status, 400, "a status no form offers");
+}
+
+#[test]
+fn a_failed_e_mail_is_resent_once_after_a_confirmation() {
+    let sink = SmtpSink::start();
+    sink.set_mode(Mode::Refuse);
+    let app = TestApp::spawn_with(|config| {
+        mailing(Some(sink.url()))(config);
+        config.outbox.max_attempts = 2;
+    });
+    let mug = app.product_with_stock("MUG-001", 1290, 10);
+    let order = app.placed_order("ada@example.com", &[(&mug, 1)]);
+    let (order_id, number) = (order["id"].as_str().unwrap(), order["number"].as_str().unwrap());
+    eventually("the delivery to die", Duration::from_secs(10), || {
+        app.count("SELECT count(*) FROM event_deliveries WHERE status = 'dead'") == 1
+    });
+    let listed = app.admin_get(&format!("/api/notifications?order_id={order_id}")).ok_json(200);
+    assert_eq!(listed["items"][0]["status"], "failed");
+    let id = listed["items"][0]["id"].as_str().unwrap().to_owned();
+    let (page, action) = (format!("/admin/notifications/{id}"), format!("/admin/notifications/{id}/resend"));
+
+    let mut browser = app.signed_in_browser();
+    let list = browser.get("/admin/notifications");
+    assert!(list.body.contains(&format!("<a href=\"{action}\">Resend…</a>")), "{}", list.body);
+    let shown = browser.get(&page);
+    assert!(shown.body.contains(">Failed</span>") && shown.body.contains(&format!("href=\"{action}\">Resend…</a>")));
+    let confirmation = browser.get(&action);
+    assert_eq!(confirmation.status, 200, "{}", confirmation.body);
+    assert!(
+        confirmation.body.contains(&format!("Resend “We received your order {number}” to ada@example.com?")),
+        "{}",
+        confirmation.body
+    );
+    assert!(
+        confirmation.body.contains(&format!("action=\"{action}\""))
+            && confirmation.body.contains("temporarily unavailable")
+    );
+    assert!(sink.messages().is_empty());
+
+    sink.set_mode(Mode::Accept);
+    let resent = browser.submit(&action, &action, &[]);
+    assert_eq!((resent.status, resent.header("location")), (303, Some(page.as_str())), "{}", resent.body);
+    assert!(browser.get(&page).body.contains("E-mail to ada@example.com queued again."));
+    wait_for_messages(&sink, 1);
+    assert_eq!(sink.messages()[0].to, vec!["ada@example.com"]);
+    assert!(sink.messages()[0].message_id().ends_with(".order_received@agora.localhost>"), "the same message");
+    eventually("the e-mail sent", Duration::from_secs(10), || {
+        app.admin_get(&format!("/api/notifications?order_id={order_id}")).ok_json(200)["items"][0]["status"] == "sent"
+    });
+    let sent = browser.get(&page);
+    assert!(sent.body.contains(">Sent</span>") && !sent.body.contains("Resend…"), "{}", sent.body);
+
+    // Again, from a page opened before it went out: nothing more is sent, and the page says why.
+    let again = browser.submit(&page, &action, &[]);
+    assert_eq!((again.status, again.header("location")), (303, Some(page.as_str())));
+    let warned = browser.get(&page);
+    assert!(
+        warned.body.contains("The e-mail to ada@example.com was not sent again: it was sent on"),
+        "{}",
+        warned.body
+    );
+    assert_eq!(browser.get(&action).status, 303, "no confirmation for what cannot happen");
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(sink.messages().len(), 1, "exactly one more e-mail");
+    assert_eq!(app.count("SELECT count(*) FROM event_deliveries WHERE status = 'completed'"), 1);
+    assert_eq!(browser.post_form(&action, &[("csrf_token", "forged")]).status, 403);
 }

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, assert_ledger_matches_levels, concurrently, eventually, order_body};
 
@@ -453,20 +453,135 @@ fn admin_pages_list_orders_and_drive_the_lifecycle() {
     assert!(list.body.contains(number) && list.body.contains("ada@example.com"), "{}", list.body);
     assert!(browser.get(&format!("/admin/orders?q={number}")).body.contains(number));
     assert!(browser.get("/admin/orders?q=ada%40example.com").body.contains(number));
-    assert!(browser.get("/admin/orders?q=nonsense").body.contains("Search by order number"));
+    assert!(browser.get("/admin/orders?q=ad").body.contains("at least 3 characters"));
+    assert!(browser.get("/admin/orders?q=nonsense").body.contains("No orders match"));
 
     let page = browser.get(&format!("/admin/orders/{id}"));
     assert!(page.body.contains("€25.80") && page.body.contains("visa •••• 4242"), "{}", page.body);
-    assert!(page.body.contains(&format!("action=\"/admin/orders/{id}/ship\"")));
-    assert!(!page.body.contains(&format!("action=\"/admin/orders/{id}/cancel\"")), "a paid order cannot be cancelled");
+    assert!(page.body.contains(&format!("href=\"/admin/orders/{id}/ship\"")), "{}", page.body);
+    assert!(!page.body.contains(&format!("href=\"/admin/orders/{id}/cancel\"")), "a paid order cannot be cancelled");
+    assert!(page.body.contains("Refund €25.80…"), "{}", page.body);
 
-    let shipped = browser.submit(&format!("/admin/orders/{id}"), &format!("/admin/orders/{id}/ship"), &[]);
+    // Each action goes through a confirmation page that names what will happen.
+    let confirm = browser.get(&format!("/admin/orders/{id}/refund"));
+    assert_eq!(confirm.status, 200);
+    assert!(confirm.body.contains("Refund €25.80 to visa •••• 4242?"), "{}", confirm.body);
+    assert!(confirm.body.contains("the 2 units reserved for it go back to stock"), "{}", confirm.body);
+    assert_eq!(app.order(id)["status"], "paid", "showing the confirmation changes nothing");
+
+    let ship_page = format!("/admin/orders/{id}/ship");
+    let shipped = browser.submit(&ship_page, &ship_page, &[("status", "paid")]);
     assert_eq!(shipped.status, 303);
     assert!(browser.get(&format!("/admin/orders/{id}")).body.contains(&format!("Order {number} shipped.")));
+
+    // A refund confirmed while the order was paid is refused once it has shipped meanwhile.
+    let stale =
+        browser.submit(&format!("/admin/orders/{id}"), &format!("/admin/orders/{id}/refund"), &[("status", "paid")]);
+    assert_eq!(stale.status, 303, "{}", stale.body);
+    assert_eq!(stale.header("location"), Some(format!("/admin/orders/{id}").as_str()));
+    let back = browser.get(&format!("/admin/orders/{id}"));
+    assert!(
+        back.body.contains(&format!(
+            "Order {number} was not refunded: it changed while you were deciding, from paid to shipped."
+        )),
+        "{}",
+        back.body
+    );
+    assert_eq!(app.order(id)["status"], "shipped");
+
     let refused = browser.submit(&format!("/admin/orders/{id}"), &format!("/admin/orders/{id}/cancel"), &[]);
-    assert_eq!(refused.status, 409);
-    assert!(refused.body.contains("is shipped; it cannot be cancelled"), "{}", refused.body);
+    assert_eq!(refused.status, 303);
+    let back = browser.get(&format!("/admin/orders/{id}"));
+    assert!(
+        back.body.contains("was not cancelled: it is shipped now, and a shipped order cannot be cancelled"),
+        "{}",
+        back.body
+    );
+    assert_eq!(
+        browser.get(&format!("/admin/orders/{id}/cancel")).status,
+        303,
+        "no confirmation for what cannot happen"
+    );
 
     let payments = browser.get("/admin/payments");
     assert!(payments.body.contains(number) && payments.body.contains("succeeded"));
+}
+
+fn placed_for(app: &TestApp, email: &str, name: &str, product: &str, quantity: i64) -> Value {
+    let body = json!({
+        "customer": {"email": email, "name": name},
+        "items": [{"product_id": product, "quantity": quantity}],
+    });
+    app.post_json("/api/orders", &body).ok_json(201)
+}
+
+#[test]
+fn the_admin_finds_orders_by_number_in_any_form_by_name_and_by_part_of_an_email() {
+    let app = TestApp::spawn();
+    let mug = app.product_with_stock("MUG-001", 1000, 100);
+    let grace = placed_for(&app, "grace@navy.example", "Grace Hopper", &mug, 1);
+    let ada = placed_for(&app, "ada@engines.example", "Ada Lovelace", &mug, 2);
+    let ada_again = placed_for(&app, "ada@engines.example", "Ada Lovelace", &mug, 3);
+    let mut browser = app.signed_in_browser();
+    let number = ada["number"].as_str().unwrap();
+    let digits = number.trim_start_matches("AG-");
+    let compact = number.replace('-', "");
+    let short = digits.trim_start_matches('0').to_owned();
+
+    for typed in [number.to_owned(), compact.clone(), compact.to_lowercase(), format!("#{short}"), short.clone()] {
+        let page = browser.get(&format!("/admin/orders?q={}", urlencode(&typed)));
+        assert!(page.body.contains(number) && page.body.contains("1 order,"), "{typed}: {}", page.body);
+        assert!(!page.body.contains(grace["number"].as_str().unwrap()), "{typed}");
+    }
+    // Part of a name, in any case; part of an address.
+    for typed in ["lovelace", "LOVEL", "engines.exa", "ada@"] {
+        let page = browser.get(&format!("/admin/orders?q={}", urlencode(typed)));
+        assert!(page.body.contains(number) && page.body.contains(ada_again["number"].as_str().unwrap()), "{typed}");
+        assert!(!page.body.contains(grace["number"].as_str().unwrap()), "{typed}: {}", page.body);
+        assert!(page.body.contains("2 orders, €50.00 in all"), "{typed}: {}", page.body);
+    }
+    // LIKE's wildcards are searched for as themselves.
+    assert!(browser.get("/admin/orders?q=%25%25%25").body.contains("No orders match"));
+
+    // Sorting by total, largest first, and the header says so to assistive technology.
+    let sorted = browser.get("/admin/orders?sort=total&dir=desc");
+    assert!(sorted.body.contains(r#"<th class="num" aria-sort="descending">"#), "{}", sorted.body);
+    let position = |page: &str, number: &str| page.find(number).unwrap();
+    let (big, middle, small) = (ada_again["number"].as_str().unwrap(), number, grace["number"].as_str().unwrap());
+    assert!(position(&sorted.body, big) < position(&sorted.body, middle));
+    assert!(position(&sorted.body, middle) < position(&sorted.body, small));
+    assert!(sorted.body.contains("3 orders, €60.00 in all") && sorted.body.contains("Page 1 of 1"));
+
+    // The customers page: each customer once, with what they ordered; a name leads to their orders.
+    let customers = browser.get("/admin/customers?q=ENGINES");
+    assert!(customers.body.contains("Ada Lovelace") && !customers.body.contains("Grace Hopper"), "{}", customers.body);
+    assert!(customers.body.contains("1 customer"), "{}", customers.body);
+    let customer_id: String = {
+        let start = customers.body.find("/admin/orders?customer=").unwrap() + "/admin/orders?customer=".len();
+        customers.body[start..start + 36].to_owned()
+    };
+    let theirs = browser.get(&format!("/admin/orders?customer={customer_id}"));
+    assert!(theirs.body.contains("Orders of Ada Lovelace") && theirs.body.contains("2 orders"), "{}", theirs.body);
+    assert_eq!(browser.get("/admin/orders?customer=nope").status, 400);
+}
+
+#[test]
+fn admin_order_lists_count_and_number_their_pages() {
+    let app = TestApp::spawn();
+    let mug = app.product_with_stock("MUG-001", 100, 200);
+    for n in 0..53 {
+        placed_for(&app, &format!("buyer{n}@example.com"), &format!("Buyer {n}"), &mug, 1);
+    }
+    let mut browser = app.signed_in_browser();
+    let first = browser.get("/admin/orders");
+    assert!(first.body.contains("53 orders, €53.00 in all") && first.body.contains("Page 1 of 2"), "{}", first.body);
+    assert_eq!(first.body.matches("<tr>").count(), 1 + 50, "a header row and 50 orders");
+    assert!(first.body.contains(r#"href="/admin/orders?page=2" rel="next""#), "{}", first.body);
+    let second = browser.get("/admin/orders?page=2");
+    assert!(second.body.contains("Page 2 of 2") && second.body.contains("AG-000001"), "{}", second.body);
+    assert_eq!(second.body.matches("<tr>").count(), 1 + 3);
+}
+
+fn urlencode(text: &str) -> String {
+    serde_urlencoded::to_string([("q", text)]).unwrap().trim_start_matches("q=").to_owned()
 }

@@ -165,3 +165,147 @@ fn the_same_key_on_another_order_is_another_request() {
     }
     assert_eq!(app.count("SELECT count(*) FROM payments WHERE status = 'succeeded'"), 2);
 }
+
+/// The rows of the admin list of payments, as (order number, amount), in the order shown.
+fn listed_payments(body: &str) -> Vec<(String, String)> {
+    let Some((_, rows)) = body.split_once("<tbody>") else { return Vec::new() };
+    let rows = rows.split("</tbody>").next().unwrap();
+    rows.split("<tr>")
+        .skip(1)
+        .map(|row| {
+            let number = row.find("AG-").map(|at| row[at..at + 9].to_owned()).unwrap();
+            let amount = row.split("<td class=\"num\">").nth(1).unwrap().split("</td>").next().unwrap().to_owned();
+            (number, amount)
+        })
+        .collect()
+}
+
+#[test]
+fn the_admin_list_of_payments_filters_sorts_pages_and_totals_what_it_matches() {
+    let app = TestApp::spawn();
+    let mug = app.product_with_stock("MUG-001", 1290, 100);
+    let first = app.placed_order("ada@example.com", &[(&mug, 1)]);
+    app.pay(first["id"].as_str().unwrap(), "4242424242424242").ok_json(201);
+    let second = app.placed_order("bob@example.com", &[(&mug, 2)]);
+    app.pay(second["id"].as_str().unwrap(), "5555555555554444").ok_json(201);
+    app.admin_post(&format!("/api/orders/{}/refund", second["id"].as_str().unwrap())).ok_json(200);
+    let third = app.placed_order("cy@example.com", &[(&mug, 3)]);
+    for _ in 0..52 {
+        app.pay(third["id"].as_str().unwrap(), "4000000000000002").problem(402);
+    }
+    let (a, b, c) =
+        (first["number"].as_str().unwrap(), second["number"].as_str().unwrap(), third["number"].as_str().unwrap());
+    let mut browser = app.signed_in_browser();
+
+    // Newest first, 50 to a page, the totals of all 54.
+    let page = browser.get("/admin/payments");
+    assert_eq!(page.status, 200, "{}", page.body);
+    let rows = listed_payments(&page.body);
+    assert_eq!(rows.len(), 50);
+    assert!(rows.iter().all(|(number, amount)| number == c && amount == "€38.70"), "{rows:?}");
+    for text in [
+        "54 payments",
+        "Page 1 of 2",
+        "Succeeded<strong>€38.70</strong>",
+        "Refunded<strong>€25.80</strong>",
+        "<span class=\"badge failed\">Failed</span>",
+        "Card declined",
+        "Visa •••• 0002",
+        "<th aria-sort=\"descending\"><a href=\"/admin/payments?sort=when&#38;dir=asc\">When (UTC) ↓</a></th>",
+        "href=\"/admin/payments?page=2\" rel=\"next\"",
+    ] {
+        assert!(page.body.contains(text), "{text}: {}", page.body);
+    }
+    assert!(!page.body.contains(">failed<") && !page.body.contains(">card_declined<"), "labels, not words");
+    let last = browser.get("/admin/payments?page=2");
+    let rows = listed_payments(&last.body);
+    let numbers: Vec<&str> = rows.iter().map(|(number, _)| number.as_str()).collect();
+    assert_eq!(numbers, [c, c, b, a], "the oldest, on the last page");
+    assert!(last.body.contains("Page 2 of 2") && last.body.contains("href=\"/admin/payments\" rel=\"prev\""));
+    assert!(!last.body.contains("rel=\"next\""));
+    assert!(browser.get("/admin/payments?page=9").body.contains("Page 2 of 2"), "past the end: the last page");
+
+    // Filters, each with its own totals.
+    let succeeded = browser.get("/admin/payments?status=succeeded");
+    assert!(succeeded.body.contains("2 payments") && succeeded.body.contains("Page 1 of 1"), "{}", succeeded.body);
+    assert!(succeeded.body.contains("Succeeded<strong>€38.70</strong>"));
+    assert!(succeeded.body.contains("<option value=\"succeeded\" selected>Succeeded</option>"));
+    let failed = browser.get("/admin/payments?status=failed");
+    assert!(failed.body.contains("52 payments") && failed.body.contains("Succeeded<strong>€0.00</strong>"));
+    let mastercard = browser.get("/admin/payments?brand=mastercard");
+    assert_eq!(listed_payments(&mastercard.body), [(b.to_owned(), "€25.80".to_owned())]);
+    assert!(
+        mastercard.body.contains("Mastercard •••• 4444") && mastercard.body.contains("Refunded<strong>€25.80</strong>")
+    );
+    let digits: i64 = a.trim_start_matches("AG-").parse().unwrap();
+    for typed in
+        [a.to_owned(), format!("AG{digits:06}"), format!("ag-{digits}"), digits.to_string(), format!(" #{digits} ")]
+    {
+        let page = browser.get(&format!("/admin/payments?order={}", urlencode(&typed)));
+        assert_eq!(listed_payments(&page.body), [(a.to_owned(), "€12.90".to_owned())], "{typed:?}");
+        assert!(page.body.contains("1 payment<"), "{typed:?}");
+    }
+    let typo = browser.get("/admin/payments?order=AG-x");
+    assert_eq!(typo.status, 200);
+    assert!(typo.body.contains("Type an order number such as AG-000017 or 17.") && typo.body.contains("aria-invalid"));
+    assert!(listed_payments(&typo.body).is_empty());
+    assert_eq!(browser.get("/admin/payments?status=paid").status, 400, "a status no form offers");
+
+    // Dates are whole UTC days, both ends included.
+    let day = |sql: &str| {
+        let yyyymmdd = app.count(sql);
+        format!("{}-{:02}-{:02}", yyyymmdd / 10000, yyyymmdd / 100 % 100, yyyymmdd % 100)
+    };
+    let from = day("SELECT to_char(min(created_at) AT TIME ZONE 'UTC', 'YYYYMMDD') FROM payments");
+    let to = day("SELECT to_char(max(created_at) AT TIME ZONE 'UTC', 'YYYYMMDD') FROM payments");
+    let after = day("SELECT to_char(max(created_at) AT TIME ZONE 'UTC' + interval '1 day', 'YYYYMMDD') FROM payments");
+    let before = day("SELECT to_char(min(created_at) AT TIME ZONE 'UTC' - interval '1 day', 'YYYYMMDD') FROM payments");
+    assert!(browser.get(&format!("/admin/payments?from={from}&to={to}")).body.contains("54 payments"));
+    let none = browser.get(&format!("/admin/payments?from={after}"));
+    assert!(none.body.contains("0 payments") && none.body.contains("No payments match these filters."));
+    assert!(browser.get(&format!("/admin/payments?to={before}")).body.contains("0 payments"));
+    assert!(browser.get("/admin/payments?from=28%2F11%2F2026").body.contains("Type a date as 2026-11-28."));
+    let backwards = browser.get(&format!("/admin/payments?from={after}&to={before}"));
+    assert!(backwards.body.contains("The last day must not be before the first."), "{}", backwards.body);
+
+    // Sorting by amount, either way, kept by the filters' links and the pager.
+    let ascending = browser.get("/admin/payments?status=succeeded&sort=amount&dir=asc");
+    let numbers: Vec<String> = listed_payments(&ascending.body).into_iter().map(|(number, _)| number).collect();
+    assert_eq!(numbers, [a, b]);
+    assert!(ascending.body.contains(
+        "<th class=\"num\" aria-sort=\"ascending\"><a href=\"/admin/payments?status=succeeded&#38;sort=amount&#38;dir=desc\">Amount ↑</a></th>"
+    ), "{}", ascending.body);
+    let descending = browser.get("/admin/payments?status=succeeded&sort=amount&dir=desc");
+    let numbers: Vec<String> = listed_payments(&descending.body).into_iter().map(|(number, _)| number).collect();
+    assert_eq!(numbers, [b, a]);
+    let cheapest_first = browser.get("/admin/payments?sort=amount&dir=asc");
+    assert_eq!(
+        listed_payments(&cheapest_first.body)[..2],
+        [(a.to_owned(), "€12.90".to_owned()), (b.to_owned(), "€25.80".to_owned())]
+    );
+    assert!(cheapest_first.body.contains("href=\"/admin/payments?sort=amount&#38;dir=asc&#38;page=2\" rel=\"next\""));
+    assert!(cheapest_first.body.contains("<input type=\"hidden\" name=\"sort\" value=\"amount\">"));
+    assert_eq!(browser.get("/admin/payments?sort=card_last4").status, 400, "only the sortable columns");
+
+    // Past the counting cap: "more than", and no sums that would need every row.
+    diesel::RunQueryDsl::execute(
+        diesel::sql_query(format!(
+            "INSERT INTO payments (order_id, status, amount_minor, currency, card_brand, card_last4, decline_code, gateway_reference)
+             SELECT '{}', 'failed', 3870, 'EUR', 'visa', '0002', 'card_declined', 'bulk-' || n FROM generate_series(1, 1000) AS n",
+            third["id"].as_str().unwrap()
+        )),
+        &mut app.connect(),
+    )
+    .unwrap();
+    let capped = browser.get("/admin/payments");
+    assert!(capped.body.contains("more than 1,000 payments") && capped.body.contains("Page 1 of more than 20"));
+    assert!(
+        !capped.body.contains("Succeeded<strong>") && capped.body.contains("Sums are shown for up to 1,000 payments")
+    );
+    let few = browser.get("/admin/payments?status=succeeded");
+    assert!(few.body.contains("2 payments") && few.body.contains("Succeeded<strong>€38.70</strong>"));
+}
+
+fn urlencode(text: &str) -> String {
+    serde_urlencoded::to_string([("", text)]).unwrap().trim_start_matches('=').to_owned()
+}

@@ -58,7 +58,16 @@ fn run(database: &str) {
            FROM generate_series(1, {products}) AS n;
          INSERT INTO inventory_levels (product_id, on_hand) SELECT id, (hashtext(id::text) & 255) FROM products;
          INSERT INTO customers (id, email, name)
-         SELECT md5('c' || n)::uuid, 'customer' || n || '@example.com', 'Customer ' || n FROM generate_series(1, 50000) AS n;
+         SELECT md5('c' || n)::uuid, lower(first) || '.' || lower(last) || '.' || n || '@example.com', first || ' ' || last
+           FROM generate_series(1, 50000) AS n,
+                LATERAL (SELECT (ARRAY['Ada', 'Grace', 'Alan', 'Edsger', 'Barbara', 'Donald', 'Frances', 'John',
+                                       'Margaret', 'Ken', 'Radia', 'Dennis', 'Hedy', 'Tim', 'Katherine', 'Linus',
+                                       'Annie', 'Niklaus', 'Sophie', 'Guido'])[1 + n % 20] AS first,
+                                (ARRAY['Lovelace', 'Hopper', 'Turing', 'Dijkstra', 'Liskov', 'Knuth', 'Allen',
+                                       'McCarthy', 'Hamilton', 'Thompson', 'Perlman', 'Ritchie', 'Lamarr',
+                                       'Berners-Lee', 'Johnson', 'Torvalds', 'Easley', 'Wirth', 'Wilson',
+                                       'van Rossum', 'Backus', 'Kay', 'Cerf', 'Kahn', 'Goldberg'])[1 + (n / 20) % 25] AS last
+                ) AS names;
          INSERT INTO orders (id, number, customer_id, status, total_minor, currency, created_at, updated_at)
          SELECT md5('o' || n)::uuid, n, md5('c' || (1 + n % 50000))::uuid,
                 (ARRAY['pending_payment', 'paid', 'shipped', 'shipped', 'shipped', 'cancelled', 'refunded'])[1 + n % 7],
@@ -125,13 +134,28 @@ fn run(database: &str) {
         ("orders, newest (API, 50)".into(), "/api/orders?limit=50".into(), false),
         ("orders, 21st page (API, 50)".into(), deep_cursor("/api/orders?limit=50"), false),
         ("orders, status=paid (API, 50)".into(), "/api/orders?status=paid&limit=50".into(), false),
-        ("orders, one customer's (API)".into(), "/api/orders?email=customer777@example.com&limit=50".into(), false),
+        (
+            "orders, one customer's (API)".into(),
+            "/api/orders?email=niklaus.berners-lee.777@example.com&limit=50".into(),
+            false,
+        ),
         ("admin page: products".into(), "/admin/products".into(), true),
         ("admin page: products, search".into(), "/admin/products?q=SKU-00424".into(), true),
         ("admin page: inventory, low stock".into(), "/admin/inventory?low=1".into(), true),
         ("admin page: orders".into(), "/admin/orders".into(), true),
         ("admin page: orders, by number".into(), format!("/admin/orders?q=AG-{:06}", orders / 2), true),
         ("admin page: orders, status=refunded".into(), "/admin/orders?status=refunded".into(), true),
+        // The operator's search (pg_trgm indexes on customers' names and addresses): a number typed
+        // without its dash, a full name (~100 customers, ~2,000 orders), a surname (1 in 25
+        // customers, ~40,000 orders: past the counting cap), part of one address, a name and a status.
+        ("admin search: number typed AG000424".into(), "/admin/orders?q=AG000424".into(), true),
+        ("admin search: full name \"Grace Hopper\"".into(), "/admin/orders?q=Grace+Hopper".into(), true),
+        ("admin search: surname \"lovelace\"".into(), "/admin/orders?q=lovelace".into(), true),
+        ("admin search: part of an e-mail \"lamarr.4242@\"".into(), "/admin/orders?q=lamarr.4242%40".into(), true),
+        ("admin search: \"hopper\", status=paid".into(), "/admin/orders?q=hopper&status=paid".into(), true),
+        ("admin search: sorted by total".into(), "/admin/orders?q=Grace+Hopper&sort=total&dir=desc".into(), true),
+        ("admin page: customers".into(), "/admin/customers".into(), true),
+        ("admin page: customers, search \"knuth\"".into(), "/admin/customers?q=knuth".into(), true),
     ];
     let mut report = String::new();
     let _ = writeln!(
