@@ -7,11 +7,10 @@ pub mod history;
 pub mod listing;
 pub mod pages;
 
-use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Jsonb, Text, Uuid as SqlUuid};
 
-use crate::events::{self, Aggregate, DomainEvent};
+use crate::events::{self, DomainEvent};
 use crate::kernel::{Call, Module, TableAccess};
 use crate::text_enum::text_enum;
 
@@ -87,78 +86,6 @@ pub fn backlog(conn: &mut PgConnection) -> QueryResult<Backlog> {
         .select(diesel::dsl::min(next_attempt_at))
         .get_result(conn)?;
     Ok(Backlog { pending, dead, oldest_due_since })
-}
-
-/// A delivery that has not completed, with its event.
-#[derive(Debug, Queryable)]
-pub struct OpenDelivery {
-    pub event_id: i64,
-    pub handler: String,
-    pub status: DeliveryStatus,
-    pub attempts: i32,
-    pub last_error: Option<String>,
-    pub next_attempt_at: chrono::DateTime<chrono::Utc>,
-    pub updated_at: chrono::DateTime<chrono::Utc>,
-    pub event_type: String,
-    pub aggregate: Aggregate,
-}
-
-impl OpenDelivery {
-    pub fn is_dead(&self) -> bool {
-        self.status == DeliveryStatus::Dead
-    }
-
-    /// Pending work that has failed at least once.
-    pub fn is_failing(&self) -> bool {
-        self.status == DeliveryStatus::Pending && self.attempts > 0
-    }
-}
-
-/// Deliveries still to do or given up on: dead first, then by when they fall due.
-pub fn open_deliveries(conn: &mut PgConnection, limit: i64) -> QueryResult<Vec<OpenDelivery>> {
-    crate::as_module!(conn, Module::Outbox);
-    use crate::schema::{event_deliveries as d, events as e};
-    d::table
-        .inner_join(e::table)
-        .filter(d::status.ne(DeliveryStatus::Completed))
-        .order((d::status.asc(), d::next_attempt_at.asc()))
-        .select((
-            d::event_id,
-            d::handler,
-            d::status,
-            d::attempts,
-            d::last_error,
-            d::next_attempt_at,
-            d::updated_at,
-            e::event_type,
-            (e::aggregate_type, e::aggregate_id),
-        ))
-        .limit(limit)
-        .load(conn)
-}
-
-#[derive(Debug, Queryable)]
-pub struct RecentEvent {
-    pub id: i64,
-    pub event_type: String,
-    pub aggregate: Aggregate,
-    pub created_at: chrono::DateTime<chrono::Utc>,
-}
-
-/// The most recent events, newest first.
-pub fn recent_events(conn: &mut PgConnection, limit: i64) -> QueryResult<Vec<RecentEvent>> {
-    crate::as_module!(conn, Module::Outbox);
-    use crate::schema::events::dsl::*;
-    events.order(id.desc()).select((id, event_type, (aggregate_type, aggregate_id), created_at)).limit(limit).load(conn)
-}
-
-/// An aggregate is read from its two columns, `(aggregate_type, aggregate_id)`.
-impl Queryable<(Text, SqlUuid), Pg> for Aggregate {
-    type Row = (String, uuid::Uuid);
-
-    fn build((kind, id): Self::Row) -> diesel::deserialize::Result<Aggregate> {
-        Aggregate::from_stored(&kind, id).ok_or_else(|| format!("unknown aggregate type {kind:?}").into())
-    }
 }
 
 /// Puts dead work back in the queue, from its first attempt, and wakes the dispatchers.

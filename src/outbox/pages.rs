@@ -53,7 +53,7 @@ fn given(value: Option<&str>) -> Option<&str> {
 fn handler_of(value: Option<&str>) -> Result<Option<String>, AppError> {
     given(value)
         .map(|handler| {
-            HANDLER.check(handler).map(str::to_owned).map_err(|message| AppError::invalid("handler", message))
+            HANDLER.check(handler).map(str::to_owned).map_err(|message| AppError::bad_query("handler", message))
         })
         .transpose()
 }
@@ -62,11 +62,13 @@ impl FilterQuery {
     fn filter(&self) -> Result<WorkFilter, AppError> {
         let status = given(self.status.as_deref())
             .map(|word| {
-                OpenStatus::parse(word).ok_or_else(|| AppError::invalid("status", "must be waiting, failing or dead"))
+                OpenStatus::parse(word).ok_or_else(|| AppError::bad_query("status", "must be waiting, failing or dead"))
             })
             .transpose()?;
         let event_type = given(self.event_type.as_deref())
-            .map(|name| EVENT_TYPE.check(name).map(str::to_owned).map_err(|message| AppError::invalid("type", message)))
+            .map(|name| {
+                EVENT_TYPE.check(name).map(str::to_owned).map_err(|message| AppError::bad_query("type", message))
+            })
             .transpose()?;
         Ok(WorkFilter { status, handler: handler_of(self.handler.as_deref())?, event_type })
     }

@@ -22,7 +22,6 @@ pub use model::{Payment, PaymentListItem, PaymentStatus, Refund};
 use crate::error::AppError;
 use crate::ids::{OrderId, PaymentId};
 use crate::kernel::{Call, Module, TableAccess, Use};
-use crate::pagination::Page;
 
 pub const TABLES: TableAccess = TableAccess {
     module: Module::Payments,
@@ -111,18 +110,6 @@ pub fn refund(conn: &mut PgConnection, order_id: OrderId, reason: &str) -> Resul
         other => other.into(),
     })?;
     Ok((payment, refund))
-}
-
-pub type ListCursor = (chrono::DateTime<chrono::Utc>, PaymentId);
-
-pub fn list_payments(
-    conn: &mut PgConnection,
-    after: Option<ListCursor>,
-    limit: i64,
-) -> Result<Page<PaymentListItem>, PaymentsError> {
-    crate::as_module!(conn, Module::Payments);
-    let rows = store::list(conn, after, limit + 1)?;
-    Ok(Page::from_rows(rows, limit, |item| (item.payment.created_at, item.payment.id)))
 }
 
 /// What the admin list of payments is narrowed to; `None` is "any".
