@@ -71,34 +71,6 @@ pub async fn show(state: web::Data<AppState>, admin: Admin) -> Result<HttpRespon
     })
 }
 
-/// A whole number as the template hands it over, by value or by reference.
-trait Whole {
-    fn whole(&self) -> i128;
-}
-
-impl Whole for i32 {
-    fn whole(&self) -> i128 {
-        i128::from(*self)
-    }
-}
-
-impl Whole for i64 {
-    fn whole(&self) -> i128 {
-        i128::from(*self)
-    }
-}
-
-impl<T: Whole + ?Sized> Whole for &T {
-    fn whole(&self) -> i128 {
-        (**self).whole()
-    }
-}
-
-/// A count with its thousands grouped, for the template's tables.
-fn number(count: impl Whole) -> String {
-    grouped(count.whole())
-}
-
 /// `n` and the noun, singular or plural: "1 order", "1,204 orders".
 fn count_of(n: i64, singular: &str, plural: &str) -> String {
     format!("{} {}", grouped(n), if n == 1 { singular } else { plural })

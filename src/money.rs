@@ -5,25 +5,33 @@ use std::fmt::Write;
 
 /// An amount in minor units, by value or behind any number of references. Sums of many
 /// amounts are `i128`: a shop's revenue may outgrow an `i64` that any one order fits in.
-pub trait MinorUnits {
-    fn minor_units(&self) -> i128;
+/// A whole number handed over by value or by reference (templates pass references): an amount
+/// in minor units, or a count.
+pub trait Whole {
+    fn whole(&self) -> i128;
 }
 
-impl MinorUnits for i64 {
-    fn minor_units(&self) -> i128 {
-        i128::from(*self)
+macro_rules! whole_from {
+    ($($integer:ty),+) => {$(
+        impl Whole for $integer {
+            fn whole(&self) -> i128 {
+                i128::from(*self)
+            }
+        }
+    )+};
+}
+
+whole_from!(i32, i64, i128, u32);
+
+impl Whole for usize {
+    fn whole(&self) -> i128 {
+        i128::try_from(*self).unwrap_or(i128::MAX)
     }
 }
 
-impl MinorUnits for i128 {
-    fn minor_units(&self) -> i128 {
-        *self
-    }
-}
-
-impl<T: MinorUnits + ?Sized> MinorUnits for &T {
-    fn minor_units(&self) -> i128 {
-        (**self).minor_units()
+impl<T: Whole + ?Sized> Whole for &T {
+    fn whole(&self) -> i128 {
+        (**self).whole()
     }
 }
 
@@ -65,8 +73,8 @@ impl Currency {
 
     /// `1234` EUR -> `€12.34`; `20302460` EUR -> `€203,024.60`; `1234` CHF -> `CHF 12.34`; `-50` EUR -> `-€0.50`.
     /// Takes the amount by value or by reference (templates pass references).
-    pub fn format(&self, amount_minor: impl MinorUnits) -> String {
-        let amount_minor = amount_minor.minor_units();
+    pub fn format(&self, amount_minor: impl Whole) -> String {
+        let amount_minor = amount_minor.whole();
         let mut out = String::new();
         if amount_minor < 0 {
             out.push('-');
@@ -136,8 +144,8 @@ fn push_grouped(out: &mut String, whole: u128) {
 }
 
 /// A count with thousands grouped (`12,345`), for figures on the admin pages.
-pub fn grouped(count: impl TryInto<i128>) -> String {
-    let count: i128 = count.try_into().unwrap_or(i128::MAX);
+pub fn grouped(count: impl Whole) -> String {
+    let count = count.whole();
     let mut out = String::new();
     if count < 0 {
         out.push('-');

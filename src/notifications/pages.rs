@@ -81,15 +81,15 @@ impl ListPage {
         href(BASE, &self.form.pairs(), self.sort.kept(), page)
     }
 
+    fn numbered(&self) -> &Numbered<Notification> {
+        &self.page
+    }
+
     /// The list narrowed to one status, the other filters kept.
     fn status_href(&self, status: &NotificationStatus) -> String {
         let mut pairs = self.form.pairs();
         pairs[0].1 = status.as_str();
         href(BASE, &pairs, self.sort.kept(), 1)
-    }
-
-    fn attempts(&self, notification: &Notification) -> String {
-        crate::money::grouped(notification.attempts)
     }
 
     /// "3", or "more than 1,000" past the counting cap.
@@ -178,12 +178,6 @@ fn one_of<const N: usize>(words: [&str; N]) -> String {
 struct ShowPage {
     layout: Layout,
     notification: Notification,
-}
-
-impl ShowPage {
-    fn attempts(&self) -> String {
-        crate::money::grouped(self.notification.attempts)
-    }
 }
 
 async fn find(state: &AppState, id: Uuid) -> Result<Notification, PageError> {

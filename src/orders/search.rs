@@ -199,10 +199,6 @@ impl CustomerSummary {
     pub fn spent(&self) -> i128 {
         self.spent_minor.parse().unwrap_or(0)
     }
-
-    pub fn order_count(&self) -> String {
-        crate::money::grouped(self.orders)
-    }
 }
 
 pub const CUSTOMER_COLUMNS: [Column; 3] = [Column::desc("since"), Column::asc("name"), Column::asc("email")];

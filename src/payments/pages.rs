@@ -123,6 +123,10 @@ impl ListPage {
     fn page_href(&self, page: i64) -> String {
         href(BASE, &self.form.pairs(), self.sort.kept(), page)
     }
+
+    fn numbered(&self) -> &Numbered<PaymentListItem> {
+        &self.page
+    }
 }
 
 async fn list(
