@@ -208,6 +208,9 @@ fn local_address(bind: &str, port: u16) -> String {
     format!("{host}:{port}")
 }
 
+/// How long the "not ready" server keeps serving what it accepted before it stops.
+const HANDOFF_DRAIN: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Serves "not ready" on `listener` and retries [`prepare`] until it succeeds.
 async fn wait_for_database(config: &Config, listener: &TcpListener, first: String) -> Result<Prepared, StartupError> {
     log::error!("cannot prepare the database: {first}; serving 503 (and /healthz) while retrying");
@@ -240,6 +243,13 @@ async fn wait_for_database(config: &Config, listener: &TcpListener, first: Strin
         let attempt = config.clone();
         match actix_web::rt::task::spawn_blocking(move || prepare(&attempt)).await {
             Ok(Ok(prepared)) => {
+                // A stopping actix worker drops the connections still queued to it, unserved: a
+                // client polling /readyz then sees its connection reset. So accepting stops first
+                // (new connections wait in the listener's backlog for the real server), the worker
+                // is given a moment to take up what was already accepted, and only then stops,
+                // finishing those gracefully.
+                waiting_handle.pause().await;
+                actix_web::rt::time::sleep(HANDOFF_DRAIN).await;
                 waiting_handle.stop(true).await;
                 log::info!("the database is available: starting");
                 return Ok(prepared);
