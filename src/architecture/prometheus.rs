@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
 use actix_web::http::header::CONTENT_TYPE;
 use actix_web::middleware::Next;
 use actix_web::{HttpResponse, web};
@@ -29,7 +30,9 @@ use crate::http::state::AppState;
 use crate::kernel::{Module, measure};
 
 /// Requests by route pattern (`/api/products/:id`, never the raw path: ids would make a series
-/// each), method and status, and their latency.
+/// each), method and status, and their latency. Every label comes from a bounded set, since
+/// anyone can send a request: a series never freed per made-up method or path would let a
+/// client grow the scrape and the process's memory without end.
 struct HttpMetrics {
     requests: IntCounterVec,
     latency: HistogramVec,
@@ -58,13 +61,32 @@ pub async fn record(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method());
     let response = next.call(request).await?;
     let route =
-        response.request().match_pattern().map_or_else(|| "(unmatched)".to_owned(), |pattern| route_label(&pattern));
-    HTTP.requests.with_label_values(&[&route, &method, response.status().as_str()]).inc();
-    HTTP.latency.with_label_values(&[&route, &method]).observe(started.elapsed().as_secs_f64());
+        response.request().match_pattern().map_or_else(|| UNMATCHED.to_owned(), |pattern| route_label(&pattern));
+    HTTP.requests.with_label_values(&[&route, method, response.status().as_str()]).inc();
+    HTTP.latency.with_label_values(&[&route, method]).observe(started.elapsed().as_secs_f64());
     Ok(response)
+}
+
+/// The route label of a request that matched no route pattern.
+const UNMATCHED: &str = "(unmatched)";
+
+/// The methods of RFC 9110 and PATCH by name; any other token a client makes up, as one label.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "(other)",
+    }
 }
 
 /// `/api/products/{id}` as `/api/products/:id`: braces are legal inside a quoted label value,
