@@ -94,10 +94,10 @@ pub fn run() -> ExitCode {
     };
 
     let outcome: Result<(), Box<dyn std::error::Error>> = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => actix_web::rt::System::new().block_on(crate::startup::serve(config)),
+        Command::Serve => until_done(crate::startup::serve(config)),
         Command::Migrate => crate::startup::prepare_database(&config).map_err(Into::into),
         Command::Seed(args) => seed(config, args),
-        Command::Worker => actix_web::rt::System::new().block_on(crate::startup::work(config)),
+        Command::Worker => until_done(crate::startup::work(config)),
         Command::Experiment(Experiment::CheckoutRace(args)) => checkout_race(&config, args),
     };
     match outcome {
@@ -107,6 +107,19 @@ pub fn run() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs a long-lived command on an actix system, and leaves without dropping it: dropping a
+/// runtime waits for every blocking task, and a start-up step that a stop signal cut short (a
+/// migration waiting for a lock, a connection attempt) must not hold the process. Whatever ran
+/// in those threads ends with the process, as it would on a crash: nothing is half-committed.
+fn until_done(
+    command: impl std::future::Future<Output = Result<(), Box<dyn std::error::Error>>>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let system = actix_web::rt::System::new();
+    let outcome = system.block_on(command);
+    std::mem::forget(system);
+    outcome
 }
 
 fn seed(config: Config, args: SeedArgs) -> Result<(), Box<dyn std::error::Error>> {

@@ -111,6 +111,8 @@ impl Application {
         let gateway: Arc<dyn CardGateway> = Arc::new(crate::payments::SimulatedGateway);
         let session_key = Key::from(&session_key);
         let server = HttpServer::new(move || build_app(state.clone(), gateway.clone(), session_key.clone()))
+            // Stop signals are for whoever runs the application ([`Application::run_until`]).
+            .disable_signals()
             .listen(listener)?
             .run();
 
@@ -134,10 +136,26 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until the server is stopped (SIGINT/SIGTERM or [`ServerHandle::stop`]), then stops
-    /// the background work, letting work in flight finish.
+    /// Serves until the server is stopped ([`ServerHandle::stop`]), then stops the background
+    /// work, letting work in flight finish.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let served = self.server.await;
+        self.run_until(std::future::pending()).await
+    }
+
+    /// Serves until the server is stopped or `stop` completes (naming why), then stops the
+    /// background work. Requests in flight are finished, up to the server's shutdown timeout.
+    pub async fn run_until(self, stop: impl Future<Output = &'static str>) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let mut server = std::pin::pin!(self.server);
+        let served = tokio::select! {
+            served = &mut server => served,
+            signal = stop => {
+                log::info!("{signal}: stopping, finishing requests in flight");
+                // The server's own future carries the stop out: ask, and keep polling it.
+                let (served, ()) = tokio::join!(server, handle.stop(true));
+                served
+            }
+        };
         let background = self.background;
         // Joining threads blocks; do it off the async executor.
         let _ = actix_web::rt::task::spawn_blocking(move || background.shutdown()).await;
@@ -174,20 +192,25 @@ pub fn start_background_work(db: &Db, config: &Config) -> BackgroundTasks {
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(1);
 
-/// `agora serve`. With the database down it serves anyway: `/healthz` answers 200, everything
-/// else 503 with the reason, until the database can be prepared; then the application takes over
-/// the same socket.
+/// `agora serve`. Listens at once: while the database is being prepared (or cannot be reached),
+/// `/healthz` answers 200 and everything else 503 with the reason; then the application takes
+/// over the same socket. SIGINT or SIGTERM ends it in every phase: waiting, migrating, serving.
 pub async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let admin_api = config.admin_token.is_some();
     let bind = config.bind.clone();
     let listener = self::bind(&config)?;
-    let prepared = match prepare(&config) {
-        Ok(prepared) => prepared,
-        Err(error) if error.is_database_unreachable() => {
-            wait_for_database(&config, &listener, error.to_string()).await?
+    let mut stop = std::pin::pin!(termination());
+    let starting = NotReady::serve(&listener)?;
+    let prepared = tokio::select! {
+        prepared = prepare_until_done(&config, &starting) => prepared?,
+        signal = &mut stop => {
+            // A start-up step still running in a blocking thread (a migration waiting for a lock,
+            // say) is abandoned with the process; its transaction rolls back.
+            log::info!("{signal}: stopping before Agora was ready");
+            return Ok(());
         }
-        Err(other) => return Err(other.into()),
     };
+    starting.hand_over().await;
     let application = Application::start(config, listener, prepared)?;
     let base = format!("http://{}", local_address(&bind, application.port()));
     log::info!("Agora is serving the API at {base}/api (OpenAPI: {base}/api/openapi.json)");
@@ -195,7 +218,7 @@ pub async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     if !admin_api {
         log::warn!("AGORA_ADMIN_TOKEN is not set: the admin API (/api endpoints marked admin) is disabled");
     }
-    application.run_until_stopped().await?;
+    application.run_until(stop).await?;
     log::info!("stopped");
     Ok(())
 }
@@ -209,107 +232,152 @@ fn local_address(bind: &str, port: u16) -> String {
 }
 
 /// How long the "not ready" server keeps serving what it accepted before it stops.
-const HANDOFF_DRAIN: std::time::Duration = std::time::Duration::from_millis(100);
+const HANDOFF_DRAIN: Duration = Duration::from_millis(100);
 
-/// Serves "not ready" on `listener` and retries [`prepare`] until it succeeds.
-async fn wait_for_database(config: &Config, listener: &TcpListener, first: String) -> Result<Prepared, StartupError> {
-    log::error!("cannot prepare the database: {first}; serving 503 (and /healthz) while retrying");
-    let reason = Arc::new(std::sync::Mutex::new(format!("starting: {first}")));
-    let shown = reason.clone();
-    let waiting = HttpServer::new(move || {
-        let shown = shown.clone();
-        App::new().service(health::healthz).default_service(web::to(move |request: actix_web::HttpRequest| {
-            let reason = shown.lock().map(|reason| reason.clone()).unwrap_or_default();
-            async move {
-                if request.path().starts_with("/admin") {
-                    use actix_web::ResponseError;
-                    crate::admin::page::PageError(AppError::Unavailable(reason)).error_response()
-                } else {
-                    health::unready(&reason)
+/// The server that answers while the application cannot yet: 200 on `/healthz`, 503 with the
+/// reason on everything else.
+struct NotReady {
+    handle: ServerHandle,
+    reason: Arc<std::sync::Mutex<String>>,
+}
+
+impl NotReady {
+    fn serve(listener: &TcpListener) -> Result<NotReady, StartupError> {
+        let reason = Arc::new(std::sync::Mutex::new("starting: preparing the database".to_owned()));
+        let shown = reason.clone();
+        let server = HttpServer::new(move || {
+            let shown = shown.clone();
+            App::new().service(health::healthz).default_service(web::to(move |request: actix_web::HttpRequest| {
+                let reason = shown.lock().map(|reason| reason.clone()).unwrap_or_default();
+                async move {
+                    if request.path().starts_with("/admin") {
+                        use actix_web::ResponseError;
+                        crate::admin::page::PageError(AppError::Unavailable(reason)).error_response()
+                    } else {
+                        health::unready(&reason)
+                    }
                 }
-            }
-        }))
-    })
-    .workers(1)
-    .listen(listener.try_clone()?)?
-    .run();
-    let waiting_handle = waiting.handle();
-    actix_web::rt::spawn(waiting);
+            }))
+        })
+        .workers(1)
+        // The stop signals are `serve`'s to handle, in every phase.
+        .disable_signals()
+        .listen(listener.try_clone()?)?
+        .run();
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        Ok(NotReady { handle, reason })
+    }
 
+    fn tell(&self, reason: String) {
+        if let Ok(mut shown) = self.reason.lock() {
+            *shown = reason;
+        }
+    }
+
+    /// Stops, leaving the socket to the application.
+    async fn hand_over(self) {
+        // A stopping actix worker drops the connections still queued to it, unserved: a client
+        // polling /readyz then sees its connection reset. So accepting stops first (new
+        // connections wait in the listener's backlog for the real server), the worker is given a
+        // moment to take up what was already accepted, and only then stops, finishing those
+        // gracefully.
+        self.handle.pause().await;
+        actix_web::rt::time::sleep(HANDOFF_DRAIN).await;
+        self.handle.stop(true).await;
+    }
+}
+
+/// Retries [`prepare`] until it succeeds, or fails for a reason waiting cannot cure.
+async fn prepare_until_done(config: &Config, starting: &NotReady) -> Result<Prepared, StartupError> {
     let mut delay = RETRY_FIRST;
+    let mut first_failure = true;
     loop {
-        actix_web::rt::time::sleep(delay).await;
-        delay = (delay * 2).min(RETRY_MAX);
         let attempt = config.clone();
         match actix_web::rt::task::spawn_blocking(move || prepare(&attempt)).await {
             Ok(Ok(prepared)) => {
-                // A stopping actix worker drops the connections still queued to it, unserved: a
-                // client polling /readyz then sees its connection reset. So accepting stops first
-                // (new connections wait in the listener's backlog for the real server), the worker
-                // is given a moment to take up what was already accepted, and only then stops,
-                // finishing those gracefully.
-                waiting_handle.pause().await;
-                actix_web::rt::time::sleep(HANDOFF_DRAIN).await;
-                waiting_handle.stop(true).await;
-                log::info!("the database is available: starting");
+                if !first_failure {
+                    log::info!("the database is available: starting");
+                }
                 return Ok(prepared);
             }
             Ok(Err(error)) if error.is_database_unreachable() => {
                 let text = error.to_string();
-                log::warn!("still waiting for the database: {text}");
-                if let Ok(mut reason) = reason.lock() {
-                    *reason = format!("starting: {text}");
+                if first_failure {
+                    log::error!("cannot prepare the database: {text}; serving 503 (and /healthz) while retrying");
+                    first_failure = false;
+                } else {
+                    log::warn!("still waiting for the database: {text}");
                 }
+                starting.tell(format!("starting: {text}"));
             }
             Ok(Err(other)) => return Err(other),
             Err(panicked) => return Err(StartupError::Io(std::io::Error::other(panicked.to_string()))),
         }
+        actix_web::rt::time::sleep(delay).await;
+        delay = (delay * 2).min(RETRY_MAX);
     }
 }
 
 /// `agora worker`: the background work alone, until SIGINT or SIGTERM. It waits for the
 /// database and for its schema (which `agora serve` or `agora migrate` brings up to date).
 pub async fn work(config: Config) -> Result<(), Box<dyn std::error::Error>> {
-    let mut delay = RETRY_FIRST;
-    loop {
-        let url = config.database_url.clone();
-        match actix_web::rt::task::spawn_blocking(move || db::schema_is_current(&url)).await? {
-            Ok(true) => break,
-            Ok(false) => log::warn!("waiting for the schema: run `agora migrate` or start `agora serve`"),
-            Err(error) => log::warn!("waiting for the database: {error}"),
+    let mut stop = std::pin::pin!(termination());
+    tokio::select! {
+        () = wait_for_schema(&config) => {}
+        signal = &mut stop => {
+            log::info!("{signal}: stopping before the database was ready");
+            return Ok(());
         }
-        actix_web::rt::time::sleep(delay).await;
-        delay = (delay * 2).min(RETRY_MAX);
     }
     let db = Db::connect(&config.database_url, &config.pool);
     let tasks = start_background_work(&db, &config);
     log::info!("worker running: dispatching events and cancelling unpaid orders; stop with Ctrl-C or SIGTERM");
-    wait_for_termination().await;
-    log::info!("stopping: finishing work in flight");
+    let signal = stop.await;
+    log::info!("{signal}: stopping, finishing work in flight");
     actix_web::rt::task::spawn_blocking(move || tasks.shutdown()).await?;
     log::info!("stopped");
     Ok(())
 }
 
-async fn wait_for_termination() {
+async fn wait_for_schema(config: &Config) {
+    let mut delay = RETRY_FIRST;
+    loop {
+        let url = config.database_url.clone();
+        match actix_web::rt::task::spawn_blocking(move || db::schema_is_current(&url)).await {
+            Ok(Ok(true)) => return,
+            Ok(Ok(false)) => log::warn!("waiting for the schema: run `agora migrate` or start `agora serve`"),
+            Ok(Err(error)) => log::warn!("waiting for the database: {error}"),
+            Err(panicked) => log::error!("checking the schema failed: {panicked}"),
+        }
+        actix_web::rt::time::sleep(delay).await;
+        delay = (delay * 2).min(RETRY_MAX);
+    }
+}
+
+/// Completes at the first SIGINT (Ctrl-C) or SIGTERM (a service manager's stop), naming it.
+pub async fn termination() -> &'static str {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
         match signal(SignalKind::terminate()) {
             Ok(mut terminate) => {
                 tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = terminate.recv() => {}
+                    _ = tokio::signal::ctrl_c() => "SIGINT",
+                    _ = terminate.recv() => "SIGTERM",
                 }
             }
-            Err(_) => {
+            Err(error) => {
+                log::warn!("cannot listen for SIGTERM ({error}); Ctrl-C still stops");
                 let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
             }
         }
     }
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
     }
 }
 

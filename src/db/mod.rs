@@ -47,8 +47,9 @@ pub static POOL_TIMEOUTS: std::sync::LazyLock<prometheus::IntCounter> = std::syn
 
 const START_UP_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Any fixed number works; it only has to be the same in every agora process.
-const MIGRATION_LOCK_KEY: i64 = 0x4147_4f52_415f_4d49; // "AGORA_MI"
+/// The advisory lock held while migrating. Any fixed number works; it only has to be the same in
+/// every agora process (and public, for the tests that hold it to hold up a migration).
+pub const MIGRATION_LOCK_KEY: i64 = 0x4147_4f52_415f_4d49; // "AGORA_MI"
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {

@@ -610,9 +610,11 @@ pub struct AgoraProcess {
 }
 
 impl AgoraProcess {
-    /// Starts `agora serve` on `database` with test settings plus `env`, and waits until it answers.
+    /// Starts `agora serve` on `database` with test settings plus `env`, and waits until it is ready.
     pub fn start(database: &TestDatabase, env: &[(&str, &str)]) -> AgoraProcess {
-        Self::start_on(&database.url, env)
+        let process = Self::start_on(&database.url, env);
+        eventually("agora to be ready", Duration::from_secs(30), || process.get("/readyz").status == 200);
+        process
     }
 
     /// Starts `agora serve` on the database at `url` (which may be down) and waits for `/healthz`.
@@ -695,17 +697,24 @@ impl AgoraProcess {
     }
 
     /// SIGTERM, as a service manager stops a process; returns how it exited and how long it took.
-    pub fn terminate(mut self) -> (std::process::ExitStatus, Duration) {
+    pub fn terminate(self) -> (std::process::ExitStatus, Duration) {
+        self.stop_with("TERM")
+    }
+
+    /// Sends the signal `name` (`TERM`, `INT`) and waits for the process to end; returns how it
+    /// exited and how long after the signal.
+    pub fn stop_with(mut self, name: &str) -> (std::process::ExitStatus, Duration) {
         let started = std::time::Instant::now();
-        let sent = std::process::Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
-        assert!(sent.success());
+        let sent =
+            std::process::Command::new("kill").args([&format!("-{name}"), &self.child.id().to_string()]).status();
+        assert!(sent.unwrap().success());
         let deadline = started + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return (status, started.elapsed());
             }
-            assert!(std::time::Instant::now() < deadline, "agora did not stop within 30 s of SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
+            assert!(std::time::Instant::now() < deadline, "agora did not stop within 30 s of SIG{name}");
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 

@@ -24,3 +24,4 @@ mod roles;
 mod seed;
 mod sessions;
 mod smtp;
+mod stopping;
