@@ -21,6 +21,7 @@ use crate::config::{Config, SeedMode};
 use crate::db::{self, Db};
 use crate::error::{AppError, extractors};
 use crate::http::methods::RouteTable;
+use crate::http::state::Keys;
 use crate::http::{AppState, hardening, health, methods, openapi, static_files};
 use crate::kernel::Module;
 use crate::payments::CardGateway;
@@ -62,11 +63,11 @@ pub struct Application {
     background: BackgroundTasks,
 }
 
-/// What serving needs from the database before it starts: a pool, and the key that signs the
-/// admin session cookies (shared by every agora process through the database).
+/// What serving needs from the database before it starts: a pool, and the secrets that sign
+/// cookies and cursors (shared by every agora process through the database).
 pub struct Prepared {
     db: Db,
-    session_key: Vec<u8>,
+    secrets: crate::admin::auth::Secrets,
 }
 
 /// Creates and migrates the database, creates the first admin and the demo data if needed.
@@ -76,12 +77,11 @@ pub fn prepare(config: &Config) -> Result<Prepared, StartupError> {
     if let Some(replica) = &config.replica {
         db = db.with_replica(replica, &config.pool);
     }
-    let session_key =
-        db.run_blocking(Module::Admin.op("bootstrap"), |conn| crate::admin::auth::bootstrap(conn, config))?;
+    let secrets = db.run_blocking(Module::Admin.op("bootstrap"), |conn| crate::admin::auth::bootstrap(conn, config))?;
     if config.seed == SeedMode::Demo {
         crate::seed::seed_demo_if_empty(&db, config)?;
     }
-    Ok(Prepared { db, session_key })
+    Ok(Prepared { db, secrets })
 }
 
 fn bind(config: &Config) -> Result<TcpListener, StartupError> {
@@ -99,7 +99,11 @@ impl Application {
 
     /// Starts serving on `listener` with a prepared database.
     pub fn start(config: Config, listener: TcpListener, prepared: Prepared) -> Result<Application, StartupError> {
-        let Prepared { db, session_key } = prepared;
+        let Prepared { db, secrets } = prepared;
+        let keys = Arc::new(Keys {
+            cookies: Key::from(&secrets.cookies),
+            cursors: crate::pagination::CursorKey::new(&secrets.cursors),
+        });
         let port = listener.local_addr()?.port();
         let catalog = CatalogCache::new(&config.catalog_cache);
         let state = AppState {
@@ -107,10 +111,10 @@ impl Application {
             config: Arc::new(config.clone()),
             openapi: openapi_document(),
             catalog: catalog.clone(),
+            keys,
         };
         let gateway: Arc<dyn CardGateway> = Arc::new(crate::payments::SimulatedGateway);
-        let session_key = Key::from(&session_key);
-        let server = HttpServer::new(move || build_app(state.clone(), gateway.clone(), session_key.clone()))
+        let server = HttpServer::new(move || build_app(state.clone(), gateway.clone()))
             // Stop signals are for whoever runs the application ([`Application::run_until`]).
             .disable_signals()
             .listen(listener)?
@@ -384,7 +388,6 @@ pub async fn termination() -> &'static str {
 fn build_app(
     state: AppState,
     gateway: Arc<dyn CardGateway>,
-    session_key: Key,
 ) -> App<
     impl actix_web::dev::ServiceFactory<
         actix_web::dev::ServiceRequest,
@@ -396,7 +399,7 @@ fn build_app(
 > {
     let cookie_secure = state.config.cookie_secure;
     let store = DbSessionStore::new(state.db.clone(), state.config.session);
-    let sessions = SessionMiddleware::builder(store, session_key)
+    let sessions = SessionMiddleware::builder(store, state.keys.cookies.clone())
         .cookie_name("agora_admin".into())
         .cookie_path("/admin".into())
         .cookie_http_only(true)

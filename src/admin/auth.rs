@@ -57,9 +57,17 @@ fn decoy_hash() -> &'static str {
     DECOY.get_or_init(|| hash_password("decoy password that matches nothing").unwrap_or_default())
 }
 
-/// First start: creates the `admin` user when there is none, and returns the key that signs
-/// session cookies (shared by every agora process through the database).
-pub fn bootstrap(conn: &mut PgConnection, config: &Config) -> Result<Vec<u8>, AppError> {
+/// The server's secrets, shared by every agora process on one database.
+pub struct Secrets {
+    /// Signs the admin cookies.
+    pub cookies: Vec<u8>,
+    /// Signs the API's keyset cursors.
+    pub cursors: Vec<u8>,
+}
+
+/// First start: creates the `admin` user when there is none, and returns the server's secrets,
+/// created the first time.
+pub fn bootstrap(conn: &mut PgConnection, config: &Config) -> Result<Secrets, AppError> {
     if !store::any_user_exists(conn)? {
         let (password, generated) = match &config.admin_password {
             Some(password) => (password.clone(), false),
@@ -76,11 +84,15 @@ pub fn bootstrap(conn: &mut PgConnection, config: &Config) -> Result<Vec<u8>, Ap
             log::info!("created admin user \"{FIRST_ADMIN}\" with the password from AGORA_ADMIN_PASSWORD");
         }
     }
-    Ok(store::secret(conn, "session_key", || {
+    let random = || {
         let mut key = vec![0u8; 64];
         rand::rng().fill_bytes(&mut key);
         key
-    })?)
+    };
+    Ok(Secrets {
+        cookies: store::secret(conn, "session_key", random)?,
+        cursors: store::secret(conn, "cursor_key", random)?,
+    })
 }
 
 fn generate_password() -> String {

@@ -19,7 +19,7 @@ use crate::ids::ProductId;
 use crate::input::{self, whole_number};
 use crate::kernel::Module;
 use crate::money::Currency;
-use crate::pagination::{Page, PageQuery};
+use crate::pagination::{List, Page, PageQuery};
 
 pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(list_products).service(get_product).service(create_product).service(update_product);
@@ -94,13 +94,13 @@ pub async fn list_products(
     search: web::Query<ProductSearch>,
     page: web::Query<PageQuery>,
 ) -> Result<HttpResponse, AppError> {
-    let (limit, after) = (page.limit()?, page.cursor::<ListCursor>()?);
+    let (limit, after) = (page.limit()?, page.cursor::<ListCursor>(&state.keys.cursors, List::Products)?);
     let search = match search.into_inner().q {
         None => None,
         Some(q) => Some(input::SEARCH.check(&q).map_err(|message| AppError::invalid("q", message))?.to_owned()),
     };
     let key = ListKey { query: search.clone(), cursor: page.into_inner().cursor, limit };
-    let (db, currency) = (state.db.clone(), state.config.currency);
+    let (db, currency, keys) = (state.db.clone(), state.config.currency, state.keys.clone());
     let representation = state
         .catalog
         .list(key, |read_after| async move {
@@ -113,7 +113,8 @@ pub async fn list_products(
                     Ok::<_, super::CatalogError>((page, last_change))
                 })
                 .await?;
-            let page = products.map(|product| ProductView::new(product, currency));
+            let page =
+                products.map(|product| ProductView::new(product, currency)).signed(&keys.cursors, List::Products);
             let body = serde_json::to_vec(&page).map_err(AppError::internal)?;
             Ok(Representation::new(body, last_change.map_or(std::time::UNIX_EPOCH, Into::into)))
         })

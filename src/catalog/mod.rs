@@ -19,7 +19,7 @@ pub use model::{DEFAULT_LOW_STOCK_THRESHOLD, NewProduct, Product, ProductChanges
 use crate::error::{AppError, FieldError};
 use crate::ids::ProductId;
 use crate::kernel::{Call, Module, TableAccess};
-use crate::pagination::Page;
+use crate::pagination::Keyset;
 
 /// The catalog's tables. No other module's table is read: the catalog is the most depended-on
 /// module and depends on nobody's data.
@@ -116,9 +116,9 @@ pub fn list_products(
     include_inactive: bool,
     after: Option<ListCursor>,
     limit: i64,
-) -> Result<Page<Product>, CatalogError> {
+) -> Result<Keyset<Product>, CatalogError> {
     crate::as_module!(conn, Module::Catalog);
     let filter = store::ListFilter { query, include_inactive };
     let rows = store::list(conn, &filter, after, limit + 1)?;
-    Ok(Page::from_rows(rows, limit, |product| (product.name.clone(), product.id)))
+    Ok(Keyset::from_rows(rows, limit, |product| (product.name.clone(), product.id)))
 }

@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use actix_web::cookie::Key;
+
 use crate::catalog::cache::CatalogCache;
 use crate::config::Config;
 use crate::db::Db;
@@ -14,4 +16,12 @@ pub struct AppState {
     pub openapi: Arc<str>,
     /// This process's copy of the public catalog answers.
     pub catalog: Arc<CatalogCache>,
+    pub keys: Arc<Keys>,
+}
+
+/// What the server signs with: the same in every process on one database.
+pub struct Keys {
+    /// Signs the admin session cookie and the sign-in form's CSRF cookie.
+    pub cookies: Key,
+    pub cursors: crate::pagination::CursorKey,
 }

@@ -14,7 +14,7 @@ use crate::http::state::AppState;
 use crate::ids::{OrderId, ProductId};
 use crate::input::{Whole, whole_number};
 use crate::kernel::Module;
-use crate::pagination::{Page, PageQuery};
+use crate::pagination::{List, Page, PageQuery};
 
 pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(get_stock).service(adjust_stock).service(list_movements);
@@ -201,10 +201,10 @@ pub async fn list_movements(
     page: web::Query<PageQuery>,
 ) -> Result<web::Json<Page<MovementView>>, AppError> {
     let product_id = product_id.into_inner();
-    let (limit, before) = (page.limit()?, page.cursor::<i64>()?);
+    let (limit, before) = (page.limit()?, page.cursor::<i64>(&state.keys.cursors, List::StockMovements)?);
     let movements = state
         .db
         .run(Module::Inventory.op("list_movements"), move |conn| super::movements(conn, product_id, before, limit))
         .await?;
-    Ok(web::Json(movements.map(MovementView::from)))
+    Ok(web::Json(movements.map(MovementView::from).signed(&state.keys.cursors, List::StockMovements)))
 }

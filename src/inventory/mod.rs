@@ -24,7 +24,7 @@ use crate::ids::{OrderId, ProductId};
 use crate::input::{Text, Whole};
 use crate::kernel::{Call, Module, TableAccess, Use};
 use crate::outbox;
-use crate::pagination::Page;
+use crate::pagination::Keyset;
 
 pub const TABLES: TableAccess = TableAccess {
     module: Module::Inventory,
@@ -193,10 +193,10 @@ pub fn stock_levels(
     low_only: bool,
     after: Option<LevelsCursor>,
     limit: i64,
-) -> Result<Page<StockLevel>, InventoryError> {
+) -> Result<Keyset<StockLevel>, InventoryError> {
     crate::as_module!(conn, Module::Inventory);
     let rows = store::levels(conn, low_only, after, limit + 1)?;
-    Ok(Page::from_rows(rows, limit, |level| (level.available(), level.product_id)))
+    Ok(Keyset::from_rows(rows, limit, |level| (level.available(), level.product_id)))
 }
 
 pub type LevelsCursor = (i32, ProductId);
@@ -214,11 +214,11 @@ pub fn movements(
     product_id: ProductId,
     before: Option<i64>,
     limit: i64,
-) -> Result<Page<Movement>, InventoryError> {
+) -> Result<Keyset<Movement>, InventoryError> {
     crate::as_module!(conn, Module::Inventory);
     stock_level(conn, product_id)?;
     let rows = store::movements(conn, product_id, before, limit + 1)?;
-    Ok(Page::from_rows(rows, limit, |movement| movement.id))
+    Ok(Keyset::from_rows(rows, limit, |movement| movement.id))
 }
 
 /// The ledger rows an order caused, oldest first.

@@ -16,7 +16,7 @@ use crate::error::AppError;
 use crate::http::state::AppState;
 use crate::ids::ProductId;
 use crate::kernel::Module;
-use crate::pagination::{Page, PageQuery};
+use crate::pagination::{List, Page, PageQuery};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/inventory", web::get().to(overview))
@@ -109,13 +109,14 @@ async fn load_ledger(
     product_id: ProductId,
     page: &PageQuery,
 ) -> Result<(StockLevel, Page<Movement>), AppError> {
-    let before = page.cursor::<i64>()?;
-    state
+    let before = page.cursor::<i64>(&state.keys.cursors, List::StockMovements)?;
+    let (stock, movements) = state
         .db
         .run(Module::Inventory.op("ledger_page"), move |conn| -> Result<_, InventoryError> {
             Ok((super::stock_level(conn, product_id)?, super::movements(conn, product_id, before, PAGE_SIZE)?))
         })
-        .await
+        .await?;
+    Ok((stock, movements.signed(&state.keys.cursors, List::StockMovements)))
 }
 
 async fn ledger(

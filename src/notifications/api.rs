@@ -12,7 +12,7 @@ use crate::http::problems::{InvalidQuery, MalformedQuery, Unauthorized, Unavaila
 use crate::http::state::AppState;
 use crate::ids::OrderId;
 use crate::kernel::Module;
-use crate::pagination::{Page, PageQuery};
+use crate::pagination::{List, Page, PageQuery};
 
 pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(list_notifications);
@@ -76,7 +76,7 @@ pub async fn list_notifications(
     filter: web::Query<NotificationFilter>,
     page: web::Query<PageQuery>,
 ) -> Result<web::Json<Page<NotificationItem>>, AppError> {
-    let (limit, after) = (page.limit()?, page.cursor::<ListCursor>()?);
+    let (limit, after) = (page.limit()?, page.cursor::<ListCursor>(&state.keys.cursors, List::Notifications)?);
     let order_id = filter.order_id;
     let notifications = state
         .db
@@ -84,5 +84,5 @@ pub async fn list_notifications(
             super::list_notifications(conn, order_id, after, limit)
         })
         .await?;
-    Ok(web::Json(notifications.map(NotificationItem::from)))
+    Ok(web::Json(notifications.map(NotificationItem::from).signed(&state.keys.cursors, List::Notifications)))
 }

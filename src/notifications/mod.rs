@@ -26,7 +26,7 @@ use crate::ids::OrderId;
 use crate::kernel::{Call, Module, TableAccess, Use};
 use crate::money::Currency;
 use crate::outbox::dispatcher::{Attempt, EventRecord, Handler, Outcome};
-use crate::pagination::Page;
+use crate::pagination::Keyset;
 
 pub const TABLES: TableAccess = TableAccess {
     module: Module::Notifications,
@@ -155,10 +155,10 @@ pub fn list_notifications(
     order_id: Option<OrderId>,
     after: Option<ListCursor>,
     limit: i64,
-) -> QueryResult<Page<Notification>> {
+) -> QueryResult<Keyset<Notification>> {
     crate::as_module!(conn, Module::Notifications);
     let rows = store::list(conn, order_id, after, limit + 1)?;
-    Ok(Page::from_rows(rows, limit, |notification| (notification.created_at, notification.id)))
+    Ok(Keyset::from_rows(rows, limit, |notification| (notification.created_at, notification.id)))
 }
 
 /// What the admin list of e-mails is narrowed to; `None` is "any".

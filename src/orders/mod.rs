@@ -31,7 +31,7 @@ use crate::error::{AppError, FieldError};
 use crate::ids::OrderId;
 use crate::inventory::InventoryError;
 use crate::kernel::{Call, Module, TableAccess, Use};
-use crate::pagination::Page;
+use crate::pagination::Keyset;
 use crate::payments::PaymentsError;
 
 pub const TABLES: TableAccess = TableAccess {
@@ -130,7 +130,7 @@ pub fn list_orders(
     filter: OrderFilter,
     after: Option<ListCursor>,
     limit: i64,
-) -> Result<Page<(Order, Customer)>, OrdersError> {
+) -> Result<Keyset<(Order, Customer)>, OrdersError> {
     crate::as_module!(conn, Module::Orders);
     let filter = store::ListFilter {
         status: filter.status,
@@ -138,7 +138,7 @@ pub fn list_orders(
         number: filter.number,
     };
     let rows = store::list(conn, &filter, after, limit + 1)?;
-    Ok(Page::from_rows(rows, limit, |(order, _)| (order.created_at, order.id)))
+    Ok(Keyset::from_rows(rows, limit, |(order, _)| (order.created_at, order.id)))
 }
 
 /// Figures for the admin dashboard: the last 24 hours, per status.

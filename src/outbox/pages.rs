@@ -236,13 +236,23 @@ fn consequence_of_running(handler: &str) -> String {
     }
 }
 
+/// The event and handler an address names; a handler segment no handler can have (a NUL byte,
+/// say) is a bad request, under the same rule as the `handler` filter.
+fn delivery_of(path: web::Path<(i64, String)>) -> Result<(i64, String), AppError> {
+    let (event_id, handler) = path.into_inner();
+    HANDLER
+        .check(&handler)
+        .map_err(|message| AppError::bad_request(format!("The handler in the address {message}.")))?;
+    Ok((event_id, handler))
+}
+
 /// The confirmation step before retrying one dead delivery.
 async fn confirm_retry(
     state: web::Data<AppState>,
     admin: Admin,
     path: web::Path<(i64, String)>,
 ) -> Result<HttpResponse, PageError> {
-    let (event_id, handler) = path.into_inner();
+    let (event_id, handler) = delivery_of(path)?;
     let name = handler.clone();
     let work = state
         .db
@@ -276,7 +286,7 @@ async fn retry(
     path: web::Path<(i64, String)>,
     _: CsrfForm<ButtonForm>,
 ) -> Result<HttpResponse, PageError> {
-    let (event_id, handler) = path.into_inner();
+    let (event_id, handler) = delivery_of(path)?;
     let name = handler.clone();
     let revived =
         state.db.run(Module::Outbox.op("retry_dead"), move |conn| super::retry_dead(conn, event_id, &name)).await?;

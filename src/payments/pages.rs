@@ -3,7 +3,7 @@
 
 use actix_web::{HttpResponse, web};
 use askama::Template;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::Deserialize;
 
 use super::{CardBrand, PaymentFilter, PaymentListItem, PaymentSort, PaymentStatus, PaymentTotals};
@@ -224,15 +224,21 @@ fn one_of<const N: usize>(words: [&str; N]) -> String {
 }
 
 /// A day typed in a date field (`2026-11-28`), or `None` with a message when it is not one.
+/// Years run from 1 to 9999, as in a browser's date field: chrono reads years PostgreSQL
+/// cannot store (before 4713 BC), and a query must never see one.
 fn day(text: &str, field: &str, errors: &mut FormErrors) -> Option<NaiveDate> {
     if text.is_empty() {
         return None;
     }
-    let parsed = NaiveDate::parse_from_str(text, "%Y-%m-%d").ok();
-    if parsed.is_none() {
+    let Ok(parsed) = NaiveDate::parse_from_str(text, "%Y-%m-%d") else {
         errors.push(field, "Type a date as 2026-11-28.");
+        return None;
+    };
+    if !(1..=9999).contains(&parsed.year()) {
+        errors.push(field, "Type a date between 0001-01-01 and 9999-12-31.");
+        return None;
     }
-    parsed
+    Some(parsed)
 }
 
 fn start_of(day: NaiveDate) -> DateTime<Utc> {

@@ -322,3 +322,66 @@ fn admin_pages(product: &str, order: &str) -> Vec<String> {
         "/admin/account".into(),
     ]
 }
+
+/// A keyset cursor as the API once made them: base64url JSON, trusted as it came.
+fn forged_cursor(json: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+}
+
+#[test]
+fn a_cursor_the_api_did_not_hand_out_is_a_400_whatever_it_decodes_to() {
+    let app = TestApp::spawn();
+    let mug = app.product_with_stock("MUG-001", 1290, 10);
+    for n in 0..3 {
+        let product = app.create_product(&format!("PEN-00{n}"), 100)["id"].as_str().unwrap().to_owned();
+        app.receive_stock(&product, 5);
+        app.placed_order(&format!("buyer{n}@example.com"), &[(&product, 1)]);
+    }
+    let id = "6f1d6f5e-0000-4000-8000-000000000000";
+    let forged = [
+        // A NUL byte escaped inside the JSON text, which no byte check sees.
+        ("/api/products", forged_cursor(&format!(r#"["a\u0000b","{id}"]"#))),
+        // A date PostgreSQL cannot store, and one it can, neither handed out.
+        ("/api/orders", forged_cursor(&format!(r#"["-5000-01-01T00:00:00Z","{id}"]"#))),
+        ("/api/orders", forged_cursor(&format!(r#"["2026-01-01T00:00:00Z","{id}"]"#))),
+        ("/api/notifications", forged_cursor(&format!(r#"["-5000-01-01T00:00:00Z","{id}"]"#))),
+        (&format!("/api/inventory/{mug}/movements") as &str, forged_cursor("1")),
+    ]
+    .map(|(path, cursor)| (path.to_owned(), cursor));
+    for (path, cursor) in &forged {
+        let problem = app.admin_get(&format!("{path}?cursor={cursor}")).problem(400);
+        assert_eq!(problem["detail"], "The cursor is not one this API handed out.", "{path}");
+    }
+
+    // A cursor handed out works, on its own list only, and not once changed.
+    let page = app.admin_get("/api/orders?limit=1").ok_json(200);
+    let cursor = page["next_cursor"].as_str().unwrap().to_owned();
+    app.admin_get(&format!("/api/orders?limit=1&cursor={cursor}")).ok_json(200);
+    app.admin_get(&format!("/api/notifications?limit=1&cursor={cursor}")).problem(400);
+    let mut changed = cursor.clone().into_bytes();
+    let last = changed.last_mut().unwrap();
+    *last = if *last == b'A' { b'B' } else { b'A' };
+    let changed = String::from_utf8(changed).unwrap();
+    app.admin_get(&format!("/api/orders?limit=1&cursor={changed}")).problem(400);
+}
+
+#[test]
+fn hand_made_dates_and_path_segments_in_the_admin_pages_are_a_readable_400() {
+    let app = TestApp::spawn();
+    let mut browser = app.signed_in_browser();
+    // Like a mistyped date: said beside its field.
+    for path in
+        ["/admin/payments?from=-5000-01-01", "/admin/payments?to=-5000-01-01", "/admin/payments?from=0000-12-31"]
+    {
+        let page = browser.get(path);
+        assert_eq!(page.status, 200, "{path}: {}", page.body);
+        assert!(page.body.contains("Type a date between 0001-01-01 and 9999-12-31."), "{path}: {}", page.body);
+    }
+    let page = browser.get("/admin/events/1/order-e%00mails/retry");
+    assert_eq!(page.status, 400, "{}", page.body);
+    assert!(page.header("content-type").unwrap().starts_with("text/html"));
+    let token = browser.csrf_token("/admin/events");
+    let posted = browser.post_form("/admin/events/1/order-e%00mails/retry", &[("csrf_token", &token)]);
+    assert_eq!(posted.status, 400, "{}", posted.body);
+}

@@ -16,7 +16,7 @@ use crate::ids::{OrderId, ProductId};
 use crate::input::{self, whole_number};
 use crate::kernel::Module;
 use crate::orders::{self, OrderFilter, OrderStatus, PlaceOrder, PlacedOrder};
-use crate::pagination::{Page, PageQuery};
+use crate::pagination::{List, Page, PageQuery};
 
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -161,7 +161,7 @@ pub async fn list_orders(
     page: web::Query<PageQuery>,
 ) -> Result<web::Json<Page<OrderListItem>>, AppError> {
     let query = query.into_inner();
-    let (limit, after) = (page.limit()?, page.cursor::<orders::ListCursor>()?);
+    let (limit, after) = (page.limit()?, page.cursor::<orders::ListCursor>(&state.keys.cursors, List::Orders)?);
     let email = match query.email.as_deref().map(|email| input::SEARCH.check(email)) {
         None => None,
         Some(Ok(email)) => Some(email.to_owned()).filter(|email| !email.is_empty()),
@@ -172,14 +172,18 @@ pub async fn list_orders(
         .db
         .run(Module::Orders.op("list_orders"), move |conn| orders::list_orders(conn, filter, after, limit))
         .await?;
-    Ok(web::Json(orders.map(|(order, customer)| OrderListItem {
-        id: order.id,
-        number: order.display_number(),
-        status: order.status,
-        customer: CustomerView { email: customer.email, name: customer.name },
-        total_minor: order.total_minor,
-        currency: order.currency,
-        created_at: order.created_at,
-        updated_at: order.updated_at,
-    })))
+    Ok(web::Json(
+        orders
+            .map(|(order, customer)| OrderListItem {
+                id: order.id,
+                number: order.display_number(),
+                status: order.status,
+                customer: CustomerView { email: customer.email, name: customer.name },
+                total_minor: order.total_minor,
+                currency: order.currency,
+                created_at: order.created_at,
+                updated_at: order.updated_at,
+            })
+            .signed(&state.keys.cursors, List::Orders),
+    ))
 }
