@@ -187,6 +187,7 @@ pub fn start_background_work(db: &Db, config: &Config) -> BackgroundTasks {
     crate::outbox::dispatcher::start(&mut tasks, db, config, handlers);
     crate::orders::timeout::start(&mut tasks, db, config);
     crate::idempotency::start_purging(&mut tasks, db);
+    crate::admin::session_store::start_pruning(&mut tasks, db, config.session);
     crate::architecture::locks::start(&mut tasks, db, config.lock_sample_interval);
     tasks
 }

@@ -3,8 +3,9 @@
 
 use std::sync::OnceLock;
 
-use actix_session::{Session, SessionExt};
+use actix_session::SessionExt;
 use actix_web::body::{EitherBody, MessageBody};
+use actix_web::cookie::{Cookie, CookieJar, Key, SameSite};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
@@ -18,11 +19,12 @@ use rand::{Rng, RngCore};
 use serde::Deserialize;
 
 use super::page::{PageError, render_with_status};
-use super::session::{self, ButtonForm, CsrfForm, CsrfProtected};
+use super::session::{self, ButtonForm, CsrfForm};
 use super::store;
 use crate::admin::page::see_other;
 use crate::config::Config;
 use crate::error::AppError;
+use crate::http::admin_token::constant_time_eq;
 use crate::http::state::AppState;
 use crate::kernel::Module;
 
@@ -33,6 +35,9 @@ const MAX_FAILURES_PER_CLIENT: i64 = 20;
 const FAILURE_WINDOW_MINUTES: i64 = 15;
 
 pub const FIRST_ADMIN: &str = "admin";
+
+/// The same answer for an unknown name and a wrong password: it does not tell which names exist.
+const WRONG: &str = "Unknown user name or wrong password.";
 
 pub fn hash_password(password: &str) -> Result<String, AppError> {
     let mut salt = [0u8; 16];
@@ -122,12 +127,6 @@ pub struct LoginForm {
     next: String,
 }
 
-impl CsrfProtected for LoginForm {
-    fn csrf_token(&self) -> &str {
-        &self.csrf_token
-    }
-}
-
 /// Only local admin paths are followed after sign-in, never another site.
 fn safe_next(next: Option<&str>) -> &str {
     match next {
@@ -143,14 +142,60 @@ fn safe_next(next: Option<&str>) -> &str {
     }
 }
 
-pub async fn login_form(request: HttpRequest, query: web::Query<LoginQuery>) -> Result<HttpResponse, PageError> {
-    let session = request.get_session();
+/// The sign-in form's CSRF token lives in a signed cookie of its own, not in a session: a
+/// visitor who is not signed in costs no stored row, however many times the form is asked for.
+/// The form must send back the token the cookie holds; only Agora can sign such a cookie, and
+/// another site can neither read the token nor set the cookie.
+const LOGIN_CSRF_COOKIE: &str = "agora_login_csrf";
+
+/// The token of the visitor's sign-in cookie, if it carries one Agora signed.
+fn login_csrf_token(request: &HttpRequest, key: &Key) -> Option<String> {
+    let mut jar = CookieJar::new();
+    jar.add_original(request.cookie(LOGIN_CSRF_COOKIE)?);
+    jar.signed(key).get(LOGIN_CSRF_COOKIE).map(|cookie| cookie.value().to_owned())
+}
+
+fn login_csrf_cookie(token: &str, key: &Key, secure: bool) -> Cookie<'static> {
+    let mut jar = CookieJar::new();
+    let cookie = Cookie::build(LOGIN_CSRF_COOKIE, token.to_owned())
+        .path("/admin/login")
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(secure)
+        .finish();
+    jar.signed_mut(key).add(cookie);
+    jar.get(LOGIN_CSRF_COOKIE).cloned().expect("the cookie just added")
+}
+
+/// The sign-in form, with the visitor's token (or a new one) in the form and in the cookie.
+fn login_page(
+    state: &AppState,
+    request: &HttpRequest,
+    status: StatusCode,
+    username: &str,
+    next: &str,
+    message: Option<&str>,
+) -> Result<HttpResponse, PageError> {
+    let key = &state.keys.cookies;
+    let csrf_token = login_csrf_token(request, key).unwrap_or_else(session::new_token);
+    let mut response = render_with_status(status, &LoginPage { csrf_token: &csrf_token, username, next, message })?;
+    response
+        .add_cookie(&login_csrf_cookie(&csrf_token, key, state.config.cookie_secure))
+        .map_err(AppError::internal)?;
+    Ok(response)
+}
+
+pub async fn login_form(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    query: web::Query<LoginQuery>,
+) -> Result<HttpResponse, PageError> {
     let next = safe_next(query.next.as_deref());
-    if session::signed_in(&session).is_some() {
+    // Reading a session that the request has no cookie for costs nothing; only a cookie's is looked up.
+    if session::signed_in(&request.get_session()).is_some() {
         return Ok(see_other(next));
     }
-    let csrf_token = session::csrf_token(&session);
-    render_with_status(StatusCode::OK, &LoginPage { csrf_token: &csrf_token, username: "", next, message: None })
+    login_page(&state, &request, StatusCode::OK, "", next, None)
 }
 
 pub enum Attempt {
@@ -188,8 +233,13 @@ fn claim_attempt(conn: &mut PgConnection, name: &str, ip: &str) -> Result<Attemp
 pub async fn login(
     state: web::Data<AppState>,
     request: HttpRequest,
-    CsrfForm(form): CsrfForm<LoginForm>,
+    form: web::Form<LoginForm>,
 ) -> Result<HttpResponse, PageError> {
+    let form = form.into_inner();
+    let signed = login_csrf_token(&request, &state.keys.cookies);
+    if !signed.is_some_and(|token| constant_time_eq(token.as_bytes(), form.csrf_token.as_bytes())) {
+        return Err(PageError::from(AppError::forbidden(session::EXPIRED_FORM)));
+    }
     let session = request.get_session();
     let username = form.username.trim().to_lowercase();
     let client_ip = request.peer_addr().map(|address| address.ip().to_string()).unwrap_or_default();
@@ -198,7 +248,7 @@ pub async fn login(
     // No user has a name outside the rule `admin_users` checks; such a name reaches no query.
     if store::USERNAME.check(&username).is_err() {
         log::warn!("failed admin sign-in with a malformed user name");
-        return login_failed(&session, StatusCode::UNAUTHORIZED, "", &next, "Unknown user name or wrong password.");
+        return login_page(&state, &request, StatusCode::UNAUTHORIZED, "", &next, Some(WRONG));
     }
     let attempt = check_password(&state, &username, &client_ip, form.password).await?;
     match attempt {
@@ -209,7 +259,8 @@ pub async fn login(
                 if minutes == 1 { "" } else { "s" }
             );
             log::warn!("admin sign-in refused while limited, for user name {username:?}");
-            let mut response = login_failed(&session, StatusCode::TOO_MANY_REQUESTS, &username, &next, &message)?;
+            let mut response =
+                login_page(&state, &request, StatusCode::TOO_MANY_REQUESTS, &username, &next, Some(&message))?;
             response.headers_mut().insert(
                 actix_web::http::header::RETRY_AFTER,
                 actix_web::http::header::HeaderValue::from(retry_after_seconds),
@@ -219,11 +270,16 @@ pub async fn login(
         Attempt::Check { user: Some(user) } => {
             session::sign_in(&session, user.id, &user.username, &client_ip, user_agent(&request))?;
             log::info!("admin {} signed in", user.username);
-            Ok(see_other(&next))
+            let mut response = see_other(&next);
+            // The session carries a CSRF token of its own from now on.
+            let mut spent = login_csrf_cookie("", &state.keys.cookies, state.config.cookie_secure);
+            spent.make_removal();
+            response.add_cookie(&spent).map_err(AppError::internal)?;
+            Ok(response)
         }
         Attempt::Check { user: None } => {
             log::warn!("failed admin sign-in for user name {username:?}");
-            login_failed(&session, StatusCode::UNAUTHORIZED, &username, &next, "Unknown user name or wrong password.")
+            login_page(&state, &request, StatusCode::UNAUTHORIZED, &username, &next, Some(WRONG))
         }
     }
 }
@@ -265,17 +321,6 @@ pub async fn check_password(
 
 fn user_agent(request: &HttpRequest) -> &str {
     request.headers().get(actix_web::http::header::USER_AGENT).and_then(|value| value.to_str().ok()).unwrap_or("")
-}
-
-fn login_failed(
-    session: &Session,
-    status: StatusCode,
-    username: &str,
-    next: &str,
-    message: &str,
-) -> Result<HttpResponse, PageError> {
-    let csrf_token = session::csrf_token(session);
-    render_with_status(status, &LoginPage { csrf_token: &csrf_token, username, next, message: Some(message) })
 }
 
 pub async fn logout(request: HttpRequest, CsrfForm(_): CsrfForm<ButtonForm>) -> HttpResponse {

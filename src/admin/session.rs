@@ -74,7 +74,7 @@ pub fn sign_in(
     Ok(())
 }
 
-/// The session's CSRF token, created on first use (the login form needs one before sign-in).
+/// The session's CSRF token, set at sign-in (created here for a session that lost it).
 pub fn csrf_token(session: &Session) -> String {
     if let Ok(Some(token)) = session.get::<String>(CSRF) {
         return token;
@@ -105,7 +105,11 @@ fn take_warning(session: &Session) -> Option<String> {
     session.remove_as::<String>(WARNING).and_then(Result::ok)
 }
 
-fn new_token() -> String {
+/// What a form post with a missing or wrong CSRF token is told.
+pub const EXPIRED_FORM: &str =
+    "This form has expired or did not come from Agora's admin pages. Go back, reload the page and try again.";
+
+pub fn new_token() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     URL_SAFE_NO_PAD.encode(bytes)
@@ -156,7 +160,8 @@ pub async fn remember_write_position(
     request: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let writes = request.method() == Method::POST;
+    // A visitor who is not signed in has no session to remember it in, and must not get one.
+    let writes = request.method() == Method::POST && signed_in(&request.get_session()).is_some();
     let state = request.app_data::<web::Data<AppState>>().cloned();
     let response = next.call(request).await?;
     if let Some(state) = state.filter(|state| writes && state.db.has_replica()) {
@@ -212,10 +217,7 @@ impl<T: DeserializeOwned + CsrfProtected + 'static> FromRequest for CsrfForm<T> 
                 })?
                 .into_inner();
             if !verify_csrf(&session, form.csrf_token()) {
-                return Err(PageError::from(AppError::forbidden(
-                    "This form has expired or did not come from Agora's admin pages. Go back, reload the page and \
-                     try again.",
-                )));
+                return Err(PageError::from(AppError::forbidden(EXPIRED_FORM)));
             }
             Ok(CsrfForm(form))
         })

@@ -82,9 +82,8 @@ impl SessionStore for DbSessionStore {
             user_id: json_value::<Uuid>(&state, USER_ID),
             state: to_json(&state),
         };
-        let lifetime = self.lifetime;
         self.db
-            .run(Module::Admin.op("save_session"), move |conn| store::insert_session(conn, &row, lifetime))
+            .run(Module::Admin.op("save_session"), move |conn| store::insert_session(conn, &row))
             .await
             .map_err(|error| SaveError::Other(anyhow::Error::new(error)))?;
         SessionKey::try_from(key).map_err(|error| SaveError::Other(anyhow::Error::new(error)))
@@ -120,3 +119,23 @@ impl SessionStore for DbSessionStore {
             .map_err(anyhow::Error::new)
     }
 }
+
+/// Removes ended sessions now and then, in the background: a session past its lifetime no longer
+/// loads anyway, so nothing waits for this, and no request pays for it.
+pub fn start_pruning(tasks: &mut crate::background::BackgroundTasks, db: &Db, lifetime: SessionLifetime) {
+    let db = db.clone();
+    tasks.spawn("admin-session-prune", move |stop| {
+        loop {
+            match db.run_blocking(Module::Admin.op("prune_sessions"), |conn| store::prune_sessions(conn, lifetime)) {
+                Ok(0) => {}
+                Ok(count) => log::info!("removed {count} ended admin session(s)"),
+                Err(error) => log::warn!("removing ended admin sessions failed, will retry: {error}"),
+            }
+            if stop.wait(PRUNE_EVERY) {
+                return;
+            }
+        }
+    });
+}
+
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(300);

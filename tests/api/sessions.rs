@@ -158,3 +158,89 @@ fn sessions_end_after_the_idle_and_the_absolute_lifetime() {
         .unwrap();
     assert_eq!(old.get("/admin").status, 303, "older than 12 hours, however active");
 }
+
+#[test]
+fn visitors_who_do_not_sign_in_store_nothing_however_often_they_come() {
+    let app = TestApp::spawn();
+    // Cookieless visits of the form, as a flood would send them, and failed sign-ins.
+    for _ in 0..50 {
+        let page = app.get("/admin/login");
+        assert_eq!(page.status, 200);
+        assert!(page.header("set-cookie").is_some_and(|cookie| cookie.starts_with("agora_login_csrf=")));
+    }
+    let (mut browser, token) = at_login_form(&app);
+    let wrong = browser.post_form("/admin/login", &[("csrf_token", &token), ("username", "admin"), ("password", "x")]);
+    assert_eq!(wrong.status, 401);
+    assert_eq!(extract_csrf_token(&wrong.body), token, "the form keeps its token");
+    assert!(browser.get("/admin/orders").status == 303, "still signed out");
+    assert_eq!(app.count("SELECT count(*) FROM admin_sessions"), 0, "no visit stored a session");
+
+    // Signing in stores the one session, and spends the sign-in cookie.
+    let signed_in = browser.sign_in("admin", ADMIN_PASSWORD);
+    assert_eq!(signed_in.status, 303, "{}", signed_in.body);
+    assert!(browser.has_session());
+    assert!(!browser.cookie_header().contains("agora_login_csrf"), "{}", browser.cookie_header());
+    assert_eq!(app.count("SELECT count(*) FROM admin_sessions"), 1);
+    assert_eq!(browser.get("/admin/orders").status, 200);
+}
+
+#[test]
+fn the_sign_in_form_is_refused_without_the_cookie_its_token_came_with() {
+    let app = TestApp::spawn();
+    let (mut alice, alices_token) = at_login_form(&app);
+    let (mut mallory, mallorys_token) = at_login_form(&app);
+    let fields = |token: &str| {
+        [("csrf_token", token.to_owned()), ("username", "admin".to_owned()), ("password", ADMIN_PASSWORD.to_owned())]
+    };
+    let post = |browser: &mut Browser, token: &str| {
+        let fields = fields(token);
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(name, value)| (*name, value.as_str())).collect();
+        browser.post_form("/admin/login", &fields)
+    };
+    // Another visitor's token, no cookie, a cookie not signed by Agora: refused unchecked.
+    assert_eq!(post(&mut alice, &mallorys_token).status, 403);
+    assert_eq!(post(&mut app.browser(), &alices_token).status, 403);
+    let mut forger = app.browser();
+    let forged =
+        forger.post_form("/admin/login", &[("csrf_token", "abc"), ("username", "admin"), ("password", ADMIN_PASSWORD)]);
+    assert_eq!(forged.status, 403);
+    assert_eq!(app.count("SELECT count(*) FROM admin_login_failures"), 0, "no password was checked");
+    assert_eq!(post(&mut mallory, &mallorys_token).status, 303);
+}
+
+#[test]
+fn ended_sessions_are_removed_in_the_background_by_an_index_not_a_scan() {
+    let app = TestApp::spawn();
+    let mut conn = app.connect();
+    // A table of 20,000 sessions, a few of them ended either way.
+    use diesel::connection::SimpleConnection;
+    conn.batch_execute(
+        "INSERT INTO admin_sessions (key_hash, state, created_at, last_seen_at)
+         SELECT sha256(n::text::bytea), '{}', now() - CASE WHEN n <= 3 THEN interval '13 hours' ELSE interval '1 minute' END,
+                now() - CASE WHEN n BETWEEN 4 AND 6 THEN interval '31 minutes' ELSE interval '1 minute' END
+           FROM generate_series(1, 20000) AS n;
+         ANALYZE admin_sessions",
+    )
+    .unwrap();
+    #[derive(QueryableByName)]
+    struct Plan {
+        #[diesel(sql_type = diesel::sql_types::Text, column_name = "QUERY PLAN")]
+        line: String,
+    }
+    let plan: Vec<Plan> = diesel::sql_query(
+        "EXPLAIN DELETE FROM admin_sessions WHERE last_seen_at < now() - interval '30 minutes' \
+         OR created_at < now() - interval '12 hours'",
+    )
+    .load(&mut conn)
+    .unwrap();
+    let plan: Vec<String> = plan.into_iter().map(|row| row.line).collect();
+    assert!(!plan.iter().any(|line| line.contains("Seq Scan")), "{plan:#?}");
+
+    // Signing in removes nothing; a process's background work does, when it starts and then now and then.
+    app.signed_in_browser();
+    assert_eq!(app.count("SELECT count(*) FROM admin_sessions"), 20_000 + 1);
+    let _worker = app.spawn_beside(|config| config.outbox.run_in_server = true);
+    crate::helpers::eventually("the ended sessions removed", std::time::Duration::from_secs(20), || {
+        app.count("SELECT count(*) FROM admin_sessions") == 20_000 - 6 + 1
+    });
+}

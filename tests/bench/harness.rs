@@ -249,7 +249,12 @@ pub struct Agora(pub Child);
 impl Agora {
     /// Starts agora on `database_url` with a pool for `clients`, plus `env`; waits until ready.
     pub fn start(database_url: &str, port: u16, clients: usize, env: &[(&str, &str)]) -> Agora {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_agora"));
+        Self::start_binary(env!("CARGO_BIN_EXE_agora"), database_url, port, clients, env)
+    }
+
+    /// [`Agora::start`] with another build of agora (an older one, to compare against).
+    pub fn start_binary(binary: &str, database_url: &str, port: u16, clients: usize, env: &[(&str, &str)]) -> Agora {
+        let mut command = Command::new(binary);
         command
             .arg("serve")
             .env("DATABASE_URL", database_url)

@@ -1,0 +1,1 @@
+DROP INDEX admin_sessions_created_idx;
