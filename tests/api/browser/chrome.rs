@@ -33,7 +33,7 @@ fn require_installed() {
         assert!(
             Path::new(binary).exists(),
             "{binary} is missing: the browser tests need Debian's chromium and chromium-driver packages \
-             (apt-get install chromium chromium-driver; .ci/run installs them)"
+             (apt-get install chromium chromium-driver; `cargo xtask test` installs them)"
         );
     }
 }

@@ -1,0 +1,149 @@
+//! `cargo xtask test [ARGS...]`: makes this machine able to run Agora's whole test suite, then
+//! runs `cargo test ARGS...`. On a Debian machine (the kind Agora is developed and tested on) it
+//! installs what is missing and starts what is not running:
+//!
+//! - PostgreSQL, running at 127.0.0.1:5432 (the integration tests' server; Debian `postgresql`);
+//! - Chromium and chromedriver for the browser tests (Debian `chromium`, `chromium-driver`);
+//! - axe-core for those tests, at the version `tests/browser/package-lock.json` pins (npm).
+//!
+//! Packages are installed with apt-get, as root (or through sudo). Everything it does, it says.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    match args.next().as_deref() {
+        Some("test") => match prepare_for_tests() {
+            Ok(()) => run_tests(args.collect()),
+            Err(problem) => {
+                eprintln!("xtask: cannot prepare the tests: {problem}");
+                ExitCode::FAILURE
+            }
+        },
+        _ => {
+            eprintln!("usage: cargo xtask test [ARGS...]   (ARGS go to cargo test, e.g. -- browser::)");
+            ExitCode::from(2)
+        }
+    }
+}
+
+type Outcome = Result<(), String>;
+
+fn repository() -> PathBuf {
+    // .ci/xtask, two levels below the repository.
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("the repository exists")
+}
+
+fn prepare_for_tests() -> Outcome {
+    postgresql()?;
+    debian_packages(&[("chromium", "/usr/bin/chromium"), ("chromium-driver", "/usr/bin/chromedriver")])?;
+    axe_core()
+}
+
+fn run_tests(args: Vec<String>) -> ExitCode {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    // The test runner's summary is the last thing printed: nothing follows it.
+    match Command::new(cargo).arg("test").args(args).current_dir(repository()).status() {
+        Ok(status) if status.success() => ExitCode::SUCCESS,
+        Ok(status) => ExitCode::from(status.code().map_or(1, |code| code.clamp(1, 255) as u8)),
+        Err(error) => {
+            eprintln!("xtask: cannot run cargo test: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The tests' PostgreSQL: the one `AGORA_TEST_DATABASE_URL` (or `DATABASE_URL`) names when it is
+/// another machine's, else the local cluster at 127.0.0.1:5432, started (or installed) if needed.
+fn postgresql() -> Outcome {
+    let url = std::env::var("AGORA_TEST_DATABASE_URL").or_else(|_| std::env::var("DATABASE_URL")).unwrap_or_default();
+    let local = url.is_empty() || url.contains("@127.0.0.1:5432/") || url.contains("@localhost:5432/");
+    if !local {
+        println!("xtask: the tests use the PostgreSQL server of AGORA_TEST_DATABASE_URL or DATABASE_URL");
+        return Ok(());
+    }
+    if !command_exists("pg_ctlcluster") {
+        debian_packages(&[("postgresql", "/usr/bin/pg_ctlcluster")])?;
+    }
+    if postgres_answers() {
+        return Ok(());
+    }
+    let version = std::fs::read_dir("/etc/postgresql")
+        .map_err(|error| format!("no PostgreSQL cluster in /etc/postgresql: {error}"))?
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .max()
+        .ok_or("no PostgreSQL cluster in /etc/postgresql")?;
+    println!("xtask: starting PostgreSQL {version}");
+    run(&mut as_root(Command::new("pg_ctlcluster").args(["--skip-systemctl-redirect", &version, "main", "start"])))?;
+    for _ in 0..60 {
+        if postgres_answers() {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    Err("PostgreSQL did not answer at 127.0.0.1:5432 within 30 s of starting".to_owned())
+}
+
+fn postgres_answers() -> bool {
+    Command::new("pg_isready").args(["-q", "-h", "127.0.0.1", "-p", "5432"]).status().is_ok_and(|s| s.success())
+}
+
+/// Installs each Debian package whose file is missing, in one apt-get run.
+fn debian_packages(packages: &[(&str, &str)]) -> Outcome {
+    let missing: Vec<&str> =
+        packages.iter().filter(|(_, file)| !Path::new(file).exists()).map(|(package, _)| *package).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    println!("xtask: installing Debian packages: {}", missing.join(" "));
+    run(&mut as_root(Command::new("apt-get").args(["update", "-qq"])))?;
+    run(&mut as_root(
+        Command::new("apt-get").env("DEBIAN_FRONTEND", "noninteractive").args(["install", "-y", "-qq"]).args(&missing),
+    ))
+}
+
+/// axe-core at the locked version, where the browser tests read it.
+fn axe_core() -> Outcome {
+    let package = repository().join("tests/browser");
+    if package.join("node_modules/axe-core/axe.min.js").exists() {
+        return Ok(());
+    }
+    if !command_exists("npm") {
+        debian_packages(&[("nodejs", "/usr/bin/node"), ("npm", "/usr/bin/npm")])?;
+    }
+    println!("xtask: installing axe-core (tests/browser/package-lock.json)");
+    run(Command::new("npm").args(["ci", "--no-audit", "--no-fund", "--prefix"]).arg(&package))
+}
+
+fn command_exists(name: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(name).is_file()))
+}
+
+/// `command` as root: as it is when this already runs as root, else through sudo.
+fn as_root(command: &mut Command) -> Command {
+    let is_root = Command::new("id").arg("-u").output().is_ok_and(|output| output.stdout.trim_ascii() == b"0");
+    let mut root = if is_root {
+        Command::new(command.get_program())
+    } else {
+        let mut sudo = Command::new("sudo");
+        sudo.arg(command.get_program());
+        sudo
+    };
+    root.args(command.get_args());
+    for (name, value) in command.get_envs() {
+        if let Some(value) = value {
+            root.env(name, value);
+        }
+    }
+    root
+}
+
+fn run(command: &mut Command) -> Outcome {
+    let shown = format!("{command:?}");
+    match command.status() {
+        Ok(status) if status.success() => Ok(()),
+        Ok(status) => Err(format!("{shown} failed ({status})")),
+        Err(error) => Err(format!("{shown} could not start: {error}")),
+    }
+}
