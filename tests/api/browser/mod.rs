@@ -3,7 +3,7 @@
 //! with axe-core for accessibility.
 //!
 //! Needs Debian's `chromium` and `chromium-driver`, and axe-core from tests/browser (installed
-//! with npm on first use); `.ci/run` installs all three. Run alone with
+//! with npm on first use); `cargo xtask test` installs all three. Run alone with
 //! `cargo test --test api browser:: -- --nocapture`.
 
 mod axe;
