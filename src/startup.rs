@@ -458,7 +458,7 @@ fn access_log_enabled() -> bool {
 
 /// Every admin page under `/admin`, module by module.
 fn configure_pages(cfg: &mut web::ServiceConfig) {
-    cfg.route("", web::get().to(crate::dashboard::show))
+    cfg.service(web::resource("").route(web::get().to(crate::dashboard::show)))
         .configure(crate::catalog::pages::configure)
         .configure(crate::inventory::pages::configure)
         .configure(crate::orders::pages::configure)

@@ -20,9 +20,9 @@ pub const MIN_PASSWORD_CHARS: usize = 12;
 const MAX_PASSWORD_CHARS: usize = 1024;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/account", web::get().to(show))
-        .route("/account/password", web::post().to(change_password))
-        .route("/account/sessions/{id}/revoke", web::post().to(revoke));
+    cfg.service(web::resource("/account").route(web::get().to(show)))
+        .service(web::resource("/account/password").route(web::post().to(change_password)))
+        .service(web::resource("/account/sessions/{id}/revoke").route(web::post().to(revoke)));
 }
 
 struct SessionRow {

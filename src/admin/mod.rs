@@ -50,7 +50,7 @@ pub fn scope(
         .app_data(page::path_config())
         .app_data(page::query_config())
         .service(web::resource("/login").route(web::get().to(auth::login_form)).route(web::post().to(auth::login)))
-        .route("/logout", web::post().to(auth::logout))
+        .service(web::resource("/logout").route(web::post().to(auth::logout)))
         .configure(account::configure)
         .configure(pages)
         .default_service(web::to(page::not_found))

@@ -13,7 +13,7 @@ use crate::db::ReplicaStatus;
 use crate::http::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/architecture", web::get().to(show));
+    cfg.service(web::resource("/architecture").route(web::get().to(show)));
 }
 
 #[derive(Template)]

@@ -20,14 +20,12 @@ use crate::kernel::Module;
 use crate::money::Currency;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/products", web::get().to(list))
-        .route("/products", web::post().to(create))
-        .route("/products/new", web::get().to(new_form))
-        .route("/products/{id}", web::get().to(show))
-        .route("/products/{id}", web::post().to(update))
-        .route("/products/{id}/edit", web::get().to(edit_form))
-        .route("/products/{id}/deactivate", web::get().to(confirm_deactivate))
-        .route("/products/{id}/active", web::post().to(set_active));
+    cfg.service(web::resource("/products").route(web::get().to(list)).route(web::post().to(create)))
+        .service(web::resource("/products/new").route(web::get().to(new_form)))
+        .service(web::resource("/products/{id}").route(web::get().to(show)).route(web::post().to(update)))
+        .service(web::resource("/products/{id}/edit").route(web::get().to(edit_form)))
+        .service(web::resource("/products/{id}/deactivate").route(web::get().to(confirm_deactivate)))
+        .service(web::resource("/products/{id}/active").route(web::post().to(set_active)));
 }
 
 #[derive(Template)]

@@ -13,8 +13,7 @@ use crate::error::AppError;
 use crate::http::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/experiments/checkout-race", web::get().to(show))
-        .route("/experiments/checkout-race", web::post().to(run));
+    cfg.service(web::resource("/experiments/checkout-race").route(web::get().to(show)).route(web::post().to(run)));
 }
 
 #[derive(Template)]

@@ -4,7 +4,9 @@
 //! actix-web routes each `#[get]`/`#[post]` handler as a resource of its own, so a wrong method
 //! falls through to the default 404, which is turned into the right answer here. The paths and
 //! their methods are known exactly from the OpenAPI document, which is collected from the same
-//! registrations as the routes.
+//! registrations as the routes. The admin pages register one resource per path with a route per
+//! method, so actix-web answers their wrong methods with 405 and `Allow` itself; HEAD and OPTIONS
+//! are added here.
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ResourceDef, ServiceRequest, ServiceResponse};
@@ -82,6 +84,9 @@ pub async fn conform(
         request.head_mut().method = Method::GET;
     }
     let response = next.call(request).await?;
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED {
+        return Ok(complete_resource_allow(method, response));
+    }
     if response.status() != StatusCode::NOT_FOUND {
         return Ok(response.map_into_left_body());
     }
@@ -106,6 +111,31 @@ pub async fn conform(
     };
     let (request, _) = response.into_parts();
     Ok(ServiceResponse::new(request, answer).map_into_right_body())
+}
+
+/// A 405 of a resource that lists its methods in `Allow`: HEAD goes wherever GET does, and
+/// OPTIONS is answered with the list rather than refused.
+fn complete_resource_allow<B>(method: Method, mut response: ServiceResponse<B>) -> ServiceResponse<EitherBody<B>> {
+    let listed = response.headers().get(header::ALLOW).and_then(|value| value.to_str().ok()).map(str::to_owned);
+    let Some(listed) = listed else {
+        return response.map_into_left_body();
+    };
+    let mut allowed: Vec<Method> =
+        listed.split(',').filter_map(|name| Method::from_bytes(name.trim().as_bytes()).ok()).collect();
+    if allowed.contains(&Method::GET) {
+        allowed.push(Method::HEAD);
+    }
+    allowed.push(Method::OPTIONS);
+    allowed.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    allowed.dedup();
+    let value = header::HeaderValue::from_str(&allow_header(&allowed)).expect("method names are header-safe");
+    if method == Method::OPTIONS {
+        let (request, _) = response.into_parts();
+        let answer = HttpResponse::NoContent().insert_header((header::ALLOW, value)).finish();
+        return ServiceResponse::new(request, answer).map_into_right_body();
+    }
+    response.headers_mut().insert(header::ALLOW, value);
+    response.map_into_left_body()
 }
 
 #[cfg(test)]

@@ -19,9 +19,9 @@ use crate::kernel::Module;
 use crate::pagination::{List, Page, PageQuery};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/inventory", web::get().to(overview))
-        .route("/inventory/{product_id}", web::get().to(ledger))
-        .route("/inventory/{product_id}/adjustments", web::post().to(adjust));
+    cfg.service(web::resource("/inventory").route(web::get().to(overview)))
+        .service(web::resource("/inventory/{product_id}").route(web::get().to(ledger)))
+        .service(web::resource("/inventory/{product_id}/adjustments").route(web::post().to(adjust)));
 }
 
 /// Ledger rows per page.

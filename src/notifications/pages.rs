@@ -16,11 +16,14 @@ use crate::http::state::AppState;
 use crate::kernel::Module;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/notifications", web::get().to(list))
-        .route("/notifications/{id}", web::get().to(show))
-        .route("/notifications/{id}/html", web::get().to(html_body))
-        .route("/notifications/{id}/resend", web::get().to(confirm_resend))
-        .route("/notifications/{id}/resend", web::post().to(resend));
+    cfg.service(web::resource("/notifications").route(web::get().to(list)))
+        .service(web::resource("/notifications/{id}").route(web::get().to(show)))
+        .service(web::resource("/notifications/{id}/html").route(web::get().to(html_body)))
+        .service(
+            web::resource("/notifications/{id}/resend")
+                .route(web::get().to(confirm_resend))
+                .route(web::post().to(resend)),
+        );
 }
 
 const BASE: &str = "/admin/notifications";

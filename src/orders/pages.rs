@@ -23,15 +23,16 @@ use crate::money::Currency;
 use crate::orders::Customer;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/orders", web::get().to(list))
-        .route("/customers", web::get().to(customers))
-        .route("/orders/{id}", web::get().to(show))
-        .route("/orders/{id}/cancel", web::get().to(confirm_cancel))
-        .route("/orders/{id}/cancel", web::post().to(cancel))
-        .route("/orders/{id}/ship", web::get().to(confirm_ship))
-        .route("/orders/{id}/ship", web::post().to(ship))
-        .route("/orders/{id}/refund", web::get().to(confirm_refund))
-        .route("/orders/{id}/refund", web::post().to(refund));
+    cfg.service(web::resource("/orders").route(web::get().to(list)))
+        .service(web::resource("/customers").route(web::get().to(customers)))
+        .service(web::resource("/orders/{id}").route(web::get().to(show)))
+        .service(
+            web::resource("/orders/{id}/cancel").route(web::get().to(confirm_cancel)).route(web::post().to(cancel)),
+        )
+        .service(web::resource("/orders/{id}/ship").route(web::get().to(confirm_ship)).route(web::post().to(ship)))
+        .service(
+            web::resource("/orders/{id}/refund").route(web::get().to(confirm_refund)).route(web::post().to(refund)),
+        );
 }
 
 #[derive(Template)]

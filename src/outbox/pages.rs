@@ -19,11 +19,17 @@ use crate::kernel::Module;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     // The bulk retry before the per-delivery routes: the paths differ in length and cannot
     // collide today, but a literal segment should win over a parameter should they ever meet.
-    cfg.route("/events", web::get().to(show))
-        .route("/events/retry-dead", web::get().to(confirm_retry_all))
-        .route("/events/retry-dead", web::post().to(retry_all))
-        .route("/events/{event_id}/{handler}/retry", web::get().to(confirm_retry))
-        .route("/events/{event_id}/{handler}/retry", web::post().to(retry));
+    cfg.service(web::resource("/events").route(web::get().to(show)))
+        .service(
+            web::resource("/events/retry-dead")
+                .route(web::get().to(confirm_retry_all))
+                .route(web::post().to(retry_all)),
+        )
+        .service(
+            web::resource("/events/{event_id}/{handler}/retry")
+                .route(web::get().to(confirm_retry))
+                .route(web::post().to(retry)),
+        );
 }
 
 const BASE: &str = "/admin/events";

@@ -17,7 +17,7 @@ use crate::kernel::Module;
 use crate::money::Currency;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/payments", web::get().to(list));
+    cfg.service(web::resource("/payments").route(web::get().to(list)));
 }
 
 const BASE: &str = "/admin/payments";

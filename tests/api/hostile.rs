@@ -157,6 +157,42 @@ fn a_known_path_with_a_wrong_method_is_a_405_naming_the_allowed_ones() {
 }
 
 #[test]
+fn an_admin_page_asked_with_a_wrong_method_is_a_405_page_naming_the_allowed_ones() {
+    let app = TestApp::spawn();
+    let product = app.product_with_stock("MUG-001", 1290, 10);
+    let order = app.placed_order("ada@example.com", &[(&product, 1)]);
+    let order = order["id"].as_str().unwrap();
+    let mut browser = app.signed_in_browser();
+    let token = browser.csrf_token("/admin");
+    let cookies = browser.cookie_header();
+    let ask = |method: &str, path: &str| app.request(method, path, &[("Cookie", &cookies)]);
+    for (method, path, allowed) in [
+        ("GET", "/admin/logout".to_owned(), "OPTIONS, POST"),
+        ("POST", "/admin/orders".to_owned(), "GET, HEAD, OPTIONS"),
+        ("POST", "/admin/payments".to_owned(), "GET, HEAD, OPTIONS"),
+        ("DELETE", format!("/admin/products/{product}"), "GET, HEAD, OPTIONS, POST"),
+        ("PUT", format!("/admin/orders/{order}/cancel"), "GET, HEAD, OPTIONS, POST"),
+        ("GET", format!("/admin/inventory/{product}/adjustments"), "OPTIONS, POST"),
+        ("PATCH", "/admin".to_owned(), "GET, HEAD, OPTIONS"),
+    ] {
+        let response = ask(method, &path);
+        assert_eq!(response.status, 405, "{method} {path}: {}", response.body);
+        assert_eq!(response.header("allow"), Some(allowed), "{method} {path}");
+        assert!(response.header("content-type").unwrap().starts_with("text/html"), "{method} {path}");
+        assert!(response.body.contains("Method not allowed"), "{method} {path}: {}", response.body);
+    }
+    // A form post to a page that takes none: refused, nothing done, and the session goes on.
+    let posted = browser.post_form("/admin/orders", &[("csrf_token", &token)]);
+    assert_eq!(posted.status, 405);
+    assert_eq!(browser.get("/admin/orders").status, 200);
+    let options = ask("OPTIONS", "/admin/products");
+    assert_eq!(options.status, 204);
+    assert_eq!(options.header("allow"), Some("GET, HEAD, OPTIONS, POST"));
+    // Unknown admin paths stay 404.
+    assert_eq!(ask("POST", "/admin/nothing-here").status, 404);
+}
+
+#[test]
 fn head_works_wherever_get_does() {
     let app = TestApp::spawn();
     let product = app.product_with_stock("MUG-001", 1290, 10);
