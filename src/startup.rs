@@ -107,6 +107,7 @@ impl Application {
             config: Arc::new(config.clone()),
             openapi: openapi_document(),
             catalog: catalog.clone(),
+            experiments: crate::experiment::RunLimit::new(config.experiment.max_runs),
         };
         let gateway: Arc<dyn CardGateway> = Arc::new(crate::payments::SimulatedGateway);
         let session_key = Key::from(&session_key);
@@ -188,6 +189,8 @@ pub async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         }
         Err(other) => return Err(other.into()),
     };
+    // Scratch databases of checkout races whose process died: no live run owns them.
+    crate::experiment::remove_leftovers_at_start(&config);
     let application = Application::start(config, listener, prepared)?;
     let base = format!("http://{}", local_address(&bind, application.port()));
     log::info!("Agora is serving the API at {base}/api (OpenAPI: {base}/api/openapi.json)");

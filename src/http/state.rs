@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::catalog::cache::CatalogCache;
 use crate::config::Config;
 use crate::db::Db;
+use crate::experiment::RunLimit;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -14,4 +15,6 @@ pub struct AppState {
     pub openapi: Arc<str>,
     /// This process's copy of the public catalog answers.
     pub catalog: Arc<CatalogCache>,
+    /// The checkout races this process runs at once, at most.
+    pub experiments: Arc<RunLimit>,
 }
