@@ -312,3 +312,34 @@ fn start_up_drops_scratch_databases_a_dead_run_left_and_keeps_a_live_run_s() {
     drop(serving);
     assert_eq!(scratch_databases(&mut postgres), vec!["agora_race_shared_1234abcd"], "the live run's is kept");
 }
+
+#[test]
+fn the_databases_of_a_run_killed_mid_race_are_dropped_by_the_next_start() {
+    let _race = one_race_at_a_time();
+    let cluster = Cluster::start(&[]);
+    let mut postgres = PgConnection::establish(&cluster.url("postgres")).unwrap();
+    let shop = cluster.url("shop");
+    let mut running = Command::new(env!("CARGO_BIN_EXE_agora"))
+        .args(["experiment", "checkout-race", "--buyers", "600", "--lines", "3", "--stock", "5"])
+        .env("DATABASE_URL", &shop)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually("the run to create its scratch database", Duration::from_secs(60), || {
+        !scratch_databases(&mut postgres).is_empty()
+    });
+    running.kill().unwrap();
+    running.wait().unwrap();
+    assert!(!scratch_databases(&mut postgres).is_empty(), "a killed run cleans up nothing");
+
+    let output = Command::new(env!("CARGO_BIN_EXE_agora"))
+        .args(["experiment", "checkout-race", "--buyers", "5", "--stock", "2"])
+        .env("DATABASE_URL", &shop)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(scratch_databases(&mut postgres), Vec::<String>::new());
+}
