@@ -132,7 +132,7 @@ async fn run(
     };
     let Some(permit) = state.experiments.try_start() else {
         let failure = format!(
-            "Another checkout race is running, and this server runs {} at a time (AGORA_EXPERIMENT_MAX_RUNS). \
+            "Another checkout race is running, and this process runs {} at a time (AGORA_EXPERIMENT_MAX_RUNS). \
              Nothing was started; try again when it has finished.",
             state.experiments.max()
         );
@@ -147,13 +147,19 @@ async fn run(
         super::checkout_race(&config, &ran)
     });
     // The run keeps its own deadline; this bound holds even should the database stop answering.
-    let outcome = match tokio::time::timeout(deadline + ANSWER_GRACE, running).await {
-        Ok(finished) => finished.map_err(AppError::internal)?,
-        Err(_elapsed) => Err(ExperimentError::Deadline(deadline)),
-    };
-    let outcomes = match outcome {
-        Ok(outcomes) => outcomes,
-        Err(error) => return refused(&admin, form, failure_text(&error)),
+    let outcomes = match tokio::time::timeout(deadline + ANSWER_GRACE, running).await {
+        Ok(finished) => match finished.map_err(AppError::internal)? {
+            Ok(outcomes) => outcomes,
+            Err(error) => return refused(&admin, form, failure_text(&error)),
+        },
+        Err(_elapsed) => {
+            let failure = format!(
+                "The race did not finish within {} (AGORA_EXPERIMENT_DEADLINE_SECS), and has not stopped yet: the \
+                 database does not answer. It stops, and drops its scratch databases, as soon as it can.",
+                super::duration_text(&deadline)
+            );
+            return refused(&admin, form, failure);
+        }
     };
     render(&RacePage {
         layout: admin.layout(Section::Architecture),
