@@ -148,6 +148,8 @@ fn checkout_race(config: &Config, args: RaceArgs) -> Result<(), Box<dyn std::err
         failure_rate: args.failure_rate,
     };
     options.check()?;
+    // What runs that died left behind goes first (a live run's, in another process, stays).
+    crate::experiment::remove_leftovers_at_start(config);
     let outcomes = crate::experiment::checkout_race(config, &options)?;
     print!("{}", crate::experiment::table(&options, &outcomes));
     Ok(())

@@ -35,6 +35,17 @@ pub struct Config {
     /// A streaming replica for reads that may be a little behind.
     pub replica: Option<ReplicaSettings>,
     pub catalog_cache: CacheSettings,
+    pub experiment: ExperimentSettings,
+}
+
+/// Bounds on the checkout-race experiment (`AGORA_EXPERIMENT_DEADLINE_SECS`,
+/// `AGORA_EXPERIMENT_MAX_RUNS`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExperimentSettings {
+    /// A run still going after this long is stopped, and its scratch databases dropped.
+    pub deadline: Duration,
+    /// Runs one process performs at once; the admin page refuses more at once.
+    pub max_runs: usize,
 }
 
 /// When admin sessions end on the server (`AGORA_SESSION_IDLE_MINUTES`, `AGORA_SESSION_MAX_HOURS`).
@@ -112,6 +123,7 @@ impl std::fmt::Debug for Config {
             .field("session", &self.session)
             .field("replica", &self.replica.as_ref().map(|replica| redact_url_password(&replica.url)))
             .field("catalog_cache", &self.catalog_cache)
+            .field("experiment", &self.experiment)
             .finish()
     }
 }
@@ -253,6 +265,20 @@ impl Config {
             ttl: Duration::from_secs(parse_u64("AGORA_CATALOG_CACHE_TTL_SECS", 60)?.max(1)),
             client_max_age: Duration::from_secs(parse_u64("AGORA_CATALOG_MAX_AGE_SECS", 5)?),
         };
+        let experiment_deadline = parse_u64("AGORA_EXPERIMENT_DEADLINE_SECS", 120)?;
+        if !(1..=3600).contains(&experiment_deadline) {
+            return Err(ConfigError {
+                variable: "AGORA_EXPERIMENT_DEADLINE_SECS",
+                message: "must be between 1 and 3600 (an hour)".into(),
+            });
+        }
+        let experiment_runs = parse_u64("AGORA_EXPERIMENT_MAX_RUNS", 1)?;
+        if !(1..=8).contains(&experiment_runs) {
+            return Err(ConfigError {
+                variable: "AGORA_EXPERIMENT_MAX_RUNS",
+                message: "must be between 1 and 8".into(),
+            });
+        }
 
         Ok(Config {
             database_url: get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
@@ -292,6 +318,10 @@ impl Config {
             },
             replica,
             catalog_cache,
+            experiment: ExperimentSettings {
+                deadline: Duration::from_secs(experiment_deadline),
+                max_runs: experiment_runs as usize,
+            },
         })
     }
 }
@@ -331,6 +361,7 @@ mod tests {
         assert_eq!(config.mail_from, "Agora <shop@agora.localhost>");
         assert_eq!(config.seed, SeedMode::Demo);
         assert_eq!(config.payment_timeout, Duration::from_secs(1800));
+        assert_eq!(config.experiment, ExperimentSettings { deadline: Duration::from_secs(120), max_runs: 1 });
     }
 
     #[test]
@@ -341,6 +372,10 @@ mod tests {
         assert!(error.to_string().starts_with("AGORA_SEED:"), "{error}");
         let error = config_from(&[("AGORA_PAYMENT_TIMEOUT_SECS", "soon")]).unwrap_err();
         assert!(error.to_string().starts_with("AGORA_PAYMENT_TIMEOUT_SECS:"), "{error}");
+        let error = config_from(&[("AGORA_EXPERIMENT_MAX_RUNS", "0")]).unwrap_err();
+        assert!(error.to_string().starts_with("AGORA_EXPERIMENT_MAX_RUNS:"), "{error}");
+        let error = config_from(&[("AGORA_EXPERIMENT_DEADLINE_SECS", "0")]).unwrap_err();
+        assert!(error.to_string().starts_with("AGORA_EXPERIMENT_DEADLINE_SECS:"), "{error}");
     }
 
     #[test]

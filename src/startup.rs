@@ -112,6 +112,7 @@ impl Application {
             openapi: openapi_document(),
             catalog: catalog.clone(),
             keys,
+            experiments: crate::experiment::RunLimit::new(config.experiment.max_runs),
         };
         let gateway: Arc<dyn CardGateway> = Arc::new(crate::payments::SimulatedGateway);
         let server = HttpServer::new(move || build_app(state.clone(), gateway.clone()))
@@ -206,8 +207,16 @@ pub async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let listener = self::bind(&config)?;
     let mut stop = std::pin::pin!(termination());
     let starting = NotReady::serve(&listener)?;
+    let starting_up = async {
+        let prepared = prepare_until_done(&config, &starting).await?;
+        // Scratch databases of checkout races whose process died: no live run owns them.
+        let leftovers = config.clone();
+        let _ =
+            actix_web::rt::task::spawn_blocking(move || crate::experiment::remove_leftovers_at_start(&leftovers)).await;
+        Ok::<_, StartupError>(prepared)
+    };
     let prepared = tokio::select! {
-        prepared = prepare_until_done(&config, &starting) => prepared?,
+        prepared = starting_up => prepared?,
         signal = &mut stop => {
             // A start-up step still running in a blocking thread (a migration waiting for a lock,
             // say) is abandoned with the process; its transaction rolls back.

@@ -1,20 +1,28 @@
 //! Numbered, sortable admin lists: "page 3 of 14", totals, and column headers that sort.
 //!
 //! The API pages with keyset cursors (no OFFSET, no COUNT); an operator's list wants page numbers
-//! and a count instead. Counting is capped at [`COUNT_CAP`] rows, so a list over a million orders
+//! and a count instead. Both are bounded by [`COUNT_CAP`] rows, so a list over a million orders
 //! costs a bounded index scan: beyond the cap the page says "more than 1,000" rather than
-//! counting them all on every request.
+//! counting them all on every request, and no page starts past the rows counted ([`MAX_PAGE`]):
+//! an OFFSET as deep as the page asked for would scan and throw away every row before it.
 
 use serde::Deserialize;
 
-use crate::error::AppError;
+use crate::error::{AppError, FieldError};
 use crate::input::Whole;
 
-/// Rows counted at most per list request.
+/// Rows counted at most per list request, and the deepest row any page shows.
 pub const COUNT_CAP: i64 = 1_000;
 pub const PER_PAGE: i64 = 50;
+/// The last page a list shows: it ends at the [`COUNT_CAP`]th row. Further rows are reached by
+/// narrowing the list (its search and filters) or by sorting it the other way.
+pub const MAX_PAGE: i64 = COUNT_CAP / PER_PAGE;
 
-const PAGE: Whole = Whole::between(1, 1_000_000);
+const PAGE: Whole = Whole::between(1, MAX_PAGE);
+
+/// What an operator is told at the last page, and when asking for a page past it.
+pub const DEPTH_ADVICE: &str = "Lists show their first 1,000 rows (20 pages of 50): narrow the list with its search or \
+                                filters, or sort it the other way, to reach the rows further on.";
 
 /// `?page=&sort=&dir=` of an admin list.
 #[derive(Debug, Default, Deserialize)]
@@ -28,11 +36,17 @@ impl ListQuery {
     pub fn page(&self) -> Result<i64, AppError> {
         match self.page.as_deref().map(str::trim).filter(|page| !page.is_empty()) {
             None => Ok(1),
-            Some(text) => text
-                .parse::<i64>()
-                .map_err(|_| "must be a page number".to_owned())
-                .and_then(|page| PAGE.check(page))
-                .map_err(|message| AppError::bad_query("page", message)),
+            Some(text) => match text.parse::<i64>() {
+                Ok(page) if page > MAX_PAGE => Err(AppError::bad_request(format!(
+                    "Page {} is past the last page a list shows. {DEPTH_ADVICE}",
+                    crate::money::grouped(page)
+                ))
+                .with_field_errors(vec![FieldError::new("page", format!("must be between 1 and {MAX_PAGE}"))])),
+                parsed => parsed
+                    .map_err(|_| "must be a page number".to_owned())
+                    .and_then(|page| PAGE.check(page))
+                    .map_err(|message| AppError::bad_query("page", message)),
+            },
         }
     }
 
@@ -146,8 +160,10 @@ impl<T> Numbered<T> {
         Numbered { items, page, matching: 0, capped: false, uncounted_more: Some(more) }
     }
 
+    /// The rows before `page`. Pages come from [`ListQuery::page`], which refuses any past
+    /// [`MAX_PAGE`]; the clamp keeps every other caller within the count's bound too.
     pub fn offset(page: i64) -> i64 {
-        (page - 1) * PER_PAGE
+        (page.clamp(1, MAX_PAGE) - 1) * PER_PAGE
     }
 
     pub fn is_counted(&self) -> bool {
@@ -163,10 +179,24 @@ impl<T> Numbered<T> {
     }
 
     pub fn has_next(&self) -> bool {
+        self.page < MAX_PAGE && self.has_more()
+    }
+
+    /// Whether rows follow this page, shown or not.
+    fn has_more(&self) -> bool {
         match self.uncounted_more {
             Some(more) => more,
             None => self.capped && self.items.len() as i64 == PER_PAGE || self.page < self.pages(),
         }
+    }
+
+    /// Whether this is the last page shown although rows follow it: the pager says how to reach them.
+    pub fn at_depth_limit(&self) -> bool {
+        self.page >= MAX_PAGE && self.has_more()
+    }
+
+    pub fn depth_advice(&self) -> &'static str {
+        DEPTH_ADVICE
     }
 
     /// "Page 3 of 14", or "Page 3 of more than 20" past the counting cap ("Page 3" uncounted).
@@ -232,6 +262,24 @@ mod tests {
         assert_eq!((uncounted.items.len(), uncounted.position()), (50, "Page 3".to_owned()));
         assert!(uncounted.has_next() && !uncounted.is_counted());
         assert!(!Numbered::uncounted(vec![(); 50], 3).has_next());
+    }
+
+    #[test]
+    fn no_page_starts_past_the_rows_counted() {
+        assert_eq!(Numbered::<()>::offset(MAX_PAGE) + PER_PAGE, COUNT_CAP, "the last page ends at the cap");
+        let deepest = Numbered::new(vec![(); 50], MAX_PAGE, COUNT_CAP + 1);
+        assert_eq!(deepest.position(), "Page 20 of more than 20");
+        assert!(!deepest.has_next() && deepest.at_depth_limit());
+        let before = Numbered::new(vec![(); 50], MAX_PAGE - 1, COUNT_CAP + 1);
+        assert!(before.has_next() && !before.at_depth_limit());
+        assert!(!Numbered::new(vec![(); 50], MAX_PAGE, COUNT_CAP).at_depth_limit(), "exactly 1,000: nothing follows");
+        assert!(Numbered::uncounted(vec![(); 51], MAX_PAGE).at_depth_limit());
+        let page = |text: &str| ListQuery { page: Some(text.into()), ..Default::default() }.page();
+        assert_eq!(page("20").unwrap(), 20);
+        let refused = page("1000000").unwrap_err().problem_json();
+        assert_eq!(refused["status"], 400);
+        assert!(refused["detail"].as_str().unwrap().starts_with("Page 1,000,000 is past the last page"), "{refused}");
+        assert!(page("99999999999999999999").is_err());
     }
 
     #[test]

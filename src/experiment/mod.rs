@@ -13,10 +13,15 @@
 //!
 //! Every buyer is a thread of its own with real connections and real transactions; each buyer
 //! takes one unit of each of `lines` products, every product stocked with `stock` units.
+//!
+//! A run is bounded (see [`run`]): buyers that wait for each other are released when one of them
+//! fails, the run has a deadline (`AGORA_EXPERIMENT_DEADLINE_SECS`), and its scratch databases
+//! are dropped however it ends, or at the next start-up if its process died (see [`scratch`]).
 
 pub mod pages;
+mod run;
+mod scratch;
 
-use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
@@ -28,16 +33,27 @@ use rand::{Rng, SeedableRng};
 
 use crate::catalog::{self, ProductDraft};
 use crate::config::Config;
-use crate::db::{self, Db};
+use crate::db::Db;
 use crate::error::AppError;
 use crate::ids::ProductId;
 use crate::inventory::{self, InventoryError, MovementKind};
 use crate::kernel::Module;
 use crate::orders::{OrdersError, PlaceOrder};
+use run::{Run, StopOnPanic};
+pub use run::{RunLimit, RunPermit};
+use scratch::{Owner, Pool};
+pub use scratch::{remove_leftovers, remove_leftovers_at_start};
 
 /// Connections each pool shares among the buyers: few, so that the experiment (up to three
 /// pools at once) stays far below PostgreSQL's `max_connections` beside a running shop.
 const CONNECTIONS: u32 = 8;
+
+/// How long a buyer waits for a pooled connection at most (and never past the run's deadline).
+const POOL_WAIT: Duration = Duration::from_secs(30);
+
+/// The advisory lock (`pg_advisory_lock(OWNER_LOCK_CLASS, token)`, on the server's `postgres`
+/// database) that a live run holds for its scratch databases, named `agora_race_<variant>_<token>`.
+pub const OWNER_LOCK_CLASS: i32 = 0x5241_4345; // "RACE"
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct RaceOptions {
@@ -113,64 +129,47 @@ pub enum ExperimentError {
     Pool(#[from] r2d2::Error),
     #[error("a buyer failed: {0}")]
     Buyer(String),
+    #[error("the race did not finish within {}", duration_text(.0))]
+    Deadline(Duration),
 }
 
-/// Runs the three variants one after the other and returns what each did.
+/// "300 ms", "120 s".
+pub fn duration_text(duration: &Duration) -> String {
+    if duration.subsec_millis() == 0 && duration.as_secs() > 0 {
+        format!("{} s", duration.as_secs())
+    } else {
+        format!("{} ms", duration.as_millis())
+    }
+}
+
+/// Runs the three variants one after the other and returns what each did. The run ends at
+/// `config.experiment.deadline` at the latest: then the sessions on its scratch databases are
+/// ended, so that nothing it waits for in the database outlives the deadline.
 pub fn checkout_race(config: &Config, options: &RaceOptions) -> Result<Vec<Outcome>, ExperimentError> {
     options.check().map_err(ExperimentError::Options)?;
-    Ok(vec![shared_transaction(config, options)?, separate_services(config, options)?, naive(config, options)?])
+    let run = Run::new(config.experiment.deadline);
+    // Dropped last: the scratch databases go first, each with the variant that made it.
+    let owner = Owner::claim(config)?;
+    let outcomes = std::thread::scope(|scope| {
+        scope.spawn(|| run.watch(|| owner.end_sessions()));
+        // However the variants end, a panic included, the watchdog is let go with them.
+        let _ending = run.ending();
+        (|| {
+            Ok(vec![
+                shared_transaction(config, options, &run, &owner)?,
+                separate_services(options, &run, &owner)?,
+                naive(options, &run, &owner)?,
+            ])
+        })()
+    });
+    // A stop explains whatever error it caused: the deadline, or the buyer that failed first.
+    outcomes.map_err(|error| run.stopped().unwrap_or(error))
 }
 
-/// A database created for the experiment and dropped with this value.
-struct Scratch {
-    url: String,
-    maintenance_url: String,
-    name: String,
-}
-
-impl Scratch {
-    fn create(config: &Config, variant: &str) -> Result<Scratch, ExperimentError> {
-        let (maintenance_url, _) =
-            db::split_database_url(&config.database_url).map_err(crate::startup::StartupError::from)?;
-        let name = format!("agora_race_{variant}_{:08x}", rand::rng().random::<u32>());
-        let mut conn = PgConnection::establish(&maintenance_url)?;
-        diesel::sql_query(format!("CREATE DATABASE {}", db::quote_identifier(&name))).execute(&mut conn)?;
-        let url = db::with_database_name(&config.database_url, &name).map_err(crate::startup::StartupError::from)?;
-        Ok(Scratch { url, maintenance_url, name })
-    }
-
-    fn connect(&self) -> Result<PgConnection, ExperimentError> {
-        Ok(PgConnection::establish(&self.url)?)
-    }
-
-    /// Connections the buyers share: far fewer than buyers, as a service's pool would be.
-    fn pool(&self) -> Result<Pool, ExperimentError> {
-        r2d2::Pool::builder()
-            .max_size(CONNECTIONS)
-            .min_idle(Some(0))
-            .connection_timeout(Duration::from_secs(30))
-            .build(ConnectionManager::new(&self.url))
-            .map_err(ExperimentError::from)
-    }
-}
-
-type Pool = r2d2::Pool<ConnectionManager<PgConnection>>;
-
-fn take(pool: &Pool) -> Result<r2d2::PooledConnection<ConnectionManager<PgConnection>>, ExperimentError> {
-    Ok(pool.get()?)
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if let Ok(mut conn) = PgConnection::establish(&self.maintenance_url) {
-            let dropped =
-                diesel::sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", db::quote_identifier(&self.name)))
-                    .execute(&mut conn);
-            if let Err(error) = dropped {
-                log::warn!("could not drop the experiment's database {}: {error}", self.name);
-            }
-        }
-    }
+/// A pooled connection, unless the run has stopped; waiting for one ends at the deadline.
+fn take(run: &Run, pool: &Pool) -> Result<r2d2::PooledConnection<ConnectionManager<PgConnection>>, ExperimentError> {
+    run.check()?;
+    Ok(pool.get_timeout(run.remaining().min(POOL_WAIT))?)
 }
 
 /// Each buyer's time from the start signal to its answer, and the wall time of the race.
@@ -192,28 +191,48 @@ impl<T> Race<T> {
     }
 }
 
-/// Every buyer on a thread of its own, all let go at once.
-fn race<T: Send>(buyers: u32, buy: impl Fn(u32) -> T + Sync) -> Race<T> {
-    let start = Barrier::new(buyers as usize + 1);
+/// Every buyer on a thread of its own, all let go at once. The first buyer to fail stops the
+/// run: the others, whether waiting to start, waiting at a gate or about to begin, give up, and
+/// the race answers that failure.
+fn race<T: Send>(
+    run: &Run,
+    buyers: u32,
+    buy: impl Fn(u32) -> Result<T, ExperimentError> + Sync,
+) -> Result<Race<T>, ExperimentError> {
+    let start = run.gate(buyers as usize + 1);
     let (results, elapsed) = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..buyers)
-            .map(|buyer| {
-                let (start, buy) = (&start, &buy);
-                scope.spawn(move || {
-                    start.wait();
-                    let began = Instant::now();
-                    let result = buy(buyer);
-                    (result, began.elapsed())
-                })
-            })
-            .collect();
-        start.wait();
+        let mut handles = Vec::with_capacity(buyers as usize);
+        for buyer in 0..buyers {
+            let (start, buy) = (&start, &buy);
+            let spawned = std::thread::Builder::new().spawn_scoped(scope, move || {
+                let _stop = StopOnPanic(run);
+                run.wait(start)?;
+                let began = Instant::now();
+                let result = run.check().and_then(|()| buy(buyer));
+                if let Err(error) = &result {
+                    run.fail(format!("buyer {buyer}: {error}"));
+                }
+                result.map(|answer| (answer, began.elapsed()))
+            });
+            match spawned {
+                Ok(handle) => handles.push(handle),
+                Err(error) => {
+                    run.fail(format!("cannot start buyer {buyer}'s thread: {error}"));
+                    break;
+                }
+            }
+        }
+        // The start signal; should the run have stopped already, the buyers are released anyway.
+        let _ = run.wait(&start);
         let began = Instant::now();
-        let results: Vec<(T, Duration)> =
-            handles.into_iter().map(|handle| handle.join().expect("a buyer thread")).collect();
+        let results: Vec<Result<(T, Duration), ExperimentError>> = handles
+            .into_iter()
+            .map(|handle| handle.join().unwrap_or_else(|_| Err(ExperimentError::Buyer("a buyer panicked".into()))))
+            .collect();
         (results, began.elapsed())
     });
-    Race { results, elapsed }
+    run.check()?;
+    Ok(Race { results: results.into_iter().collect::<Result<_, _>>()?, elapsed })
 }
 
 fn buyer_email(buyer: u32) -> String {
@@ -221,16 +240,23 @@ fn buyer_email(buyer: u32) -> String {
 }
 
 /// 1. Agora's checkout: one transaction reserves the stock, writes the order and its event.
-fn shared_transaction(config: &Config, options: &RaceOptions) -> Result<Outcome, ExperimentError> {
-    let scratch = Scratch::create(config, "shared")?;
+fn shared_transaction(
+    config: &Config,
+    options: &RaceOptions,
+    run: &Run,
+    owner: &Owner,
+) -> Result<Outcome, ExperimentError> {
+    let scratch = owner.scratch("shared")?;
     let mut scratch_config = config.clone();
     scratch_config.database_url = scratch.url.clone();
     crate::startup::prepare_database(&scratch_config)?;
+    run.check()?;
     let mut settings = config.pool.clone();
     settings.max_size = CONNECTIONS;
     let db = Db::connect(&scratch.url, &settings);
     let mut products = Vec::new();
     for line in 0..options.lines {
+        run.check()?;
         let draft = ProductDraft {
             sku: format!("RACE-{line:03}"),
             name: format!("Contested product {line}"),
@@ -246,17 +272,17 @@ fn shared_transaction(config: &Config, options: &RaceOptions) -> Result<Outcome,
         products.push(product.id);
     }
     let items: Vec<(ProductId, i64)> = products.iter().map(|id| (*id, 1)).collect();
-    let race = race(options.buyers, |buyer| {
+    let race = race(run, options.buyers, |buyer| {
         let request = PlaceOrder::new(&buyer_email(buyer), "Racing Buyer", &items).map_err(AppError::validation)?;
-        db.run_blocking(Module::Orders.op("experiment_checkout"), |conn| {
+        Ok(db.run_blocking(Module::Orders.op("experiment_checkout"), |conn| {
             match crate::orders::place_order(conn, &request, config.currency) {
                 Ok(_) => Ok(true),
                 Err(OrdersError::Stock(InventoryError::Insufficient(_))) => Ok(false),
                 Err(other) => Err(AppError::from(other)),
             }
-        })
-    });
-    let mut outcome = tally("shared transaction", &race)?;
+        })?)
+    })?;
+    let mut outcome = tally("shared transaction", &race);
     for product in &products {
         let level =
             db.run_blocking(Module::Inventory.op("experiment_level"), |conn| inventory::stock_level(conn, *product))?;
@@ -268,20 +294,10 @@ fn shared_transaction(config: &Config, options: &RaceOptions) -> Result<Outcome,
     Ok(outcome)
 }
 
-/// Buyers accepted (`true`) and refused; a buyer that failed otherwise fails the experiment.
-fn tally<E: std::fmt::Display>(
-    variant: &'static str,
-    race: &Race<Result<bool, E>>,
-) -> Result<Outcome, ExperimentError> {
-    let mut outcome = Outcome { variant, ..Outcome::default() };
-    for (result, _) in &race.results {
-        match result {
-            Ok(true) => outcome.accepted += 1,
-            Ok(false) => outcome.refused += 1,
-            Err(error) => return Err(ExperimentError::Buyer(error.to_string())),
-        }
-    }
-    Ok(outcome)
+/// Buyers accepted (`true`) and refused.
+fn tally(variant: &'static str, race: &Race<bool>) -> Outcome {
+    let accepted = race.results.iter().filter(|(accepted, _)| *accepted).count() as u32;
+    Outcome { variant, accepted, refused: race.results.len() as u32 - accepted, ..Outcome::default() }
 }
 
 fn finish<T>(outcome: &mut Outcome, options: &RaceOptions, race: &Race<T>) {
@@ -342,12 +358,10 @@ enum SagaEnd {
 }
 
 /// 2. Inventory, orders and payments with a database each, and a saga between them.
-fn separate_services(config: &Config, options: &RaceOptions) -> Result<Outcome, ExperimentError> {
-    let (inventory_db, orders_db, payments_db) = (
-        Scratch::create(config, "inventory")?,
-        Scratch::create(config, "orders")?,
-        Scratch::create(config, "payments")?,
-    );
+fn separate_services(options: &RaceOptions, run: &Run, owner: &Owner) -> Result<Outcome, ExperimentError> {
+    let (inventory_db, orders_db, payments_db) =
+        (owner.scratch("inventory")?, owner.scratch("orders")?, owner.scratch("payments")?);
+    run.check()?;
     inventory_db.connect()?.batch_execute(&format!(
         "CREATE TABLE stock (product integer PRIMARY KEY, on_hand integer NOT NULL, reserved integer NOT NULL DEFAULT 0,
                              CHECK (reserved BETWEEN 0 AND on_hand));
@@ -366,24 +380,24 @@ fn separate_services(config: &Config, options: &RaceOptions) -> Result<Outcome, 
 
     let services =
         Services { inventory: inventory_db.pool()?, orders: orders_db.pool()?, payments: payments_db.pool()? };
-    let race = race(options.buyers, |buyer| {
-        saga(&services, buyer, options.lines, fate(options.seed, buyer, options.failure_rate))
-    });
+    let race = race(run, options.buyers, |buyer| {
+        saga(run, &services, buyer, options.lines, fate(options.seed, buyer, options.failure_rate))
+    })?;
     let finished = Instant::now();
     let mut outcome = Outcome { variant: "separate services (saga)", ..Outcome::default() };
-    for (result, _) in race.results.iter() {
-        match result {
-            Ok(SagaEnd::Sold) => outcome.accepted += 1,
-            Ok(SagaEnd::Refused) => outcome.refused += 1,
-            Ok(SagaEnd::Compensated) => {
+    for (end, _) in race.results.iter() {
+        match end {
+            SagaEnd::Sold => outcome.accepted += 1,
+            SagaEnd::Refused => outcome.refused += 1,
+            SagaEnd::Compensated => {
                 outcome.refused += 1;
                 outcome.compensations += 1;
             }
             // The buyer got no answer: its process died.
-            Ok(SagaEnd::Orphaned) => outcome.refused += 1,
-            Err(error) => return Err(ExperimentError::Buyer(error.to_string())),
+            SagaEnd::Orphaned => outcome.refused += 1,
         }
     }
+    run.check()?;
     let (mut inventory_conn, mut orders_conn) = (inventory_db.connect()?, orders_db.connect()?);
     let (orphaned, oldest) = sweep(&mut inventory_conn, &mut orders_conn)?;
     outcome.orphaned = orphaned;
@@ -400,9 +414,9 @@ fn separate_services(config: &Config, options: &RaceOptions) -> Result<Outcome, 
     Ok(outcome)
 }
 
-fn saga(services: &Services, buyer: u32, lines: u32, fate: Fate) -> Result<SagaEnd, ExperimentError> {
+fn saga(run: &Run, services: &Services, buyer: u32, lines: u32, fate: Fate) -> Result<SagaEnd, ExperimentError> {
     // Transaction 1, inventory: reserve every line or nothing.
-    let reserved = take(&services.inventory)?.transaction(|conn| -> Result<bool, diesel::result::Error> {
+    let reserved = take(run, &services.inventory)?.transaction(|conn| -> Result<bool, diesel::result::Error> {
         for product in 1..=lines as i32 {
             let taken = diesel::sql_query(
                 "UPDATE stock SET reserved = reserved + 1 WHERE product = $1 AND on_hand - reserved >= 1",
@@ -429,27 +443,27 @@ fn saga(services: &Services, buyer: u32, lines: u32, fate: Fate) -> Result<SagaE
     }
     // Transaction 2, orders.
     if fate == Fate::OrderFails {
-        release(&mut *take(&services.inventory)?, buyer)?;
+        release(&mut *take(run, &services.inventory)?, buyer)?;
         return Ok(SagaEnd::Compensated);
     }
     diesel::sql_query("INSERT INTO placed_orders (buyer, status) VALUES ($1, 'pending')")
         .bind::<Integer, _>(buyer as i32)
-        .execute(&mut take(&services.orders)?)?;
+        .execute(&mut take(run, &services.orders)?)?;
     // Transaction 3, payments.
     if fate == Fate::ChargeFails {
         diesel::sql_query("UPDATE placed_orders SET status = 'cancelled' WHERE buyer = $1")
             .bind::<Integer, _>(buyer as i32)
-            .execute(&mut take(&services.orders)?)?;
-        release(&mut *take(&services.inventory)?, buyer)?;
+            .execute(&mut take(run, &services.orders)?)?;
+        release(&mut *take(run, &services.inventory)?, buyer)?;
         return Ok(SagaEnd::Compensated);
     }
     diesel::sql_query("INSERT INTO charges (buyer, amount_minor) VALUES ($1, $2)")
         .bind::<Integer, _>(buyer as i32)
         .bind::<BigInt, _>(1000 * i64::from(lines))
-        .execute(&mut take(&services.payments)?)?;
+        .execute(&mut take(run, &services.payments)?)?;
     diesel::sql_query("UPDATE placed_orders SET status = 'paid' WHERE buyer = $1")
         .bind::<Integer, _>(buyer as i32)
-        .execute(&mut take(&services.orders)?)?;
+        .execute(&mut take(run, &services.orders)?)?;
     Ok(SagaEnd::Sold)
 }
 
@@ -510,19 +524,21 @@ fn sweep(inventory: &mut PgConnection, orders: &mut PgConnection) -> Result<(u32
 }
 
 /// 3. Read the level, check it, write the order, write back the level computed from the read.
-fn naive(config: &Config, options: &RaceOptions) -> Result<Outcome, ExperimentError> {
-    let scratch = Scratch::create(config, "naive")?;
+fn naive(options: &RaceOptions, run: &Run, owner: &Owner) -> Result<Outcome, ExperimentError> {
+    let scratch = owner.scratch("naive")?;
     scratch.connect()?.batch_execute(&format!(
         "CREATE TABLE stock (product integer PRIMARY KEY, on_hand integer NOT NULL);
          CREATE TABLE placed_orders (buyer integer PRIMARY KEY);
          INSERT INTO stock (product, on_hand) SELECT line, {} FROM generate_series(1, {}) AS line;",
         options.stock, options.lines
     ))?;
-    // Everyone reads before anyone writes: the window every such shop has, held open.
-    let read_before_write = Arc::new(Barrier::new(options.buyers as usize));
+    run.check()?;
+    // Everyone reads before anyone writes: the window every such shop has, held open. A buyer
+    // that fails before it gets there stops the run, which opens the gate for the others.
+    let read_before_write = run.gate(options.buyers as usize);
     let pool = scratch.pool()?;
-    let race = race(options.buyers, |buyer| -> Result<bool, ExperimentError> {
-        let mut conn = take(&pool)?;
+    let race = race(run, options.buyers, |buyer| -> Result<bool, ExperimentError> {
+        let mut conn = take(run, &pool)?;
         let mut seen = Vec::new();
         for product in 1..=options.lines as i32 {
             #[derive(QueryableByName)]
@@ -537,8 +553,8 @@ fn naive(config: &Config, options: &RaceOptions) -> Result<Outcome, ExperimentEr
         }
         // The connection goes back while waiting: the pool is smaller than the crowd.
         drop(conn);
-        read_before_write.wait();
-        let mut conn = take(&pool)?;
+        run.wait(&read_before_write)?;
+        let mut conn = take(run, &pool)?;
         if seen.iter().any(|(_, on_hand)| *on_hand < 1) {
             return Ok(false);
         }
@@ -552,8 +568,8 @@ fn naive(config: &Config, options: &RaceOptions) -> Result<Outcome, ExperimentEr
                 .execute(&mut conn)?;
         }
         Ok(true)
-    });
-    let mut outcome = tally("naive read-then-write", &race)?;
+    })?;
+    let mut outcome = tally("naive read-then-write", &race);
     outcome.units_sold = u64::from(outcome.accepted) * u64::from(options.lines);
     finish(&mut outcome, options, &race);
     // The level says some units are left while more than the stock was sold: nothing reconciles them.

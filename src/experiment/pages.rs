@@ -6,7 +6,7 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::{Outcome, RaceOptions};
+use super::{ExperimentError, Outcome, RaceOptions};
 use crate::admin::page::{FormErrors, Layout, PageError, Section, render, render_with_status};
 use crate::admin::session::{Admin, CsrfForm, CsrfProtected};
 use crate::error::AppError;
@@ -25,6 +25,8 @@ struct RacePage {
     /// The options run and what each variant did, once run.
     results: Option<(RaceOptions, Vec<Outcome>)>,
     chart: String,
+    /// Why the run asked for did not happen or did not finish.
+    failure: Option<String>,
 }
 
 impl RacePage {
@@ -104,6 +106,7 @@ async fn show(admin: Admin) -> Result<HttpResponse, PageError> {
         errors: FormErrors::default(),
         results: None,
         chart: String::new(),
+        failure: None,
     })
 }
 
@@ -121,23 +124,89 @@ async fn run(
                 errors,
                 results: None,
                 chart: String::new(),
+                failure: None,
             };
             return render_with_status(StatusCode::UNPROCESSABLE_ENTITY, &page);
         }
     };
+    let Some(permit) = state.experiments.try_start() else {
+        let failure = format!(
+            "Another checkout race is running, and this process runs {} at a time (AGORA_EXPERIMENT_MAX_RUNS). \
+             Nothing was started; try again when it has finished.",
+            state.experiments.max()
+        );
+        return refused(&admin, form, failure);
+    };
     let config = state.config.clone();
+    let deadline = config.experiment.deadline;
     let ran = options.clone();
-    let outcomes = web::block(move || super::checkout_race(&config, &ran))
-        .await
-        .map_err(AppError::internal)?
-        .map_err(|error| AppError::internal(error.to_string()))?;
+    let running = web::block(move || {
+        // The permit is given back when the run has ended, not when this request gives up on it.
+        let _permit = permit;
+        super::checkout_race(&config, &ran)
+    });
+    // The run keeps its own deadline; this bound holds even should the database stop answering.
+    let outcomes = match tokio::time::timeout(deadline + ANSWER_GRACE, running).await {
+        Ok(finished) => match finished.map_err(AppError::internal)? {
+            Ok(outcomes) => outcomes,
+            Err(error) => return refused(&admin, form, failure_text(&error)),
+        },
+        Err(_elapsed) => {
+            let failure = format!(
+                "The race did not finish within {} (AGORA_EXPERIMENT_DEADLINE_SECS), and has not stopped yet: the \
+                 database does not answer. It stops, and drops its scratch databases, as soon as it can.",
+                super::duration_text(&deadline)
+            );
+            return refused(&admin, form, failure);
+        }
+    };
     render(&RacePage {
         layout: admin.layout(Section::Architecture),
         form,
         errors: FormErrors::default(),
         chart: chart(&outcomes),
         results: Some((options, outcomes)),
+        failure: None,
     })
+}
+
+/// How long after its deadline a run may take to stop and drop its databases before the page
+/// answers without waiting for it.
+const ANSWER_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// What the operator is told when a run failed or could not start. The run has ended by then
+/// (unless the database stopped answering), and dropped its scratch databases.
+fn failure_text(error: &ExperimentError) -> String {
+    match error {
+        ExperimentError::Deadline(limit) => format!(
+            "The race did not finish within {} (AGORA_EXPERIMENT_DEADLINE_SECS), so it was stopped and its scratch \
+             databases were dropped. Try fewer buyers or products, or allow it more time.",
+            super::duration_text(limit)
+        ),
+        other => format!(
+            "The race failed and was stopped: {other}. Its scratch databases were dropped; nothing of the shop's \
+             was touched. Run it again."
+        ),
+    }
+}
+
+/// The form again with why nothing (or nothing complete) came of it: 503, to be tried again later.
+fn refused(admin: &Admin, form: RaceForm, failure: String) -> Result<HttpResponse, PageError> {
+    log::warn!("checkout race: {failure}");
+    let page = RacePage {
+        layout: admin.layout(Section::Architecture),
+        form,
+        errors: FormErrors::default(),
+        results: None,
+        chart: String::new(),
+        failure: Some(failure),
+    };
+    let mut response = render_with_status(StatusCode::SERVICE_UNAVAILABLE, &page)?;
+    response.headers_mut().insert(
+        actix_web::http::header::RETRY_AFTER,
+        actix_web::http::header::HeaderValue::from(crate::error::RETRY_AFTER_SECONDS),
+    );
+    Ok(response)
 }
 
 /// Units sold against units in stock, a bar per variant, with the orphaned reservations beside.

@@ -7,6 +7,7 @@ use actix_web::cookie::Key;
 use crate::catalog::cache::CatalogCache;
 use crate::config::Config;
 use crate::db::Db;
+use crate::experiment::RunLimit;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -17,6 +18,8 @@ pub struct AppState {
     /// This process's copy of the public catalog answers.
     pub catalog: Arc<CatalogCache>,
     pub keys: Arc<Keys>,
+    /// The checkout races this process runs at once, at most.
+    pub experiments: Arc<RunLimit>,
 }
 
 /// What the server signs with: the same in every process on one database.

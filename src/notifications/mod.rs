@@ -205,6 +205,14 @@ pub fn find_notifications(
     store::filtered(conn, filter, sort, descending, offset, limit)
 }
 
+/// What an operator saw of a failed e-mail when confirming its resend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SeenEmail {
+    pub status: NotificationStatus,
+    /// Every attempt to send adds one, so a resend that has failed again since shows here.
+    pub attempts: i32,
+}
+
 /// What came of asking to send an e-mail again.
 #[derive(Debug)]
 pub enum Resend {
@@ -216,28 +224,36 @@ pub enum Resend {
     /// It failed, but its delivery was put back in the queue already (from the events page):
     /// the handler is about to send it; a second revival would change nothing.
     AlreadyQueued(Notification),
+    /// It failed, but not as the operator saw it: it was resent since and failed again (or
+    /// changed otherwise). Nothing was done: the operator decides again on what it is now.
+    Changed { notification: Notification, seen: SeenEmail },
 }
 
 impl Resend {
     pub fn notification(&self) -> &Notification {
         match self {
-            Resend::Queued(notification) | Resend::NotFailed(notification) | Resend::AlreadyQueued(notification) => {
-                notification
-            }
+            Resend::Queued(notification)
+            | Resend::NotFailed(notification)
+            | Resend::AlreadyQueued(notification)
+            | Resend::Changed { notification, .. } => notification,
         }
     }
 }
 
-/// Sends a failed e-mail again by reviving its dead outbox delivery; `None` if there is no such
-/// e-mail. The handler sends whatever is not sent yet, so the customer gets exactly one more
-/// e-mail, however often this is called: only the first call finds the e-mail failed.
-pub fn resend(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<Resend>> {
+/// Sends a failed e-mail again by reviving its dead outbox delivery, if it is still as the
+/// operator `seen` it; `None` if there is no such e-mail. The check and the change happen under
+/// the e-mail's row lock, so however many posts of one confirmation arrive at once, the first
+/// acts and the others find it pending, sent, or failed again with more attempts than they saw.
+pub fn resend(conn: &mut PgConnection, id: Uuid, seen: SeenEmail) -> QueryResult<Option<Resend>> {
     crate::as_module!(conn, Module::Notifications);
     conn.transaction(|conn| {
         // Locked first: a second resend, or the handler, waits for this one's decision.
         let Some(notification) = store::find_by_id_for_update(conn, id)? else { return Ok(None) };
         if notification.status != NotificationStatus::Failed {
             return Ok(Some(Resend::NotFailed(notification)));
+        }
+        if notification.status != seen.status || notification.attempts != seen.attempts {
+            return Ok(Some(Resend::Changed { notification, seen }));
         }
         if !crate::outbox::retry_dead(conn, notification.event_id, ORDER_EMAILS)? {
             return Ok(Some(Resend::AlreadyQueued(notification)));

@@ -7,10 +7,10 @@ use askama::Template;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{EmailKind, Notification, NotificationFilter, NotificationSort, NotificationStatus, Resend};
+use super::{EmailKind, Notification, NotificationFilter, NotificationSort, NotificationStatus, Resend, SeenEmail};
 use crate::admin::listing::{COUNT_CAP, Column, ListQuery, Numbered, PER_PAGE, Sort, href};
 use crate::admin::page::{Confirmation, Layout, PageError, Section, render, see_other};
-use crate::admin::session::{Admin, ButtonForm, CsrfForm};
+use crate::admin::session::{Admin, CsrfForm, CsrfProtected};
 use crate::error::AppError;
 use crate::http::state::AppState;
 use crate::kernel::Module;
@@ -231,10 +231,7 @@ async fn confirm_resend(
          program can tell it is the same message.",
         notification.created_at.format("%Y-%m-%d %H:%M")
     )];
-    let attempts = match notification.attempts {
-        1 => "1 attempt".to_owned(),
-        count => format!("{} attempts", crate::money::grouped(count)),
-    };
+    let attempts = attempts_text(notification.attempts);
     consequences.push(match &notification.last_error {
         Some(error) => format!("It was given up on after {attempts}; the last error was: {error}"),
         None => format!("It was given up on after {attempts}."),
@@ -249,22 +246,66 @@ async fn confirm_resend(
         question: format!("Resend “{}” to {}?", notification.subject, notification.recipient),
         consequences,
         action: format!("{back}/resend"),
-        fields: Vec::new(),
+        // What is shown is what is posted: a second post of this page, or one after a resend
+        // that failed again, finds more attempts than it saw and sends nothing.
+        fields: vec![
+            ("status", notification.status.as_str().to_owned()),
+            ("attempts", notification.attempts.to_string()),
+        ],
         button: "Resend the e-mail".to_owned(),
         danger: false,
         back,
     })
 }
 
+/// A resend: the CSRF token and the e-mail's status and attempts as the confirmation showed them.
+#[derive(Deserialize)]
+struct ResendForm {
+    csrf_token: String,
+    status: String,
+    attempts: String,
+}
+
+impl CsrfProtected for ResendForm {
+    fn csrf_token(&self) -> &str {
+        &self.csrf_token
+    }
+}
+
+impl ResendForm {
+    fn seen(&self) -> Result<SeenEmail, AppError> {
+        let status = NotificationStatus::parse(self.status.trim())
+            .ok_or_else(|| AppError::invalid("status", format!("{:?} is not an e-mail status", self.status)))?;
+        let attempts = self
+            .attempts
+            .trim()
+            .parse::<i32>()
+            .ok()
+            .filter(|attempts| *attempts >= 0)
+            .ok_or_else(|| AppError::invalid("attempts", "must be a count as the confirmation page gives it"))?;
+        Ok(SeenEmail { status, attempts })
+    }
+}
+
+fn attempts_text(count: i32) -> String {
+    match count {
+        1 => "1 attempt".to_owned(),
+        count => format!("{} attempts", crate::money::grouped(count)),
+    }
+}
+
 async fn resend(
     state: web::Data<AppState>,
     admin: Admin,
     id: web::Path<Uuid>,
-    CsrfForm(_form): CsrfForm<ButtonForm>,
+    CsrfForm(form): CsrfForm<ResendForm>,
 ) -> Result<HttpResponse, PageError> {
     let id = id.into_inner();
-    let outcome =
-        state.db.run(Module::Notifications.op("resend_notification"), move |conn| super::resend(conn, id)).await?;
+    let seen = form.seen()?;
+    let outcome = state
+        .db
+        .run(Module::Notifications.op("resend_notification"), move |conn| super::resend(conn, id, seen))
+        .await?;
     let outcome = outcome.ok_or_else(|| AppError::not_found(format!("No e-mail with id {id}.")))?;
     match &outcome {
         Resend::Queued(notification) => admin.flash(format!("E-mail to {} queued again.", notification.recipient)),
@@ -273,6 +314,13 @@ async fn resend(
             "The e-mail to {} was not queued again: it is queued already (retried from the Events page) and is \
              about to be sent. Nothing was done.",
             notification.recipient
+        )),
+        Resend::Changed { notification, seen } => admin.warn(format!(
+            "The e-mail to {} was not sent again: it changed since you looked: it failed again after {}, where you \
+             saw {}. Nothing was done; check it below and decide again.",
+            notification.recipient,
+            attempts_text(notification.attempts),
+            attempts_text(seen.attempts),
         )),
     }
     Ok(see_other(&format!("{BASE}/{}", outcome.notification().id)))

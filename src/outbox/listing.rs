@@ -375,33 +375,128 @@ pub fn latest_events(
     Ok((events, counted))
 }
 
+/// Dead deliveries of one handler: how many, and when the last of them died.
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+pub struct DeadOfHandler {
+    #[diesel(sql_type = Text)]
+    pub handler: String,
+    #[diesel(sql_type = BigInt)]
+    pub count: i64,
+    #[diesel(sql_type = Timestamptz)]
+    pub newest: DateTime<Utc>,
+}
+
 /// Dead deliveries by handler (of one handler, or of all), by handler name.
-pub fn dead_by_handler(conn: &mut PgConnection, handler_name: Option<&str>) -> QueryResult<Vec<(String, i64)>> {
+pub fn dead_by_handler(conn: &mut PgConnection, handler_name: Option<&str>) -> QueryResult<Vec<DeadOfHandler>> {
     crate::as_module!(conn, Module::Outbox);
-    use crate::schema::event_deliveries::dsl::*;
-    let mut query = event_deliveries
-        .filter(status.eq(DeliveryStatus::Dead))
-        .group_by(handler)
-        .select((handler, diesel::dsl::count_star()))
-        .order(handler.asc())
-        .into_boxed();
-    if let Some(name) = handler_name {
-        query = query.filter(handler.eq(name.to_owned()));
+    let mut params = Params::default();
+    let of_handler = handler_name.map(|name| format!(" AND handler = {}", params.text(name))).unwrap_or_default();
+    let sql = format!(
+        "SELECT handler, count(*) AS count, max(updated_at) AS newest
+           FROM event_deliveries
+          WHERE status = 'dead'{of_handler}
+          GROUP BY handler
+          ORDER BY handler"
+    );
+    params.bind(sql).load(conn)
+}
+
+/// What a confirmation to retry every dead delivery showed: how many there were, and when the
+/// last of them died. A dead row changes only when it is retried (see [`super::history`]), so
+/// the pair tells the set shown from any later one: one retried meanwhile, even if it has died
+/// again since (it died later), one that died since, or one that completed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeadSeen {
+    pub count: i64,
+    pub newest: Option<DateTime<Utc>>,
+}
+
+impl DeadSeen {
+    pub fn of(dead: &[DeadOfHandler]) -> DeadSeen {
+        DeadSeen {
+            count: dead.iter().map(|of_handler| of_handler.count).sum(),
+            newest: dead.iter().map(|of_handler| of_handler.newest).max(),
+        }
     }
-    query.load(conn)
+}
+
+/// What came of retrying every dead delivery as a confirmation showed them.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RetryAll {
+    /// They were the ones shown: all of them are queued again (possibly none, if none was shown).
+    Retried(usize),
+    /// They changed since (retried, completed, or more died): nothing was retried.
+    Changed { now: i64 },
+}
+
+#[derive(QueryableByName)]
+struct RetriedAll {
+    #[diesel(sql_type = BigInt)]
+    now: i64,
+    #[diesel(sql_type = BigInt)]
+    revived: i64,
 }
 
 /// Puts every dead delivery (of one handler, or of all) back in the queue from its first
-/// attempt, as [`super::retry_dead`] does for one, and wakes the dispatchers once. Returns how
-/// many were revived.
-pub fn retry_all_dead(conn: &mut PgConnection, handler_name: Option<&str>) -> QueryResult<usize> {
+/// attempt, as [`super::retry_dead`] does for one, and wakes the dispatchers once; but only if
+/// they are still the ones `seen` describes. One statement locks them, compares and revives:
+/// a second retry of the same confirmation waits for the first, then finds them revived (or
+/// dead again, later) and retries nothing.
+pub fn retry_all_dead(conn: &mut PgConnection, handler_name: Option<&str>, seen: DeadSeen) -> QueryResult<RetryAll> {
     crate::as_module!(conn, Module::Outbox);
-    revive(conn, None, handler_name)
+    conn.transaction(|conn| {
+        let outcome = diesel::sql_query(
+            "WITH dead AS (
+                 SELECT event_id, handler, updated_at FROM event_deliveries
+                  WHERE status = 'dead' AND ($1::text IS NULL OR handler = $1)
+                    FOR UPDATE
+             ), agreed AS (
+                 SELECT count(*) AS now, count(*) = $2 AND max(updated_at) IS NOT DISTINCT FROM $3 AS same FROM dead
+             ), revived AS (
+                 UPDATE event_deliveries d
+                    SET status = 'pending', attempts = 0, next_attempt_at = now(), last_error = NULL
+                   FROM dead, agreed
+                  WHERE agreed.same AND d.event_id = dead.event_id AND d.handler = dead.handler AND d.status = 'dead'
+              RETURNING 1
+             )
+             SELECT (SELECT now FROM agreed) AS now, (SELECT count(*) FROM revived) AS revived",
+        )
+        .bind::<Nullable<Text>, _>(handler_name)
+        .bind::<BigInt, _>(seen.count)
+        .bind::<Nullable<Timestamptz>, _>(seen.newest)
+        .get_result::<RetriedAll>(conn)?;
+        if outcome.now != seen.count || outcome.revived != outcome.now {
+            return Ok(RetryAll::Changed { now: outcome.now });
+        }
+        if outcome.revived > 0 {
+            diesel::sql_query(format!("NOTIFY {}", super::dispatcher::CHANNEL)).execute(conn)?;
+        }
+        Ok(RetryAll::Retried(outcome.revived as usize))
+    })
 }
 
-/// Puts dead deliveries (of one event, of one handler, or all) back in the queue from their first
-/// attempt, in one statement, and wakes the dispatchers once if any was revived.
-pub(super) fn revive(conn: &mut PgConnection, event: Option<i64>, handler_name: Option<&str>) -> QueryResult<usize> {
+/// Puts one dead delivery back in the queue, as [`super::retry_dead`] does, but only if it is
+/// still the death the operator saw (`died_at`, its `updated_at` then): a second post of the
+/// same confirmation finds it revived, or dead again since, and retries nothing.
+pub fn retry_dead_as_seen(
+    conn: &mut PgConnection,
+    event: i64,
+    handler_name: &str,
+    died_at: DateTime<Utc>,
+) -> QueryResult<bool> {
+    crate::as_module!(conn, Module::Outbox);
+    Ok(revive(conn, Some(event), Some(handler_name), Some(died_at))? == 1)
+}
+
+/// Puts dead deliveries (of one event, of one handler, or all; of one moment of death, if
+/// given) back in the queue from their first attempt, in one statement, and wakes the
+/// dispatchers once if any was revived.
+pub(super) fn revive(
+    conn: &mut PgConnection,
+    event: Option<i64>,
+    handler_name: Option<&str>,
+    died_at: Option<DateTime<Utc>>,
+) -> QueryResult<usize> {
     use crate::schema::event_deliveries::dsl::*;
     conn.transaction(|conn| {
         let mut revive = diesel::update(event_deliveries).filter(status.eq(DeliveryStatus::Dead)).into_boxed();
@@ -410,6 +505,9 @@ pub(super) fn revive(conn: &mut PgConnection, event: Option<i64>, handler_name: 
         }
         if let Some(name) = handler_name {
             revive = revive.filter(handler.eq(name.to_owned()));
+        }
+        if let Some(died_at) = died_at {
+            revive = revive.filter(updated_at.eq(died_at));
         }
         let revived = revive
             .set((

@@ -92,5 +92,5 @@ pub fn backlog(conn: &mut PgConnection) -> QueryResult<Backlog> {
 /// Returns whether there was such dead work.
 pub fn retry_dead(conn: &mut PgConnection, event: i64, handler_name: &str) -> QueryResult<bool> {
     crate::as_module!(conn, Module::Outbox);
-    Ok(listing::revive(conn, Some(event), Some(handler_name))? == 1)
+    Ok(listing::revive(conn, Some(event), Some(handler_name), None)? == 1)
 }

@@ -6,10 +6,12 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::listing::{Figures, LatestEvent, OpenStatus, Work, WorkFilter};
+use chrono::{DateTime, Utc};
+
+use super::listing::{DeadSeen, Figures, LatestEvent, OpenStatus, RetryAll, Work, WorkFilter};
 use crate::admin::listing::{COUNT_CAP, ListQuery, Numbered, PER_PAGE};
 use crate::admin::page::{Confirmation, Layout, PageError, Section, render, see_other};
-use crate::admin::session::{Admin, ButtonForm, CsrfForm, CsrfProtected};
+use crate::admin::session::{Admin, CsrfForm, CsrfProtected};
 use crate::error::AppError;
 use crate::events::{self, EventType};
 use crate::http::state::AppState;
@@ -279,30 +281,63 @@ async fn confirm_retry(
         question: format!("Retry {} #{event_id} for {handler}?", work.event_type),
         consequences,
         action: format!("{BASE}/{event_id}/{handler}/retry"),
-        fields: Vec::new(),
+        // The death shown: a second post of this page finds it retried, or dead again later.
+        fields: vec![("died", moment(work.updated_at))],
         button: "Retry".to_owned(),
         danger: false,
         back: BASE.to_owned(),
     })
 }
 
+/// A moment as a form carries it: microseconds since the epoch, PostgreSQL's own precision,
+/// so that it compares equal to the stored value.
+fn moment(at: DateTime<Utc>) -> String {
+    at.timestamp_micros().to_string()
+}
+
+fn read_moment(field: &str, text: &str) -> Result<DateTime<Utc>, AppError> {
+    text.trim()
+        .parse::<i64>()
+        .ok()
+        .and_then(DateTime::from_timestamp_micros)
+        .ok_or_else(|| AppError::invalid(field, "must be a moment as the confirmation page gives it"))
+}
+
+/// A retry of one delivery: the CSRF token and when the delivery died, as the confirmation showed.
+#[derive(Deserialize)]
+struct RetryForm {
+    csrf_token: String,
+    died: String,
+}
+
+impl CsrfProtected for RetryForm {
+    fn csrf_token(&self) -> &str {
+        &self.csrf_token
+    }
+}
+
 async fn retry(
     state: web::Data<AppState>,
     admin: Admin,
     path: web::Path<(i64, String)>,
-    _: CsrfForm<ButtonForm>,
+    CsrfForm(form): CsrfForm<RetryForm>,
 ) -> Result<HttpResponse, PageError> {
     let (event_id, handler) = delivery_of(path)?;
     let name = handler.clone();
-    let revived =
-        state.db.run(Module::Outbox.op("retry_dead"), move |conn| super::retry_dead(conn, event_id, &name)).await?;
+    let died = read_moment("died", &form.died)?;
+    let revived = state
+        .db
+        .run(Module::Outbox.op("retry_dead"), move |conn| {
+            super::listing::retry_dead_as_seen(conn, event_id, &name, died)
+        })
+        .await?;
     if revived {
         admin.flash(format!("Event #{event_id} queued again for {handler}."));
     } else {
-        // Someone else retried it, or it was never dead: the operator acted on a stale page.
+        // Someone else retried it, or it is not the death the operator saw: a stale page.
         admin.warn(format!(
-            "Event #{event_id} was not retried for {handler}: it is not dead (it completed, or was retried \
-             already). Nothing was done."
+            "Event #{event_id} was not retried for {handler}: it is not dead as you saw it (it was retried already, \
+             and may have completed or died again since). Nothing was done; check it below and decide again."
         ));
     }
     Ok(see_other(BASE))
@@ -328,38 +363,64 @@ async fn confirm_retry_all(
         })
         .await?;
     let back = back_to(handler.as_deref());
-    let total: i64 = dead.iter().map(|(_, count)| count).sum();
-    if total == 0 {
+    let seen = DeadSeen::of(&dead);
+    let Some(newest) = seen.newest else {
         admin.warn("No delivery is dead; there is nothing to retry.");
         return Ok(see_other(&back));
-    }
+    };
     let mut consequences: Vec<String> =
-        dead.iter().map(|(handler, count)| format!("{handler}: {}.", deliveries(*count))).collect();
+        dead.iter().map(|of_handler| format!("{}: {}.", of_handler.handler, deliveries(of_handler.count))).collect();
     consequences.push("Each runs again from its first attempt, as if just published.".to_owned());
-    if dead.iter().any(|(handler, _)| handler == events::ORDER_EMAILS) {
+    if dead.iter().any(|of_handler| of_handler.handler == events::ORDER_EMAILS) {
         consequences.push("Customers may be sent the e-mails that failed.".to_owned());
     }
+    // What is shown is what is posted: a delivery that dies after this page, or a second post of
+    // it, finds the dead deliveries changed and retries nothing.
+    let mut fields = vec![("dead", seen.count.to_string()), ("newest", moment(newest))];
+    fields.extend(handler.map(|handler| ("handler", handler)));
     render(&Confirmation {
         layout: admin.layout(Section::Events),
-        question: format!("Retry {}?", deliveries(total)),
+        question: format!("Retry {}?", deliveries(seen.count)),
         consequences,
         action: format!("{BASE}/retry-dead"),
-        fields: handler.map(|handler| ("handler", handler)).into_iter().collect(),
-        button: format!("Retry {}", deliveries(total)),
+        fields,
+        button: format!("Retry {}", deliveries(seen.count)),
         danger: false,
         back,
     })
 }
 
+/// A retry of every dead delivery: the CSRF token, the handler it is about (if any), and how
+/// many were dead and when the last of them died, as the confirmation showed.
 #[derive(Deserialize)]
 struct RetryAllForm {
     csrf_token: String,
     handler: Option<String>,
+    dead: String,
+    #[serde(default)]
+    newest: String,
 }
 
 impl CsrfProtected for RetryAllForm {
     fn csrf_token(&self) -> &str {
         &self.csrf_token
+    }
+}
+
+impl RetryAllForm {
+    fn seen(&self) -> Result<DeadSeen, AppError> {
+        let count = self
+            .dead
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|count| *count >= 0)
+            .ok_or_else(|| AppError::invalid("dead", "must be a count as the confirmation page gives it"))?;
+        let newest = match self.newest.trim() {
+            "" => None,
+            text => Some(read_moment("newest", text)?),
+        };
+        Ok(DeadSeen { count, newest })
     }
 }
 
@@ -369,17 +430,23 @@ async fn retry_all(
     CsrfForm(form): CsrfForm<RetryAllForm>,
 ) -> Result<HttpResponse, PageError> {
     let handler = handler_of(form.handler.as_deref())?;
+    let seen = form.seen()?;
     let of_handler = handler.clone();
-    let revived = state
+    let outcome = state
         .db
         .run(Module::Outbox.op("retry_all_dead"), move |conn| {
-            super::listing::retry_all_dead(conn, of_handler.as_deref())
+            super::listing::retry_all_dead(conn, of_handler.as_deref(), seen)
         })
         .await?;
-    if revived == 0 {
-        admin.warn("No delivery was dead; nothing was retried.");
-    } else {
-        admin.flash(format!("{} queued again.", deliveries(revived as i64)));
+    match outcome {
+        RetryAll::Retried(0) => admin.warn("No delivery was dead; nothing was retried."),
+        RetryAll::Retried(revived) => admin.flash(format!("{} queued again.", deliveries(revived as i64))),
+        RetryAll::Changed { now } => admin.warn(format!(
+            "Nothing was retried: the dead deliveries changed since you looked ({} when you confirmed, {} now: \
+             retried by someone else, completed, or died since). Check them below and decide again.",
+            crate::money::grouped(seen.count),
+            crate::money::grouped(now),
+        )),
     }
     Ok(see_other(&back_to(handler.as_deref())))
 }

@@ -124,7 +124,8 @@ fn a_delivery_is_retried_after_a_confirmation_and_a_stale_retry_is_a_warning() {
     assert!(confirm.body.contains(&format!("<form method=\"post\" action=\"{path}\">")), "{}", confirm.body);
     assert_eq!(app.count("SELECT count(*) FROM event_deliveries WHERE status = 'dead'"), 1, "GET changes nothing");
 
-    let retried = browser.submit(&path, &path, &[]);
+    let form = browser.confirmation_form(&path);
+    let retried = browser.post(&form);
     let after = followed(&mut browser, &retried);
     assert!(after.contains(&format!("Event #{placed} queued again for {HANDLER}.")), "{after}");
     assert_eq!(
@@ -138,7 +139,7 @@ fn a_delivery_is_retried_after_a_confirmation_and_a_stale_retry_is_a_warning() {
     // A second look at a delivery that is no longer dead, and a post from a stale page.
     let again = browser.get(&path);
     assert!(followed(&mut browser, &again).contains("is not dead"));
-    let stale = browser.submit("/admin/events", &path, &[]);
+    let stale = browser.post(&form);
     assert!(followed(&mut browser, &stale).contains(&format!("Event #{placed} was not retried for {HANDLER}")));
     assert_eq!(browser.get(&format!("/admin/events/{}/{HANDLER}/retry", placed + 1000)).status, 404);
 }
@@ -227,13 +228,18 @@ fn retrying_all_dead_work_is_confirmed_revives_every_dead_delivery_and_they_comp
     // Of a handler with nothing dead: nothing to confirm, and a post revives nothing.
     let none = browser.get("/admin/events/retry-dead?handler=search.indexer");
     assert!(followed(&mut browser, &none).contains("No delivery is dead; there is nothing to retry."));
-    let nothing = browser.submit("/admin/events", "/admin/events/retry-dead", &[("handler", "search.indexer")]);
+    let nothing = browser.submit(
+        "/admin/events",
+        "/admin/events/retry-dead",
+        &[("handler", "search.indexer"), ("dead", "0"), ("newest", "")],
+    );
     assert_eq!(nothing.header("location"), Some("/admin/events?handler=search.indexer"));
     assert!(followed(&mut browser, &nothing).contains("No delivery was dead; nothing was retried."));
     assert_eq!(app.count("SELECT count(*) FROM event_deliveries WHERE status = 'dead'"), 3);
 
     sink.set_mode(Mode::Accept);
-    let retried = browser.submit("/admin/events/retry-dead", "/admin/events/retry-dead", &[]);
+    let form = browser.confirmation_form("/admin/events/retry-dead");
+    let retried = browser.post(&form);
     assert!(followed(&mut browser, &retried).contains("3 dead deliveries queued again."));
     assert_eq!(app.count("SELECT count(*) FROM event_deliveries WHERE status = 'dead'"), 0);
     eventually("the revived deliveries to complete", Duration::from_secs(15), || {
@@ -243,4 +249,106 @@ fn retrying_all_dead_work_is_confirmed_revives_every_dead_delivery_and_they_comp
     let page = browser.get("/admin/events");
     assert!(!page.body.contains("Retry all"), "{}", page.body);
     assert!(page.body.contains("Every handler is up to date."), "{}", page.body);
+}
+
+/// Places `count` orders whose e-mails the refusing sink makes die, one attempt each.
+fn dead_deliveries(app: &TestApp, count: i64) {
+    let mug = app.product_with_stock("MUG-001", 1290, 100);
+    for n in 0..count {
+        app.placed_order(&format!("c{n}@example.com"), &[(&mug, 1)]);
+    }
+    eventually("the deliveries to die", Duration::from_secs(15), || {
+        app.count("SELECT count(*) FROM event_deliveries WHERE status = 'dead'") == count
+    });
+}
+
+#[test]
+fn four_simultaneous_retry_alls_retry_each_dead_delivery_once() {
+    let sink = SmtpSink::start();
+    sink.set_mode(Mode::Refuse);
+    let app = TestApp::spawn_with(mailing(&sink));
+    dead_deliveries(&app, 3);
+    assert_eq!(sink.attempts(), 3);
+
+    let browsers: Vec<_> = (0..4).map(|_| std::sync::Mutex::new(app.signed_in_browser())).collect();
+    let forms: Vec<_> =
+        browsers.iter().map(|browser| browser.lock().unwrap().confirmation_form("/admin/events/retry-dead")).collect();
+    assert_eq!(forms[0].field("dead"), Some("3"), "the confirmation posts what it showed");
+    let pages = crate::helpers::concurrently(4, |index| {
+        let mut browser = browsers[index].lock().unwrap();
+        let posted = browser.post(&forms[index]);
+        followed(&mut browser, &posted)
+    });
+    let retried = pages.iter().filter(|body| body.contains("3 dead deliveries queued again.")).count();
+    let refused = pages.iter().filter(|body| body.contains("Nothing was retried")).count();
+    assert_eq!((retried, refused), (1, 3), "one post acts, the others are told why not");
+
+    eventually("the retried deliveries to die again", Duration::from_secs(15), || {
+        app.count("SELECT count(*) FROM notifications WHERE status = 'failed' AND attempts = 2") == 3
+            && app.count("SELECT count(*) FROM event_deliveries WHERE status = 'dead'") == 3
+    });
+    // The same form once more, after the retried deliveries died again: they are not the ones it showed.
+    let late = browsers[0].lock().unwrap().post(&forms[0]);
+    let told = followed(&mut browsers[0].lock().unwrap(), &late);
+    assert!(told.contains("Nothing was retried: the dead deliveries changed since you looked"), "{told}");
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(sink.attempts(), 6, "three first attempts and one retry each");
+    assert_eq!(app.count("SELECT count(*) FROM notifications WHERE attempts = 2"), 3, "each e-mail tried twice");
+    assert_eq!(app.count("SELECT count(*) FROM event_deliveries WHERE status = 'dead'"), 3);
+}
+
+#[test]
+fn retry_all_leaves_a_delivery_that_died_after_the_confirmation_was_shown() {
+    let sink = SmtpSink::start();
+    sink.set_mode(Mode::Refuse);
+    let app = TestApp::spawn_with(mailing(&sink));
+    dead_deliveries(&app, 2);
+    let mut browser = app.signed_in_browser();
+    let form = browser.confirmation_form("/admin/events/retry-dead");
+    assert!(form.fields.iter().any(|(name, _)| name == "dead"), "{form:?}");
+
+    // One more dies while the operator reads the confirmation of two.
+    let product = app.product_with_stock("CUP-001", 990, 10);
+    app.placed_order("late@example.com", &[(&product, 1)]);
+    eventually("a third delivery to die", Duration::from_secs(15), || {
+        app.count("SELECT count(*) FROM event_deliveries WHERE status = 'dead'") == 3
+    });
+    let posted = browser.post(&form);
+    let told = followed(&mut browser, &posted);
+    assert!(told.contains("Nothing was retried: the dead deliveries changed since you looked"), "{told}");
+    assert!(told.contains("2 when you confirmed, 3 now"), "{told}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(app.count("SELECT count(*) FROM event_deliveries WHERE status = 'dead'"), 3, "none retried");
+    assert_eq!(sink.attempts(), 3);
+}
+
+#[test]
+fn four_simultaneous_retries_of_one_dead_delivery_retry_it_once() {
+    let sink = SmtpSink::start();
+    sink.set_mode(Mode::Refuse);
+    let app = TestApp::spawn_with(mailing(&sink));
+    dead_deliveries(&app, 1);
+    let event = app.count("SELECT event_id FROM event_deliveries WHERE status = 'dead'");
+    let path = format!("/admin/events/{event}/{HANDLER}/retry");
+
+    let browsers: Vec<_> = (0..4).map(|_| std::sync::Mutex::new(app.signed_in_browser())).collect();
+    let forms: Vec<_> = browsers.iter().map(|browser| browser.lock().unwrap().confirmation_form(&path)).collect();
+    let pages = crate::helpers::concurrently(4, |index| {
+        let mut browser = browsers[index].lock().unwrap();
+        let posted = browser.post(&forms[index]);
+        followed(&mut browser, &posted)
+    });
+    let retried = pages.iter().filter(|body| body.contains(&format!("Event #{event} queued again"))).count();
+    let refused = pages.iter().filter(|body| body.contains(&format!("Event #{event} was not retried"))).count();
+    assert_eq!((retried, refused), (1, 3));
+
+    eventually("the retried delivery to die again", Duration::from_secs(15), || {
+        app.count("SELECT count(*) FROM notifications WHERE status = 'failed' AND attempts = 2") == 1
+            && app.count("SELECT count(*) FROM event_deliveries WHERE status = 'dead'") == 1
+    });
+    let late = browsers[0].lock().unwrap().post(&forms[0]);
+    let told = followed(&mut browsers[0].lock().unwrap(), &late);
+    assert!(told.contains(&format!("Event #{event} was not retried")), "{told}");
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(sink.attempts(), 2, "the first attempt and one retry");
 }

@@ -435,6 +435,21 @@ impl Browser {
         self.post_form(action, &all)
     }
 
+    /// The form of the confirmation page at `path`, as the page shows it: its action and every
+    /// field it posts (the CSRF token and what the page saw).
+    pub fn confirmation_form(&mut self, path: &str) -> Form {
+        let page = self.get(path);
+        assert_eq!(page.status, 200, "{path}: {}", page.body);
+        Form::of_page(&page.body)
+    }
+
+    /// Posts a form as a browser would once its button is pressed.
+    pub fn post(&mut self, form: &Form) -> TestResponse {
+        let fields: Vec<(&str, &str)> =
+            form.fields.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect();
+        self.post_form(&form.action, &fields)
+    }
+
     pub fn sign_in(&mut self, username: &str, password: &str) -> TestResponse {
         self.submit("/admin/login", "/admin/login", &[("username", username), ("password", password)])
     }
@@ -447,6 +462,49 @@ impl Browser {
     pub fn with_copied_cookies(&self) -> Browser {
         Browser { address: self.address.clone(), agent: agent(), cookies: self.cookies.clone() }
     }
+}
+
+/// A page's (first) form that posts: where to, and its fields as the page filled them in.
+#[derive(Clone, Debug)]
+pub struct Form {
+    pub action: String,
+    pub fields: Vec<(String, String)>,
+}
+
+impl Form {
+    pub fn of_page(html: &str) -> Form {
+        let start = html.find("<form method=\"post\"").unwrap_or_else(|| panic!("no form that posts: {html}"));
+        let form = &html[start..start + html[start..].find("</form>").expect("the form ends")];
+        let attribute = |tag: &str, name: &str| -> Option<String> {
+            let marker = format!(" {name}=\"");
+            let from = tag.find(&marker)? + marker.len();
+            Some(unescape(&tag[from..from + tag[from..].find('"')?]))
+        };
+        let action = attribute(form, "action").expect("the form has an action");
+        let fields = form
+            .split("<input")
+            .skip(1)
+            .filter_map(|input| {
+                let tag = &input[..input.find('>')?];
+                Some((attribute(tag, "name")?, attribute(tag, "value").unwrap_or_default()))
+            })
+            .collect();
+        Form { action, fields }
+    }
+
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields.iter().find(|(field, _)| field == name).map(|(_, value)| value.as_str())
+    }
+}
+
+/// What askama escapes in attribute values, undone.
+fn unescape(text: &str) -> String {
+    text.replace("&quot;", "\"")
+        .replace("&#34;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
 }
 
 pub fn extract_csrf_token(html: &str) -> String {

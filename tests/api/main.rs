@@ -14,6 +14,7 @@ mod health;
 mod helpers;
 mod hostile;
 mod inventory;
+mod listing;
 mod metrics;
 mod migrations;
 mod notifications;

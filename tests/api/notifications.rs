@@ -224,13 +224,12 @@ fn dead_work_is_shown_with_its_error_and_can_be_retried_from_the_admin_page() {
     let event_id = app.count("SELECT event_id FROM event_deliveries WHERE status = 'dead'");
 
     sink.set_mode(Mode::Accept);
-    let retried =
-        browser.submit("/admin/events", &format!("/admin/events/{event_id}/notifications.order_emails/retry"), &[]);
+    let form = browser.confirmation_form(&format!("/admin/events/{event_id}/notifications.order_emails/retry"));
+    let retried = browser.post(&form);
     assert_eq!(retried.status, 303, "{}", retried.body);
     wait_for_messages(&sink, 1);
     assert_eq!(app.count("SELECT count(*) FROM event_deliveries WHERE status = 'completed'"), 1);
-    let again =
-        browser.submit("/admin/events", &format!("/admin/events/{event_id}/notifications.order_emails/retry"), &[]);
+    let again = browser.post(&form);
     assert_eq!(again.status, 303, "only dead work can be retried: {}", again.body);
     let warned = browser.get("/admin/events");
     assert!(warned.body.contains(&format!("Event #{event_id} was not retried")), "{}", warned.body);
@@ -362,7 +361,8 @@ fn a_failed_e_mail_is_resent_once_after_a_confirmation() {
     assert!(sink.messages().is_empty());
 
     sink.set_mode(Mode::Accept);
-    let resent = browser.submit(&action, &action, &[]);
+    let form = browser.confirmation_form(&action);
+    let resent = browser.post(&form);
     assert_eq!((resent.status, resent.header("location")), (303, Some(page.as_str())), "{}", resent.body);
     assert!(browser.get(&page).body.contains("E-mail to ada@example.com queued again."));
     wait_for_messages(&sink, 1);
@@ -375,7 +375,7 @@ fn a_failed_e_mail_is_resent_once_after_a_confirmation() {
     assert!(sent.body.contains(">Sent</span>") && !sent.body.contains("Resend…"), "{}", sent.body);
 
     // Again, from a page opened before it went out: nothing more is sent, and the page says why.
-    let again = browser.submit(&page, &action, &[]);
+    let again = browser.post(&form);
     assert_eq!((again.status, again.header("location")), (303, Some(page.as_str())));
     let warned = browser.get(&page);
     assert!(
@@ -387,5 +387,57 @@ fn a_failed_e_mail_is_resent_once_after_a_confirmation() {
     std::thread::sleep(Duration::from_millis(600));
     assert_eq!(sink.messages().len(), 1, "exactly one more e-mail");
     assert_eq!(app.count("SELECT count(*) FROM event_deliveries WHERE status = 'completed'"), 1);
-    assert_eq!(browser.post_form(&action, &[("csrf_token", "forged")]).status, 403);
+    assert_eq!(
+        browser.post_form(&action, &[("csrf_token", "forged"), ("status", "failed"), ("attempts", "2")]).status,
+        403
+    );
+}
+
+#[test]
+fn ten_simultaneous_resends_of_one_failed_e_mail_make_one_smtp_attempt() {
+    let sink = SmtpSink::start();
+    sink.set_mode(Mode::Refuse);
+    let app = TestApp::spawn_with(|config| {
+        mailing(Some(sink.url()))(config);
+        // Each revival makes one attempt and fails again at once: a second revival would show.
+        config.outbox.max_attempts = 1;
+    });
+    let mug = app.product_with_stock("MUG-001", 1290, 10);
+    let order_id = app.placed_order("ada@example.com", &[(&mug, 1)])["id"].as_str().unwrap().to_owned();
+    let dead = || app.count("SELECT count(*) FROM event_deliveries WHERE status = 'dead'") == 1;
+    eventually("the delivery to die", Duration::from_secs(10), dead);
+    assert_eq!(sink.attempts(), 1);
+    let id = app.admin_get(&format!("/api/notifications?order_id={order_id}")).ok_json(200)["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (page, action) = (format!("/admin/notifications/{id}"), format!("/admin/notifications/{id}/resend"));
+
+    // Ten operators (or one impatient one in ten tabs) confirm the same resend at the same moment.
+    let browsers: Vec<_> = (0..10).map(|_| std::sync::Mutex::new(app.signed_in_browser())).collect();
+    let forms: Vec<_> = browsers.iter().map(|browser| browser.lock().unwrap().confirmation_form(&action)).collect();
+    assert_eq!(forms[0].field("attempts"), Some("1"), "the confirmation posts the attempts it showed");
+    let pages = crate::helpers::concurrently(10, |index| {
+        let mut browser = browsers[index].lock().unwrap();
+        let posted = browser.post(&forms[index]);
+        assert_eq!((posted.status, posted.header("location")), (303, Some(page.as_str())), "{}", posted.body);
+        browser.get(&page).body
+    });
+    let queued = pages.iter().filter(|body| body.contains("E-mail to ada@example.com queued again.")).count();
+    let refused = pages.iter().filter(|body| body.contains("The e-mail to ada@example.com was not sent again")).count();
+    assert_eq!((queued, refused), (1, 9), "one post acts, the others are told why not");
+
+    eventually("the resent e-mail to fail again", Duration::from_secs(10), || {
+        dead() && app.count(&format!("SELECT attempts FROM notifications WHERE id = '{id}'")) == 2
+    });
+    // A late post of the same form, after the resend failed again: it saw one attempt, there are two.
+    let late = browsers[0].lock().unwrap().post(&forms[0]);
+    assert_eq!(late.status, 303);
+    let told = browsers[0].lock().unwrap().get(&page).body;
+    assert!(told.contains("The e-mail to ada@example.com was not sent again: it changed since you looked"), "{told}");
+    assert!(told.contains("it failed again after 2 attempts"), "{told}");
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(sink.attempts(), 2, "the first attempt and exactly one resend");
+    assert_eq!(app.count(&format!("SELECT attempts FROM notifications WHERE id = '{id}'")), 2);
+    assert!(dead());
 }

@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -82,6 +82,8 @@ fn decode_quoted_printable(text: &str) -> String {
 struct Shared {
     mode: Mutex<Mode>,
     messages: Mutex<Vec<Received>>,
+    /// Every attempt to send: each MAIL FROM, accepted or refused.
+    attempts: AtomicUsize,
     stopped: AtomicBool,
 }
 
@@ -103,6 +105,7 @@ impl SmtpSink {
         let shared = Arc::new(Shared {
             mode: Mutex::new(Mode::Accept),
             messages: Mutex::default(),
+            attempts: AtomicUsize::new(0),
             stopped: AtomicBool::new(false),
         });
         let accepting = shared.clone();
@@ -132,6 +135,11 @@ impl SmtpSink {
 
     pub fn messages(&self) -> Vec<Received> {
         self.shared.messages.lock().unwrap().clone()
+    }
+
+    /// How many messages were offered (MAIL FROM), whether accepted or refused.
+    pub fn attempts(&self) -> usize {
+        self.shared.attempts.load(Ordering::SeqCst)
     }
 }
 
@@ -170,6 +178,7 @@ fn converse(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
         if command.starts_with("EHLO") || command.starts_with("HELO") {
             writer.write_all(b"250 sink.test\r\n")?;
         } else if command.starts_with("MAIL FROM") {
+            shared.attempts.fetch_add(1, Ordering::SeqCst);
             if mode == Mode::Refuse {
                 writer.write_all(b"451 4.3.0 Mailbox temporarily unavailable, try again later\r\n")?;
             } else {
