@@ -98,6 +98,30 @@ pub fn load(
     duration: Duration,
     request: impl Fn(&ureq::Agent, usize, u64) -> bool + Sync,
 ) -> Run {
+    load_paced(label, clients, duration, None, request)
+}
+
+/// [`load`] offering `per_second` requests in all, spread evenly over the clients: each request
+/// is due at its slot, and its latency counts from then, so a server that falls behind is
+/// charged the wait it caused (no coordinated omission), as wrk2 measures.
+pub fn load_at_rate(
+    label: &str,
+    clients: usize,
+    duration: Duration,
+    per_second: u64,
+    request: impl Fn(&ureq::Agent, usize, u64) -> bool + Sync,
+) -> Run {
+    let interval = Duration::from_secs_f64(clients as f64 / per_second.max(1) as f64);
+    load_paced(label, clients, duration, Some(interval), request)
+}
+
+fn load_paced(
+    label: &str,
+    clients: usize,
+    duration: Duration,
+    interval: Option<Duration>,
+    request: impl Fn(&ureq::Agent, usize, u64) -> bool + Sync,
+) -> Run {
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let results: Vec<(Vec<u64>, usize)> = std::thread::scope(|scope| {
@@ -108,7 +132,14 @@ pub fn load(
                     let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
                     let (mut latencies, mut errors, mut n) = (Vec::new(), 0, 0u64);
                     while !stop.load(Ordering::Relaxed) {
-                        let sent = Instant::now();
+                        let sent = match interval {
+                            None => Instant::now(),
+                            Some(interval) => {
+                                let due = started + interval.mul_f64(n as f64 + client as f64 / clients as f64);
+                                std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                                due
+                            }
+                        };
                         if request(&agent, client, n) {
                             latencies.push(sent.elapsed().as_micros() as u64);
                         } else {

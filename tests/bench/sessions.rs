@@ -6,14 +6,17 @@
 //!     AGORA_BENCH_BASELINE=/path/to/older/agora cargo bench --bench sessions
 //!
 //! Settings: AGORA_BENCH_SECS (per scenario, default 10), AGORA_BENCH_FLOOD_CLIENTS (default 4),
-//! AGORA_BENCH_SESSIONS (rows in the table beforehand, default 500000), AGORA_TEST_DATABASE_URL
-//! or DATABASE_URL (the server). Prints a Markdown report and writes it to
-//! target/bench-sessions-report.md.
+//! AGORA_BENCH_FLOOD_RATE (visits a second the flood offers, default 950, the rate one client
+//! reached in the report that found this), AGORA_BENCH_SESSIONS (rows in the table beforehand,
+//! default 500000), AGORA_TEST_DATABASE_URL or DATABASE_URL (the server). Prints a Markdown
+//! report and writes it to target/bench-sessions-report.md.
 //!
 //! Scenarios, for each build:
 //! - public read alone: `GET /api/orders/{id}` by one client;
-//! - the flood: cookieless `GET /admin/login` by the flood's clients (its rate is the sign-in
-//!   page's), while one client reads `GET /api/orders/{id}` as before;
+//! - sign-in page alone: cookieless `GET /admin/login` back to back by the flood's clients (what
+//!   the page can serve);
+//! - the flood: the same visits offered at the flood's rate (a build that cannot keep up falls
+//!   behind), while one client reads `GET /api/orders/{id}` as before;
 //! - then the rows the flood left in `admin_sessions`.
 
 use std::time::Duration;
@@ -27,7 +30,7 @@ mod common;
 mod harness;
 
 use common::{database_url, env_number, server_url};
-use harness::{Agora, Run, load, report_table};
+use harness::{Agora, Run, load, load_at_rate, report_table};
 
 const TOKEN: &str = "bench-admin-token-0123456789";
 
@@ -47,7 +50,8 @@ fn free_port() -> u16 {
 }
 
 /// One build through every scenario, on a database of its own.
-fn measure(name: &str, binary: &str, duration: Duration, flood_clients: usize, sessions: u64) -> Figures {
+fn measure(name: &str, binary: &str, duration: Duration, flood: (usize, u64), sessions: u64) -> Figures {
+    let (flood_clients, flood_rate) = flood;
     let database = format!("agora_bench_sessions_{}", std::process::id());
     let mut server = PgConnection::establish(&server_url()).unwrap();
     server.batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)")).unwrap();
@@ -98,8 +102,10 @@ fn measure(name: &str, binary: &str, duration: Duration, flood_clients: usize, s
     };
 
     let quiet = load(&format!("{name}: public read alone"), 1, duration, read);
+    let capacity = load(&format!("{name}: sign-in page alone"), flood_clients, duration, visit);
+    let label = format!("{name}: sign-in page, {flood_rate}/s offered");
     let (flood, during) = std::thread::scope(|scope| {
-        let flood = scope.spawn(|| load(&format!("{name}: sign-in page, flooded"), flood_clients, duration, visit));
+        let flood = scope.spawn(|| load_at_rate(&label, flood_clients, duration, flood_rate, visit));
         let during = load(&format!("{name}: public read during the flood"), 1, duration, read);
         (flood.join().unwrap(), during)
     });
@@ -108,12 +114,13 @@ fn measure(name: &str, binary: &str, duration: Duration, flood_clients: usize, s
     drop(conn);
     drop(agora);
     server.batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)")).unwrap();
-    Figures { runs: vec![quiet, flood, during], sessions_after }
+    Figures { runs: vec![quiet, capacity, flood, during], sessions_after }
 }
 
 fn main() {
     let duration = Duration::from_secs(env_number("AGORA_BENCH_SECS", 10));
     let flood_clients = env_number("AGORA_BENCH_FLOOD_CLIENTS", 4) as usize;
+    let flood_rate = env_number("AGORA_BENCH_FLOOD_RATE", 950).max(1);
     let sessions = env_number("AGORA_BENCH_SESSIONS", 500_000);
     let mut builds = Vec::new();
     if let Ok(baseline) = std::env::var("AGORA_BENCH_BASELINE") {
@@ -124,7 +131,7 @@ fn main() {
     let mut runs = Vec::new();
     let mut notes = String::new();
     for (name, binary) in &builds {
-        let figures = measure(name, binary, duration, flood_clients, sessions);
+        let figures = measure(name, binary, duration, (flood_clients, flood_rate), sessions);
         notes.push_str(&format!(
             "- {name}: {} rows in admin_sessions after the flood ({sessions} before)\n",
             figures.sessions_after
@@ -132,8 +139,8 @@ fn main() {
         runs.extend(figures.runs);
     }
     let command = format!(
-        "`AGORA_BENCH_SECS={} AGORA_BENCH_FLOOD_CLIENTS={flood_clients} AGORA_BENCH_SESSIONS={sessions}{} cargo bench \
-         --bench sessions`",
+        "`AGORA_BENCH_SECS={} AGORA_BENCH_FLOOD_CLIENTS={flood_clients} AGORA_BENCH_FLOOD_RATE={flood_rate} \
+         AGORA_BENCH_SESSIONS={sessions}{} cargo bench --bench sessions`",
         duration.as_secs(),
         if builds.len() > 1 { " AGORA_BENCH_BASELINE=..." } else { "" }
     );
