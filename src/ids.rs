@@ -72,6 +72,10 @@ uuid_id!(
     /// The id of a charge attempt (`payments.id`).
     PaymentId
 );
+uuid_id!(
+    /// The id of one refund of a payment (`payment_refunds.id`).
+    RefundId
+);
 
 /// How people refer to an order: `AG-000042` for `orders.number` 42.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

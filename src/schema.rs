@@ -176,6 +176,7 @@ diesel::table! {
         decline_code -> Nullable<Text>,
         gateway_reference -> Text,
         created_at -> Timestamptz,
+        refunded_minor -> Int8,
     }
 }
 

@@ -95,7 +95,8 @@ pub fn refund(conn: &mut PgConnection, order_id: OrderId) -> Result<Order, Order
     conn.transaction(|conn| {
         let order = lock(conn, order_id)?;
         allow(&order, Action::Refund)?;
-        let (payment, refund) = payments::refund(conn, order.id, "refunded by an admin")?;
+        let remaining = payments::refundable(conn, order.id)?.remaining_minor();
+        let (payment, refund) = payments::refund(conn, order.id, remaining, "refunded by an admin")?;
         if order.status == OrderStatus::Paid {
             let lines = stock_lines(conn, order.id)?;
             inventory::release(conn, order.id, &lines, "order refunded before shipping")?;

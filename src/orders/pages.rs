@@ -322,9 +322,7 @@ async fn confirm(
             let card = details
                 .payments
                 .iter()
-                .find(|(payment, refund)| {
-                    refund.is_none() && payment.status == crate::payments::PaymentStatus::Succeeded
-                })
+                .find(|(payment, _)| payment.succeeded())
                 .map(|(payment, _)| format!("{} •••• {}", payment.card_brand, payment.card_last4))
                 .unwrap_or_else(|| "the card it was paid with".to_owned());
             let stock = if order.status == OrderStatus::Paid {

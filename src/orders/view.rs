@@ -18,7 +18,8 @@ pub struct OrderDetails {
     pub order: Order,
     pub customer: Customer,
     pub lines: Vec<OrderLine>,
-    pub payments: Vec<(Payment, Option<Refund>)>,
+    /// Each payment attempt with its refunds, oldest first.
+    pub payments: Vec<(Payment, Vec<Refund>)>,
     pub notifications: Vec<NotificationSummary>,
     pub events: Vec<EventSummary>,
 }
@@ -58,12 +59,20 @@ pub fn order_details(conn: &mut PgConnection, order_id: OrderId) -> Result<Order
             .optional()?
             .ok_or(OrdersError::NotFound(order_id))?;
         let lines = store::lines(conn, order_id)?;
-        let payments = payments::table
+        // Payments with their refunds: one query, whatever the number of payments or refunds.
+        let rows: Vec<(Payment, Option<Refund>)> = payments::table
             .left_join(payment_refunds::table)
             .filter(payments::order_id.eq(order_id))
-            .order((payments::created_at.asc(), payments::id.asc()))
+            .order((payments::created_at.asc(), payments::id.asc(), payment_refunds::created_at.asc()))
             .select((Payment::as_select(), Option::<Refund>::as_select()))
             .load(conn)?;
+        let mut payments: Vec<(Payment, Vec<Refund>)> = Vec::new();
+        for (payment, refund) in rows {
+            match payments.last_mut() {
+                Some((last, refunds)) if last.id == payment.id => refunds.extend(refund),
+                _ => payments.push((payment, refund.into_iter().collect())),
+            }
+        }
         let notifications = notifications::table
             .filter(notifications::order_id.eq(order_id))
             .order(notifications::created_at.asc())

@@ -39,8 +39,9 @@ pub enum PaymentsError {
     AlreadyPaid(OrderId),
     #[error("order {0} has no successful payment to refund")]
     NothingToRefund(OrderId),
-    #[error("the payment of order {0} is refunded already")]
-    AlreadyRefunded(OrderId),
+    /// A refund of more than is left of the payment (or of nothing).
+    #[error("a refund of {requested_minor} for order {order_id}, of which {remaining_minor} is left to refund")]
+    RefundExceeds { order_id: OrderId, requested_minor: i64, remaining_minor: i64 },
     #[error(transparent)]
     Database(#[from] DieselError),
 }
@@ -52,9 +53,15 @@ impl From<PaymentsError> for AppError {
             PaymentsError::NothingToRefund(_) => {
                 AppError::conflict("nothing-to-refund", "The order has no successful payment to refund.")
             }
-            PaymentsError::AlreadyRefunded(_) => {
-                AppError::conflict("already-refunded", "The payment is refunded already.")
-            }
+            PaymentsError::RefundExceeds { requested_minor, remaining_minor, .. } => AppError::conflict(
+                "refund-exceeds-remaining",
+                format!(
+                    "A refund of {requested_minor} minor units exceeds the {remaining_minor} left to refund of the \
+                     captured amount."
+                ),
+            )
+            .with("requested_minor", requested_minor)
+            .with("remaining_minor", remaining_minor),
             PaymentsError::Database(error) => error.into(),
         }
     }
@@ -101,15 +108,46 @@ pub fn charge(
     Ok(recorded)
 }
 
-/// Records a full refund of the order's successful payment.
-pub fn refund(conn: &mut PgConnection, order_id: OrderId, reason: &str) -> Result<(Payment, Refund), PaymentsError> {
+/// The order's successful payment, locked until the transaction ends: what it captured and what
+/// has been refunded of it so far ([`Payment::remaining_minor`]). A refund about to be decided
+/// reads this first, and nothing can refund the payment meanwhile.
+pub fn refundable(conn: &mut PgConnection, order_id: OrderId) -> Result<Payment, PaymentsError> {
+    crate::as_module!(conn, Module::Payments);
+    store::succeeded_for_order(conn, order_id)?.ok_or(PaymentsError::NothingToRefund(order_id))
+}
+
+/// Refunds `amount_minor` of the order's successful payment: one more refund row, and the
+/// payment's running sum. Refunds of one payment follow one another under its row lock, and never
+/// add up to more than it captured: this checks, and PostgreSQL's CHECK on the sum refuses it too.
+/// Returns the payment as it now stands, with the refund.
+pub fn refund(
+    conn: &mut PgConnection,
+    order_id: OrderId,
+    amount_minor: i64,
+    reason: &str,
+) -> Result<(Payment, Refund), PaymentsError> {
     crate::as_module!(conn, Module::Payments);
     let payment = store::succeeded_for_order(conn, order_id)?.ok_or(PaymentsError::NothingToRefund(order_id))?;
-    let refund = store::insert_refund(conn, payment.id, payment.amount_minor, reason).map_err(|error| match error {
-        DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => PaymentsError::AlreadyRefunded(order_id),
+    let exceeds = || PaymentsError::RefundExceeds {
+        order_id,
+        requested_minor: amount_minor,
+        remaining_minor: payment.remaining_minor(),
+    };
+    if amount_minor <= 0 || amount_minor > payment.remaining_minor() {
+        return Err(exceeds());
+    }
+    let refunded = store::add_refunded(conn, payment.id, amount_minor).map_err(|error| match error {
+        DieselError::DatabaseError(DatabaseErrorKind::CheckViolation, _) => exceeds(),
         other => other.into(),
     })?;
-    Ok((payment, refund))
+    let refund = store::insert_refund(conn, payment.id, amount_minor, reason)?;
+    log::info!(
+        "refund {} of {amount_minor} for order {order_id} ({} of {} refunded)",
+        refund.id,
+        refunded.refunded_minor,
+        refunded.amount_minor
+    );
+    Ok((refunded, refund))
 }
 
 /// What the admin list of payments is narrowed to; `None` is "any".
@@ -160,7 +198,7 @@ pub fn tally_payments(
             if *status == PaymentStatus::Succeeded {
                 totals.succeeded_minor += i128::from(*amount);
             }
-            totals.refunded_minor += i128::from(refunded.unwrap_or(0));
+            totals.refunded_minor += i128::from(*refunded);
             totals
         })
     });

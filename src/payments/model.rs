@@ -3,9 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use uuid::Uuid;
 
-use crate::ids::{OrderId, PaymentId};
+use crate::ids::{OrderId, PaymentId, RefundId};
 use crate::text_enum::text_enum;
 
 text_enum! {
@@ -29,11 +28,18 @@ pub struct Payment {
     pub decline_code: Option<String>,
     pub gateway_reference: String,
     pub created_at: DateTime<Utc>,
+    /// What has been refunded of it so far, in all its refunds.
+    pub refunded_minor: i64,
 }
 
 impl Payment {
     pub fn succeeded(&self) -> bool {
         self.status == PaymentStatus::Succeeded
+    }
+
+    /// What can still be refunded: the captured amount less every refund so far.
+    pub fn remaining_minor(&self) -> i64 {
+        if self.succeeded() { self.amount_minor - self.refunded_minor } else { 0 }
     }
 }
 
@@ -54,17 +60,16 @@ pub struct NewPayment<'a> {
 #[derive(Clone, Debug, Queryable, Selectable)]
 #[diesel(table_name = crate::schema::payment_refunds)]
 pub struct Refund {
-    pub id: Uuid,
+    pub id: RefundId,
     pub payment_id: PaymentId,
     pub amount_minor: i64,
     pub reason: String,
     pub created_at: DateTime<Utc>,
 }
 
-/// A payment as the admin list shows it: with its order's number and any refund.
+/// A payment as the admin list shows it: with its order's number.
 #[derive(Clone, Debug, Queryable)]
 pub struct PaymentListItem {
     pub payment: Payment,
     pub order_number: i64,
-    pub refunded_minor: Option<i64>,
 }

@@ -25,6 +25,16 @@ pub fn succeeded_for_order(conn: &mut PgConnection, order: OrderId) -> QueryResu
         .optional()
 }
 
+/// Adds `amount` to what has been refunded of the payment; the table's CHECK refuses a sum past
+/// the captured amount.
+pub fn add_refunded(conn: &mut PgConnection, payment: PaymentId, amount: i64) -> QueryResult<Payment> {
+    use crate::schema::payments::dsl::*;
+    diesel::update(payments.find(payment))
+        .set(refunded_minor.eq(refunded_minor + amount))
+        .returning(Payment::as_returning())
+        .get_result(conn)
+}
+
 pub fn insert_refund(conn: &mut PgConnection, payment: PaymentId, amount: i64, why: &str) -> QueryResult<Refund> {
     use crate::schema::payment_refunds::dsl::*;
     diesel::insert_into(payment_refunds)
@@ -57,18 +67,16 @@ macro_rules! narrowed {
     }};
 }
 
-/// Status, amount and refund of at most `limit` payments matching `filter`, in no order: what a
-/// bounded count and its sums need.
+/// Status, amount and refunded sum of at most `limit` payments matching `filter`, in no order:
+/// what a bounded count and its sums need.
 pub fn tally(
     conn: &mut PgConnection,
     filter: &PaymentFilter,
     limit: i64,
-) -> QueryResult<Vec<(PaymentStatus, i64, Option<i64>)>> {
-    use crate::schema::{orders, payment_refunds, payments};
-    let mut query = payments::table
-        .left_join(payment_refunds::table)
-        .select((payments::status, payments::amount_minor, payment_refunds::amount_minor.nullable()))
-        .into_boxed();
+) -> QueryResult<Vec<(PaymentStatus, i64, i64)>> {
+    use crate::schema::{orders, payments};
+    let mut query =
+        payments::table.select((payments::status, payments::amount_minor, payments::refunded_minor)).into_boxed();
     if let Some(wanted) = filter.order_number {
         // The unique index on the order number, then payments_order_idx.
         query =
@@ -87,12 +95,8 @@ pub fn filtered(
     offset: i64,
     limit: i64,
 ) -> QueryResult<Vec<PaymentListItem>> {
-    use crate::schema::{orders, payment_refunds, payments};
-    let query = payments::table
-        .inner_join(orders::table)
-        .left_join(payment_refunds::table)
-        .select((Payment::as_select(), orders::number, payment_refunds::amount_minor.nullable()))
-        .into_boxed();
+    use crate::schema::{orders, payments};
+    let query = payments::table.inner_join(orders::table).select((Payment::as_select(), orders::number)).into_boxed();
     let mut query = narrowed!(query, filter);
     if let Some(wanted) = filter.order_number {
         query = query.filter(orders::number.eq(wanted));

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{Payment, PaymentStatus, Refund};
-use crate::ids::{OrderId, PaymentId};
+use crate::ids::{OrderId, PaymentId, RefundId};
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CardView {
@@ -12,8 +12,17 @@ pub struct CardView {
     pub last4: String,
 }
 
+/// All the refunds of a payment as one: their sum, and when the last one was made.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RefundView {
+    pub amount_minor: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One refund of a payment.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PaymentRefundView {
+    pub id: RefundId,
     pub amount_minor: i64,
     pub created_at: DateTime<Utc>,
 }
@@ -28,12 +37,23 @@ pub struct PaymentView {
     pub card: CardView,
     /// Why the gateway declined: `card_declined`, `insufficient_funds`, `expired_card`.
     pub decline_code: Option<String>,
+    /// The refunds as one (their sum, and when the last one was made), or `null` before any:
+    /// what a whole refund always was. `refunds` lists each.
     pub refund: Option<RefundView>,
+    /// What has been refunded of the payment so far, in all its refunds.
+    pub refunded_minor: i64,
+    /// Each refund, oldest first.
+    pub refunds: Vec<PaymentRefundView>,
     pub created_at: DateTime<Utc>,
 }
 
 impl PaymentView {
-    pub fn new(payment: Payment, refund: Option<Refund>) -> Self {
+    /// The payment with its refunds, oldest first.
+    pub fn new(payment: Payment, refunds: Vec<Refund>) -> Self {
+        let refund = refunds.last().map(|last| RefundView {
+            amount_minor: refunds.iter().map(|refund| refund.amount_minor).sum(),
+            created_at: last.created_at,
+        });
         PaymentView {
             id: payment.id,
             order_id: payment.order_id,
@@ -42,8 +62,16 @@ impl PaymentView {
             currency: payment.currency,
             card: CardView { brand: payment.card_brand, last4: payment.card_last4 },
             decline_code: payment.decline_code,
-            refund: refund
-                .map(|refund| RefundView { amount_minor: refund.amount_minor, created_at: refund.created_at }),
+            refund,
+            refunded_minor: payment.refunded_minor,
+            refunds: refunds
+                .into_iter()
+                .map(|refund| PaymentRefundView {
+                    id: refund.id,
+                    amount_minor: refund.amount_minor,
+                    created_at: refund.created_at,
+                })
+                .collect(),
             created_at: payment.created_at,
         }
     }

@@ -309,3 +309,27 @@ fn the_admin_list_of_payments_filters_sorts_pages_and_totals_what_it_matches() {
 fn urlencode(text: &str) -> String {
     serde_urlencoded::to_string([("", text)]).unwrap().trim_start_matches('=').to_owned()
 }
+
+#[test]
+fn a_payment_refunded_in_parts_can_never_be_refunded_past_what_it_captured() {
+    use diesel::RunQueryDsl;
+    let app = TestApp::spawn();
+    let mug = app.product_with_stock("MUG-001", 1290, 10);
+    let order = app.placed_order("ada@example.com", &[(&mug, 1)]);
+    let id = order["id"].as_str().unwrap();
+    app.pay(id, "4242424242424242").ok_json(201);
+    let mut conn = app.connect();
+    let refund = |amount: i64, conn: &mut diesel::PgConnection| {
+        diesel::sql_query(format!(
+            "UPDATE payments SET refunded_minor = refunded_minor + {amount} WHERE order_id = '{id}' AND status = 'succeeded'"
+        ))
+        .execute(conn)
+    };
+    // Whatever writes it, PostgreSQL holds the sum between 0 and the captured amount.
+    refund(1000, &mut conn).unwrap();
+    let error = refund(291, &mut conn).unwrap_err().to_string();
+    assert!(error.contains("payments_refunded_minor_check"), "{error}");
+    refund(290, &mut conn).unwrap();
+    assert!(refund(-1291, &mut conn).is_err());
+    assert_eq!(app.count("SELECT refunded_minor FROM payments WHERE status = 'succeeded'"), 1290);
+}

@@ -124,7 +124,7 @@ fn payment_answer(attempt: PaymentAttempt) -> Result<Answer, AppError> {
     match attempt {
         PaymentAttempt::Succeeded { payment, order } => Answer::json(
             StatusCode::CREATED,
-            &PaymentResult { payment: PaymentView::new(payment, None), order_status: order.status },
+            &PaymentResult { payment: PaymentView::new(payment, Vec::new()), order_status: order.status },
         ),
         PaymentAttempt::Declined { payment, .. } => {
             let code = payment.decline_code.clone().unwrap_or_default();

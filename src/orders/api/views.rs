@@ -105,7 +105,11 @@ impl From<OrderDetails> for OrderDetailsView {
         let order_id = details.order.id;
         OrderDetailsView {
             order: OrderView::new(details.order, details.customer, details.lines),
-            payments: details.payments.into_iter().map(|(payment, refund)| PaymentView::new(payment, refund)).collect(),
+            payments: details
+                .payments
+                .into_iter()
+                .map(|(payment, refunds)| PaymentView::new(payment, refunds))
+                .collect(),
             notifications: details
                 .notifications
                 .into_iter()
