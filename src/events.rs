@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::ids::{OrderId, PaymentId, ProductId};
+use crate::ids::{OrderId, PaymentId, ProductId, RefundId};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum EventType {
@@ -61,13 +61,62 @@ pub enum CancelledBy {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "payload")]
 pub enum DomainEvent {
-    OrderPlaced { order_id: OrderId, number: String, total_minor: i64, currency: String },
-    PaymentSucceeded { order_id: OrderId, payment_id: PaymentId, amount_minor: i64, currency: String },
-    PaymentFailed { order_id: OrderId, payment_id: PaymentId, decline_code: String },
-    OrderCancelled { order_id: OrderId, cancelled_by: CancelledBy },
-    OrderRefunded { order_id: OrderId, payment_id: PaymentId, amount_minor: i64 },
-    OrderShipped { order_id: OrderId },
-    StockLow { product_id: ProductId, sku: String, available: i32, threshold: i32 },
+    OrderPlaced {
+        order_id: OrderId,
+        number: String,
+        total_minor: i64,
+        currency: String,
+    },
+    PaymentSucceeded {
+        order_id: OrderId,
+        payment_id: PaymentId,
+        amount_minor: i64,
+        currency: String,
+    },
+    PaymentFailed {
+        order_id: OrderId,
+        payment_id: PaymentId,
+        decline_code: String,
+    },
+    OrderCancelled {
+        order_id: OrderId,
+        cancelled_by: CancelledBy,
+    },
+    /// One refund of an order's payment: the whole order, an amount, or chosen lines. Events stored
+    /// before refunds came in parts carry only the first three fields (and were whole refunds).
+    OrderRefunded {
+        order_id: OrderId,
+        payment_id: PaymentId,
+        /// This refund's amount.
+        amount_minor: i64,
+        #[serde(default)]
+        refund_id: Option<RefundId>,
+        /// What has been refunded of the order in all, this refund included.
+        #[serde(default)]
+        refunded_minor: Option<i64>,
+        /// The units this refund gave back, line by line; none for an amount or the whole order.
+        #[serde(default)]
+        lines: Vec<RefundedLine>,
+    },
+    OrderShipped {
+        order_id: OrderId,
+    },
+    StockLow {
+        product_id: ProductId,
+        sku: String,
+        available: i32,
+        threshold: i32,
+    },
+}
+
+/// Units of one order line given back by a refund, as `OrderRefunded` carries them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundedLine {
+    pub product_id: ProductId,
+    pub sku: String,
+    pub name: String,
+    pub quantity: i32,
+    pub amount_minor: i64,
 }
 
 /// What an event is about. The outbox stores it in two columns, `aggregate_type` (the kind) and
@@ -200,13 +249,37 @@ mod tests {
             order_id: OrderId(Uuid::from_u128(1)),
             payment_id: PaymentId(Uuid::from_u128(2)),
             amount_minor: 500,
+            refund_id: Some(RefundId(Uuid::from_u128(3))),
+            refunded_minor: Some(700),
+            lines: Vec::new(),
         };
         assert_eq!(
             event.payload().to_string(),
-            r#"{"amount_minor":500,"order_id":"00000000-0000-0000-0000-000000000001","payment_id":"00000000-0000-0000-0000-000000000002"}"#
+            r#"{"amount_minor":500,"lines":[],"order_id":"00000000-0000-0000-0000-000000000001","payment_id":"00000000-0000-0000-0000-000000000002","refund_id":"00000000-0000-0000-0000-000000000003","refunded_minor":700}"#
         );
         assert_eq!(event.aggregate(), Aggregate::Order(OrderId(Uuid::from_u128(1))));
         let aggregate = event.aggregate();
         assert_eq!(Aggregate::from_stored(aggregate.kind(), aggregate.uuid()), Some(aggregate));
+    }
+
+    #[test]
+    fn a_refund_event_stored_before_refunds_came_in_parts_still_reads() {
+        let stored = serde_json::json!({
+            "amount_minor": 500,
+            "order_id": "00000000-0000-0000-0000-000000000001",
+            "payment_id": "00000000-0000-0000-0000-000000000002",
+        });
+        let event = DomainEvent::from_stored("OrderRefunded", &stored).unwrap();
+        assert_eq!(
+            event,
+            DomainEvent::OrderRefunded {
+                order_id: OrderId(Uuid::from_u128(1)),
+                payment_id: PaymentId(Uuid::from_u128(2)),
+                amount_minor: 500,
+                refund_id: None,
+                refunded_minor: None,
+                lines: Vec::new(),
+            }
+        );
     }
 }

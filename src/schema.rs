@@ -142,6 +142,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    order_refund_lines (refund_id, line_no) {
+        refund_id -> Uuid,
+        order_id -> Uuid,
+        line_no -> Int2,
+        quantity -> Int4,
+        amount_minor -> Int8,
+    }
+}
+
+diesel::table! {
     orders (id) {
         id -> Uuid,
         number -> Int8,
@@ -151,6 +161,7 @@ diesel::table! {
         currency -> Text,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        shipped_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -202,6 +213,7 @@ diesel::joinable!(notifications -> events (event_id));
 diesel::joinable!(notifications -> orders (order_id));
 diesel::joinable!(order_lines -> orders (order_id));
 diesel::joinable!(order_lines -> products (product_id));
+diesel::joinable!(order_refund_lines -> payment_refunds (refund_id));
 diesel::joinable!(orders -> customers (customer_id));
 diesel::joinable!(payment_refunds -> payments (payment_id));
 diesel::joinable!(payments -> orders (order_id));
@@ -219,6 +231,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     inventory_movements,
     notifications,
     order_lines,
+    order_refund_lines,
     orders,
     payment_refunds,
     payments,

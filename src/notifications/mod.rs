@@ -3,9 +3,10 @@
 //!
 //! It learns *when* to write from the outbox (events committed with the change they describe)
 //! and *what* to write by reading orders, customers, order lines and products straight from the
-//! shared tables. Each e-mail is rendered once into `notifications`, whose unique (order, kind)
-//! makes a second e-mail of the same kind impossible, and is sent with a Message-ID derived
-//! from its event, so that a resend after a crash is recognisable as the same message.
+//! shared tables. Each e-mail is rendered once into `notifications`, whose unique event makes a
+//! second e-mail for one event impossible (and a unique (order, kind) a second of each kind, but
+//! for refunds: each refund of an order has an e-mail of its own), and is sent with a Message-ID
+//! derived from its event, so that a resend after a crash is recognisable as the same message.
 
 pub mod api;
 mod model;
@@ -87,11 +88,12 @@ impl Handler for OrderEmails {
         // then, and the switch when anything else calls the handler.
         crate::as_module!(conn, Module::Notifications);
         let Some((kind, order_id)) = EmailKind::for_event(&record.event) else { return Ok(Outcome::Done) };
-        let notification = match store::find_for_update(conn, order_id, kind)? {
+        let notification = match store::find_for_update(conn, record.id)? {
             Some(existing) => existing,
             None => {
                 let rows = render::load(conn, order_id)?;
-                let Some(email) = render::render(kind, &rows, self.currency) else {
+                let refund = render::RefundFacts::of(&record.event);
+                let Some(email) = render::render(kind, &rows, refund.as_ref(), self.currency) else {
                     return Ok(Outcome::Retry(format!("order {order_id} has no lines to write about")));
                 };
                 // Without SMTP, keeping the e-mail is all there is to do: one statement.

@@ -48,7 +48,7 @@ impl EmailKind {
             EmailKind::OrderReceived => format!("We received your order {number}"),
             EmailKind::OrderConfirmation => format!("Order {number} confirmed: payment received"),
             EmailKind::OrderCancelled => format!("Order {number} cancelled"),
-            EmailKind::OrderRefunded => format!("Order {number} refunded"),
+            EmailKind::OrderRefunded => format!("Order {number} refunded in full"),
             EmailKind::OrderShipped => format!("Order {number} is on its way"),
         }
     }

@@ -6,6 +6,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Integer, Text, Timestamptz, Uuid as SqlUuid};
 
 use super::model::EmailKind;
+use crate::events::{DomainEvent, RefundedLine};
 use crate::ids::{OrderId, OrderNumber};
 use crate::money::Currency;
 
@@ -65,6 +66,37 @@ pub struct Line {
     pub line_total: String,
 }
 
+/// What a refund's e-mail says besides the order: carried by its `OrderRefunded` event.
+pub struct RefundFacts {
+    pub amount_minor: i64,
+    /// What has been refunded of the order in all, this refund included.
+    pub refunded_minor: i64,
+    pub lines: Vec<RefundedLine>,
+}
+
+impl RefundFacts {
+    pub fn of(event: &DomainEvent) -> Option<RefundFacts> {
+        match event {
+            DomainEvent::OrderRefunded { amount_minor, refunded_minor, lines, .. } => Some(RefundFacts {
+                amount_minor: *amount_minor,
+                // Events from before refunds came in parts were whole refunds.
+                refunded_minor: refunded_minor.unwrap_or(*amount_minor),
+                lines: lines.clone(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// The refund paragraph of an e-mail, formatted.
+pub struct RefundNote {
+    pub amount: String,
+    pub refunded: String,
+    pub total: String,
+    /// `2 x Mug (MUG-001)`, one per refunded line.
+    pub lines: Vec<String>,
+}
+
 pub struct RenderedEmail {
     pub recipient: String,
     pub subject: String,
@@ -75,7 +107,8 @@ pub struct RenderedEmail {
 #[derive(Template)]
 #[template(path = "notifications/templates/order_email.txt", escape = "none")]
 struct TextEmail<'a> {
-    kind: EmailKind,
+    opening: &'a str,
+    refund: Option<&'a RefundNote>,
     name: &'a str,
     number: &'a str,
     placed: String,
@@ -86,7 +119,8 @@ struct TextEmail<'a> {
 #[derive(Template)]
 #[template(path = "notifications/templates/order_email.html")]
 struct HtmlEmail<'a> {
-    kind: EmailKind,
+    opening: &'a str,
+    refund: Option<&'a RefundNote>,
     subject: &'a str,
     name: &'a str,
     number: &'a str,
@@ -116,7 +150,14 @@ impl EmailKind {
     }
 }
 
-pub fn render(kind: EmailKind, rows: &[EmailRow], currency: Currency) -> Option<RenderedEmail> {
+/// Renders the e-mail of `kind` about the order in `rows`; a refund's e-mail says what `refund`
+/// gave back.
+pub fn render(
+    kind: EmailKind,
+    rows: &[EmailRow],
+    refund: Option<&RefundFacts>,
+    currency: Currency,
+) -> Option<RenderedEmail> {
     let first = rows.first()?;
     let number = OrderNumber(first.number).to_string();
     // Orders record their currency; format with it when it is one we know.
@@ -132,11 +173,27 @@ pub fn render(kind: EmailKind, rows: &[EmailRow], currency: Currency) -> Option<
             line_total: currency.format(row.line_total_minor),
         })
         .collect();
-    let subject = kind.subject(&number);
+    let refund = refund.filter(|_| kind == EmailKind::OrderRefunded);
+    // A refund that leaves part of the order paid says so, and names its amount in the subject.
+    let partial = refund.filter(|refund| refund.refunded_minor < first.total_minor);
+    let (subject, opening) = match partial {
+        Some(refund) => (
+            format!("{} refunded for order {number}", currency.format(refund.amount_minor)),
+            "we have refunded part of your order. The money is on its way back to your card.",
+        ),
+        None => (kind.subject(&number), kind.opening()),
+    };
+    let note = refund.map(|refund| RefundNote {
+        amount: currency.format(refund.amount_minor),
+        refunded: currency.format(refund.refunded_minor),
+        total: currency.format(first.total_minor),
+        lines: refund.lines.iter().map(|line| format!("{} x {} ({})", line.quantity, line.name, line.sku)).collect(),
+    });
     let placed = first.created_at.format("%Y-%m-%d %H:%M UTC").to_string();
     let total = currency.format(first.total_minor);
     let text = TextEmail {
-        kind,
+        opening,
+        refund: note.as_ref(),
         name: &first.customer_name,
         number: &number,
         placed: placed.clone(),
@@ -146,7 +203,8 @@ pub fn render(kind: EmailKind, rows: &[EmailRow], currency: Currency) -> Option<
     .render()
     .ok()?;
     let html = HtmlEmail {
-        kind,
+        opening,
+        refund: note.as_ref(),
         subject: &subject,
         name: &first.customer_name,
         number: &number,

@@ -6,24 +6,14 @@ use diesel::prelude::*;
 use diesel::sql_types::{Bool, Timestamptz, Uuid as SqlUuid};
 use uuid::Uuid;
 
-use super::model::{EmailKind, NewNotification, Notification, NotificationStatus};
+use super::model::{NewNotification, Notification, NotificationStatus};
 use super::{NotificationFilter, NotificationSort};
 use crate::ids::OrderId;
 
-/// The e-mail of this kind for this order, locked, if it was rendered before.
-pub fn find_for_update(
-    conn: &mut PgConnection,
-    order: OrderId,
-    email_kind: EmailKind,
-) -> QueryResult<Option<Notification>> {
+/// The e-mail of this event, locked, if it was rendered before.
+pub fn find_for_update(conn: &mut PgConnection, event: i64) -> QueryResult<Option<Notification>> {
     use crate::schema::notifications::dsl::*;
-    notifications
-        .filter(order_id.eq(order))
-        .filter(kind.eq(email_kind))
-        .select(Notification::as_select())
-        .for_update()
-        .first(conn)
-        .optional()
+    notifications.filter(event_id.eq(event)).select(Notification::as_select()).for_update().first(conn).optional()
 }
 
 pub fn insert(conn: &mut PgConnection, notification: &NewNotification) -> QueryResult<Notification> {

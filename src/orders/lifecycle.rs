@@ -1,6 +1,6 @@
 //! The order lifecycle after checkout: payment, cancellation (by the customer, an admin or the
-//! payment timeout), shipping and refunds. Each transition locks the order, moves stock through
-//! the inventory module, records money through the payments module, changes the status and
+//! payment timeout) and shipping (refunds are in `refunds`). Each transition locks the order,
+//! moves stock through the inventory module, records money through the payments module, changes the status and
 //! writes its event, in one transaction. Anything the lifecycle does not allow is refused with
 //! the order's current status.
 
@@ -39,10 +39,10 @@ pub fn pay(
     crate::as_module!(conn, Module::Orders);
     conn.transaction(|conn| {
         let order = lock(conn, order_id)?;
-        allow(&order, Action::Pay)?;
+        let paid = allow(&order, Action::Pay)?;
         let payment = payments::charge(conn, gateway, order.id, order.total_minor, &order.currency, card)?;
         if payment.succeeded() {
-            let order = store::set_status(conn, order.id, OrderStatus::Paid)?;
+            let order = store::set_status(conn, order.id, paid)?;
             outbox::publish(
                 conn,
                 &DomainEvent::PaymentSucceeded {
@@ -75,41 +75,21 @@ pub fn cancel(conn: &mut PgConnection, order_id: OrderId, by: CancelledBy) -> Re
     })
 }
 
+/// Ships a paid order, or a partially refunded one that has not shipped: what the refunds left
+/// of each line leaves the warehouse.
 pub fn ship(conn: &mut PgConnection, order_id: OrderId) -> Result<Order, OrdersError> {
     crate::as_module!(conn, Module::Orders);
     conn.transaction(|conn| {
         let order = lock(conn, order_id)?;
-        allow(&order, Action::Ship)?;
-        let lines = stock_lines(conn, order.id)?;
-        inventory::ship(conn, order.id, &lines)?;
-        let order = store::set_status(conn, order.id, OrderStatus::Shipped)?;
-        outbox::publish(conn, &DomainEvent::OrderShipped { order_id: order.id })?;
-        Ok(order)
-    })
-}
-
-/// Refunds the whole payment. Before shipping the reserved stock is released; after shipping
-/// the goods are gone, and taking returns back in is a stock receipt of its own.
-pub fn refund(conn: &mut PgConnection, order_id: OrderId) -> Result<Order, OrdersError> {
-    crate::as_module!(conn, Module::Orders);
-    conn.transaction(|conn| {
-        let order = lock(conn, order_id)?;
-        allow(&order, Action::Refund)?;
-        let remaining = payments::refundable(conn, order.id)?.remaining_minor();
-        let (payment, refund) = payments::refund(conn, order.id, remaining, "refunded by an admin")?;
-        if order.status == OrderStatus::Paid {
-            let lines = stock_lines(conn, order.id)?;
-            inventory::release(conn, order.id, &lines, "order refunded before shipping")?;
+        let status = allow(&order, Action::Ship)?;
+        let lines = store::lines(conn, order.id)?;
+        let refunded = store::refunded_units(conn, order.id)?.into_iter().collect();
+        let leaving = super::refunds::units_left(&lines, &refunded);
+        if !leaving.is_empty() {
+            inventory::ship(conn, order.id, &leaving)?;
         }
-        let order = store::set_status(conn, order.id, OrderStatus::Refunded)?;
-        outbox::publish(
-            conn,
-            &DomainEvent::OrderRefunded {
-                order_id: order.id,
-                payment_id: payment.id,
-                amount_minor: refund.amount_minor,
-            },
-        )?;
+        let order = store::set_shipped(conn, order.id, status)?;
+        outbox::publish(conn, &DomainEvent::OrderShipped { order_id: order.id })?;
         Ok(order)
     })
 }
@@ -125,7 +105,7 @@ pub fn cancel_one_expired(conn: &mut PgConnection, cutoff: DateTime<Utc>) -> Res
 }
 
 fn cancel_locked(conn: &mut PgConnection, order: Order, by: CancelledBy) -> Result<Order, OrdersError> {
-    allow(&order, Action::Cancel)?;
+    let cancelled = allow(&order, Action::Cancel)?;
     let reason = match by {
         CancelledBy::Customer => "order cancelled by the customer",
         CancelledBy::Admin => "order cancelled by an admin",
@@ -133,21 +113,23 @@ fn cancel_locked(conn: &mut PgConnection, order: Order, by: CancelledBy) -> Resu
     };
     let lines = stock_lines(conn, order.id)?;
     inventory::release(conn, order.id, &lines, reason)?;
-    let order = store::set_status(conn, order.id, OrderStatus::Cancelled)?;
+    let order = store::set_status(conn, order.id, cancelled)?;
     outbox::publish(conn, &DomainEvent::OrderCancelled { order_id: order.id, cancelled_by: by })?;
     Ok(order)
 }
 
-fn lock(conn: &mut PgConnection, order_id: OrderId) -> Result<Order, OrdersError> {
+pub(super) fn lock(conn: &mut PgConnection, order_id: OrderId) -> Result<Order, OrdersError> {
     store::lock_order(conn, order_id)?.ok_or(OrdersError::NotFound(order_id))
 }
 
-fn allow(order: &Order, action: Action) -> Result<(), OrdersError> {
-    if order.status.allows(action) {
-        Ok(())
-    } else {
-        Err(OrdersError::IllegalTransition { number: order.display_number(), status: order.status, action })
-    }
+/// The status `action` leads the order to, or the refusal naming its status.
+pub(super) fn allow(order: &Order, action: Action) -> Result<OrderStatus, OrdersError> {
+    order.after(action).ok_or_else(|| OrdersError::IllegalTransition {
+        number: order.display_number(),
+        status: order.status,
+        shipped: order.has_shipped(),
+        action,
+    })
 }
 
 fn stock_lines(conn: &mut PgConnection, order_id: OrderId) -> Result<Vec<StockLine>, OrdersError> {

@@ -11,6 +11,7 @@ mod checkout;
 mod lifecycle;
 mod model;
 pub mod pages;
+mod refunds;
 pub mod sales;
 pub mod search;
 mod seed;
@@ -22,8 +23,12 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 
 pub use checkout::{CUSTOMER_NAME, MAX_LINES, PlaceOrder, PlacedOrder, QUANTITY, place_order};
-pub use lifecycle::{PaymentAttempt, cancel, pay, refund, ship};
-pub use model::{Action, Customer, CustomerEmail, EMAIL, Order, OrderLine, OrderStatus};
+pub use lifecycle::{PaymentAttempt, cancel, pay, ship};
+pub use model::{Action, Customer, CustomerEmail, EMAIL, Order, OrderLine, OrderStatus, RefundLine};
+pub use refunds::{
+    MAX_ORDER_TOTAL_MINOR, MAX_REFUND_LINES, REFUND_AMOUNT, REFUND_QUANTITY, RefundOutcome, RefundRequest, refund,
+    refund_part,
+};
 pub use seed::seed_orders;
 pub use view::{EventSummary, NotificationSummary, OrderDetails, order_details};
 
@@ -36,7 +41,7 @@ use crate::payments::PaymentsError;
 
 pub const TABLES: TableAccess = TableAccess {
     module: Module::Orders,
-    owns: &["customers", "orders", "order_lines"],
+    owns: &["customers", "orders", "order_lines", "order_refund_lines"],
     reads: &[
         Use {
             table: "products",
@@ -80,8 +85,8 @@ pub enum OrdersError {
     /// Lines naming products that are no longer sold.
     #[error("products no longer sold")]
     ProductsNotSold(Vec<FieldError>),
-    #[error("order {number} is {status}; it cannot be {}", action.verb())]
-    IllegalTransition { number: String, status: OrderStatus, action: Action },
+    #[error("{}", illegal_transition(number, *status, *shipped, *action))]
+    IllegalTransition { number: String, status: OrderStatus, shipped: bool, action: Action },
     #[error(transparent)]
     Stock(#[from] InventoryError),
     #[error(transparent)]
@@ -102,16 +107,22 @@ impl From<OrdersError> for AppError {
                 AppError::conflict("product-not-sold", "The order names a product that is no longer sold.")
                     .with_field_errors(errors)
             }
-            OrdersError::IllegalTransition { number, status, action } => AppError::conflict(
-                "order-status",
-                format!("Order {number} is {status}; it cannot be {}.", action.verb()),
-            )
-            .with("order_status", status.as_str()),
+            OrdersError::IllegalTransition { number, status, shipped, action } => {
+                AppError::conflict("order-status", format!("{}.", illegal_transition(&number, status, shipped, action)))
+                    .with("order_status", status.as_str())
+            }
             OrdersError::Stock(error) => error.into(),
             OrdersError::Payment(error) => error.into(),
             OrdersError::Database(error) => error.into(),
         }
     }
+}
+
+/// "Order AG-000042 is paid; it cannot be cancelled", saying also when a partially refunded
+/// order has shipped (which is why it cannot ship again).
+fn illegal_transition(number: &str, status: OrderStatus, shipped: bool, action: Action) -> String {
+    let shipped = if shipped && status == OrderStatus::PartiallyRefunded { " and has shipped" } else { "" };
+    format!("Order {number} is {status}{shipped}; it cannot be {}", action.verb())
 }
 
 pub type ListCursor = (DateTime<Utc>, OrderId);

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::input::Pattern;
 
-use crate::ids::{CustomerId, OrderId, OrderNumber, ProductId};
+use crate::ids::{CustomerId, OrderId, OrderNumber, ProductId, RefundId};
 use crate::text_enum::text_enum;
 
 text_enum! {
@@ -14,6 +14,7 @@ text_enum! {
         PendingPayment = "pending_payment",
         Paid = "paid",
         Shipped = "shipped",
+        PartiallyRefunded = "partially_refunded",
         Cancelled = "cancelled",
         Refunded = "refunded",
     }
@@ -21,20 +22,21 @@ text_enum! {
 
 impl OrderStatus {
     /// The lifecycle: pending_payment -> paid -> shipped; pending_payment -> cancelled;
-    /// paid | shipped -> refunded. Everything else is refused.
-    pub fn after(self, action: Action) -> Option<OrderStatus> {
+    /// paid | shipped -> refunded, through partially_refunded while the refunds add up to less
+    /// than was captured. Refunding a part keeps the money's side of the story in the status, so
+    /// a partially refunded order that has not shipped can still be shipped, and stays
+    /// partially_refunded (`shipped` tells the two apart). Everything else is refused.
+    pub fn after(self, shipped: bool, action: Action) -> Option<OrderStatus> {
         use OrderStatus::*;
         match (self, action) {
             (PendingPayment, Action::Pay) => Some(Paid),
             (PendingPayment, Action::Cancel) => Some(Cancelled),
             (Paid, Action::Ship) => Some(Shipped),
-            (Paid | Shipped, Action::Refund) => Some(Refunded),
+            (PartiallyRefunded, Action::Ship) if !shipped => Some(PartiallyRefunded),
+            (Paid | Shipped | PartiallyRefunded, Action::Refund) => Some(Refunded),
+            (Paid | Shipped | PartiallyRefunded, Action::RefundPart) => Some(PartiallyRefunded),
             _ => None,
         }
-    }
-
-    pub fn allows(self, action: Action) -> bool {
-        self.after(action).is_some()
     }
 }
 
@@ -44,7 +46,10 @@ pub enum Action {
     Pay,
     Cancel,
     Ship,
+    /// Refund all that is left of the captured amount.
     Refund,
+    /// Refund part of what is left.
+    RefundPart,
 }
 
 impl Action {
@@ -53,7 +58,7 @@ impl Action {
             Action::Pay => "paid",
             Action::Cancel => "cancelled",
             Action::Ship => "shipped",
-            Action::Refund => "refunded",
+            Action::Refund | Action::RefundPart => "refunded",
         }
     }
 
@@ -64,6 +69,7 @@ impl Action {
             Action::Cancel => "cancel",
             Action::Ship => "ship",
             Action::Refund => "refund",
+            Action::RefundPart => "refunds",
         }
     }
 }
@@ -79,11 +85,28 @@ pub struct Order {
     pub currency: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// When it left the warehouse, once it has.
+    pub shipped_at: Option<DateTime<Utc>>,
 }
 
 impl Order {
     pub fn display_number(&self) -> String {
         OrderNumber(self.number).to_string()
+    }
+
+    /// Whether the goods have left the warehouse. A `shipped` order has; a partially refunded
+    /// one may have.
+    pub fn has_shipped(&self) -> bool {
+        self.status == OrderStatus::Shipped || self.shipped_at.is_some()
+    }
+
+    /// The status `action` would lead to, or `None` if the lifecycle does not allow it.
+    pub fn after(&self, action: Action) -> Option<OrderStatus> {
+        self.status.after(self.has_shipped(), action)
+    }
+
+    pub fn allows(&self, action: Action) -> bool {
+        self.after(action).is_some()
     }
 }
 
@@ -98,6 +121,17 @@ pub struct OrderLine {
     pub unit_price_minor: i64,
     pub quantity: i32,
     pub line_total_minor: i64,
+}
+
+/// Units of one order line that one refund gave back, and their price.
+#[derive(Clone, Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = crate::schema::order_refund_lines)]
+pub struct RefundLine {
+    pub refund_id: RefundId,
+    pub order_id: OrderId,
+    pub line_no: i16,
+    pub quantity: i32,
+    pub amount_minor: i64,
 }
 
 #[derive(Clone, Debug, Queryable, Selectable)]
@@ -140,30 +174,52 @@ mod tests {
     fn the_lifecycle_allows_only_its_transitions() {
         use Action::*;
         use OrderStatus::*;
-        assert_eq!(PendingPayment.after(Pay), Some(Paid));
-        assert_eq!(PendingPayment.after(Cancel), Some(Cancelled));
-        assert_eq!(Paid.after(Ship), Some(Shipped));
-        assert_eq!(Paid.after(Refund), Some(Refunded));
-        assert_eq!(Shipped.after(Refund), Some(Refunded));
-        for (status, action) in [
-            (PendingPayment, Ship),
-            (PendingPayment, Refund),
-            (Paid, Pay),
-            (Paid, Cancel),
-            (Shipped, Cancel),
-            (Shipped, Ship),
-            (Shipped, Pay),
-            (Cancelled, Pay),
-            (Cancelled, Cancel),
-            (Cancelled, Ship),
-            (Cancelled, Refund),
-            (Refunded, Refund),
-            (Refunded, Ship),
-            (Refunded, Cancel),
-            (Refunded, Pay),
-        ] {
-            assert_eq!(status.after(action), None, "{status} must not become {}", action.verb());
+        let allowed = [
+            (PendingPayment, false, Pay, Paid),
+            (PendingPayment, false, Cancel, Cancelled),
+            (Paid, false, Ship, Shipped),
+            (Paid, false, Refund, Refunded),
+            (Paid, false, RefundPart, PartiallyRefunded),
+            (Shipped, true, Refund, Refunded),
+            (Shipped, true, RefundPart, PartiallyRefunded),
+            // Partly refunded before shipping: what is left can still ship, and the order stays
+            // partially refunded until the refunds reach what was captured.
+            (PartiallyRefunded, false, Ship, PartiallyRefunded),
+            (PartiallyRefunded, false, RefundPart, PartiallyRefunded),
+            (PartiallyRefunded, false, Refund, Refunded),
+            (PartiallyRefunded, true, RefundPart, PartiallyRefunded),
+            (PartiallyRefunded, true, Refund, Refunded),
+        ];
+        for status in OrderStatus::ALL {
+            for shipped in [false, true] {
+                for action in [Pay, Cancel, Ship, Refund, RefundPart] {
+                    let expected = allowed
+                        .iter()
+                        .find(|(from, when_shipped, by, _)| {
+                            (*from, *by) == (status, action) && *when_shipped == shipped
+                        })
+                        .map(|(.., to)| *to);
+                    // Paid and pending orders have not shipped and shipped ones have, whatever
+                    // the flag says; only a partially refunded order needs it.
+                    let expected = match status {
+                        PendingPayment | Paid | Shipped | Cancelled | Refunded => {
+                            allowed.iter().find(|(from, _, by, _)| (*from, *by) == (status, action)).map(|(.., to)| *to)
+                        }
+                        PartiallyRefunded => expected,
+                    };
+                    assert_eq!(
+                        status.after(shipped, action),
+                        expected,
+                        "{status} (shipped: {shipped}) {} {}",
+                        if expected.is_some() { "must become" } else { "must not be" },
+                        action.verb()
+                    );
+                }
+            }
         }
+        assert_eq!(PartiallyRefunded.after(true, Ship), None, "a shipped order does not ship twice");
+        assert_eq!(Cancelled.after(false, Refund), None);
+        assert_eq!(Refunded.after(false, RefundPart), None);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use diesel::Connection;
 
 use super::search::{CUSTOMER_COLUMNS, CustomerSummary, Needle, ORDER_COLUMNS, OrderResults, OrderSearch};
-use super::{Action, Order, OrderDetails, OrderStatus, OrdersError};
+use super::{Action, Order, OrderDetails, OrderLine, OrderStatus, OrdersError};
 use crate::admin::listing::{self, ListQuery, Numbered, Sort};
 use crate::admin::page::see_other;
 use crate::admin::page::{Confirmation, Layout, PageError, Section, render};
@@ -39,7 +39,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[template(path = "orders/templates/list.html")]
 struct ListPage {
     layout: Layout,
-    statuses: [OrderStatus; 5],
+    statuses: [OrderStatus; 6],
     status: Option<OrderStatus>,
     query: String,
     /// The customer whose orders these are, when the list was opened from the customers page.
@@ -250,13 +250,26 @@ impl ShowPage {
             "cancel" => Action::Cancel,
             "ship" => Action::Ship,
             "refund" => Action::Refund,
+            "refund_part" => Action::RefundPart,
             _ => return false,
         };
-        self.details.order.status.allows(action)
+        self.details.order.allows(action)
     }
 
     fn number(&self) -> String {
         self.details.order.display_number()
+    }
+
+    fn refunded(&self) -> i64 {
+        self.details.refunded_and_remaining().0
+    }
+
+    fn remaining(&self) -> i64 {
+        self.details.refunded_and_remaining().1
+    }
+
+    fn refunded_quantity(&self, line: &OrderLine) -> i32 {
+        self.details.refunded_quantity(line.line_no)
     }
 }
 
@@ -285,7 +298,7 @@ async fn confirm(
     let order = &details.order;
     let number = order.display_number();
     let back = format!("/admin/orders/{id}");
-    if !order.status.allows(action) {
+    if !order.allows(action) {
         admin.warn(format!(
             "Order {number} is {}; it cannot be {}.",
             order.status.label().to_lowercase(),
@@ -295,8 +308,11 @@ async fn confirm(
     }
     let currency = state.config.currency;
     let total = currency.format(order.total_minor);
-    let units: i64 = details.lines.iter().map(|line| i64::from(line.quantity)).sum();
+    // Units refunded line by line went back already (or were never to ship).
+    let units = details.all_units_left();
     let (units, go) = if units == 1 { ("1 unit".to_owned(), "goes") } else { (format!("{units} units"), "go") };
+    let (refunded, remaining) = details.refunded_and_remaining();
+    let mut fields = vec![("status", order.status.as_str().to_owned())];
     let customer = &details.customer;
     let (question, consequences, button) = match action {
         Action::Cancel => (
@@ -319,39 +335,47 @@ async fn confirm(
             "Ship it",
         ),
         Action::Refund => {
-            let card = details
-                .payments
-                .iter()
-                .find(|(payment, _)| payment.succeeded())
-                .map(|(payment, _)| format!("{} •••• {}", payment.card_brand, payment.card_last4))
-                .unwrap_or_else(|| "the card it was paid with".to_owned());
-            let stock = if order.status == OrderStatus::Paid {
-                format!("It has not shipped: the {units} reserved for it {go} back to stock.")
-            } else {
-                "It has shipped: stock is not taken back; record returned goods as a receipt.".to_owned()
+            let stock = match (order.has_shipped(), refunded > 0) {
+                (false, false) => format!("It has not shipped: the {units} reserved for it {go} back to stock."),
+                (false, true) => format!("It has not shipped: the {units} still reserved for it {go} back to stock."),
+                (true, _) => "It has shipped: stock is not taken back; record returned goods as a receipt.".to_owned(),
             };
-            (
-                format!("Refund {total} to {card}?"),
-                vec![
-                    format!("Order {number} becomes refunded."),
-                    stock,
-                    format!("{} is e-mailed about the refund.", customer.email),
-                ],
-                "Refund",
-            )
+            let mut consequences = vec![format!("Order {number} becomes refunded.")];
+            if refunded > 0 {
+                consequences.push(format!(
+                    "{} of {total} was refunded before; this refunds the {} left.",
+                    currency.format(refunded),
+                    currency.format(remaining)
+                ));
+            }
+            consequences.push(stock);
+            consequences.push(format!("{} is e-mailed about the refund.", customer.email));
+            // What the operator saw refunded: a refund of a part meanwhile changes what is left.
+            fields.push(("refunded", refunded.to_string()));
+            (format!("Refund {} to {}?", currency.format(remaining), paid_card(&details)), consequences, "Refund")
         }
-        Action::Pay => unreachable!("admins do not pay orders"),
+        Action::Pay | Action::RefundPart => unreachable!("not an action of this confirmation"),
     };
     render(&Confirmation {
         layout: admin.layout(Section::Orders),
         question,
         consequences,
         action: format!("/admin/orders/{id}/{}", action.path()),
-        fields: vec![("status", order.status.as_str().to_owned())],
+        fields,
         button: button.to_owned(),
         danger: action != Action::Ship,
         back,
     })
+}
+
+/// The card the order was paid with, as a confirmation names it: "visa •••• 4242".
+pub(super) fn paid_card(details: &OrderDetails) -> String {
+    details
+        .payments
+        .iter()
+        .find(|(payment, _)| payment.succeeded())
+        .map(|(payment, _)| format!("{} •••• {}", payment.card_brand, payment.card_last4))
+        .unwrap_or_else(|| "the card it was paid with".to_owned())
 }
 
 async fn confirm_cancel(
@@ -379,11 +403,12 @@ async fn confirm_refund(
 }
 
 /// An order action's form: the CSRF token and, from the confirmation page, the status the
-/// operator saw when deciding.
+/// operator saw when deciding (and for a refund, what had been refunded).
 #[derive(Deserialize)]
 struct ActionForm {
     csrf_token: String,
     status: Option<String>,
+    refunded: Option<String>,
 }
 
 impl CsrfProtected for ActionForm {
@@ -393,11 +418,86 @@ impl CsrfProtected for ActionForm {
 }
 
 /// Why an action did not happen, told on the order's page rather than on an error page.
-enum Refused {
+pub(super) enum Refused {
     /// The order changed since the operator looked at it.
     Changed { number: String, seen: OrderStatus, now: OrderStatus },
+    /// Money was refunded since the operator looked at the order.
+    RefundedMeanwhile { number: String, minor: i64 },
     /// The order's status does not allow the action.
     Illegal { number: String, now: OrderStatus },
+}
+
+impl Refused {
+    /// Tells the operator, on the order's page, why `action` did not happen.
+    pub(super) fn warn(self, admin: &Admin, action: Action, currency: Currency) {
+        match self {
+            Refused::Changed { number, seen, now } => admin.warn(format!(
+                "Order {number} was not {}: it changed while you were deciding, from {} to {}. Nothing was done; \
+                 check the order below and decide again.",
+                action.verb(),
+                seen.label().to_lowercase(),
+                now.label().to_lowercase(),
+            )),
+            Refused::RefundedMeanwhile { number, minor } => admin.warn(format!(
+                "Order {number} was not {}: it changed while you were deciding, {} more was refunded meanwhile. \
+                 Nothing was done; check the order below and decide again.",
+                action.verb(),
+                currency.format(minor),
+            )),
+            Refused::Illegal { number, now } => admin.warn(format!(
+                "Order {number} was not {}: it is {} now, and a {} order cannot be {}.",
+                action.verb(),
+                now.label().to_lowercase(),
+                now.label().to_lowercase(),
+                action.verb(),
+            )),
+        }
+    }
+
+    /// What the operator saw, checked against the order locked: `None` if nothing changed.
+    pub(super) fn check_seen(
+        conn: &mut diesel::PgConnection,
+        current: &Order,
+        seen: Option<OrderStatus>,
+        seen_refunded: Option<i64>,
+    ) -> Result<Option<Refused>, OrdersError> {
+        if let Some(seen) = seen.filter(|seen| *seen != current.status) {
+            return Ok(Some(Refused::Changed { number: current.display_number(), seen, now: current.status }));
+        }
+        if let Some(seen) = seen_refunded
+            && current.allows(Action::Refund)
+        {
+            let refunded = crate::payments::refundable(conn, current.id)?.refunded_minor;
+            if refunded != seen {
+                return Ok(Some(Refused::RefundedMeanwhile {
+                    number: current.display_number(),
+                    minor: refunded - seen,
+                }));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// A status posted back from a confirmation page.
+pub(super) fn seen_status(posted: Option<&str>) -> Result<Option<OrderStatus>, AppError> {
+    match posted.filter(|status| !status.is_empty()) {
+        Some(status) => Ok(Some(
+            OrderStatus::parse(status)
+                .ok_or_else(|| AppError::invalid("status", format!("{status:?} is not an order status")))?,
+        )),
+        None => Ok(None),
+    }
+}
+
+/// What was refunded as a confirmation page showed it, posted back.
+pub(super) fn seen_refunded(posted: Option<&str>) -> Result<Option<i64>, AppError> {
+    match posted.filter(|refunded| !refunded.is_empty()) {
+        Some(text) => Ok(Some(
+            text.parse::<i64>().map_err(|_| AppError::invalid("refunded", "must be a whole number of minor units"))?,
+        )),
+        None => Ok(None),
+    }
 }
 
 async fn transition(
@@ -407,27 +507,22 @@ async fn transition(
     action: Action,
     form: ActionForm,
 ) -> Result<HttpResponse, PageError> {
-    let seen = match form.status.as_deref().filter(|status| !status.is_empty()) {
-        Some(status) => Some(
-            OrderStatus::parse(status)
-                .ok_or_else(|| AppError::invalid("status", format!("{status:?} is not an order status")))?,
-        ),
-        None => None,
-    };
+    let seen = seen_status(form.status.as_deref())?;
+    let seen_refunded = seen_refunded(form.refunded.as_deref())?;
     let outcome = state
         .db
         .run(Module::Orders.op("admin_transition"), move |conn| -> Result<Result<Order, Refused>, OrdersError> {
             conn.transaction(|conn| {
                 // Locked first, so nothing changes it between this check and the action.
                 let current = super::store::lock_order(conn, id)?.ok_or(OrdersError::NotFound(id))?;
-                if let Some(seen) = seen.filter(|seen| *seen != current.status) {
-                    return Ok(Err(Refused::Changed { number: current.display_number(), seen, now: current.status }));
+                if let Some(refused) = Refused::check_seen(conn, &current, seen, seen_refunded)? {
+                    return Ok(Err(refused));
                 }
                 let done = match action {
                     Action::Cancel => super::cancel(conn, id, CancelledBy::Admin),
                     Action::Ship => super::ship(conn, id),
                     Action::Refund => super::refund(conn, id),
-                    Action::Pay => unreachable!("admins do not pay orders"),
+                    Action::Pay | Action::RefundPart => unreachable!("not an action of this form"),
                 };
                 match done {
                     Ok(order) => Ok(Ok(order)),
@@ -441,20 +536,7 @@ async fn transition(
         .await?;
     match outcome {
         Ok(order) => admin.flash(format!("Order {} {}.", order.display_number(), action.verb())),
-        Err(Refused::Changed { number, seen, now }) => admin.warn(format!(
-            "Order {number} was not {}: it changed while you were deciding, from {} to {}. Nothing was done; \
-             check the order below and decide again.",
-            action.verb(),
-            seen.label().to_lowercase(),
-            now.label().to_lowercase(),
-        )),
-        Err(Refused::Illegal { number, now }) => admin.warn(format!(
-            "Order {number} was not {}: it is {} now, and a {} order cannot be {}.",
-            action.verb(),
-            now.label().to_lowercase(),
-            now.label().to_lowercase(),
-            action.verb(),
-        )),
+        Err(refused) => refused.warn(&admin, action, state.config.currency),
     }
     Ok(see_other(&format!("/admin/orders/{id}")))
 }

@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use rand::Rng;
 use rand::seq::IndexedRandom;
 
-use super::{OrdersError, PlaceOrder, cancel, pay, place_order, refund, ship};
+use super::{OrdersError, PlaceOrder, RefundRequest, cancel, pay, place_order, refund, refund_part, ship};
 use crate::config::Config;
 use crate::error::AppError;
 use crate::events::CancelledBy;
@@ -97,7 +97,12 @@ pub fn seed_orders(
                 if rng.random_bool(0.5) {
                     ship(conn, order.id)?;
                 }
-                refund(conn, order.id)?;
+                // Every other one is refunded in part: a third of it, as a goodwill amount.
+                if n % 16 == 15 {
+                    refund_part(conn, order.id, &RefundRequest::Amount((order.total_minor / 3).max(1)))?;
+                } else {
+                    refund(conn, order.id)?;
+                }
             }
         }
     }

@@ -6,7 +6,7 @@ use diesel::dsl::sql;
 use diesel::prelude::*;
 use diesel::sql_types::{Bool, Timestamptz, Uuid as SqlUuid};
 
-use super::model::{Customer, Order, OrderLine, OrderStatus};
+use super::model::{Customer, Order, OrderLine, OrderStatus, RefundLine};
 use crate::ids::{CustomerId, OrderId, ProductId};
 
 /// What checkout needs of a product: read straight from the catalog's table, in the checkout's
@@ -85,6 +85,31 @@ pub fn lock_expired_unpaid(conn: &mut PgConnection, cutoff: DateTime<Utc>) -> Qu
 pub fn set_status(conn: &mut PgConnection, order_id: OrderId, new_status: OrderStatus) -> QueryResult<Order> {
     use crate::schema::orders::dsl::*;
     diesel::update(orders.find(order_id)).set(status.eq(new_status)).returning(Order::as_returning()).get_result(conn)
+}
+
+/// Sets the status of an order that is leaving the warehouse, and when it did.
+pub fn set_shipped(conn: &mut PgConnection, order_id: OrderId, new_status: OrderStatus) -> QueryResult<Order> {
+    use crate::schema::orders::dsl::*;
+    diesel::update(orders.find(order_id))
+        .set((status.eq(new_status), shipped_at.eq(diesel::dsl::now)))
+        .returning(Order::as_returning())
+        .get_result(conn)
+}
+
+pub fn insert_refund_lines(conn: &mut PgConnection, lines: &[RefundLine]) -> QueryResult<usize> {
+    diesel::insert_into(crate::schema::order_refund_lines::table).values(lines).execute(conn)
+}
+
+/// How many units of each line of the order have been refunded so far: (line number, units),
+/// lines with none left out.
+pub fn refunded_units(conn: &mut PgConnection, order: OrderId) -> QueryResult<Vec<(i16, i64)>> {
+    use crate::schema::order_refund_lines::dsl::*;
+    let rows: Vec<(i16, Option<i64>)> = order_refund_lines
+        .filter(order_id.eq(order))
+        .group_by(line_no)
+        .select((line_no, diesel::dsl::sum(quantity)))
+        .load(conn)?;
+    Ok(rows.into_iter().map(|(line, units)| (line, units.unwrap_or(0))).collect())
 }
 
 pub fn lines(conn: &mut PgConnection, order: OrderId) -> QueryResult<Vec<OrderLine>> {

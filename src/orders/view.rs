@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use uuid::Uuid;
 
-use super::model::{Customer, Order, OrderLine};
-use super::{OrdersError, store};
+use super::OrdersError;
+use super::model::{Customer, Order, OrderLine, RefundLine};
 use crate::ids::OrderId;
 use crate::kernel::Module;
 use crate::notifications::{EmailKind, NotificationStatus};
@@ -18,6 +18,8 @@ pub struct OrderDetails {
     pub order: Order,
     pub customer: Customer,
     pub lines: Vec<OrderLine>,
+    /// The units each refund gave back, line by line.
+    pub refund_lines: Vec<RefundLine>,
     /// Each payment attempt with its refunds, oldest first.
     pub payments: Vec<(Payment, Vec<Refund>)>,
     pub notifications: Vec<NotificationSummary>,
@@ -47,9 +49,36 @@ pub struct EventSummary {
     pub created_at: DateTime<Utc>,
 }
 
+impl OrderDetails {
+    /// Units of the line refunded so far.
+    pub fn refunded_quantity(&self, line_no: i16) -> i32 {
+        self.refund_lines.iter().filter(|refund| refund.line_no == line_no).map(|refund| refund.quantity).sum()
+    }
+
+    /// Units of the line not refunded: still to ship, or shipped and kept.
+    pub fn units_left(&self, line: &OrderLine) -> i32 {
+        line.quantity - self.refunded_quantity(line.line_no)
+    }
+
+    /// Units of every line not refunded.
+    pub fn all_units_left(&self) -> i64 {
+        self.lines.iter().map(|line| i64::from(self.units_left(line))).sum()
+    }
+
+    /// What has been refunded of the order, and what is left to refund of what was captured.
+    pub fn refunded_and_remaining(&self) -> (i64, i64) {
+        self.payments
+            .iter()
+            .find(|(payment, _)| payment.succeeded())
+            .map_or((0, 0), |(payment, _)| (payment.refunded_minor, payment.remaining_minor()))
+    }
+}
+
 pub fn order_details(conn: &mut PgConnection, order_id: OrderId) -> Result<OrderDetails, OrdersError> {
     crate::as_module!(conn, Module::Orders);
-    use crate::schema::{customers, events, notifications, orders, payment_refunds, payments};
+    use crate::schema::{
+        customers, events, notifications, order_lines, order_refund_lines, orders, payment_refunds, payments,
+    };
     conn.build_transaction().read_only().repeatable_read().run(|conn| {
         let (order, customer) = orders::table
             .inner_join(customers::table)
@@ -58,8 +87,26 @@ pub fn order_details(conn: &mut PgConnection, order_id: OrderId) -> Result<Order
             .first(conn)
             .optional()?
             .ok_or(OrdersError::NotFound(order_id))?;
-        let lines = store::lines(conn, order_id)?;
-        // Payments with their refunds: one query, whatever the number of payments or refunds.
+        // Lines with what was refunded of them, and payments with their refunds: one query each,
+        // whatever the number of lines, payments or refunds.
+        let rows: Vec<(OrderLine, Option<RefundLine>)> = order_lines::table
+            .left_join(
+                order_refund_lines::table.on(order_refund_lines::order_id
+                    .eq(order_lines::order_id)
+                    .and(order_refund_lines::line_no.eq(order_lines::line_no))),
+            )
+            .filter(order_lines::order_id.eq(order_id))
+            .order((order_lines::line_no.asc(), order_refund_lines::refund_id.asc()))
+            .select((OrderLine::as_select(), Option::<RefundLine>::as_select()))
+            .load(conn)?;
+        let mut lines: Vec<OrderLine> = Vec::new();
+        let mut refund_lines = Vec::new();
+        for (line, refunded) in rows {
+            if lines.last().is_none_or(|last| last.line_no != line.line_no) {
+                lines.push(line);
+            }
+            refund_lines.extend(refunded);
+        }
         let rows: Vec<(Payment, Option<Refund>)> = payments::table
             .left_join(payment_refunds::table)
             .filter(payments::order_id.eq(order_id))
@@ -83,6 +130,6 @@ pub fn order_details(conn: &mut PgConnection, order_id: OrderId) -> Result<Order
             .order(events::id.asc())
             .select(EventSummary::as_select())
             .load(conn)?;
-        Ok(OrderDetails { order, customer, lines, payments, notifications, events })
+        Ok(OrderDetails { order, customer, lines, refund_lines, payments, notifications, events })
     })
 }

@@ -55,6 +55,7 @@ fn the_openapi_document_describes_the_api() {
         ("post", "/api/orders/{id}/payments"),
         ("post", "/api/orders/{id}/ship"),
         ("post", "/api/orders/{id}/refund"),
+        ("post", "/api/orders/{id}/refunds"),
         ("get", "/api/notifications"),
         ("get", "/api/metrics"),
     ] {

@@ -21,6 +21,7 @@ mod notifications;
 mod orders;
 mod payments;
 mod read_path;
+mod refunds;
 mod roles;
 mod seed;
 mod sessions;

@@ -20,12 +20,13 @@ fn placing_an_order_prices_it_from_the_catalog_and_reserves_its_stock() {
     assert_eq!(
         order["items"],
         json!([
-            {"product_id": mug, "sku": "MUG-001", "name": "Product MUG-001", "unit_price_minor": 1290, "quantity": 2, "line_total_minor": 2580},
-            {"product_id": cap, "sku": "CAP-001", "name": "Product CAP-001", "unit_price_minor": 1790, "quantity": 1, "line_total_minor": 1790},
+            {"product_id": mug, "sku": "MUG-001", "name": "Product MUG-001", "unit_price_minor": 1290, "quantity": 2, "line_total_minor": 2580, "refunded_quantity": 0},
+            {"product_id": cap, "sku": "CAP-001", "name": "Product CAP-001", "unit_price_minor": 1790, "quantity": 1, "line_total_minor": 1790, "refunded_quantity": 0},
         ])
     );
     assert_eq!(order["total_minor"], 4370);
     assert_eq!(order["currency"], "EUR");
+    assert_eq!(order["shipped_at"], Value::Null);
 
     assert_eq!(app.stock(&mug)["reserved"], 2);
     assert_eq!(app.stock(&cap)["available"], 4);
@@ -325,6 +326,13 @@ fn every_illegal_transition_is_a_409_naming_the_status() {
     let refunded = place();
     app.pay(&refunded, "4242424242424242").ok_json(201);
     app.admin_post(&format!("/api/orders/{refunded}/refund")).ok_json(200);
+    let partly = place();
+    app.pay(&partly, "4242424242424242").ok_json(201);
+    app.admin_post_json(&format!("/api/orders/{partly}/refunds"), &json!({"amount_minor": 10})).ok_json(201);
+    let partly_shipped = place();
+    app.pay(&partly_shipped, "4242424242424242").ok_json(201);
+    app.admin_post_json(&format!("/api/orders/{partly_shipped}/refunds"), &json!({"amount_minor": 10})).ok_json(201);
+    app.admin_post(&format!("/api/orders/{partly_shipped}/ship")).ok_json(200);
 
     let cases: Vec<(&str, &str, &str)> = vec![
         (&pending, "ship", "pending_payment"),
@@ -342,6 +350,11 @@ fn every_illegal_transition_is_a_409_naming_the_status() {
         (&refunded, "ship", "refunded"),
         (&refunded, "cancel", "refunded"),
         (&refunded, "pay", "refunded"),
+        (&partly, "cancel", "partially_refunded"),
+        (&partly, "pay", "partially_refunded"),
+        (&partly_shipped, "ship", "partially_refunded"),
+        (&partly_shipped, "cancel", "partially_refunded"),
+        (&partly_shipped, "pay", "partially_refunded"),
     ];
     for (id, action, status) in cases {
         let response = match action {
@@ -354,7 +367,7 @@ fn every_illegal_transition_is_a_409_naming_the_status() {
         assert_eq!(problem["type"], "/problems/order-status");
         assert_eq!(app.order(id)["status"], status, "nothing changed");
     }
-    assert_eq!(app.count("SELECT count(*) FROM payments WHERE status = 'succeeded'"), 3);
+    assert_eq!(app.count("SELECT count(*) FROM payments WHERE status = 'succeeded'"), 5);
     assert_ledger_matches_levels(&mut app.connect());
 }
 

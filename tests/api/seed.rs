@@ -8,7 +8,7 @@ use crate::helpers::{TestApp, assert_ledger_matches_levels};
 fn the_first_start_seeds_products_with_stock_and_orders_in_every_status() {
     let app = TestApp::spawn_with(|config| config.seed = SeedMode::Demo);
     assert_eq!(app.count("SELECT count(*) FROM products"), 24);
-    assert_eq!(app.count("SELECT count(DISTINCT status) FROM orders"), 5, "every status");
+    assert_eq!(app.count("SELECT count(DISTINCT status) FROM orders"), 6, "every status");
     assert!(app.count("SELECT count(*) FROM inventory_levels l JOIN products p ON p.id = l.product_id WHERE l.on_hand - l.reserved <= p.low_stock_threshold") >= 3, "some low stock");
     assert!(app.count("SELECT count(*) FROM inventory_levels WHERE on_hand - reserved > 20") >= 10, "most in stock");
     assert!(app.count("SELECT count(*) FROM payments WHERE status = 'failed'") >= 1);
@@ -65,5 +65,5 @@ fn the_first_start_seeds_with_a_pool_of_one_connection() {
         config.pool.max_size = 1;
     });
     assert_eq!(app.count("SELECT count(*) FROM products"), 24);
-    assert_eq!(app.count("SELECT count(DISTINCT status) FROM orders"), 5);
+    assert_eq!(app.count("SELECT count(DISTINCT status) FROM orders"), 6);
 }

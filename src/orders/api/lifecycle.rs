@@ -34,7 +34,8 @@ pub async fn cancel_order(
         .await
 }
 
-/// Ships a paid order: its reserved stock leaves the warehouse.
+/// Ships a paid order, or a partially refunded one that has not shipped (it stays partially
+/// refunded): its reserved stock, less refunded units, leaves the warehouse.
 #[utoipa::path(
     tag = "orders",
     security(("admin_token" = [])),
@@ -43,7 +44,7 @@ pub async fn cancel_order(
         (status = 200, description = "Shipped", body = OrderDetailsView),
         Unauthorized,
         OrderNotFound,
-        (status = 409, description = "The order is not paid", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "The order is neither paid nor partially refunded and still in the warehouse", body = ProblemDetails, content_type = "application/problem+json"),
         Unavailable,
     )
 )]
@@ -56,7 +57,8 @@ pub async fn ship_order(
     transition(&state, "ship_order", id.into_inner(), orders::ship).await
 }
 
-/// Refunds a paid or shipped order in full; stock not yet shipped is released.
+/// Refunds what is left of a paid, shipped or partially refunded order's payment (all of it, if
+/// nothing was refunded before); stock not yet shipped is released.
 #[utoipa::path(
     tag = "orders",
     security(("admin_token" = [])),
@@ -65,7 +67,7 @@ pub async fn ship_order(
         (status = 200, description = "Refunded", body = OrderDetailsView),
         Unauthorized,
         OrderNotFound,
-        (status = 409, description = "The order is neither paid nor shipped", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "The order is neither paid, shipped nor partially refunded", body = ProblemDetails, content_type = "application/problem+json"),
         Unavailable,
     )
 )]

@@ -4,9 +4,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::ids::{OrderId, ProductId};
+use crate::ids::{OrderId, PaymentId, ProductId, RefundId};
 use crate::notifications::{EmailKind, NotificationStatus};
-use crate::orders::{Customer, Order, OrderDetails, OrderLine, OrderStatus};
+use crate::orders::{Customer, Order, OrderDetails, OrderLine, OrderStatus, RefundOutcome};
 use crate::payments::views::PaymentView;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -24,6 +24,8 @@ pub struct ItemView {
     pub unit_price_minor: i64,
     pub quantity: i32,
     pub line_total_minor: i64,
+    /// Units refunded line by line so far (a refund of an amount or of the whole order names none).
+    pub refunded_quantity: i32,
 }
 
 impl From<OrderLine> for ItemView {
@@ -35,6 +37,7 @@ impl From<OrderLine> for ItemView {
             unit_price_minor: line.unit_price_minor,
             quantity: line.quantity,
             line_total_minor: line.line_total_minor,
+            refunded_quantity: 0,
         }
     }
 }
@@ -51,6 +54,8 @@ pub struct OrderView {
     pub currency: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// When the order left the warehouse; `null` until it has.
+    pub shipped_at: Option<DateTime<Utc>>,
 }
 
 impl OrderView {
@@ -65,6 +70,7 @@ impl OrderView {
             currency: order.currency,
             created_at: order.created_at,
             updated_at: order.updated_at,
+            shipped_at: order.shipped_at,
         }
     }
 }
@@ -103,8 +109,13 @@ pub struct OrderDetailsView {
 impl From<OrderDetails> for OrderDetailsView {
     fn from(details: OrderDetails) -> Self {
         let order_id = details.order.id;
+        let refunded: Vec<i32> = details.lines.iter().map(|line| details.refunded_quantity(line.line_no)).collect();
+        let mut order = OrderView::new(details.order, details.customer, details.lines);
+        for (item, refunded) in order.items.iter_mut().zip(refunded) {
+            item.refunded_quantity = refunded;
+        }
         OrderDetailsView {
-            order: OrderView::new(details.order, details.customer, details.lines),
+            order,
             payments: details
                 .payments
                 .into_iter()
@@ -144,4 +155,63 @@ pub struct OrderListItem {
     pub currency: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// Units of one line a refund gave back.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RefundLineView {
+    pub product_id: ProductId,
+    /// SKU and name as on the order.
+    pub sku: String,
+    pub name: String,
+    pub quantity: i32,
+    /// The line's unit price times `quantity`.
+    pub amount_minor: i64,
+}
+
+/// A refund made, with the order as it now stands.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RefundResult {
+    pub id: RefundId,
+    pub order_id: OrderId,
+    pub payment_id: PaymentId,
+    /// This refund: the amount asked, or the lines' prices times the units asked.
+    pub amount_minor: i64,
+    pub currency: String,
+    /// The units it gave back, in the order's line order; empty for an amount.
+    pub lines: Vec<RefundLineView>,
+    pub created_at: DateTime<Utc>,
+    /// `partially_refunded` while the refunds add up to less than was captured, else `refunded`.
+    pub order_status: OrderStatus,
+    /// What has been refunded of the order in all, this refund included.
+    pub refunded_minor: i64,
+    /// What is left to refund of what was captured.
+    pub remaining_minor: i64,
+}
+
+impl From<RefundOutcome> for RefundResult {
+    fn from(outcome: RefundOutcome) -> Self {
+        RefundResult {
+            id: outcome.refund.id,
+            order_id: outcome.order.id,
+            payment_id: outcome.payment.id,
+            amount_minor: outcome.refund.amount_minor,
+            currency: outcome.payment.currency.clone(),
+            lines: outcome
+                .lines
+                .into_iter()
+                .map(|line| RefundLineView {
+                    product_id: line.product_id,
+                    sku: line.sku,
+                    name: line.name,
+                    quantity: line.quantity,
+                    amount_minor: line.amount_minor,
+                })
+                .collect(),
+            created_at: outcome.refund.created_at,
+            order_status: outcome.order.status,
+            refunded_minor: outcome.payment.refunded_minor,
+            remaining_minor: outcome.payment.remaining_minor(),
+        }
+    }
 }
