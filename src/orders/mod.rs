@@ -11,6 +11,7 @@ mod checkout;
 mod lifecycle;
 mod model;
 pub mod pages;
+mod refund_pages;
 mod refunds;
 pub mod sales;
 pub mod search;

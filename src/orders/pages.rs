@@ -33,6 +33,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             web::resource("/orders/{id}/refund").route(web::get().to(confirm_refund)).route(web::post().to(refund)),
         );
+    super::refund_pages::configure(cfg);
 }
 
 #[derive(Template)]

@@ -406,6 +406,143 @@ fn the_openapi_document_states_the_refund_operation_exactly() {
     );
 }
 
+/// The hidden fields of the first form on a page (a confirmation's), as a browser would post them.
+fn hidden_fields(html: &str) -> Vec<(String, String)> {
+    let form = html.split("<form method=\"post\"").nth(1).expect("a form").split("</form>").next().unwrap();
+    form.split("<input type=\"hidden\" ")
+        .skip(1)
+        .map(|input| {
+            let attribute = |name: &str| {
+                let marker = format!("{name}=\"");
+                let start = input.find(&marker).unwrap() + marker.len();
+                input[start..].split('"').next().unwrap().replace("&#x3a;", ":").replace("&#x2c;", ",")
+            };
+            (attribute("name"), attribute("value"))
+        })
+        .collect()
+}
+
+fn form_action(html: &str) -> String {
+    let start = html.find("<form method=\"post\" action=\"").expect("a form") + "<form method=\"post\" action=\"".len();
+    html[start..].split('"').next().unwrap().to_owned()
+}
+
+fn post_hidden(browser: &mut crate::helpers::Browser, page: &str) -> crate::helpers::TestResponse {
+    let fields = hidden_fields(page);
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect();
+    browser.post_form(&form_action(page), &fields)
+}
+
+#[test]
+fn the_admin_refunds_chosen_lines_or_an_amount_through_a_confirmation_that_states_it() {
+    let app = TestApp::spawn();
+    let mug = app.product_with_stock("MUG-001", 1290, 10);
+    let cap = app.product_with_stock("CAP-001", 3080, 10);
+    let order = app.placed_order("ada@example.com", &[(&mug, 3), (&cap, 1)]);
+    let id = order["id"].as_str().unwrap().to_owned();
+    let number = order["number"].as_str().unwrap().to_owned();
+    app.pay(&id, VISA).ok_json(201);
+    let mut browser = app.signed_in_browser();
+
+    let order_page = format!("/admin/orders/{id}");
+    let page = browser.get(&order_page);
+    let form_path = format!("/admin/orders/{id}/refunds/new");
+    assert!(page.body.contains(&format!("href=\"{form_path}\">Refund part…</a>")), "{}", page.body);
+    let form = browser.get(&form_path);
+    assert_eq!(form.status, 200);
+    for field in ["amount", "line-1", "line-2"] {
+        assert!(form.body.contains(&format!("name=\"{field}\"")), "{field}: {}", form.body);
+    }
+    assert!(form.body.contains("name=\"csrf_token\""));
+
+    // Every mistake at once, each next to its field, with what was typed kept.
+    let review = format!("/admin/orders/{id}/refunds/review");
+    let wrong = browser.submit(&form_path, &review, &[("amount", "12.345"), ("line-1", "4"), ("line-2", "x")]);
+    assert_eq!(wrong.status, 422, "{}", wrong.body);
+    for (field, message) in [
+        ("amount", "enter an amount such as 12.50"),
+        ("line-1", "at most 3 units"),
+        ("line-2", "enter a whole number of units"),
+    ] {
+        assert!(
+            wrong.body.contains(&format!("id=\"{field}\""))
+                && wrong.body.contains(&format!("aria-describedby=\"{field}-error\"")),
+            "{field}: {}",
+            wrong.body
+        );
+        let error = wrong
+            .body
+            .split(&format!("id=\"{field}-error\">"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("{field}: {}", wrong.body));
+        assert!(error.split("</span>").next().unwrap().contains(message), "{field}: {error}");
+    }
+    assert_eq!(wrong.body.matches("aria-invalid=\"true\"").count(), 3);
+    assert!(wrong.body.contains("value=\"12.345\""), "{}", wrong.body);
+    let nothing = browser.submit(&form_path, &review, &[("amount", ""), ("line-1", ""), ("line-2", "0")]);
+    assert_eq!(nothing.status, 422);
+    assert!(nothing.body.contains("enter an amount, or units of at least one line"), "{}", nothing.body);
+    let both = browser.submit(&form_path, &review, &[("amount", "1"), ("line-1", "1"), ("line-2", "")]);
+    assert_eq!(both.status, 422);
+    assert!(both.body.contains("an amount or units, not both"), "{}", both.body);
+
+    // Lines: the confirmation states the amount, the card and what goes back to stock.
+    let confirm = browser.submit(&form_path, &review, &[("amount", ""), ("line-1", "2"), ("line-2", "")]);
+    assert_eq!(confirm.status, 200, "{}", confirm.body);
+    assert!(confirm.body.contains("<h1>Refund €25.80 to visa •••• 4242?</h1>"), "{}", confirm.body);
+    assert!(confirm.body.contains("2 × Product MUG-001 (MUG-001) go back to stock."), "{}", confirm.body);
+    assert!(
+        confirm
+            .body
+            .contains(&format!("Order {number} becomes partially refunded: €25.80 of €69.50 refunded, €43.70 left.")),
+        "{}",
+        confirm.body
+    );
+    assert!(confirm.body.contains("ada@example.com is e-mailed about this refund."), "{}", confirm.body);
+    assert_eq!(app.count("SELECT count(*) FROM payment_refunds"), 0, "the confirmation changes nothing");
+    let done = post_hidden(&mut browser, &confirm.body);
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert_eq!(done.header("location"), Some(order_page.as_str()));
+    let after = browser.get(&order_page);
+    assert!(after.body.contains(&format!("€25.80 refunded for order {number}.")), "{}", after.body);
+    assert!(after.body.contains("Partially refunded"), "{}", after.body);
+    assert_eq!(app.stock(&mug)["reserved"], 1);
+
+    // An amount: no goods move.
+    let confirm = browser.submit(&form_path, &review, &[("amount", "10"), ("line-1", ""), ("line-2", "")]);
+    assert!(confirm.body.contains("<h1>Refund €10.00 to visa •••• 4242?</h1>"), "{}", confirm.body);
+    assert!(confirm.body.contains("No goods go back to stock."), "{}", confirm.body);
+    assert_eq!(post_hidden(&mut browser, &confirm.body).status, 303);
+    assert_eq!(app.count("SELECT sum(amount_minor) FROM payment_refunds"), 3580);
+
+    // Confirmed after someone else refunded meanwhile: nothing happens, and the page says why.
+    let stale = browser.submit(&form_path, &review, &[("amount", "5"), ("line-1", ""), ("line-2", "")]);
+    assert_eq!(stale.status, 200);
+    refund(&app, &id, &json!({"amount_minor": 70})).ok_json(201);
+    assert_eq!(post_hidden(&mut browser, &stale.body).status, 303);
+    let back = browser.get(&order_page);
+    assert!(back.body.contains("it changed while you were deciding"), "{}", back.body);
+    assert_eq!(app.count("SELECT sum(amount_minor) FROM payment_refunds"), 3650);
+
+    // More than is left is said next to the amount; the whole refund offers what is left.
+    let too_much = browser.submit(&form_path, &review, &[("amount", "40"), ("line-1", ""), ("line-2", "")]);
+    assert_eq!(too_much.status, 422);
+    assert!(too_much.body.contains("only €33.00 is left to refund"), "{}", too_much.body);
+    let whole = browser.get(&format!("/admin/orders/{id}/refund"));
+    assert!(whole.body.contains("<h1>Refund €33.00 to visa •••• 4242?</h1>"), "{}", whole.body);
+    assert!(whole.body.contains("the 2 units still reserved for it go back to stock"), "{}", whole.body);
+
+    // The confirmation's post needs the session's CSRF token like every form.
+    let mut fields = hidden_fields(&stale.body);
+    for (name, value) in &mut fields {
+        if name == "csrf_token" {
+            *value = "forged".into();
+        }
+    }
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect();
+    assert_eq!(browser.post_form(&form_action(&stale.body), &fields).status, 403);
+}
+
 #[test]
 fn a_refund_retried_with_its_idempotency_key_refunds_once() {
     let app = TestApp::spawn();

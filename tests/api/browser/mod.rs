@@ -27,6 +27,8 @@ pub struct Linked {
 const PRODUCT: Linked = Linked { on: "/admin/products", link: "/admin/products/{id}" };
 const STOCK: Linked = Linked { on: "/admin/inventory", link: "/admin/inventory/{id}" };
 const ORDER: Linked = Linked { on: "/admin/orders", link: "/admin/orders/{id}" };
+/// An order that can be refunded in part: a paid one.
+const PAID_ORDER: Linked = Linked { on: "/admin/orders?status=paid", link: "/admin/orders/{id}" };
 const NOTIFICATION: Linked = Linked { on: "/admin/notifications", link: "/admin/notifications/{id}" };
 
 /// A page of the admin as the browser tests visit it.
@@ -71,6 +73,7 @@ pub const ADMIN_PAGES: &[AdminPage] = &[
     AdminPage::at("/admin/inventory/{id}").of(STOCK),
     AdminPage::at("/admin/orders"),
     AdminPage::at("/admin/orders/{id}").of(ORDER),
+    AdminPage::at("/admin/orders/{id}/refunds/new").of(PAID_ORDER),
     AdminPage::at("/admin/customers"),
     AdminPage::at("/admin/payments"),
     AdminPage::at("/admin/notifications"),
