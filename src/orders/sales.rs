@@ -2,14 +2,11 @@
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Integer, Text, Timestamptz};
+use diesel::sql_types::{BigInt, Integer, Text, Timestamptz};
 
-use super::{OrderStatus, OrdersError};
+use super::OrdersError;
+use super::store::NET_REVENUE_SQL;
 use crate::kernel::Module;
-
-/// The statuses whose totals count as revenue, as [`super::dashboard`] counts them: money taken
-/// and not given back.
-const REVENUE: [OrderStatus; 2] = [OrderStatus::Paid, OrderStatus::Shipped];
 
 /// One UTC day's orders (every status) and revenue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,21 +33,20 @@ pub fn daily_sales(conn: &mut PgConnection, today: NaiveDate, days: u32) -> Resu
     crate::as_module!(conn, Module::Orders);
     let days = days.max(1);
     let first = today.checked_sub_days(Days::new(u64::from(days - 1))).unwrap_or(NaiveDate::MIN);
-    let revenue: Vec<&str> = REVENUE.iter().map(|status| status.as_str()).collect();
     // Steps of 24 hours, not '1 day': a day interval follows the session's time zone across
-    // daylight-saving changes, and these are UTC days.
-    let rows: Vec<DayRow> = diesel::sql_query(
+    // daylight-saving changes, and these are UTC days. Revenue is money taken and not given back,
+    // as [`super::dashboard`] counts it.
+    let rows: Vec<DayRow> = diesel::sql_query(format!(
         "SELECT days.starts,
                 count(o.id) AS orders,
-                coalesce(sum(o.total_minor) FILTER (WHERE o.status = ANY($3)), 0)::text AS revenue_minor
+                coalesce(sum({NET_REVENUE_SQL}), 0)::text AS revenue_minor
            FROM generate_series($1, $1 + ($2 - 1) * interval '24 hours', interval '24 hours') AS days (starts)
            LEFT JOIN orders o ON o.created_at >= days.starts AND o.created_at < days.starts + interval '24 hours'
           GROUP BY days.starts
-          ORDER BY days.starts",
-    )
+          ORDER BY days.starts"
+    ))
     .bind::<Timestamptz, _>(first.and_time(chrono::NaiveTime::MIN).and_utc())
     .bind::<Integer, _>(i32::try_from(days).unwrap_or(i32::MAX))
-    .bind::<Array<Text>, _>(revenue)
     .load(conn)?;
     Ok(rows
         .into_iter()

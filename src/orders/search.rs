@@ -235,10 +235,11 @@ pub fn search_customers(
                   ORDER BY {order_by} LIMIT $2 OFFSET $3) c
            CROSS JOIN LATERAL (
              SELECT count(*) AS orders,
-                    coalesce(sum(total_minor) FILTER (WHERE status IN ('paid', 'shipped')), 0)::text AS spent_minor,
-                    max(created_at) AS last_order_at
-               FROM orders WHERE customer_id = c.id) o
-          ORDER BY {order_by}"
+                    coalesce(sum({NET_REVENUE_SQL}), 0)::text AS spent_minor,
+                    max(o.created_at) AS last_order_at
+               FROM orders o WHERE o.customer_id = c.id) o
+          ORDER BY {order_by}",
+        NET_REVENUE_SQL = super::store::NET_REVENUE_SQL
     ))
     .bind::<Nullable<Text>, _>(pattern)
     .bind::<BigInt, _>(PER_PAGE)

@@ -159,6 +159,13 @@ pub fn list(
     query.load(conn)
 }
 
+/// What an order brings in, net of refunds, as SQL over `orders o`: its total while paid or
+/// shipped, its total less what was refunded while partially refunded (read from its payment,
+/// for those orders only), nothing otherwise. Fully refunded orders bring nothing.
+pub const NET_REVENUE_SQL: &str = "CASE o.status WHEN 'paid' THEN o.total_minor WHEN 'shipped' THEN o.total_minor \
+     WHEN 'partially_refunded' THEN o.total_minor - coalesce((SELECT p.refunded_minor FROM payments p \
+     WHERE p.order_id = o.id AND p.status = 'succeeded'), 0) ELSE 0 END";
+
 #[derive(Debug, QueryableByName)]
 pub struct StatusTotal {
     #[diesel(sql_type = diesel::sql_types::Text)]
@@ -169,14 +176,18 @@ pub struct StatusTotal {
     /// rather than overflowing a cast back to bigint.
     #[diesel(sql_type = diesel::sql_types::Text)]
     pub total_minor: String,
+    /// The revenue of these orders, net of refunds (see [`NET_REVENUE_SQL`]).
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub net_minor: String,
 }
 
 /// Orders created since `since`, per status, with their totals: a range of the created_at index.
 pub fn recent_totals(conn: &mut PgConnection, since: DateTime<Utc>) -> QueryResult<Vec<StatusTotal>> {
-    diesel::sql_query(
-        "SELECT status, count(*) AS orders, coalesce(sum(total_minor), 0)::text AS total_minor
-           FROM orders WHERE created_at >= $1 GROUP BY status",
-    )
+    diesel::sql_query(format!(
+        "SELECT o.status, count(*) AS orders, coalesce(sum(o.total_minor), 0)::text AS total_minor,
+                coalesce(sum({NET_REVENUE_SQL}), 0)::text AS net_minor
+           FROM orders o WHERE o.created_at >= $1 GROUP BY o.status"
+    ))
     .bind::<Timestamptz, _>(since)
     .load(conn)
 }

@@ -561,3 +561,24 @@ fn a_refund_retried_with_its_idempotency_key_refunds_once() {
     assert_eq!(app.count("SELECT count(*) FROM payment_refunds"), 1);
     assert_eq!(app.count("SELECT refunded_minor FROM payments WHERE status = 'succeeded'"), 500);
 }
+
+#[test]
+fn revenue_and_spending_count_a_partially_refunded_order_net_of_its_refunds() {
+    let app = TestApp::spawn();
+    let mug = app.product_with_stock("MUG-001", 1290, 10);
+    let cap = app.product_with_stock("CAP-001", 1000, 10);
+    let tee = app.product_with_stock("TEE-001", 500, 10);
+    paid_order(&app, &[(&mug, 2)]);
+    let partly = paid_order(&app, &[(&cap, 1)]);
+    refund(&app, &partly, &json!({"amount_minor": 300})).ok_json(201);
+    let whole = paid_order(&app, &[(&tee, 1)]);
+    app.admin_post(&format!("/api/orders/{whole}/refund")).ok_json(200);
+
+    let mut browser = app.signed_in_browser();
+    let dashboard = browser.get("/admin");
+    assert!(dashboard.body.contains("Revenue (net of refunds)<strong>€32.80</strong>"), "{}", dashboard.body);
+    assert!(dashboard.body.contains("€32.80 revenue from paid and shipped orders"), "{}", dashboard.body);
+    assert!(dashboard.body.contains("Partially refunded</a><strong>1</strong>"), "{}", dashboard.body);
+    let customers = browser.get("/admin/customers");
+    assert!(customers.body.contains("<td class=\"num\">€32.80</td>"), "{}", customers.body);
+}
