@@ -582,3 +582,27 @@ fn revenue_and_spending_count_a_partially_refunded_order_net_of_its_refunds() {
     let customers = browser.get("/admin/customers");
     assert!(customers.body.contains("<td class=\"num\">€32.80</td>"), "{}", customers.body);
 }
+
+#[test]
+fn a_whole_refund_confirmed_after_another_refund_meanwhile_refunds_nothing() {
+    let app = TestApp::spawn();
+    let mug = app.product_with_stock("MUG-001", 1000, 10);
+    let id = paid_order(&app, &[(&mug, 2)]);
+    refund(&app, &id, &json!({"amount_minor": 500})).ok_json(201);
+    let mut browser = app.signed_in_browser();
+
+    let confirm = browser.get(&format!("/admin/orders/{id}/refund"));
+    assert!(confirm.body.contains("<h1>Refund €15.00 to visa •••• 4242?</h1>"), "{}", confirm.body);
+    assert!(confirm.body.contains("€5.00 of €20.00 was refunded before; this refunds the €15.00 left."));
+    // The status stays partially refunded, but what is left is not what the operator saw.
+    refund(&app, &id, &json!({"amount_minor": 200})).ok_json(201);
+    assert_eq!(post_hidden(&mut browser, &confirm.body).status, 303);
+    let back = browser.get(&format!("/admin/orders/{id}"));
+    assert!(
+        back.body.contains("it changed while you were deciding, €2.00 more was refunded meanwhile"),
+        "{}",
+        back.body
+    );
+    assert_eq!(app.order(&id)["status"], "partially_refunded");
+    assert_eq!(app.count("SELECT refunded_minor FROM payments WHERE status = 'succeeded'"), 700);
+}
