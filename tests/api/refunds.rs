@@ -541,6 +541,17 @@ fn the_admin_refunds_chosen_lines_or_an_amount_through_a_confirmation_that_state
     }
     let fields: Vec<(&str, &str)> = fields.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect();
     assert_eq!(browser.post_form(&form_action(&stale.body), &fields).status, 403);
+
+    // Each of its addresses takes its own methods, and says which.
+    let cookies = browser.cookie_header();
+    for (method, path, allowed) in [
+        ("GET", review.clone(), "OPTIONS, POST"),
+        ("GET", format!("/admin/orders/{id}/refunds"), "OPTIONS, POST"),
+        ("POST", form_path.clone(), "GET, HEAD, OPTIONS"),
+    ] {
+        let response = app.request(method, &path, &[("Cookie", &cookies)]);
+        assert_eq!((response.status, response.header("allow")), (405, Some(allowed)), "{method} {path}");
+    }
 }
 
 #[test]
