@@ -370,7 +370,7 @@ async fn wait_for_schema(config: &Config) {
 }
 
 /// Completes at the first SIGINT (Ctrl-C) or SIGTERM (a service manager's stop), naming it.
-pub async fn termination() -> &'static str {
+async fn termination() -> &'static str {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -49,6 +49,7 @@ pub fn scope(
         .wrap(sessions)
         .app_data(page::path_config())
         .app_data(page::query_config())
+        .app_data(page::form_config())
         .service(web::resource("/login").route(web::get().to(auth::login_form)).route(web::post().to(auth::login)))
         .service(web::resource("/logout").route(web::post().to(auth::logout)))
         .configure(account::configure)

@@ -172,6 +172,14 @@ pub fn query_config() -> actix_web::web::QueryConfig {
     })
 }
 
+/// Every admin form body that cannot be read (the sign-in form's, and those
+/// [`super::session::CsrfForm`] reads) gets a 400 page saying so.
+pub fn form_config() -> actix_web::web::FormConfig {
+    actix_web::web::FormConfig::default().error_handler(|error, _request| {
+        PageError(AppError::bad_request(format!("The form could not be read: {error}"))).into()
+    })
+}
+
 pub async fn not_found(request: actix_web::HttpRequest) -> Result<HttpResponse, PageError> {
     Err(PageError(AppError::not_found(format!("Nothing exists at {}.", request.path()))))
 }

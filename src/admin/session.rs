@@ -199,25 +199,21 @@ pub trait CsrfProtected {
 }
 
 /// An urlencoded form whose CSRF token has been checked against the session. Every admin form
-/// POST takes its form through this extractor.
+/// POST takes its form through this extractor. (A body that cannot be read is answered by the
+/// admin scope's [`super::page::form_config`].)
 pub struct CsrfForm<T>(pub T);
 
 impl<T: DeserializeOwned + CsrfProtected + 'static> FromRequest for CsrfForm<T> {
-    type Error = PageError;
+    type Error = actix_web::Error;
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
     fn from_request(request: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let form = web::Form::<T>::from_request(request, payload);
         let session = request.get_session();
         Box::pin(async move {
-            let form = form
-                .await
-                .map_err(|error| {
-                    PageError::from(AppError::bad_request(format!("The form could not be read: {error}")))
-                })?
-                .into_inner();
+            let form = form.await?.into_inner();
             if !verify_csrf(&session, form.csrf_token()) {
-                return Err(PageError::from(AppError::forbidden(EXPIRED_FORM)));
+                return Err(PageError::from(AppError::forbidden(EXPIRED_FORM)).into());
             }
             Ok(CsrfForm(form))
         })

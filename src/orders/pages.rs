@@ -257,18 +257,6 @@ impl ShowPage {
         self.details.order.allows(action)
     }
 
-    fn number(&self) -> String {
-        self.details.order.display_number()
-    }
-
-    fn refunded(&self) -> i64 {
-        self.details.refunded_and_remaining().0
-    }
-
-    fn remaining(&self) -> i64 {
-        self.details.refunded_and_remaining().1
-    }
-
     fn refunded_quantity(&self, line: &OrderLine) -> i32 {
         self.details.refunded_quantity(line.line_no)
     }

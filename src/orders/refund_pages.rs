@@ -136,18 +136,6 @@ struct FormPage {
 }
 
 impl FormPage {
-    fn number(&self) -> String {
-        self.details.order.display_number()
-    }
-
-    fn refunded(&self) -> i64 {
-        self.details.refunded_and_remaining().0
-    }
-
-    fn remaining(&self) -> i64 {
-        self.details.refunded_and_remaining().1
-    }
-
     fn field(&self, line: &OrderLine) -> String {
         line_field(line)
     }

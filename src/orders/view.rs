@@ -65,6 +65,16 @@ impl OrderDetails {
         self.lines.iter().map(|line| i64::from(self.units_left(line))).sum()
     }
 
+    /// What has been refunded of the order so far.
+    pub fn refunded_minor(&self) -> i64 {
+        self.refunded_and_remaining().0
+    }
+
+    /// What is left to refund of what was captured.
+    pub fn remaining_minor(&self) -> i64 {
+        self.refunded_and_remaining().1
+    }
+
     /// What has been refunded of the order, and what is left to refund of what was captured.
     pub fn refunded_and_remaining(&self) -> (i64, i64) {
         self.payments

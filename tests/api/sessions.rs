@@ -204,6 +204,10 @@ fn the_sign_in_form_is_refused_without_the_cookie_its_token_came_with() {
     let forged =
         forger.post_form("/admin/login", &[("csrf_token", "abc"), ("username", "admin"), ("password", ADMIN_PASSWORD)]);
     assert_eq!(forged.status, 403);
+    // A body that is not the form: a readable 400 page.
+    let unreadable = mallory.post_form("/admin/login", &[("csrf_token", &mallorys_token)]);
+    assert_eq!(unreadable.status, 400);
+    assert!(unreadable.body.contains("The form could not be read"), "{}", unreadable.body);
     assert_eq!(app.count("SELECT count(*) FROM admin_login_failures"), 0, "no password was checked");
     assert_eq!(post(&mut mallory, &mallorys_token).status, 303);
 }
