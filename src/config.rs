@@ -36,6 +36,41 @@ pub struct Config {
     pub replica: Option<ReplicaSettings>,
     pub catalog_cache: CacheSettings,
     pub experiment: ExperimentSettings,
+    /// RabbitMQ, when events leave the process (`AGORA_BROKER_URL`).
+    pub broker: Option<BrokerSettings>,
+    /// Where the notifications module takes its events from.
+    pub notifications_consumer: NotificationsConsumer,
+}
+
+/// The broker the outbox relays events to (`AGORA_BROKER_URL`, `AGORA_BROKER_EXCHANGE`,
+/// `AGORA_NOTIFICATIONS_QUEUE`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct BrokerSettings {
+    /// An `amqp://` (or `amqps://`) URL; it may hold a password, so it is never logged whole.
+    pub url: String,
+    /// The durable topic exchange every event is published to.
+    pub exchange: String,
+    /// The durable queue of the notifications module's own, bound to the exchange.
+    pub notifications_queue: String,
+}
+
+impl std::fmt::Debug for BrokerSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerSettings")
+            .field("url", &redact_url_password(&self.url))
+            .field("exchange", &self.exchange)
+            .field("notifications_queue", &self.notifications_queue)
+            .finish()
+    }
+}
+
+/// `AGORA_NOTIFICATIONS_CONSUMER`: how order events reach the notifications module.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotificationsConsumer {
+    /// The in-process outbox handler (the default).
+    Outbox,
+    /// Its own queue on the broker, fed by the outbox's relay.
+    Broker,
 }
 
 /// Bounds on the checkout-race experiment (`AGORA_EXPERIMENT_DEADLINE_SECS`,
@@ -124,6 +159,8 @@ impl std::fmt::Debug for Config {
             .field("replica", &self.replica.as_ref().map(|replica| redact_url_password(&replica.url)))
             .field("catalog_cache", &self.catalog_cache)
             .field("experiment", &self.experiment)
+            .field("broker", &self.broker)
+            .field("notifications_consumer", &self.notifications_consumer)
             .finish()
     }
 }
@@ -279,6 +316,49 @@ impl Config {
                 message: "must be between 1 and 8".into(),
             });
         }
+        let broker = match get("AGORA_BROKER_URL").map(|url| url.trim().to_owned()) {
+            None => None,
+            Some(url) => {
+                if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
+                    return Err(ConfigError {
+                        variable: "AGORA_BROKER_URL",
+                        message: "must be an amqp:// URL, e.g. amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+                    });
+                }
+                let name = |variable: &'static str, default: &str| -> Result<String, ConfigError> {
+                    let name = get(variable).map_or_else(|| default.to_owned(), |name| name.trim().to_owned());
+                    // AMQP short strings; RabbitMQ reserves the amq. prefix.
+                    if name.len() > 255 || name.starts_with("amq.") {
+                        return Err(ConfigError {
+                            variable,
+                            message: "must be at most 255 bytes and not start with \"amq.\"".into(),
+                        });
+                    }
+                    Ok(name)
+                };
+                Some(BrokerSettings {
+                    url,
+                    exchange: name("AGORA_BROKER_EXCHANGE", "agora.events")?,
+                    notifications_queue: name("AGORA_NOTIFICATIONS_QUEUE", "agora.notifications")?,
+                })
+            }
+        };
+        let notifications_consumer = match get("AGORA_NOTIFICATIONS_CONSUMER").as_deref().map(str::trim) {
+            None | Some("outbox") => NotificationsConsumer::Outbox,
+            Some("broker") if broker.is_some() => NotificationsConsumer::Broker,
+            Some("broker") => {
+                return Err(ConfigError {
+                    variable: "AGORA_NOTIFICATIONS_CONSUMER",
+                    message: "\"broker\" needs AGORA_BROKER_URL".into(),
+                });
+            }
+            Some(other) => {
+                return Err(ConfigError {
+                    variable: "AGORA_NOTIFICATIONS_CONSUMER",
+                    message: format!("expected \"outbox\" or \"broker\", got {other:?}"),
+                });
+            }
+        };
 
         Ok(Config {
             database_url: get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
@@ -322,6 +402,8 @@ impl Config {
                 deadline: Duration::from_secs(experiment_deadline),
                 max_runs: experiment_runs as usize,
             },
+            broker,
+            notifications_consumer,
         })
     }
 }
@@ -362,6 +444,31 @@ mod tests {
         assert_eq!(config.seed, SeedMode::Demo);
         assert_eq!(config.payment_timeout, Duration::from_secs(1800));
         assert_eq!(config.experiment, ExperimentSettings { deadline: Duration::from_secs(120), max_runs: 1 });
+        assert!(config.broker.is_none());
+        assert_eq!(config.notifications_consumer, NotificationsConsumer::Outbox);
+    }
+
+    #[test]
+    fn a_broker_has_a_default_exchange_and_queue_and_the_broker_consumer_needs_one() {
+        let config = config_from(&[
+            ("AGORA_BROKER_URL", "amqp://agora:rabbit-secret@127.0.0.1:5672/%2f"),
+            ("AGORA_NOTIFICATIONS_CONSUMER", "broker"),
+        ])
+        .unwrap();
+        let broker = config.broker.as_ref().unwrap();
+        assert_eq!(
+            (broker.exchange.as_str(), broker.notifications_queue.as_str()),
+            ("agora.events", "agora.notifications")
+        );
+        assert_eq!(config.notifications_consumer, NotificationsConsumer::Broker);
+        assert!(!format!("{config:?}").contains("rabbit-secret"));
+        let error = config_from(&[("AGORA_NOTIFICATIONS_CONSUMER", "broker")]).unwrap_err();
+        assert!(error.to_string().starts_with("AGORA_NOTIFICATIONS_CONSUMER:"), "{error}");
+        let error = config_from(&[("AGORA_BROKER_URL", "http://127.0.0.1:5672")]).unwrap_err();
+        assert!(error.to_string().starts_with("AGORA_BROKER_URL:"), "{error}");
+        let error = config_from(&[("AGORA_BROKER_URL", "amqp://127.0.0.1"), ("AGORA_BROKER_EXCHANGE", "amq.topic")])
+            .unwrap_err();
+        assert!(error.to_string().starts_with("AGORA_BROKER_EXCHANGE:"), "{error}");
     }
 
     #[test]
