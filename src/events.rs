@@ -195,7 +195,8 @@ impl DomainEvent {
 
 // Which handler reacts to which event type. Publishing an event creates one delivery row per
 // subscribed handler in the same transaction, so work for a handler exists from the moment the
-// change commits, and each handler progresses (or fails) on its own.
+// change commits, and each handler progresses (or fails) on its own. Which of these an
+// installation runs is its configuration's (`crate::outbox::subscriptions`).
 pub struct Subscription {
     pub handler: &'static str,
     pub events: &'static [EventType],
@@ -204,7 +205,11 @@ pub struct Subscription {
 /// The notifications module's customer e-mails.
 pub const ORDER_EMAILS: &str = "notifications.order_emails";
 
-pub const SUBSCRIPTIONS: &[Subscription] = &[Subscription {
+/// The outbox's relay to the message broker.
+pub const BROKER_RELAY: &str = "outbox.broker_relay";
+
+/// The notifications module's e-mails, in process.
+pub const ORDER_EMAILS_SUBSCRIPTION: Subscription = Subscription {
     handler: ORDER_EMAILS,
     events: &[
         EventType::OrderPlaced,
@@ -213,15 +218,13 @@ pub const SUBSCRIPTIONS: &[Subscription] = &[Subscription {
         EventType::OrderRefunded,
         EventType::OrderShipped,
     ],
-}];
+};
 
-pub fn handlers_for(event_type: EventType) -> Vec<&'static str> {
-    SUBSCRIPTIONS
-        .iter()
-        .filter(|subscription| subscription.events.contains(&event_type))
-        .map(|subscription| subscription.handler)
-        .collect()
-}
+/// Every event, onto the broker.
+pub const BROKER_RELAY_SUBSCRIPTION: Subscription = Subscription { handler: BROKER_RELAY, events: &EventType::ALL };
+
+/// Every handler there is, subscribed or not: the events page filters by them.
+pub const HANDLERS: &[&str] = &[ORDER_EMAILS, BROKER_RELAY];
 
 #[cfg(test)]
 mod tests {

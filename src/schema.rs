@@ -166,6 +166,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    outbox_subscriptions (event_type, handler) {
+        handler -> Text,
+        event_type -> Text,
+    }
+}
+
+diesel::table! {
     payment_refunds (id) {
         id -> Uuid,
         payment_id -> Uuid,
@@ -233,6 +240,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     order_lines,
     order_refund_lines,
     orders,
+    outbox_subscriptions,
     payment_refunds,
     payments,
     products,

@@ -78,6 +78,9 @@ pub fn prepare(config: &Config) -> Result<Prepared, StartupError> {
         db = db.with_replica(replica, &config.pool);
     }
     let secrets = db.run_blocking(Module::Admin.op("bootstrap"), |conn| crate::admin::auth::bootstrap(conn, config))?;
+    db.run_blocking(Module::Outbox.op("subscribe"), |conn| {
+        crate::outbox::subscribe(conn, &crate::outbox::subscriptions(config))
+    })?;
     if config.seed == SeedMode::Demo {
         crate::seed::seed_demo_if_empty(&db, config)?;
     }

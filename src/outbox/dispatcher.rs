@@ -101,11 +101,11 @@ impl Doorbell {
     }
 }
 
-/// Starts the listener and the workers. Every handler named in the subscriptions must be given.
+/// Starts the listener and the workers. Every handler `config` subscribes must be given.
 pub fn start(tasks: &mut BackgroundTasks, db: &Db, config: &Config, handlers: Vec<Arc<dyn Handler>>) {
     let handlers: Arc<HashMap<&'static str, Arc<dyn Handler>>> =
         Arc::new(handlers.into_iter().map(|handler| (handler.name(), handler)).collect());
-    for subscription in crate::events::SUBSCRIPTIONS {
+    for subscription in super::subscriptions(config) {
         assert!(handlers.contains_key(subscription.handler), "no handler registered for {}", subscription.handler);
     }
     let doorbell = Doorbell::default();

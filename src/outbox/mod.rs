@@ -8,15 +8,20 @@ pub mod listing;
 pub mod pages;
 
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Jsonb, Text, Uuid as SqlUuid};
+use diesel::sql_types::{BigInt, Jsonb, Text, Uuid as SqlUuid};
 
-use crate::events::{self, DomainEvent};
+use crate::config::{Config, NotificationsConsumer};
+use crate::events::{DomainEvent, Subscription};
 use crate::kernel::{Call, Module, TableAccess};
 use crate::text_enum::text_enum;
 
 /// Modules write events only through [`publish`], never into these tables.
-pub const TABLES: TableAccess =
-    TableAccess { module: Module::Outbox, owns: &["events", "event_deliveries"], reads: &[], writes: &[] };
+pub const TABLES: TableAccess = TableAccess {
+    module: Module::Outbox,
+    owns: &["events", "event_deliveries", "outbox_subscriptions"],
+    reads: &[],
+    writes: &[],
+};
 
 /// Handlers are handed in by the HTTP wiring (`crate::http`), so the outbox calls none of the
 /// modules that handle its events.
@@ -35,7 +40,7 @@ text_enum! {
 }
 
 /// SQL functions of the outbox's (see [`publish`]), by signature.
-pub const FUNCTIONS: &[&str] = &["outbox_publish(text, text, uuid, jsonb, text[])"];
+pub const FUNCTIONS: &[&str] = &["outbox_publish(text, text, uuid, jsonb)"];
 
 #[derive(QueryableByName)]
 struct PublishedId {
@@ -43,26 +48,56 @@ struct PublishedId {
     id: i64,
 }
 
-/// Appends `event` and a delivery row for each subscribed handler, in one round trip, inside
-/// the caller's transaction. Returns the event id.
+/// Appends `event` and a delivery row for each handler subscribed to its type (in
+/// `outbox_subscriptions`), in one round trip, inside the caller's transaction. Returns the
+/// event id.
 ///
 /// The SQL function `outbox_publish` (a migration of the outbox's) does the writes as the
 /// outbox's role, so the caller's role needs no privilege on these tables and the call costs no
 /// role switch.
 pub fn publish(conn: &mut PgConnection, event: &DomainEvent) -> QueryResult<i64> {
     let aggregate = event.aggregate();
-    let handlers = events::handlers_for(event.event_type());
     let published = diesel::sql_query(
         // The comment names the tables the function writes, for the runtime's table sampling.
-        "SELECT outbox_publish($1, $2, $3, $4, $5) AS id /* writes events, event_deliveries */",
+        "SELECT outbox_publish($1, $2, $3, $4) AS id /* writes events, event_deliveries */",
     )
     .bind::<Text, _>(event.event_type().as_str())
     .bind::<Text, _>(aggregate.kind())
     .bind::<SqlUuid, _>(aggregate.uuid())
     .bind::<Jsonb, _>(event.payload())
-    .bind::<Array<Text>, _>(handlers)
     .get_result::<PublishedId>(conn)?;
     Ok(published.id)
+}
+
+/// The handlers an installation with `config` subscribes: the relay when there is a broker, the
+/// notifications' in-process handler unless notifications consumes from the broker.
+pub fn subscriptions(config: &Config) -> Vec<Subscription> {
+    let mut subscriptions = Vec::new();
+    if config.notifications_consumer == NotificationsConsumer::Outbox {
+        subscriptions.push(crate::events::ORDER_EMAILS_SUBSCRIPTION);
+    }
+    if config.broker.is_some() {
+        subscriptions.push(crate::events::BROKER_RELAY_SUBSCRIPTION);
+    }
+    subscriptions
+}
+
+/// Makes `subscriptions` the installation's, at once for every later publish. Deliveries already
+/// created stay: a handler unsubscribed still finishes what it was given.
+pub fn subscribe(conn: &mut PgConnection, subscriptions: &[Subscription]) -> QueryResult<()> {
+    crate::as_module!(conn, Module::Outbox);
+    use crate::schema::outbox_subscriptions::dsl::*;
+    let rows: Vec<_> = subscriptions
+        .iter()
+        .flat_map(|subscription| {
+            subscription.events.iter().map(|event| (handler.eq(subscription.handler), event_type.eq(event.as_str())))
+        })
+        .collect();
+    conn.transaction(|conn| {
+        diesel::delete(outbox_subscriptions).execute(conn)?;
+        diesel::insert_into(outbox_subscriptions).values(&rows).execute(conn)?;
+        Ok(())
+    })
 }
 
 /// Work the handlers have not finished: counted through the partial indexes on pending and

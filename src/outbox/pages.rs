@@ -187,7 +187,7 @@ impl EventsPage {
 /// The handlers that subscribe to something, and `current` if it no longer does: dead work
 /// of a retired handler can still be found.
 fn handler_options(current: Option<&str>) -> Vec<String> {
-    let mut handlers: Vec<String> = events::SUBSCRIPTIONS.iter().map(|s| s.handler.to_owned()).collect();
+    let mut handlers: Vec<String> = events::HANDLERS.iter().map(|handler| (*handler).to_owned()).collect();
     handlers.extend(current.filter(|current| !handlers.iter().any(|handler| handler == current)).map(str::to_owned));
     handlers.sort();
     handlers.dedup();

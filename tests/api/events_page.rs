@@ -150,14 +150,13 @@ fn the_latest_events_come_in_numbered_pages_newest_first_and_by_type() {
     // Published as modules publish, without the round trips of 63 orders.
     execute(
         &app,
-        "SELECT outbox_publish('StockLow', 'product', gen_random_uuid(), jsonb_build_object('sku', 'SKU-' || n),
-                               ARRAY[]::text[])
+        "SELECT outbox_publish('StockLow', 'product', gen_random_uuid(), jsonb_build_object('sku', 'SKU-' || n))
            FROM generate_series(1, 60) n",
     );
     execute(
         &app,
         "SELECT outbox_publish('OrderPlaced', 'order', gen_random_uuid(),
-                               jsonb_build_object('number', 'AG-00000' || n), ARRAY[]::text[])
+                               jsonb_build_object('number', 'AG-00000' || n))
            FROM generate_series(1, 3) n",
     );
     let newest = app.count("SELECT max(id) FROM events");
@@ -351,4 +350,33 @@ fn four_simultaneous_retries_of_one_dead_delivery_retry_it_once() {
     assert!(told.contains(&format!("Event #{event} was not retried")), "{told}");
     std::thread::sleep(Duration::from_millis(600));
     assert_eq!(sink.attempts(), 2, "the first attempt and one retry");
+}
+
+#[test]
+fn who_gets_an_event_is_the_installations_configuration_not_the_callers() {
+    let deliveries_of = |app: &TestApp, handler: &str| {
+        app.count(&format!("SELECT count(*) FROM event_deliveries WHERE handler = '{handler}'"))
+    };
+    let app = TestApp::spawn();
+    let product = app.product_with_stock("SUB-1", 500, 5);
+    app.placed_order("subscriber@example.com", &[(&product, 1)]);
+    assert_eq!((deliveries_of(&app, HANDLER), deliveries_of(&app, "outbox.broker_relay")), (1, 0));
+    let before = app.count("SELECT max(id) FROM events");
+
+    // The same database started with a broker, and notifications consuming from it: from then
+    // on the relay gets every event and the in-process e-mail handler none.
+    let relayed = app.spawn_beside(|config: &mut Config| {
+        let broker = Config::from_lookup(|name| match name {
+            "AGORA_BROKER_URL" => Some("amqp://guest:guest@127.0.0.1:5672/%2f".into()),
+            "AGORA_NOTIFICATIONS_CONSUMER" => Some("broker".into()),
+            _ => None,
+        })
+        .unwrap();
+        config.broker = broker.broker;
+        config.notifications_consumer = broker.notifications_consumer;
+    });
+    relayed.placed_order("subscriber@example.com", &[(&product, 1)]);
+    let since = app.count(&format!("SELECT count(*) FROM events WHERE id > {before}"));
+    assert!(since >= 1);
+    assert_eq!((deliveries_of(&app, HANDLER), deliveries_of(&app, "outbox.broker_relay")), (1, since));
 }

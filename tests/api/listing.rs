@@ -53,8 +53,7 @@ fn the_pager_of_a_list_longer_than_its_count_stops_at_the_last_counted_page() {
     let app = TestApp::spawn();
     // 1,060 events, published as the modules publish them (no handler subscribed).
     diesel::sql_query(
-        "SELECT outbox_publish('StockLow', 'product', gen_random_uuid(), jsonb_build_object('sku', 'SKU-' || n),
-                               ARRAY[]::text[])
+        "SELECT outbox_publish('StockLow', 'product', gen_random_uuid(), jsonb_build_object('sku', 'SKU-' || n))
            FROM generate_series(1, 1060) n",
     )
     .execute(&mut app.connect())

@@ -77,7 +77,7 @@ fn modules_publish_through_the_outbox_function_only_if_they_may_call_the_outbox(
     assert_eq!(privileges::actual_function_grants(&mut conn).unwrap(), privileges::declared_function_grants());
     let can_publish = |conn: &mut PgConnection, role: &str| {
         diesel::sql_query(
-            "SELECT has_function_privilege($1, 'outbox_publish(text, text, uuid, jsonb, text[])', 'EXECUTE') AS flag",
+            "SELECT has_function_privilege($1, 'outbox_publish(text, text, uuid, jsonb)', 'EXECUTE') AS flag",
         )
         .bind::<Text, _>(role)
         .get_result::<Flag>(conn)
