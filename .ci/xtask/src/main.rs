@@ -3,6 +3,8 @@
 //! installs what is missing and starts what is not running:
 //!
 //! - PostgreSQL, running at 127.0.0.1:5432 (the integration tests' server; Debian `postgresql`);
+//! - RabbitMQ, running at 127.0.0.1:5672 with guest/guest (the broker tests; Debian
+//!   `rabbitmq-server`);
 //! - Chromium and chromedriver for the browser tests (Debian `chromium`, `chromium-driver`);
 //! - axe-core for those tests, at the version `tests/browser/package-lock.json` pins (npm).
 //!
@@ -37,6 +39,7 @@ fn repository() -> PathBuf {
 
 fn prepare_for_tests() -> Outcome {
     postgresql()?;
+    rabbitmq()?;
     debian_packages(&[("chromium", "/usr/bin/chromium"), ("chromium-driver", "/usr/bin/chromedriver")])?;
     axe_core()
 }
@@ -87,6 +90,26 @@ fn postgresql() -> Outcome {
 
 fn postgres_answers() -> bool {
     Command::new("pg_isready").args(["-q", "-h", "127.0.0.1", "-p", "5432"]).status().is_ok_and(|s| s.success())
+}
+
+/// The tests' RabbitMQ at 127.0.0.1:5672, started (or installed) if nothing answers there. The
+/// tests only declare and delete names of their own on it; they never stop it.
+fn rabbitmq() -> Outcome {
+    let answers = || std::net::TcpStream::connect(("127.0.0.1", 5672)).is_ok();
+    if answers() {
+        return Ok(());
+    }
+    debian_packages(&[("rabbitmq-server", "/usr/sbin/rabbitmq-server")])?;
+    println!("xtask: starting RabbitMQ");
+    // As root, Debian's wrapper runs the node as the rabbitmq user.
+    run(&mut as_root(Command::new("rabbitmq-server").arg("-detached")))?;
+    for _ in 0..120 {
+        if answers() {
+            return run(&mut as_root(Command::new("rabbitmqctl").args(["--quiet", "await_startup"])));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    Err("RabbitMQ did not answer at 127.0.0.1:5672 within 60 s of starting".to_owned())
 }
 
 /// Installs each Debian package whose file is missing, in one apt-get run.
