@@ -34,12 +34,12 @@ impl EmailKind {
     /// The e-mail an event calls for, and the order it is about.
     pub fn for_event(event: &DomainEvent) -> Option<(EmailKind, OrderId)> {
         match event {
-            DomainEvent::OrderPlaced { order_id, .. } => Some((EmailKind::OrderReceived, *order_id)),
-            DomainEvent::PaymentSucceeded { order_id, .. } => Some((EmailKind::OrderConfirmation, *order_id)),
-            DomainEvent::OrderCancelled { order_id, .. } => Some((EmailKind::OrderCancelled, *order_id)),
-            DomainEvent::OrderRefunded { order_id, .. } => Some((EmailKind::OrderRefunded, *order_id)),
-            DomainEvent::OrderShipped { order_id } => Some((EmailKind::OrderShipped, *order_id)),
-            DomainEvent::PaymentFailed { .. } | DomainEvent::StockLow { .. } => None,
+            DomainEvent::OrderPlaced(event) => Some((EmailKind::OrderReceived, event.order_id)),
+            DomainEvent::PaymentSucceeded(event) => Some((EmailKind::OrderConfirmation, event.order_id)),
+            DomainEvent::OrderCancelled(event) => Some((EmailKind::OrderCancelled, event.order_id)),
+            DomainEvent::OrderRefunded(event) => Some((EmailKind::OrderRefunded, event.order_id)),
+            DomainEvent::OrderShipped(event) => Some((EmailKind::OrderShipped, event.order_id)),
+            DomainEvent::PaymentFailed(_) | DomainEvent::StockLow(_) => None,
         }
     }
 

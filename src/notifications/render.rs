@@ -6,7 +6,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Integer, Text, Timestamptz, Uuid as SqlUuid};
 
 use super::model::EmailKind;
-use crate::events::{DomainEvent, RefundedLine};
+use crate::events::{DomainEvent, OrderRefunded, RefundedLine};
 use crate::ids::{OrderId, OrderNumber};
 use crate::money::Currency;
 
@@ -77,12 +77,14 @@ pub struct RefundFacts {
 impl RefundFacts {
     pub fn of(event: &DomainEvent) -> Option<RefundFacts> {
         match event {
-            DomainEvent::OrderRefunded { amount_minor, refunded_minor, lines, .. } => Some(RefundFacts {
-                amount_minor: *amount_minor,
-                // Events from before refunds came in parts were whole refunds.
-                refunded_minor: refunded_minor.unwrap_or(*amount_minor),
-                lines: lines.clone(),
-            }),
+            DomainEvent::OrderRefunded(OrderRefunded { amount_minor, refunded_minor, lines, .. }) => {
+                Some(RefundFacts {
+                    amount_minor: *amount_minor,
+                    // Events from before refunds came in parts were whole refunds.
+                    refunded_minor: refunded_minor.unwrap_or(*amount_minor),
+                    lines: lines.clone(),
+                })
+            }
             _ => None,
         }
     }

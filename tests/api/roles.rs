@@ -70,6 +70,17 @@ fn each_module_role_holds_exactly_the_privileges_its_declaration_names() {
     assert!(!logins, "module roles cannot log in");
 }
 
+/// An event any module could be asked to publish: it needs no order to exist.
+fn payment_failed() -> agora::events::DomainEvent {
+    agora::events::PaymentFailed {
+        version: agora::events::PayloadVersion::CURRENT,
+        order_id: agora::ids::OrderId::new(),
+        payment_id: agora::ids::PaymentId::new(),
+        decline_code: "card_declined".into(),
+    }
+    .into()
+}
+
 #[test]
 fn modules_publish_through_the_outbox_function_only_if_they_may_call_the_outbox() {
     let app = TestApp::spawn();
@@ -94,18 +105,14 @@ fn modules_publish_through_the_outbox_function_only_if_they_may_call_the_outbox(
     let writer = db
         .run_blocking(Module::Orders.op("publish_as_orders"), |conn| {
             conn.transaction::<_, diesel::result::Error, _>(|conn| {
-                agora::outbox::publish(
-                    conn,
-                    &agora::events::DomainEvent::OrderShipped { order_id: agora::ids::OrderId::new() },
-                )?;
+                agora::outbox::publish(conn, &payment_failed())?;
                 Ok(current_user(conn))
             })
         })
         .unwrap();
     assert_eq!(writer, "agora_orders", "the caller's own statements stay its own");
-    let refused = db.run_blocking(Module::Catalog.op("publish_as_catalog"), |conn| {
-        agora::outbox::publish(conn, &agora::events::DomainEvent::OrderShipped { order_id: agora::ids::OrderId::new() })
-    });
+    let refused = db
+        .run_blocking(Module::Catalog.op("publish_as_catalog"), |conn| agora::outbox::publish(conn, &payment_failed()));
     assert!(CauseChain(&refused.unwrap_err()).to_string().contains("permission denied for function outbox_publish"));
     let denial = measure::access_denials()
         .into_iter()
