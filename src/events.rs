@@ -527,6 +527,34 @@ mod tests {
     }
 
     #[test]
+    fn the_payload_schemas_name_the_fields_the_payloads_carry() {
+        use std::collections::BTreeSet;
+        use utoipa::PartialSchema;
+        let event = OrderRefunded {
+            version: PayloadVersion::CURRENT,
+            order_id: OrderId(Uuid::from_u128(1)),
+            payment_id: PaymentId(Uuid::from_u128(2)),
+            amount_minor: 500,
+            refund_id: None,
+            refunded_minor: None,
+            lines: Vec::new(),
+            order: snapshot(),
+        };
+        let schema = serde_json::to_value(OrderRefunded::schema()).unwrap();
+        let properties: BTreeSet<&String> = schema["properties"].as_object().unwrap().keys().collect();
+        let payload = DomainEvent::from(event).payload();
+        assert_eq!(properties, payload.as_object().unwrap().keys().collect());
+        // What events stored before refunds came in parts lack is optional; the order is not.
+        let required: BTreeSet<&str> =
+            schema["required"].as_array().unwrap().iter().map(|name| name.as_str().unwrap()).collect();
+        assert_eq!(required, BTreeSet::from(["version", "order_id", "payment_id", "amount_minor", "order"]));
+        let version = serde_json::to_value(PayloadVersion::schema()).unwrap();
+        assert_eq!(version["enum"], serde_json::json!([1]));
+        let snapshot = serde_json::to_value(OrderSnapshot::schema()).unwrap();
+        assert_eq!(snapshot["properties"]["placed_at"]["format"], "date-time");
+    }
+
+    #[test]
     fn a_payload_of_another_version_or_without_its_order_is_refused_saying_why() {
         let shipped = DomainEvent::from(OrderShipped {
             version: PayloadVersion::CURRENT,
