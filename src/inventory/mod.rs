@@ -19,7 +19,7 @@ use serde::Serialize;
 pub use model::{Movement, MovementKind, StockLevel};
 
 use crate::error::{AppError, FieldError};
-use crate::events::DomainEvent;
+use crate::events::{DomainEvent, PayloadVersion, StockLow};
 use crate::ids::{OrderId, ProductId};
 use crate::input::{Text, Whole};
 use crate::kernel::{Call, Module, TableAccess, Use};
@@ -318,12 +318,13 @@ fn move_stock(
         if before > level.low_stock_threshold && after <= level.low_stock_threshold {
             outbox::publish(
                 conn,
-                &DomainEvent::StockLow {
+                &DomainEvent::from(StockLow {
+                    version: PayloadVersion::CURRENT,
                     product_id: level.product_id,
                     sku: level.sku.clone(),
                     available: after,
                     threshold: level.low_stock_threshold,
-                },
+                }),
             )?;
         }
     }

@@ -1,12 +1,14 @@
 //! Notifications: the customer e-mails for an order's life (received, confirmed, cancelled,
 //! refunded, shipped). The module's public face.
 //!
-//! It learns *when* to write from the outbox (events committed with the change they describe)
-//! and *what* to write by reading orders, customers, order lines and products straight from the
-//! shared tables. Each e-mail is rendered once into `notifications`, whose unique event makes a
-//! second e-mail for one event impossible (and a unique (order, kind) a second of each kind, but
-//! for refunds: each refund of an order has an e-mail of its own), and is sent with a Message-ID
-//! derived from its event, so that a resend after a crash is recognisable as the same message.
+//! Both *when* to write and *what* come from the outbox: the events that lead to an e-mail are
+//! committed with the change they describe and carry the order as of that change (number, date,
+//! customer, lines with their products' descriptions, total). The module therefore reads no other
+//! module's table, and could take its events from a broker as well. Each e-mail is rendered once
+//! into `notifications`, whose unique event makes a second e-mail for one event impossible (and a
+//! unique (order, kind) a second of each kind, but for refunds: each refund of an order has an
+//! e-mail of its own), and is sent with a Message-ID derived from its event, so that a resend
+//! after a crash is recognisable as the same message.
 
 pub mod api;
 mod model;
@@ -24,22 +26,14 @@ pub use transport::{Delivered, Transport};
 use crate::config::Config;
 use crate::events::ORDER_EMAILS;
 use crate::ids::OrderId;
-use crate::kernel::{Call, Module, TableAccess, Use};
+use crate::kernel::{Call, Module, TableAccess};
 use crate::money::Currency;
 use crate::outbox::dispatcher::{Attempt, EventRecord, Handler, Outcome};
 use crate::pagination::Keyset;
 
-pub const TABLES: TableAccess = TableAccess {
-    module: Module::Notifications,
-    owns: &["notifications"],
-    reads: &[
-        Use { table: "orders", reason: "an e-mail shows the order's number, date and total" },
-        Use { table: "customers", reason: "an e-mail goes to the customer, by name" },
-        Use { table: "order_lines", reason: "an e-mail lists the lines as ordered" },
-        Use { table: "products", reason: "an e-mail describes each product" },
-    ],
-    writes: &[],
-};
+/// No read of another module's table: everything an e-mail says comes with its event.
+pub const TABLES: TableAccess =
+    TableAccess { module: Module::Notifications, owns: &["notifications"], reads: &[], writes: &[] };
 
 pub const CALLS: &[Call] = &[
     Call { module: Module::Outbox, reason: "it is an outbox handler: order events are what make it write e-mails" },
@@ -87,14 +81,16 @@ impl Handler for OrderEmails {
         // The dispatcher switches to the notifications' role for a whole batch; this is a no-op
         // then, and the switch when anything else calls the handler.
         crate::as_module!(conn, Module::Notifications);
-        let Some((kind, order_id)) = EmailKind::for_event(&record.event) else { return Ok(Outcome::Done) };
+        let Some((kind, order_id, order)) = EmailKind::for_event(&record.event) else { return Ok(Outcome::Done) };
         let notification = match store::find_for_update(conn, record.id)? {
             Some(existing) => existing,
             None => {
-                let rows = render::load(conn, order_id)?;
                 let refund = render::RefundFacts::of(&record.event);
-                let Some(email) = render::render(kind, &rows, refund.as_ref(), self.currency) else {
-                    return Ok(Outcome::Retry(format!("order {order_id} has no lines to write about")));
+                let email = match render::render(kind, order, refund.as_ref(), self.currency) {
+                    Ok(email) => email,
+                    Err(error) => {
+                        return Ok(Outcome::Retry(format!("cannot render the {} e-mail: {error}", kind.as_str())));
+                    }
                 };
                 // Without SMTP, keeping the e-mail is all there is to do: one statement.
                 let stored = matches!(self.transport, Transport::Store);

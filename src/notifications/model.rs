@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use uuid::Uuid;
 
-use crate::events::DomainEvent;
+use crate::events::{Aggregate, DomainEvent, OrderSnapshot};
 use crate::ids::OrderId;
 use crate::text_enum::text_enum;
 
@@ -31,16 +31,19 @@ text_enum! {
 }
 
 impl EmailKind {
-    /// The e-mail an event calls for, and the order it is about.
-    pub fn for_event(event: &DomainEvent) -> Option<(EmailKind, OrderId)> {
-        match event {
-            DomainEvent::OrderPlaced { order_id, .. } => Some((EmailKind::OrderReceived, *order_id)),
-            DomainEvent::PaymentSucceeded { order_id, .. } => Some((EmailKind::OrderConfirmation, *order_id)),
-            DomainEvent::OrderCancelled { order_id, .. } => Some((EmailKind::OrderCancelled, *order_id)),
-            DomainEvent::OrderRefunded { order_id, .. } => Some((EmailKind::OrderRefunded, *order_id)),
-            DomainEvent::OrderShipped { order_id } => Some((EmailKind::OrderShipped, *order_id)),
-            DomainEvent::PaymentFailed { .. } | DomainEvent::StockLow { .. } => None,
-        }
+    /// The e-mail an event calls for, the order it is about, and the order as the event
+    /// describes it: all the e-mail says.
+    pub fn for_event(event: &DomainEvent) -> Option<(EmailKind, OrderId, &OrderSnapshot)> {
+        let kind = match event {
+            DomainEvent::OrderPlaced(_) => EmailKind::OrderReceived,
+            DomainEvent::PaymentSucceeded(_) => EmailKind::OrderConfirmation,
+            DomainEvent::OrderCancelled(_) => EmailKind::OrderCancelled,
+            DomainEvent::OrderRefunded(_) => EmailKind::OrderRefunded,
+            DomainEvent::OrderShipped(_) => EmailKind::OrderShipped,
+            DomainEvent::PaymentFailed(_) | DomainEvent::StockLow(_) => return None,
+        };
+        let Aggregate::Order(order_id) = event.aggregate() else { return None };
+        Some((kind, order_id, event.order_snapshot()?))
     }
 
     pub fn subject(self, number: &str) -> String {

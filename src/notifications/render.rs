@@ -1,61 +1,11 @@
-//! Rendering order e-mails (text and HTML) from one read of the shared tables.
+//! Rendering order e-mails (text and HTML) from the event alone: the order the event carries
+//! ([`OrderSnapshot`]) and, for a refund, what the refund gave back.
 
 use askama::Template;
-use chrono::{DateTime, Utc};
-use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Integer, Text, Timestamptz, Uuid as SqlUuid};
 
 use super::model::EmailKind;
-use crate::events::{DomainEvent, RefundedLine};
-use crate::ids::{OrderId, OrderNumber};
+use crate::events::{DomainEvent, OrderRefunded, OrderSnapshot, RefundedLine};
 use crate::money::Currency;
-
-/// One row per order line, with the order and its customer repeated: the whole e-mail comes
-/// from one query across four tables of three modules (orders, customers, order_lines, products).
-#[derive(Debug, QueryableByName)]
-pub struct EmailRow {
-    #[diesel(sql_type = BigInt)]
-    pub number: i64,
-    #[diesel(sql_type = BigInt)]
-    pub total_minor: i64,
-    #[diesel(sql_type = Text)]
-    pub currency: String,
-    #[diesel(sql_type = Timestamptz)]
-    pub created_at: DateTime<Utc>,
-    #[diesel(sql_type = Text)]
-    pub email: String,
-    #[diesel(sql_type = Text)]
-    pub customer_name: String,
-    #[diesel(sql_type = Text)]
-    pub sku: String,
-    #[diesel(sql_type = Text)]
-    pub line_name: String,
-    #[diesel(sql_type = BigInt)]
-    pub unit_price_minor: i64,
-    #[diesel(sql_type = Integer)]
-    pub quantity: i32,
-    #[diesel(sql_type = BigInt)]
-    pub line_total_minor: i64,
-    #[diesel(sql_type = Text)]
-    pub description: String,
-}
-
-pub fn load(conn: &mut PgConnection, order_id: OrderId) -> QueryResult<Vec<EmailRow>> {
-    diesel::sql_query(
-        "SELECT o.number, o.total_minor, o.currency, o.created_at,
-                c.email, c.name AS customer_name,
-                l.sku, l.name AS line_name, l.unit_price_minor, l.quantity, l.line_total_minor,
-                p.description
-           FROM orders o
-           JOIN customers c ON c.id = o.customer_id
-           JOIN order_lines l ON l.order_id = o.id
-           JOIN products p ON p.id = l.product_id
-          WHERE o.id = $1
-          ORDER BY l.line_no",
-    )
-    .bind::<SqlUuid, _>(order_id)
-    .load(conn)
-}
 
 pub struct Line {
     pub sku: String,
@@ -77,12 +27,14 @@ pub struct RefundFacts {
 impl RefundFacts {
     pub fn of(event: &DomainEvent) -> Option<RefundFacts> {
         match event {
-            DomainEvent::OrderRefunded { amount_minor, refunded_minor, lines, .. } => Some(RefundFacts {
-                amount_minor: *amount_minor,
-                // Events from before refunds came in parts were whole refunds.
-                refunded_minor: refunded_minor.unwrap_or(*amount_minor),
-                lines: lines.clone(),
-            }),
+            DomainEvent::OrderRefunded(OrderRefunded { amount_minor, refunded_minor, lines, .. }) => {
+                Some(RefundFacts {
+                    amount_minor: *amount_minor,
+                    // Events from before refunds came in parts were whole refunds.
+                    refunded_minor: refunded_minor.unwrap_or(*amount_minor),
+                    lines: lines.clone(),
+                })
+            }
             _ => None,
         }
     }
@@ -150,69 +102,66 @@ impl EmailKind {
     }
 }
 
-/// Renders the e-mail of `kind` about the order in `rows`; a refund's e-mail says what `refund`
-/// gave back.
+/// Renders the e-mail of `kind` about `order`; a refund's e-mail says what `refund` gave back.
 pub fn render(
     kind: EmailKind,
-    rows: &[EmailRow],
+    order: &OrderSnapshot,
     refund: Option<&RefundFacts>,
     currency: Currency,
-) -> Option<RenderedEmail> {
-    let first = rows.first()?;
-    let number = OrderNumber(first.number).to_string();
+) -> Result<RenderedEmail, askama::Error> {
+    let number = order.number.as_str();
     // Orders record their currency; format with it when it is one we know.
-    let currency = Currency::parse(&first.currency).unwrap_or(currency);
-    let lines: Vec<Line> = rows
+    let currency = Currency::parse(&order.currency).unwrap_or(currency);
+    let lines: Vec<Line> = order
+        .lines
         .iter()
-        .map(|row| Line {
-            sku: row.sku.clone(),
-            name: row.line_name.clone(),
-            description: row.description.clone(),
-            quantity: row.quantity,
-            unit_price: currency.format(row.unit_price_minor),
-            line_total: currency.format(row.line_total_minor),
+        .map(|line| Line {
+            sku: line.sku.clone(),
+            name: line.name.clone(),
+            description: line.description.clone(),
+            quantity: line.quantity,
+            unit_price: currency.format(line.unit_price_minor),
+            line_total: currency.format(line.line_total_minor),
         })
         .collect();
     let refund = refund.filter(|_| kind == EmailKind::OrderRefunded);
     // A refund that leaves part of the order paid says so, and names its amount in the subject.
-    let partial = refund.filter(|refund| refund.refunded_minor < first.total_minor);
+    let partial = refund.filter(|refund| refund.refunded_minor < order.total_minor);
     let (subject, opening) = match partial {
         Some(refund) => (
             format!("{} refunded for order {number}", currency.format(refund.amount_minor)),
             "we have refunded part of your order. The money is on its way back to your card.",
         ),
-        None => (kind.subject(&number), kind.opening()),
+        None => (kind.subject(number), kind.opening()),
     };
     let note = refund.map(|refund| RefundNote {
         amount: currency.format(refund.amount_minor),
         refunded: currency.format(refund.refunded_minor),
-        total: currency.format(first.total_minor),
+        total: currency.format(order.total_minor),
         lines: refund.lines.iter().map(|line| format!("{} x {} ({})", line.quantity, line.name, line.sku)).collect(),
     });
-    let placed = first.created_at.format("%Y-%m-%d %H:%M UTC").to_string();
-    let total = currency.format(first.total_minor);
+    let placed = order.placed_at.format("%Y-%m-%d %H:%M UTC").to_string();
+    let total = currency.format(order.total_minor);
     let text = TextEmail {
         opening,
         refund: note.as_ref(),
-        name: &first.customer_name,
-        number: &number,
+        name: &order.customer.name,
+        number,
         placed: placed.clone(),
         lines: &lines,
         total: total.clone(),
     }
-    .render()
-    .ok()?;
+    .render()?;
     let html = HtmlEmail {
         opening,
         refund: note.as_ref(),
         subject: &subject,
-        name: &first.customer_name,
-        number: &number,
+        name: &order.customer.name,
+        number,
         placed,
         lines: &lines,
         total,
     }
-    .render()
-    .ok()?;
-    Some(RenderedEmail { recipient: first.email.clone(), subject, text, html })
+    .render()?;
+    Ok(RenderedEmail { recipient: order.customer.email.clone(), subject, text, html })
 }

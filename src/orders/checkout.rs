@@ -6,9 +6,9 @@
 use diesel::prelude::*;
 
 use super::model::{Customer, CustomerEmail, Order, OrderLine};
-use super::{OrdersError, store};
+use super::{OrdersError, snapshot, store};
 use crate::error::FieldError;
-use crate::events::DomainEvent;
+use crate::events::{DomainEvent, OrderPlaced, PayloadVersion};
 use crate::ids::{OrderId, ProductId};
 use crate::input::{Text, Whole};
 use crate::inventory::{self, StockLine};
@@ -83,6 +83,8 @@ pub fn place_order(
 
         let (mut unknown, mut not_sold) = (Vec::new(), Vec::new());
         let mut lines = Vec::with_capacity(request.items.len());
+        // Beside the lines, for the event: its snapshot describes each line's product.
+        let mut descriptions = Vec::with_capacity(request.items.len());
         let order_id = OrderId::new();
         for (index, (product_id, quantity)) in request.items.iter().enumerate() {
             match products.iter().find(|product| product.id == *product_id) {
@@ -108,6 +110,7 @@ pub fn place_order(
                         quantity: *quantity,
                         line_total_minor: line_total,
                     });
+                    descriptions.push(product.description.as_str());
                 }
             }
         }
@@ -125,14 +128,19 @@ pub fn place_order(
         let customer_id = store::upsert_customer(conn, request.email.as_str(), &request.name)?;
         let order = store::insert_order(conn, order_id, customer_id, total, currency.code())?;
         store::insert_lines(conn, &lines)?;
+        let customer =
+            Customer { id: customer_id, email: request.email.as_str().to_owned(), name: request.name.clone() };
         outbox::publish(
             conn,
-            &DomainEvent::OrderPlaced {
+            &DomainEvent::from(OrderPlaced {
+                version: PayloadVersion::CURRENT,
                 order_id: order.id,
                 number: order.display_number(),
                 total_minor: order.total_minor,
                 currency: order.currency.clone(),
-            },
+                // Everything the snapshot holds was just read or written here: no query for it.
+                order: snapshot::of(&order, &customer, lines.iter().zip(descriptions.iter().copied())),
+            }),
         )?;
         // Stock last. Every buyer of a product needs its stock row, so that lock is the contended
         // one: taken just before commit, it is held for three statements instead of six. The
@@ -142,8 +150,6 @@ pub fn place_order(
             lines.iter().map(|line| StockLine { product_id: line.product_id, quantity: line.quantity }).collect();
         // The reservation is the transaction's last work: its role need not be switched back.
         roles::last_call_of_transaction(|| inventory::reserve(conn, order_id, &stock))?;
-        let customer =
-            Customer { id: customer_id, email: request.email.as_str().to_owned(), name: request.name.clone() };
         Ok(PlacedOrder { order, customer, lines })
     })
 }

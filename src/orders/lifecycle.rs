@@ -8,8 +8,11 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 
 use super::model::{Action, Order, OrderStatus};
+use super::snapshot::snapshot;
 use super::{OrdersError, store};
-use crate::events::{CancelledBy, DomainEvent};
+use crate::events::{
+    CancelledBy, DomainEvent, OrderCancelled, OrderShipped, PayloadVersion, PaymentFailed, PaymentSucceeded,
+};
 use crate::ids::OrderId;
 use crate::inventory::{self, StockLine};
 use crate::kernel::Module;
@@ -43,24 +46,25 @@ pub fn pay(
         let payment = payments::charge(conn, gateway, order.id, order.total_minor, &order.currency, card)?;
         if payment.succeeded() {
             let order = store::set_status(conn, order.id, paid)?;
-            outbox::publish(
-                conn,
-                &DomainEvent::PaymentSucceeded {
-                    order_id: order.id,
-                    payment_id: payment.id,
-                    amount_minor: payment.amount_minor,
-                    currency: payment.currency.clone(),
-                },
-            )?;
+            let event = PaymentSucceeded {
+                version: PayloadVersion::CURRENT,
+                order_id: order.id,
+                payment_id: payment.id,
+                amount_minor: payment.amount_minor,
+                currency: payment.currency.clone(),
+                order: snapshot(conn, order.id)?,
+            };
+            outbox::publish(conn, &event.into())?;
             Ok(PaymentAttempt::Succeeded { payment, order })
         } else {
             outbox::publish(
                 conn,
-                &DomainEvent::PaymentFailed {
+                &DomainEvent::from(PaymentFailed {
+                    version: PayloadVersion::CURRENT,
                     order_id: order.id,
                     payment_id: payment.id,
                     decline_code: payment.decline_code.clone().unwrap_or_default(),
-                },
+                }),
             )?;
             Ok(PaymentAttempt::Declined { payment, order })
         }
@@ -89,7 +93,9 @@ pub fn ship(conn: &mut PgConnection, order_id: OrderId) -> Result<Order, OrdersE
             inventory::ship(conn, order.id, &leaving)?;
         }
         let order = store::set_shipped(conn, order.id, status)?;
-        outbox::publish(conn, &DomainEvent::OrderShipped { order_id: order.id })?;
+        let event =
+            OrderShipped { version: PayloadVersion::CURRENT, order_id: order.id, order: snapshot(conn, order.id)? };
+        outbox::publish(conn, &event.into())?;
         Ok(order)
     })
 }
@@ -114,7 +120,13 @@ fn cancel_locked(conn: &mut PgConnection, order: Order, by: CancelledBy) -> Resu
     let lines = stock_lines(conn, order.id)?;
     inventory::release(conn, order.id, &lines, reason)?;
     let order = store::set_status(conn, order.id, cancelled)?;
-    outbox::publish(conn, &DomainEvent::OrderCancelled { order_id: order.id, cancelled_by: by })?;
+    let event = OrderCancelled {
+        version: PayloadVersion::CURRENT,
+        order_id: order.id,
+        cancelled_by: by,
+        order: snapshot(conn, order.id)?,
+    };
+    outbox::publish(conn, &event.into())?;
     Ok(order)
 }
 

@@ -16,6 +16,7 @@ mod refunds;
 pub mod sales;
 pub mod search;
 mod seed;
+mod snapshot;
 mod store;
 pub mod timeout;
 mod view;
@@ -31,6 +32,7 @@ pub use refunds::{
     refund_part,
 };
 pub use seed::seed_orders;
+pub use snapshot::snapshot;
 pub use view::{EventSummary, NotificationSummary, OrderDetails, order_details};
 
 use crate::error::{AppError, FieldError};
@@ -46,7 +48,8 @@ pub const TABLES: TableAccess = TableAccess {
     reads: &[
         Use {
             table: "products",
-            reason: "checkout prices every line from the catalog, inside the checkout transaction",
+            reason: "checkout prices every line from the catalog, inside the checkout transaction; an order's events \
+                     describe each line's product",
         },
         Use {
             table: "payments",

@@ -18,9 +18,10 @@ use std::collections::HashMap;
 use diesel::prelude::*;
 
 use super::model::{Action, Order, OrderLine, OrderStatus, RefundLine};
+use super::snapshot::snapshot;
 use super::{OrdersError, lifecycle, store};
 use crate::error::FieldError;
-use crate::events::{DomainEvent, RefundedLine};
+use crate::events::{OrderRefunded, PayloadVersion, RefundedLine};
 use crate::ids::{OrderId, ProductId};
 use crate::input::Whole;
 use crate::inventory::{self, StockLine};
@@ -258,17 +259,17 @@ fn record(
             amount_minor: line.unit_price_minor * units,
         })
         .collect();
-    outbox::publish(
-        conn,
-        &DomainEvent::OrderRefunded {
-            order_id: order.id,
-            payment_id: payment.id,
-            amount_minor: refund.amount_minor,
-            refund_id: Some(refund.id),
-            refunded_minor: Some(payment.refunded_minor),
-            lines: lines.clone(),
-        },
-    )?;
+    let event = OrderRefunded {
+        version: PayloadVersion::CURRENT,
+        order_id: order.id,
+        payment_id: payment.id,
+        amount_minor: refund.amount_minor,
+        refund_id: Some(refund.id),
+        refunded_minor: Some(payment.refunded_minor),
+        lines: lines.clone(),
+        order: snapshot(conn, order.id)?,
+    };
+    outbox::publish(conn, &event.into())?;
     Ok(RefundOutcome { order, payment, refund, lines })
 }
 

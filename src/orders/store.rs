@@ -16,13 +16,15 @@ pub struct PricedProduct {
     pub id: ProductId,
     pub sku: String,
     pub name: String,
+    /// Not stored with the order: only its events' snapshot shows it.
+    pub description: String,
     pub price_minor: i64,
     pub active: bool,
 }
 
 pub fn priced_products(conn: &mut PgConnection, ids: &[ProductId]) -> QueryResult<Vec<PricedProduct>> {
     use crate::schema::products::dsl::*;
-    products.filter(id.eq_any(ids)).select((id, sku, name, price_minor, active)).load(conn)
+    products.filter(id.eq_any(ids)).select((id, sku, name, description, price_minor, active)).load(conn)
 }
 
 /// The customer with this e-mail, created or renamed to the name given last.

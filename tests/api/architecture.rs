@@ -281,7 +281,11 @@ fn the_architecture_page_shows_the_declared_matrix_diagram_and_column_dependents
     assert_eq!(matrix_from_page(&page.body), expected);
     assert_eq!(expected.len(), schema_tables().len(), "every table is in the matrix");
     let products = expected.iter().find(|(table, _)| table == "products").unwrap();
-    assert_eq!(products.1, vec!["owner", "reads", "reads", "", "reads", "", "", ""]);
+    assert_eq!(products.1, vec!["owner", "reads", "reads", "", "", "", "", ""]);
+    for table in ["orders", "customers", "order_lines"] {
+        let row = expected.iter().find(|(name, _)| name == table).unwrap();
+        assert_eq!(row.1[Module::Notifications.index()], "", "{table}: e-mails come from the events alone");
+    }
 
     assert!(page.body.contains("<svg class=\"diagram\""));
     assert!(
@@ -310,6 +314,9 @@ fn the_architecture_page_shows_the_declared_matrix_diagram_and_column_dependents
     assert!(price_row.contains("src/orders/store.rs"), "{price_row}");
     assert!(price_row.contains("src/catalog/"), "{price_row}");
     assert!(!price_row.contains("src/payments/"), "{price_row}");
+    let description_row = page.body.split("products.description</td>").nth(1).unwrap().split("</tr>").next().unwrap();
+    assert!(description_row.contains("src/orders/snapshot.rs"), "the events' snapshot: {description_row}");
+    assert!(!description_row.contains("src/notifications/"), "{description_row}");
 }
 
 #[test]

@@ -7,6 +7,7 @@ mod browser;
 mod catalog;
 mod cluster;
 mod dashboard;
+mod email_golden;
 mod events_page;
 mod experiment;
 mod faults;

@@ -64,6 +64,12 @@ fn schema_snapshot(conn: &mut PgConnection) -> Vec<String> {
     .collect()
 }
 
+/// Migrations that change rows and no schema object; their own tests check what they do.
+const DATA_MIGRATIONS: &[&str] = &[
+    // Stored event payloads get a version and their order (tests/api/email_golden.rs).
+    "2026-12-06-140000_outbox_event_payload_snapshots",
+];
+
 #[test]
 fn every_migration_applies_reverts_and_reapplies_on_a_fresh_database() {
     let database = TestDatabase::empty();
@@ -73,10 +79,15 @@ fn every_migration_applies_reverts_and_reapplies_on_a_fresh_database() {
     assert!(migrations.len() >= 9);
 
     for migration in &migrations {
+        let name = migration.name().to_string();
         let before = schema_snapshot(&mut conn);
         conn.run_next_migration(MIGRATIONS).unwrap();
         let after = schema_snapshot(&mut conn);
-        assert_ne!(before, after, "{} changes nothing", migration.name());
+        if DATA_MIGRATIONS.contains(&name.as_str()) {
+            assert_eq!(before, after, "{name} is listed as changing rows only, yet changes the schema");
+        } else {
+            assert_ne!(before, after, "{name} changes nothing (if it only changes rows, list it in DATA_MIGRATIONS)");
+        }
         conn.revert_last_migration(MIGRATIONS).unwrap();
         let reverted = schema_snapshot(&mut conn);
         let leftovers: Vec<_> = reverted.iter().filter(|line| !before.contains(line)).collect();

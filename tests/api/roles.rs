@@ -53,8 +53,8 @@ fn each_module_role_holds_exactly_the_privileges_its_declaration_names() {
 
     assert!(may(&mut conn, "agora_orders", "products", "SELECT"), "a declared read");
     assert!(!may(&mut conn, "agora_orders", "products", "UPDATE"), "a read is not a write");
-    assert!(may(&mut conn, "agora_notifications", "orders", "SELECT"));
-    assert!(!may(&mut conn, "agora_notifications", "orders", "UPDATE"));
+    assert!(!may(&mut conn, "agora_notifications", "orders", "SELECT"), "e-mails come from the events alone");
+    assert!(may(&mut conn, "agora_notifications", "notifications", "INSERT"), "its own table");
     assert!(!may(&mut conn, "agora_catalog", "payments", "SELECT"), "no declaration, no access");
     assert!(may(&mut conn, "agora_catalog", "products", "DELETE"), "the owner");
     let sequence_usable =
@@ -68,6 +68,17 @@ fn each_module_role_holds_exactly_the_privileges_its_declaration_names() {
         .unwrap()
         .flag;
     assert!(!logins, "module roles cannot log in");
+}
+
+/// An event any module could be asked to publish: it needs no order to exist.
+fn payment_failed() -> agora::events::DomainEvent {
+    agora::events::PaymentFailed {
+        version: agora::events::PayloadVersion::CURRENT,
+        order_id: agora::ids::OrderId::new(),
+        payment_id: agora::ids::PaymentId::new(),
+        decline_code: "card_declined".into(),
+    }
+    .into()
 }
 
 #[test]
@@ -94,24 +105,44 @@ fn modules_publish_through_the_outbox_function_only_if_they_may_call_the_outbox(
     let writer = db
         .run_blocking(Module::Orders.op("publish_as_orders"), |conn| {
             conn.transaction::<_, diesel::result::Error, _>(|conn| {
-                agora::outbox::publish(
-                    conn,
-                    &agora::events::DomainEvent::OrderShipped { order_id: agora::ids::OrderId::new() },
-                )?;
+                agora::outbox::publish(conn, &payment_failed())?;
                 Ok(current_user(conn))
             })
         })
         .unwrap();
     assert_eq!(writer, "agora_orders", "the caller's own statements stay its own");
-    let refused = db.run_blocking(Module::Catalog.op("publish_as_catalog"), |conn| {
-        agora::outbox::publish(conn, &agora::events::DomainEvent::OrderShipped { order_id: agora::ids::OrderId::new() })
-    });
+    let refused = db
+        .run_blocking(Module::Catalog.op("publish_as_catalog"), |conn| agora::outbox::publish(conn, &payment_failed()));
     assert!(CauseChain(&refused.unwrap_err()).to_string().contains("permission denied for function outbox_publish"));
     let denial = measure::access_denials()
         .into_iter()
         .find(|denial| denial.operation == "catalog.publish_as_catalog")
         .expect("the refusal is counted");
     assert_eq!((denial.statement.as_str(), denial.table.as_str()), ("EXECUTE", "function outbox_publish"));
+}
+
+#[test]
+fn on_a_database_whose_notifications_role_read_the_orders_tables_starting_agora_revokes_those_reads() {
+    let app = TestApp::spawn();
+    let mut conn = app.connect();
+    let foreign = ["orders", "customers", "order_lines", "products"];
+    // What the grants were while e-mails were rendered from those tables.
+    for table in foreign {
+        diesel::sql_query(format!("GRANT SELECT ON {table} TO agora_notifications")).execute(&mut conn).unwrap();
+        assert!(may(&mut conn, "agora_notifications", table, "SELECT"));
+    }
+
+    // A newer agora starting on that database (as `agora serve` and `agora migrate` do).
+    let upgraded = app.spawn_beside(|_| {});
+    let mut conn = upgraded.connect();
+    for table in foreign {
+        assert!(!may(&mut conn, "agora_notifications", table, "SELECT"), "{table}: revoked, not merely not granted");
+    }
+    assert_eq!(privileges::actual_grants(&mut conn).unwrap(), privileges::declared_grants(&coupling::declarations()));
+    let refused = module_db(&upgraded).run_blocking(Module::Notifications.op("read_an_order"), |conn| {
+        diesel::sql_query("SELECT number FROM orders LIMIT 1").execute(conn)
+    });
+    assert!(CauseChain(&refused.unwrap_err()).to_string().contains("permission denied for table orders"));
 }
 
 #[test]

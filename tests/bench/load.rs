@@ -98,14 +98,31 @@ INSERT INTO inventory_movements (product_id, kind, on_hand_delta, reserved_delta
 ",
         movements.join(", ")
     );
+    // As large as the payload checkout writes: the order with a snapshot of each line.
+    let line = serde_json::json!({
+        "product_id": "00000000-0000-0000-0000-000000000000", "sku": "BENCH-00001", "name": "Bench product",
+        "description": "A product of the benchmark's catalogue.", "quantity": 1, "unit_price_minor": 1000,
+        "line_total_minor": 1000,
+    });
+    let total = 1000 * ids.len();
+    let payload = serde_json::json!({
+        "version": 1, "order_id": "00000000-0000-0000-0000-000000000000", "number": "AG-000001",
+        "total_minor": total, "currency": "EUR",
+        "order": {
+            "number": "AG-000001", "placed_at": "2026-12-06T14:00:00.123456Z",
+            "customer": {"name": "Bench Buyer", "email": "buyer1@example.com"},
+            "lines": vec![line; ids.len()], "total_minor": total, "currency": "EUR",
+        },
+    })
+    .to_string()
+    .replace('\'', "''");
     let order = format!(
         r#"INSERT INTO customers (email, name) VALUES ('buyer' || :customer || '@example.com', 'Bench Buyer') ON CONFLICT (email) DO UPDATE SET name = EXCLUDED.name RETURNING id AS customer_id \gset
 INSERT INTO orders (id, customer_id, status, total_minor, currency) VALUES (':order_id'::uuid, ':customer_id'::uuid, 'pending_payment', {total}, 'EUR') RETURNING id, number, customer_id, status, total_minor, currency, created_at, updated_at;
 INSERT INTO order_lines (order_id, line_no, product_id, sku, name, unit_price_minor, quantity, line_total_minor) VALUES {lines};
-WITH event AS (INSERT INTO events (event_type, aggregate_type, aggregate_id, payload) VALUES ('OrderPlaced', 'order', ':order_id'::uuid, '{{"total_minor": 2000}}') RETURNING id), deliveries AS (INSERT INTO event_deliveries (event_id, handler) SELECT event.id, handler FROM event, unnest(ARRAY['notifications.order_emails']) AS handler) SELECT id FROM event;
+WITH event AS (INSERT INTO events (event_type, aggregate_type, aggregate_id, payload) VALUES ('OrderPlaced', 'order', ':order_id'::uuid, '{payload}') RETURNING id), deliveries AS (INSERT INTO event_deliveries (event_id, handler) SELECT event.id, handler FROM event, unnest(ARRAY['notifications.order_emails']) AS handler) SELECT id FROM event;
 "#,
         lines = lines.join(", "),
-        total = 1000 * ids.len(),
     );
     let (first, second) = if stock_first { (&stock, &order) } else { (&order, &stock) };
     format!(
@@ -113,7 +130,7 @@ WITH event AS (INSERT INTO events (event_type, aggregate_type, aggregate_id, pay
 \set customer random(1, {CUSTOMERS})
 SELECT gen_random_uuid() AS order_id \gset
 BEGIN;
-SELECT id, sku, name, price_minor, active FROM products WHERE id IN ({id_list});
+SELECT id, sku, name, description, price_minor, active FROM products WHERE id IN ({id_list});
 {first}{second}COMMIT;
 "#
     )

@@ -1,0 +1,57 @@
+//! The order as its events describe it ([`OrderSnapshot`]): what the orders module tells every
+//! consumer of its events, so that none of them reads its tables. Checkout builds it from what it
+//! has just written; every later event of an order reads it in one query, inside the event's own
+//! transaction, so that it shows the order as that transaction leaves it.
+
+use diesel::prelude::*;
+
+use super::OrdersError;
+use super::model::{Customer, Order, OrderLine};
+use crate::events::{CustomerSnapshot, LineSnapshot, OrderSnapshot};
+use crate::ids::OrderId;
+use crate::kernel::Module;
+
+/// The order as of the caller's transaction, in one query across the order, its customer, its
+/// lines and their products (for the descriptions).
+pub fn snapshot(conn: &mut PgConnection, order_id: OrderId) -> Result<OrderSnapshot, OrdersError> {
+    crate::as_module!(conn, Module::Orders);
+    use crate::schema::{customers, order_lines, orders, products};
+    let rows: Vec<(Order, Customer, OrderLine, String)> = order_lines::table
+        .inner_join(orders::table.inner_join(customers::table))
+        .inner_join(products::table)
+        .filter(order_lines::order_id.eq(order_id))
+        .order(order_lines::line_no.asc())
+        .select((Order::as_select(), Customer::as_select(), OrderLine::as_select(), products::description))
+        .load(conn)?;
+    let Some((order, customer, _, _)) = rows.first() else { return Err(OrdersError::NotFound(order_id)) };
+    let lines = rows.iter().map(|(_, _, line, description)| (line, description.as_str()));
+    Ok(of(order, customer, lines))
+}
+
+/// The snapshot of an order whose parts the caller has in hand: each line with its product's
+/// description, in line order.
+pub(super) fn of<'a>(
+    order: &Order,
+    customer: &Customer,
+    lines: impl IntoIterator<Item = (&'a OrderLine, &'a str)>,
+) -> OrderSnapshot {
+    OrderSnapshot {
+        number: order.display_number(),
+        placed_at: order.created_at,
+        customer: CustomerSnapshot { name: customer.name.clone(), email: customer.email.clone() },
+        lines: lines
+            .into_iter()
+            .map(|(line, description)| LineSnapshot {
+                product_id: line.product_id,
+                sku: line.sku.clone(),
+                name: line.name.clone(),
+                description: description.to_owned(),
+                quantity: line.quantity,
+                unit_price_minor: line.unit_price_minor,
+                line_total_minor: line.line_total_minor,
+            })
+            .collect(),
+        total_minor: order.total_minor,
+        currency: order.currency.clone(),
+    }
+}
