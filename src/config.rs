@@ -42,6 +42,9 @@ pub struct Config {
     pub notifications_consumer: NotificationsConsumer,
 }
 
+/// The exchange events are published to unless `AGORA_BROKER_EXCHANGE` names another.
+pub const DEFAULT_BROKER_EXCHANGE: &str = "agora.events";
+
 /// The broker the outbox relays events to (`AGORA_BROKER_URL`, `AGORA_BROKER_EXCHANGE`,
 /// `AGORA_NOTIFICATIONS_QUEUE`).
 #[derive(Clone, PartialEq, Eq)]
@@ -338,7 +341,7 @@ impl Config {
                 };
                 Some(BrokerSettings {
                     url,
-                    exchange: name("AGORA_BROKER_EXCHANGE", "agora.events")?,
+                    exchange: name("AGORA_BROKER_EXCHANGE", DEFAULT_BROKER_EXCHANGE)?,
                     notifications_queue: name("AGORA_NOTIFICATIONS_QUEUE", "agora.notifications")?,
                 })
             }

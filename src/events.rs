@@ -39,6 +39,19 @@ impl EventType {
         EventType::StockLow,
     ];
 
+    /// The kind of aggregate events of this type are about (`Aggregate::kind`).
+    pub fn aggregate_kind(self) -> &'static str {
+        match self {
+            EventType::StockLow => "product",
+            _ => "order",
+        }
+    }
+
+    /// The routing key of this type's messages on the broker: `order.OrderPlaced`, ...
+    pub fn routing_key(self) -> String {
+        format!("{}.{}", self.aggregate_kind(), self.as_str())
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             EventType::OrderPlaced => "OrderPlaced",

@@ -22,7 +22,7 @@ use crate::db::{self, Db};
 use crate::error::{AppError, extractors};
 use crate::http::methods::RouteTable;
 use crate::http::state::Keys;
-use crate::http::{AppState, hardening, health, methods, openapi, static_files};
+use crate::http::{AppState, asyncapi, hardening, health, methods, openapi, static_files};
 use crate::kernel::Module;
 use crate::payments::CardGateway;
 
@@ -113,6 +113,9 @@ impl Application {
             db: db.clone(),
             config: Arc::new(config.clone()),
             openapi: openapi_document(),
+            asyncapi: crate::http::asyncapi::rendered(
+                config.broker.as_ref().map_or(crate::config::DEFAULT_BROKER_EXCHANGE, |broker| &broker.exchange),
+            ),
             catalog: catalog.clone(),
             keys,
             experiments: crate::experiment::RunLimit::new(config.experiment.max_runs),
@@ -423,7 +426,10 @@ fn build_app(
         .build();
 
     let routes =
-        RouteTable::from_openapi(&state.openapi, &[("/api/openapi.json", Method::GET), ("/metrics", Method::GET)]);
+        RouteTable::from_openapi(
+        &state.openapi,
+        &[("/api/openapi.json", Method::GET), ("/api/asyncapi.json", Method::GET), ("/metrics", Method::GET)],
+    );
     App::new()
         .into_utoipa_app()
         .app_data(web::Data::new(routes))
@@ -437,7 +443,8 @@ fn build_app(
         .service(
             utoipa_actix_web::scope("/api")
                 .configure(configure_api)
-                .route("/openapi.json", web::get().to(openapi::serve_document)),
+                .route("/openapi.json", web::get().to(openapi::serve_document))
+                .route("/asyncapi.json", web::get().to(asyncapi::serve_document)),
         )
         .map(|app| {
             app.service(static_files::scope())

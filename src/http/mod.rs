@@ -2,6 +2,7 @@
 //! health, the OpenAPI document and the static files. Routes are wired in `crate::startup`.
 
 pub mod admin_token;
+pub mod asyncapi;
 pub mod hardening;
 pub mod health;
 pub mod methods;

@@ -15,6 +15,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The OpenAPI document, rendered once at start-up.
     pub openapi: Arc<str>,
+    /// The AsyncAPI document of the events on the broker, rendered once at start-up.
+    pub asyncapi: Arc<str>,
     /// This process's copy of the public catalog answers.
     pub catalog: Arc<CatalogCache>,
     pub keys: Arc<Keys>,

@@ -6,6 +6,7 @@ mod architecture;
 mod browser;
 mod catalog;
 mod cluster;
+mod contract;
 mod dashboard;
 mod email_golden;
 mod events_page;
