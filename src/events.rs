@@ -226,6 +226,24 @@ pub const BROKER_RELAY_SUBSCRIPTION: Subscription = Subscription { handler: BROK
 /// Every handler there is, subscribed or not: the events page filters by them.
 pub const HANDLERS: &[&str] = &[ORDER_EMAILS, BROKER_RELAY];
 
+/// The payload version this build reads, for consumers of events that left the process (a
+/// broker's messages). Checked in one place, [`check_version`], so that a newer version is refused
+/// as a whole rather than half read.
+pub const SUPPORTED_VERSION: u64 = 1;
+
+/// Whether a payload is of a version this build reads. A payload without `version` is read as
+/// version 1 for as long as stored events from before versions exist; any other version, or a
+/// `version` that is not a number, is refused with the reason.
+pub fn check_version(payload: &serde_json::Value) -> Result<(), String> {
+    match payload.get("version") {
+        None => Ok(()),
+        Some(version) if version.as_u64() == Some(SUPPORTED_VERSION) => Ok(()),
+        Some(version) => {
+            Err(format!("payload version {version} is not supported (this build reads {SUPPORTED_VERSION})"))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,5 +302,15 @@ mod tests {
                 lines: Vec::new(),
             }
         );
+    }
+
+    #[test]
+    fn version_1_is_read_and_any_other_refused() {
+        assert_eq!(check_version(&serde_json::json!({"version": 1, "order_id": "x"})), Ok(()));
+        assert_eq!(check_version(&serde_json::json!({"order_id": "x"})), Ok(()));
+        for version in [serde_json::json!(99), serde_json::json!(0), serde_json::json!("1"), serde_json::json!(1.5)] {
+            let refused = check_version(&serde_json::json!({ "version": version })).unwrap_err();
+            assert!(refused.starts_with(&format!("payload version {version} is not supported")), "{refused}");
+        }
     }
 }
