@@ -87,52 +87,90 @@ impl Handler for OrderEmails {
         // The dispatcher switches to the notifications' role for a whole batch; this is a no-op
         // then, and the switch when anything else calls the handler.
         crate::as_module!(conn, Module::Notifications);
-        let Some((kind, order_id)) = EmailKind::for_event(&record.event) else { return Ok(Outcome::Done) };
-        let notification = match store::find_for_update(conn, record.id)? {
-            Some(existing) => existing,
-            None => {
-                let rows = render::load(conn, order_id)?;
-                let refund = render::RefundFacts::of(&record.event);
-                let Some(email) = render::render(kind, &rows, refund.as_ref(), self.currency) else {
-                    return Ok(Outcome::Retry(format!("order {order_id} has no lines to write about")));
-                };
-                // Without SMTP, keeping the e-mail is all there is to do: one statement.
-                let stored = matches!(self.transport, Transport::Store);
-                let inserted = store::insert(
-                    conn,
-                    &model::NewNotification {
-                        event_id: record.id,
-                        order_id,
-                        kind,
-                        recipient: email.recipient,
-                        subject: email.subject,
-                        text_body: email.text,
-                        html_body: email.html,
-                        message_id: format!("<event-{}.{}@{}>", record.id, kind.as_str(), self.message_id_domain),
-                        status: if stored { NotificationStatus::Stored } else { NotificationStatus::Pending },
-                        attempts: i32::from(stored),
-                        sent_at: stored.then(chrono::Utc::now),
-                    },
-                )?;
-                if stored {
-                    log::debug!("e-mail {} for order {order_id} stored", kind.as_str());
-                    return Ok(Outcome::Done);
-                }
-                inserted
-            }
+        let notification = match self.write(conn, record)? {
+            Written::NoEmail => return Ok(Outcome::Done),
+            Written::Unwritable(reason) => return Ok(Outcome::Retry(reason)),
+            Written::Email(notification) => notification,
         };
         if notification.is_done() {
             return Ok(Outcome::Done);
         }
-        match self.transport.deliver(&notification) {
+        // The outbox schedules the retry of the whole delivery itself.
+        match self.send(conn, &notification, attempt.is_last, None)? {
+            Ok(_) => Ok(Outcome::Done),
+            Err(error) => Ok(Outcome::Retry(error)),
+        }
+    }
+}
+
+/// What writing the e-mail of an event came to.
+pub(crate) enum Written {
+    /// The event calls for no e-mail.
+    NoEmail,
+    /// The event's e-mail: written now, or found as it was written before.
+    Email(Notification),
+    /// The e-mail cannot be written, for this reason.
+    Unwritable(String),
+}
+
+/// Writing and sending, shared by the outbox handler, the broker consumer and the sender, so that
+/// an event's e-mail is the same however the event arrived.
+impl OrderEmails {
+    /// The e-mail of `record`, rendered and kept if it was not before: `stored` at once in
+    /// store-only mode, otherwise `pending`, to be sent.
+    fn write(&self, conn: &mut PgConnection, record: &EventRecord) -> QueryResult<Written> {
+        let Some((kind, order_id)) = EmailKind::for_event(&record.event) else { return Ok(Written::NoEmail) };
+        if let Some(existing) = store::find_for_update(conn, record.id)? {
+            return Ok(Written::Email(existing));
+        }
+        let rows = render::load(conn, order_id)?;
+        let refund = render::RefundFacts::of(&record.event);
+        let Some(email) = render::render(kind, &rows, refund.as_ref(), self.currency) else {
+            return Ok(Written::Unwritable(format!("order {order_id} has no lines to write about")));
+        };
+        // Without SMTP, keeping the e-mail is all there is to do: one statement.
+        let stored = matches!(self.transport, Transport::Store);
+        let inserted = store::insert(
+            conn,
+            &model::NewNotification {
+                event_id: record.id,
+                order_id,
+                kind,
+                recipient: email.recipient,
+                subject: email.subject,
+                text_body: email.text,
+                html_body: email.html,
+                message_id: format!("<event-{}.{}@{}>", record.id, kind.as_str(), self.message_id_domain),
+                status: if stored { NotificationStatus::Stored } else { NotificationStatus::Pending },
+                attempts: i32::from(stored),
+                sent_at: stored.then(chrono::Utc::now),
+            },
+        )?;
+        if stored {
+            log::debug!("e-mail {} for order {order_id} stored", kind.as_str());
+        }
+        Ok(Written::Email(inserted))
+    }
+
+    /// One attempt to send a pending e-mail, recorded: delivered, or a failed attempt (the last,
+    /// when `is_last`; else pending again, due at `retry_at` if given). The error is the attempt's.
+    fn send(
+        &self,
+        conn: &mut PgConnection,
+        notification: &Notification,
+        is_last: bool,
+        retry_at: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> QueryResult<Result<Delivered, String>> {
+        let (kind, order_id) = (notification.kind.as_str(), notification.order_id);
+        match self.transport.deliver(notification) {
             Ok(delivered) => {
                 store::mark_delivered(conn, notification.id, delivered.status())?;
-                log::info!("e-mail {} for order {order_id} {}", kind.as_str(), delivered.status());
-                Ok(Outcome::Done)
+                log::info!("e-mail {kind} for order {order_id} {}", delivered.status());
+                Ok(Ok(delivered))
             }
             Err(error) => {
-                store::mark_failed_attempt(conn, notification.id, &error, attempt.is_last)?;
-                Ok(Outcome::Retry(error))
+                store::mark_failed_attempt(conn, notification.id, &error, is_last, retry_at)?;
+                Ok(Err(error))
             }
         }
     }
