@@ -7,21 +7,35 @@
 //! second e-mail for one event impossible (and a unique (order, kind) a second of each kind, but
 //! for refunds: each refund of an order has an e-mail of its own), and is sent with a Message-ID
 //! derived from its event, so that a resend after a crash is recognisable as the same message.
+//!
+//! With `AGORA_NOTIFICATIONS_CONSUMER=broker` the events come instead from a queue of the
+//! module's own on the broker (`consumer.rs`), through an inbox that drops the copies an
+//! at-least-once broker delivers (`inbox.rs`), and the e-mails are sent by a sender of the
+//! module's own (`sender.rs`) rather than within outbox deliveries.
 
 pub mod api;
+mod consumer;
+mod inbox;
 mod model;
 pub mod pages;
 mod render;
+mod sender;
 mod store;
 mod transport;
+
+use std::sync::Arc;
 
 use diesel::prelude::*;
 use uuid::Uuid;
 
+pub use consumer::{DEAD_DETAIL_HEADER, DEAD_REASON_HEADER, dead_letter_name};
+pub use inbox::DeadReason;
 pub use model::{EmailKind, Notification, NotificationStatus};
 pub use transport::{Delivered, Transport};
 
-use crate::config::Config;
+use crate::background::BackgroundTasks;
+use crate::config::{BrokerSettings, Config, OutboxSettings};
+use crate::db::Db;
 use crate::events::ORDER_EMAILS;
 use crate::ids::OrderId;
 use crate::kernel::{Call, Module, TableAccess, Use};
@@ -31,7 +45,7 @@ use crate::pagination::Keyset;
 
 pub const TABLES: TableAccess = TableAccess {
     module: Module::Notifications,
-    owns: &["notifications"],
+    owns: &["notifications", "notifications_inbox"],
     reads: &[
         Use { table: "orders", reason: "an e-mail shows the order's number, date and total" },
         Use { table: "customers", reason: "an e-mail goes to the customer, by name" },
@@ -174,6 +188,28 @@ impl OrderEmails {
             }
         }
     }
+}
+
+/// Takes the order events from the broker queue of notifications' own (`broker`), writing each
+/// event's e-mail with `emails`, the handler the outbox would use, and sends them from a sender of
+/// its own.
+pub fn start_consuming(
+    tasks: &mut BackgroundTasks,
+    db: &Db,
+    broker: &BrokerSettings,
+    retries: &OutboxSettings,
+    emails: Arc<OrderEmails>,
+) {
+    let wakeup = sender::Wakeup::default();
+    sender::start(tasks, db, emails.clone(), retries, wakeup.clone());
+    consumer::start(tasks, db, broker, emails, wakeup);
+}
+
+/// The metrics of the broker consumer, for `/metrics`; every dead-letter reason is listed, at 0
+/// until it happens.
+pub fn collectors() -> Vec<Box<dyn prometheus::core::Collector>> {
+    consumer::dead_letters();
+    vec![Box::new(consumer::DEAD_LETTERS.clone()), Box::new(consumer::MESSAGES.clone())]
 }
 
 /// How many e-mails are in each status (sent, stored, failed...), for the metrics.

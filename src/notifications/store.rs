@@ -58,6 +58,26 @@ pub fn mark_failed_attempt(
     Ok(())
 }
 
+/// The pending e-mail that has been due longest, locked; one another sender holds is skipped.
+pub fn claim_due(conn: &mut PgConnection) -> QueryResult<Option<Notification>> {
+    use crate::schema::notifications::dsl::*;
+    notifications
+        .filter(status.eq(NotificationStatus::Pending))
+        .filter(next_attempt_at.le(diesel::dsl::now))
+        .order(next_attempt_at)
+        .select(Notification::as_select())
+        .for_update()
+        .skip_locked()
+        .first(conn)
+        .optional()
+}
+
+/// When the next pending e-mail falls due, if any is pending.
+pub fn next_due(conn: &mut PgConnection) -> QueryResult<Option<DateTime<Utc>>> {
+    use crate::schema::notifications::dsl::*;
+    notifications.filter(status.eq(NotificationStatus::Pending)).select(diesel::dsl::min(next_attempt_at)).first(conn)
+}
+
 pub fn find(conn: &mut PgConnection, notification: Uuid) -> QueryResult<Option<Notification>> {
     use crate::schema::notifications::dsl::*;
     notifications.find(notification).select(Notification::as_select()).first(conn).optional()
