@@ -34,7 +34,7 @@ pub use model::{EmailKind, Notification, NotificationStatus};
 pub use transport::{Delivered, Transport};
 
 use crate::background::BackgroundTasks;
-use crate::config::{BrokerSettings, Config, OutboxSettings};
+use crate::config::{BrokerSettings, Config, NotificationsConsumer, OutboxSettings};
 use crate::db::Db;
 use crate::events::ORDER_EMAILS;
 use crate::ids::OrderId;
@@ -292,8 +292,8 @@ pub struct SeenEmail {
 /// What came of asking to send an e-mail again.
 #[derive(Debug)]
 pub enum Resend {
-    /// It had failed: its outbox delivery is pending again, and the handler sends the stored
-    /// e-mail once more (same text, same Message-ID).
+    /// It had failed: it is pending again (and so is its outbox delivery, when the outbox sends
+    /// e-mails), and the stored e-mail is sent once more (same text, same Message-ID).
     Queued(Notification),
     /// It has not failed (sent, stored, or still being retried): nothing was done.
     NotFailed(Notification),
@@ -316,11 +316,18 @@ impl Resend {
     }
 }
 
-/// Sends a failed e-mail again by reviving its dead outbox delivery, if it is still as the
-/// operator `seen` it; `None` if there is no such e-mail. The check and the change happen under
-/// the e-mail's row lock, so however many posts of one confirmation arrive at once, the first
-/// acts and the others find it pending, sent, or failed again with more attempts than they saw.
-pub fn resend(conn: &mut PgConnection, id: Uuid, seen: SeenEmail) -> QueryResult<Option<Resend>> {
+/// Sends a failed e-mail again, if it is still as the operator `seen` it; `None` if there is no
+/// such e-mail. Where the outbox sends e-mails (`consumer` is `Outbox`) its dead delivery is
+/// revived; where notifications consumes from the broker, the e-mail is made pending for the
+/// sender. The check and the change happen under the e-mail's row lock, so however many posts of
+/// one confirmation arrive at once, the first acts and the others find it pending, sent, or
+/// failed again with more attempts than they saw.
+pub fn resend(
+    conn: &mut PgConnection,
+    id: Uuid,
+    seen: SeenEmail,
+    consumer: NotificationsConsumer,
+) -> QueryResult<Option<Resend>> {
     crate::as_module!(conn, Module::Notifications);
     conn.transaction(|conn| {
         // Locked first: a second resend, or the handler, waits for this one's decision.
@@ -330,6 +337,10 @@ pub fn resend(conn: &mut PgConnection, id: Uuid, seen: SeenEmail) -> QueryResult
         }
         if notification.status != seen.status || notification.attempts != seen.attempts {
             return Ok(Some(Resend::Changed { notification, seen }));
+        }
+        if consumer == NotificationsConsumer::Broker {
+            store::mark_pending_again(conn, id)?;
+            return Ok(Some(Resend::Queued(notification)));
         }
         if !crate::outbox::retry_dead(conn, notification.event_id, ORDER_EMAILS)? {
             return Ok(Some(Resend::AlreadyQueued(notification)));

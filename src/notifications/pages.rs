@@ -302,9 +302,10 @@ async fn resend(
 ) -> Result<HttpResponse, PageError> {
     let id = id.into_inner();
     let seen = form.seen()?;
+    let consumer = state.config.notifications_consumer;
     let outcome = state
         .db
-        .run(Module::Notifications.op("resend_notification"), move |conn| super::resend(conn, id, seen))
+        .run(Module::Notifications.op("resend_notification"), move |conn| super::resend(conn, id, seen, consumer))
         .await?;
     let outcome = outcome.ok_or_else(|| AppError::not_found(format!("No e-mail with id {id}.")))?;
     match &outcome {
