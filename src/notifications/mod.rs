@@ -212,6 +212,11 @@ pub fn collectors() -> Vec<Box<dyn prometheus::core::Collector>> {
     vec![Box::new(consumer::DEAD_LETTERS.clone()), Box::new(consumer::MESSAGES.clone())]
 }
 
+/// Messages this process sent to the dead-letter queue, by reason (every reason listed).
+pub fn dead_letters() -> Vec<(DeadReason, u64)> {
+    consumer::dead_letters()
+}
+
 /// How many e-mails are in each status (sent, stored, failed...), for the metrics.
 pub fn counts_by_status(conn: &mut PgConnection) -> QueryResult<Vec<(NotificationStatus, i64)>> {
     crate::as_module!(conn, Module::Notifications);
