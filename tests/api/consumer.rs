@@ -610,13 +610,16 @@ fn the_consumer_comes_back_when_the_broker_does_and_orders_never_wait_for_it() {
     let second = order(&app, "bob@example.com");
     broker.publish_event(&event_of(&app, &second, "OrderPlaced"));
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(broker.counts(&broker.queue), Some((1, 0)));
+    // The first message too, when the cut came between its commit and its acknowledgement.
+    let (waiting, consumers) = broker.counts(&broker.queue).unwrap();
+    assert!(consumers == 0 && (waiting == 1 || waiting == 2), "{waiting} waiting, {consumers} consumers");
     assert_eq!(app.get("/healthz").status, 200);
 
     proxy.restore();
     eventually("the second e-mail, once the consumer is back", Duration::from_secs(40), || {
         app.count("SELECT count(*) FROM notifications") == 2
     });
-    assert_eq!(app.count("SELECT count(*) FROM notifications_inbox"), 2);
     eventually("the queue drained", Duration::from_secs(10), || broker.counts(&broker.queue) == Some((0, 1)));
+    assert_eq!(app.count("SELECT count(*) FROM notifications"), 2, "a first message taken again wrote nothing");
+    assert_eq!(app.count("SELECT count(*) FROM notifications_inbox"), 2);
 }
