@@ -411,6 +411,19 @@ pub const BROKER_RELAY_SUBSCRIPTION: Subscription = Subscription { handler: BROK
 /// Every handler there is, subscribed or not: the events page filters by them.
 pub const HANDLERS: &[&str] = &[ORDER_EMAILS, BROKER_RELAY];
 
+/// Whether a payload names a version this build reads, looked at before the payload is read, so
+/// that a consumer of a broker's messages can tell a payload of another version (refused whole,
+/// never half read) from a malformed one. A payload without `version` passes here and fails to
+/// read like any payload missing a field.
+pub fn check_version(payload: &serde_json::Value) -> Result<(), String> {
+    let current = PayloadVersion::CURRENT.number();
+    match payload.get("version") {
+        None => Ok(()),
+        Some(version) if version.as_u64() == Some(u64::from(current)) => Ok(()),
+        Some(version) => Err(format!("payload version {version} is not supported (this build reads {current})")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -602,5 +615,16 @@ mod tests {
             .contains("missing field `order`")
         );
         assert!(DomainEvent::from_stored("OrderShipped", &shipped).is_ok());
+    }
+
+    #[test]
+    fn version_1_is_read_and_any_other_refused() {
+        assert_eq!(check_version(&serde_json::json!({"version": 1, "order_id": "x"})), Ok(()));
+        // Without a version a payload is not refused as another version's: it fails to read.
+        assert_eq!(check_version(&serde_json::json!({"order_id": "x"})), Ok(()));
+        for version in [serde_json::json!(99), serde_json::json!(0), serde_json::json!("1"), serde_json::json!(1.5)] {
+            let refused = check_version(&serde_json::json!({ "version": version })).unwrap_err();
+            assert!(refused.starts_with(&format!("payload version {version} is not supported")), "{refused}");
+        }
     }
 }

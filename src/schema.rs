@@ -125,6 +125,16 @@ diesel::table! {
         sent_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        next_attempt_at -> Timestamptz,
+        round_attempts -> Int4,
+    }
+}
+
+diesel::table! {
+    notifications_inbox (event_id) {
+        event_id -> Int8,
+        event_type -> Text,
+        received_at -> Timestamptz,
     }
 }
 
@@ -237,6 +247,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     inventory_levels,
     inventory_movements,
     notifications,
+    notifications_inbox,
     order_lines,
     order_refund_lines,
     orders,

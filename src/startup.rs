@@ -17,7 +17,7 @@ use utoipa_actix_web::AppExt;
 use crate::admin::session_store::DbSessionStore;
 use crate::background::BackgroundTasks;
 use crate::catalog::cache::{self, CatalogCache, Invalidator};
-use crate::config::{Config, SeedMode};
+use crate::config::{Config, NotificationsConsumer, SeedMode};
 use crate::db::{self, Db};
 use crate::error::{AppError, extractors};
 use crate::http::methods::RouteTable;
@@ -185,13 +185,18 @@ pub fn prepare_database(config: &Config) -> Result<(), StartupError> {
     Ok(())
 }
 
-/// The background work `agora serve` and `agora worker` run: the outbox dispatcher (e-mails)
-/// and the payment-timeout sweeper.
+/// The background work `agora serve` and `agora worker` run: the outbox dispatcher (e-mails),
+/// notifications' broker consumer and sender when it consumes from the broker, and the
+/// payment-timeout sweeper.
 pub fn start_background_work(db: &Db, config: &Config) -> BackgroundTasks {
     let mut tasks = BackgroundTasks::default();
-    let handlers: Vec<Arc<dyn crate::outbox::dispatcher::Handler>> =
-        vec![Arc::new(crate::notifications::OrderEmails::new(config))];
+    let emails = Arc::new(crate::notifications::OrderEmails::new(config));
+    // Registered in either mode: deliveries made before a switch to the broker still complete.
+    let handlers: Vec<Arc<dyn crate::outbox::dispatcher::Handler>> = vec![emails.clone()];
     crate::outbox::dispatcher::start(&mut tasks, db, config, handlers);
+    if let (NotificationsConsumer::Broker, Some(broker)) = (config.notifications_consumer, &config.broker) {
+        crate::notifications::start_consuming(&mut tasks, db, broker, &config.outbox, emails);
+    }
     crate::orders::timeout::start(&mut tasks, db, config);
     crate::idempotency::start_purging(&mut tasks, db);
     crate::admin::session_store::start_pruning(&mut tasks, db, config.session);
@@ -425,8 +430,7 @@ fn build_app(
         .session_lifecycle(BrowserSession::default())
         .build();
 
-    let routes =
-        RouteTable::from_openapi(
+    let routes = RouteTable::from_openapi(
         &state.openapi,
         &[("/api/openapi.json", Method::GET), ("/api/asyncapi.json", Method::GET), ("/metrics", Method::GET)],
     );

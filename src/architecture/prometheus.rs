@@ -104,6 +104,11 @@ pub async fn scrape(_admin: AdminToken, state: web::Data<AppState>) -> Result<Ht
     register(Box::new(HTTP.latency.clone()))?;
     register(Box::new(crate::db::POOL_ACQUIRE_SECONDS.clone()))?;
     register(Box::new(crate::db::POOL_TIMEOUTS.clone()))?;
+    if state.config.notifications_consumer == crate::config::NotificationsConsumer::Broker {
+        for collector in crate::notifications::collectors() {
+            register(collector)?;
+        }
+    }
 
     let pool = state.db.pool_state();
     let pool_connections = IntGaugeVec::new(

@@ -40,17 +40,14 @@ fn event_contract(event_type: EventType, schemas: &mut Schemas) -> (&'static str
         EventType::PaymentFailed => {
             ("A card was declined; the order can still be paid.", payload::<events::PaymentFailed>(schemas))
         }
-        EventType::OrderCancelled => (
-            "An unpaid order was cancelled and its stock released.",
-            payload::<events::OrderCancelled>(schemas),
-        ),
+        EventType::OrderCancelled => {
+            ("An unpaid order was cancelled and its stock released.", payload::<events::OrderCancelled>(schemas))
+        }
         EventType::OrderRefunded => (
             "One refund of an order's payment: the whole order, an amount, or chosen lines.",
             payload::<events::OrderRefunded>(schemas),
         ),
-        EventType::OrderShipped => {
-            ("The order left the warehouse.", payload::<events::OrderShipped>(schemas))
-        }
+        EventType::OrderShipped => ("The order left the warehouse.", payload::<events::OrderShipped>(schemas)),
         EventType::StockLow => (
             "A product's available stock fell to or below its low-stock threshold.",
             payload::<events::StockLow>(schemas),
@@ -114,8 +111,10 @@ pub fn document(exchange: &str) -> Value {
             }),
         );
     }
-    let mut components_schemas: Map<String, Value> =
-        schemas.into_iter().map(|(name, schema)| (name, serde_json::to_value(schema).expect("schemas serialize"))).collect();
+    let mut components_schemas: Map<String, Value> = schemas
+        .into_iter()
+        .map(|(name, schema)| (name, serde_json::to_value(schema).expect("schemas serialize")))
+        .collect();
     components_schemas.insert("MessageHeaders".to_owned(), message_headers());
     json!({
         "asyncapi": "3.0.0",

@@ -9,21 +9,35 @@
 //! unique (order, kind) a second of each kind, but for refunds: each refund of an order has an
 //! e-mail of its own), and is sent with a Message-ID derived from its event, so that a resend
 //! after a crash is recognisable as the same message.
+//!
+//! With `AGORA_NOTIFICATIONS_CONSUMER=broker` the events come instead from a queue of the
+//! module's own on the broker (`consumer.rs`), through an inbox that drops the copies an
+//! at-least-once broker delivers (`inbox.rs`), and the e-mails are sent by a sender of the
+//! module's own (`sender.rs`) rather than within outbox deliveries.
 
 pub mod api;
+mod consumer;
+mod inbox;
 mod model;
 pub mod pages;
 mod render;
+mod sender;
 mod store;
 mod transport;
+
+use std::sync::Arc;
 
 use diesel::prelude::*;
 use uuid::Uuid;
 
+pub use consumer::{DEAD_DETAIL_HEADER, DEAD_REASON_HEADER, dead_letter_name};
+pub use inbox::DeadReason;
 pub use model::{EmailKind, Notification, NotificationStatus};
 pub use transport::{Delivered, Transport};
 
-use crate::config::Config;
+use crate::background::BackgroundTasks;
+use crate::config::{BrokerSettings, Config, NotificationsConsumer, OutboxSettings};
+use crate::db::Db;
 use crate::events::ORDER_EMAILS;
 use crate::ids::OrderId;
 use crate::kernel::{Call, Module, TableAccess};
@@ -32,8 +46,12 @@ use crate::outbox::dispatcher::{Attempt, EventRecord, Handler, Outcome};
 use crate::pagination::Keyset;
 
 /// No read of another module's table: everything an e-mail says comes with its event.
-pub const TABLES: TableAccess =
-    TableAccess { module: Module::Notifications, owns: &["notifications"], reads: &[], writes: &[] };
+pub const TABLES: TableAccess = TableAccess {
+    module: Module::Notifications,
+    owns: &["notifications", "notifications_inbox"],
+    reads: &[],
+    writes: &[],
+};
 
 pub const CALLS: &[Call] = &[
     Call { module: Module::Outbox, reason: "it is an outbox handler: order events are what make it write e-mails" },
@@ -81,57 +99,122 @@ impl Handler for OrderEmails {
         // The dispatcher switches to the notifications' role for a whole batch; this is a no-op
         // then, and the switch when anything else calls the handler.
         crate::as_module!(conn, Module::Notifications);
-        let Some((kind, order_id, order)) = EmailKind::for_event(&record.event) else { return Ok(Outcome::Done) };
-        let notification = match store::find_for_update(conn, record.id)? {
-            Some(existing) => existing,
-            None => {
-                let refund = render::RefundFacts::of(&record.event);
-                let email = match render::render(kind, order, refund.as_ref(), self.currency) {
-                    Ok(email) => email,
-                    Err(error) => {
-                        return Ok(Outcome::Retry(format!("cannot render the {} e-mail: {error}", kind.as_str())));
-                    }
-                };
-                // Without SMTP, keeping the e-mail is all there is to do: one statement.
-                let stored = matches!(self.transport, Transport::Store);
-                let inserted = store::insert(
-                    conn,
-                    &model::NewNotification {
-                        event_id: record.id,
-                        order_id,
-                        kind,
-                        recipient: email.recipient,
-                        subject: email.subject,
-                        text_body: email.text,
-                        html_body: email.html,
-                        message_id: format!("<event-{}.{}@{}>", record.id, kind.as_str(), self.message_id_domain),
-                        status: if stored { NotificationStatus::Stored } else { NotificationStatus::Pending },
-                        attempts: i32::from(stored),
-                        sent_at: stored.then(chrono::Utc::now),
-                    },
-                )?;
-                if stored {
-                    log::debug!("e-mail {} for order {order_id} stored", kind.as_str());
-                    return Ok(Outcome::Done);
-                }
-                inserted
-            }
+        let notification = match self.write(conn, record)? {
+            Written::NoEmail => return Ok(Outcome::Done),
+            Written::Unwritable(reason) => return Ok(Outcome::Retry(reason)),
+            Written::Email(notification) => notification,
         };
         if notification.is_done() {
             return Ok(Outcome::Done);
         }
-        match self.transport.deliver(&notification) {
+        // The outbox schedules the retry of the whole delivery itself.
+        match self.send(conn, &notification, attempt.is_last, None)? {
+            Ok(_) => Ok(Outcome::Done),
+            Err(error) => Ok(Outcome::Retry(error)),
+        }
+    }
+}
+
+/// What writing the e-mail of an event came to.
+pub(crate) enum Written {
+    /// The event calls for no e-mail.
+    NoEmail,
+    /// The event's e-mail: written now, or found as it was written before.
+    Email(Notification),
+    /// The e-mail cannot be written, for this reason.
+    Unwritable(String),
+}
+
+/// Writing and sending, shared by the outbox handler, the broker consumer and the sender, so that
+/// an event's e-mail is the same however the event arrived.
+impl OrderEmails {
+    /// The e-mail of `record`, rendered and kept if it was not before: `stored` at once in
+    /// store-only mode, otherwise `pending`, to be sent.
+    fn write(&self, conn: &mut PgConnection, record: &EventRecord) -> QueryResult<Written> {
+        let Some((kind, order_id, order)) = EmailKind::for_event(&record.event) else { return Ok(Written::NoEmail) };
+        if let Some(existing) = store::find_for_update(conn, record.id)? {
+            return Ok(Written::Email(existing));
+        }
+        let refund = render::RefundFacts::of(&record.event);
+        let email = match render::render(kind, order, refund.as_ref(), self.currency) {
+            Ok(email) => email,
+            Err(error) => {
+                return Ok(Written::Unwritable(format!("cannot render the {} e-mail: {error}", kind.as_str())));
+            }
+        };
+        // Without SMTP, keeping the e-mail is all there is to do: one statement.
+        let stored = matches!(self.transport, Transport::Store);
+        let inserted = store::insert(
+            conn,
+            &model::NewNotification {
+                event_id: record.id,
+                order_id,
+                kind,
+                recipient: email.recipient,
+                subject: email.subject,
+                text_body: email.text,
+                html_body: email.html,
+                message_id: format!("<event-{}.{}@{}>", record.id, kind.as_str(), self.message_id_domain),
+                status: if stored { NotificationStatus::Stored } else { NotificationStatus::Pending },
+                attempts: i32::from(stored),
+                sent_at: stored.then(chrono::Utc::now),
+            },
+        )?;
+        if stored {
+            log::debug!("e-mail {} for order {order_id} stored", kind.as_str());
+        }
+        Ok(Written::Email(inserted))
+    }
+
+    /// One attempt to send a pending e-mail, recorded: delivered, or a failed attempt (the last,
+    /// when `is_last`; else pending again, due at `retry_at` if given). The error is the attempt's.
+    fn send(
+        &self,
+        conn: &mut PgConnection,
+        notification: &Notification,
+        is_last: bool,
+        retry_at: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> QueryResult<Result<Delivered, String>> {
+        let (kind, order_id) = (notification.kind.as_str(), notification.order_id);
+        match self.transport.deliver(notification) {
             Ok(delivered) => {
                 store::mark_delivered(conn, notification.id, delivered.status())?;
-                log::info!("e-mail {} for order {order_id} {}", kind.as_str(), delivered.status());
-                Ok(Outcome::Done)
+                log::info!("e-mail {kind} for order {order_id} {}", delivered.status());
+                Ok(Ok(delivered))
             }
             Err(error) => {
-                store::mark_failed_attempt(conn, notification.id, &error, attempt.is_last)?;
-                Ok(Outcome::Retry(error))
+                store::mark_failed_attempt(conn, notification.id, &error, is_last, retry_at)?;
+                Ok(Err(error))
             }
         }
     }
+}
+
+/// Takes the order events from the broker queue of notifications' own (`broker`), writing each
+/// event's e-mail with `emails`, the handler the outbox would use, and sends them from a sender of
+/// its own.
+pub fn start_consuming(
+    tasks: &mut BackgroundTasks,
+    db: &Db,
+    broker: &BrokerSettings,
+    retries: &OutboxSettings,
+    emails: Arc<OrderEmails>,
+) {
+    let wakeup = sender::Wakeup::default();
+    sender::start(tasks, db, emails.clone(), retries, wakeup.clone());
+    consumer::start(tasks, db, broker, emails, wakeup);
+}
+
+/// The metrics of the broker consumer, for `/metrics`; every dead-letter reason is listed, at 0
+/// until it happens.
+pub fn collectors() -> Vec<Box<dyn prometheus::core::Collector>> {
+    consumer::dead_letters();
+    vec![Box::new(consumer::DEAD_LETTERS.clone()), Box::new(consumer::MESSAGES.clone())]
+}
+
+/// Messages this process sent to the dead-letter queue, by reason (every reason listed).
+pub fn dead_letters() -> Vec<(DeadReason, u64)> {
+    consumer::dead_letters()
 }
 
 /// How many e-mails are in each status (sent, stored, failed...), for the metrics.
@@ -214,8 +297,8 @@ pub struct SeenEmail {
 /// What came of asking to send an e-mail again.
 #[derive(Debug)]
 pub enum Resend {
-    /// It had failed: its outbox delivery is pending again, and the handler sends the stored
-    /// e-mail once more (same text, same Message-ID).
+    /// It had failed: it is pending again (and so is its outbox delivery, when the outbox sends
+    /// e-mails), and the stored e-mail is sent once more (same text, same Message-ID).
     Queued(Notification),
     /// It has not failed (sent, stored, or still being retried): nothing was done.
     NotFailed(Notification),
@@ -238,11 +321,18 @@ impl Resend {
     }
 }
 
-/// Sends a failed e-mail again by reviving its dead outbox delivery, if it is still as the
-/// operator `seen` it; `None` if there is no such e-mail. The check and the change happen under
-/// the e-mail's row lock, so however many posts of one confirmation arrive at once, the first
-/// acts and the others find it pending, sent, or failed again with more attempts than they saw.
-pub fn resend(conn: &mut PgConnection, id: Uuid, seen: SeenEmail) -> QueryResult<Option<Resend>> {
+/// Sends a failed e-mail again, if it is still as the operator `seen` it; `None` if there is no
+/// such e-mail. Where the outbox sends e-mails (`consumer` is `Outbox`) its dead delivery is
+/// revived; where notifications consumes from the broker, the e-mail is made pending for the
+/// sender. The check and the change happen under the e-mail's row lock, so however many posts of
+/// one confirmation arrive at once, the first acts and the others find it pending, sent, or
+/// failed again with more attempts than they saw.
+pub fn resend(
+    conn: &mut PgConnection,
+    id: Uuid,
+    seen: SeenEmail,
+    consumer: NotificationsConsumer,
+) -> QueryResult<Option<Resend>> {
     crate::as_module!(conn, Module::Notifications);
     conn.transaction(|conn| {
         // Locked first: a second resend, or the handler, waits for this one's decision.
@@ -252,6 +342,10 @@ pub fn resend(conn: &mut PgConnection, id: Uuid, seen: SeenEmail) -> QueryResult
         }
         if notification.status != seen.status || notification.attempts != seen.attempts {
             return Ok(Some(Resend::Changed { notification, seen }));
+        }
+        if consumer == NotificationsConsumer::Broker {
+            store::mark_pending_again(conn, id)?;
+            return Ok(Some(Resend::Queued(notification)));
         }
         if !crate::outbox::retry_dead(conn, notification.event_id, ORDER_EMAILS)? {
             return Ok(Some(Resend::AlreadyQueued(notification)));

@@ -74,6 +74,8 @@ pub struct Notification {
     pub last_error: Option<String>,
     pub sent_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// Attempts since the e-mail was last queued (written, or resent by an operator).
+    pub round_attempts: i32,
 }
 
 impl Notification {

@@ -7,10 +7,13 @@ use askama::Template;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{EmailKind, Notification, NotificationFilter, NotificationSort, NotificationStatus, Resend, SeenEmail};
+use super::{
+    DeadReason, EmailKind, Notification, NotificationFilter, NotificationSort, NotificationStatus, Resend, SeenEmail,
+};
 use crate::admin::listing::{COUNT_CAP, Column, ListQuery, Numbered, PER_PAGE, Sort, href};
 use crate::admin::page::{Confirmation, Layout, PageError, Section, render, see_other};
 use crate::admin::session::{Admin, CsrfForm, CsrfProtected};
+use crate::config::{Config, NotificationsConsumer};
 use crate::error::AppError;
 use crate::http::state::AppState;
 use crate::kernel::Module;
@@ -73,6 +76,34 @@ struct ListPage {
     page: Numbered<Notification>,
     totals: Vec<StatusTotal>,
     store_only: bool,
+    /// Where events come from when notifications consumes from the broker.
+    broker: Option<BrokerFigures>,
+}
+
+/// The broker queue notifications consumes, and what this process sent to its dead letters.
+struct BrokerFigures {
+    queue: String,
+    dead_queue: String,
+    dead_letters: Vec<(DeadReason, i64)>,
+}
+
+impl BrokerFigures {
+    fn new(config: &Config) -> Option<BrokerFigures> {
+        let broker =
+            config.broker.as_ref().filter(|_| config.notifications_consumer == NotificationsConsumer::Broker)?;
+        Some(BrokerFigures {
+            queue: broker.notifications_queue.clone(),
+            dead_queue: super::dead_letter_name(&broker.notifications_queue),
+            dead_letters: super::dead_letters()
+                .into_iter()
+                .map(|(reason, count)| (reason, i64::try_from(count).unwrap_or(i64::MAX)))
+                .collect(),
+        })
+    }
+
+    fn total(&self) -> i64 {
+        self.dead_letters.iter().map(|(_, count)| count).sum()
+    }
 }
 
 impl ListPage {
@@ -139,6 +170,7 @@ async fn list(
         page,
         totals: totals.into_iter().map(|(status, counted)| StatusTotal { status, counted }).collect(),
         store_only: state.config.smtp_url.is_none(),
+        broker: BrokerFigures::new(&state.config),
     })
 }
 
@@ -302,9 +334,10 @@ async fn resend(
 ) -> Result<HttpResponse, PageError> {
     let id = id.into_inner();
     let seen = form.seen()?;
+    let consumer = state.config.notifications_consumer;
     let outcome = state
         .db
-        .run(Module::Notifications.op("resend_notification"), move |conn| super::resend(conn, id, seen))
+        .run(Module::Notifications.op("resend_notification"), move |conn| super::resend(conn, id, seen, consumer))
         .await?;
     let outcome = outcome.ok_or_else(|| AppError::not_found(format!("No e-mail with id {id}.")))?;
     match &outcome {

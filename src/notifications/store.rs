@@ -36,21 +36,46 @@ pub fn mark_delivered(conn: &mut PgConnection, notification: Uuid, new_status: N
     Ok(())
 }
 
+/// One more failed attempt: pending again, due at `retry_at` when the sender retries it (the
+/// outbox schedules its own retries and passes `None`), or failed when `given_up`.
 pub fn mark_failed_attempt(
     conn: &mut PgConnection,
     notification: Uuid,
     error: &str,
     given_up: bool,
+    retry_at: Option<DateTime<Utc>>,
 ) -> QueryResult<()> {
     use crate::schema::notifications::dsl::*;
     diesel::update(notifications.find(notification))
         .set((
             status.eq(if given_up { NotificationStatus::Failed } else { NotificationStatus::Pending }),
             attempts.eq(attempts + 1),
+            round_attempts.eq(round_attempts + 1),
             last_error.eq(error.chars().take(2000).collect::<String>()),
+            retry_at.map(|at| next_attempt_at.eq(at)),
         ))
         .execute(conn)?;
     Ok(())
+}
+
+/// The pending e-mail that has been due longest, locked; one another sender holds is skipped.
+pub fn claim_due(conn: &mut PgConnection) -> QueryResult<Option<Notification>> {
+    use crate::schema::notifications::dsl::*;
+    notifications
+        .filter(status.eq(NotificationStatus::Pending))
+        .filter(next_attempt_at.le(diesel::dsl::now))
+        .order(next_attempt_at)
+        .select(Notification::as_select())
+        .for_update()
+        .skip_locked()
+        .first(conn)
+        .optional()
+}
+
+/// When the next pending e-mail falls due, if any is pending.
+pub fn next_due(conn: &mut PgConnection) -> QueryResult<Option<DateTime<Utc>>> {
+    use crate::schema::notifications::dsl::*;
+    notifications.filter(status.eq(NotificationStatus::Pending)).select(diesel::dsl::min(next_attempt_at)).first(conn)
 }
 
 pub fn find(conn: &mut PgConnection, notification: Uuid) -> QueryResult<Option<Notification>> {
@@ -89,12 +114,17 @@ pub fn find_by_id_for_update(conn: &mut PgConnection, notification: Uuid) -> Que
     notifications.find(notification).select(Notification::as_select()).for_update().first(conn).optional()
 }
 
-/// A failed e-mail back to pending, its attempts to come: the last error belonged to the
-/// attempts given up on.
+/// A failed e-mail back to pending, due now with a new round of attempts: the last error
+/// belonged to the attempts given up on.
 pub fn mark_pending_again(conn: &mut PgConnection, notification: Uuid) -> QueryResult<bool> {
     use crate::schema::notifications::dsl::*;
     let updated = diesel::update(notifications.find(notification).filter(status.eq(NotificationStatus::Failed)))
-        .set((status.eq(NotificationStatus::Pending), last_error.eq(None::<String>)))
+        .set((
+            status.eq(NotificationStatus::Pending),
+            last_error.eq(None::<String>),
+            round_attempts.eq(0),
+            next_attempt_at.eq(diesel::dsl::now),
+        ))
         .execute(conn)?;
     Ok(updated == 1)
 }

@@ -83,8 +83,12 @@ fn the_asyncapi_document_names_the_exchange_every_routing_key_and_each_payloads_
     assert_eq!(response.header("content-type"), Some("application/json"));
     let document = response.json();
     assert_eq!(document["asyncapi"], "3.0.0");
-    let addresses: Vec<&str> =
-        document["channels"].as_object().unwrap().values().map(|channel| channel["address"].as_str().unwrap()).collect();
+    let addresses: Vec<&str> = document["channels"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|channel| channel["address"].as_str().unwrap())
+        .collect();
     for key in [
         "order.OrderPlaced",
         "order.PaymentSucceeded",
@@ -99,7 +103,8 @@ fn the_asyncapi_document_names_the_exchange_every_routing_key_and_each_payloads_
     let exchange = &document["channels"]["OrderPlaced"]["bindings"]["amqp"]["exchange"];
     assert_eq!((exchange["name"].as_str(), exchange["type"].as_str()), (Some("agora.events"), Some("topic")));
     let placed = &document["components"]["schemas"]["OrderPlaced"];
-    let required: Vec<&str> = placed["required"].as_array().unwrap().iter().map(|field| field.as_str().unwrap()).collect();
+    let required: Vec<&str> =
+        placed["required"].as_array().unwrap().iter().map(|field| field.as_str().unwrap()).collect();
     assert!(required.contains(&"version") && required.contains(&"order"), "{required:?}");
     assert_eq!(document["components"]["schemas"]["PayloadVersion"]["enum"], json!([1]));
     assert_eq!(app.request("HEAD", "/api/asyncapi.json", &[]).status, 200);

@@ -218,7 +218,8 @@ impl TestApp {
     /// such as a [`crate::cluster::Cluster`] of the test's own.
     pub fn spawn_on_server(url_of: impl Fn(&str) -> String, customize: impl FnOnce(&mut Config)) -> TestApp {
         let name = format!("agora_test_{}", uuid::Uuid::new_v4().simple());
-        let database = TestDatabase { url: url_of(&name), maintenance_url: url_of("postgres"), name, check_events: true.into() };
+        let database =
+            TestDatabase { url: url_of(&name), maintenance_url: url_of("postgres"), name, check_events: true.into() };
         Self::spawn_on(std::sync::Arc::new(database), customize)
     }
 

@@ -1,0 +1,341 @@
+//! The notifications module's own queue on the broker (`AGORA_NOTIFICATIONS_CONSUMER=broker`).
+//!
+//! A durable queue, bound to the events exchange for the events that make e-mails, is consumed
+//! by one task per process (several processes share the queue). Each message is taken into the
+//! inbox in one database transaction (see [`super::inbox`]) and acknowledged only once that
+//! transaction has committed: a process that dies in between leaves the message unacknowledged,
+//! the broker delivers it again, and the inbox absorbs the copy. A database error sends the
+//! message back to the queue after a pause, to be taken again.
+//!
+//! A message that can never be taken (not JSON, an unknown type or version, not the event its
+//! type says) is published to the dead-letter exchange `{queue}.dead` with its reason in the
+//! header `x-agora-dead-reason` (and a sentence in `x-agora-dead-detail`), and acknowledged once
+//! the broker has confirmed the dead letter; it is counted, and the consumer goes on.
+//!
+//! The broker may come and go: the task connects, declares what it needs, consumes, and on any
+//! failure starts over after a pause that doubles up to [`RECONNECT_MAX`]. It never takes the
+//! process down, and checkout never waits for it.
+
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use futures_util::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
+use prometheus::{IntCounterVec, Opts};
+
+use super::OrderEmails;
+use super::inbox::{self, Dead, DeadReason, Envelope, Taken};
+use super::sender::Wakeup;
+use crate::background::{BackgroundTasks, StopSignal};
+use crate::config::{BrokerSettings, redact_url_password};
+use crate::db::Db;
+use crate::error::CauseChain;
+use crate::events::{EventType, ORDER_EMAILS_SUBSCRIPTION};
+use crate::kernel::Module;
+
+/// Messages the broker may hand over unacknowledged at once: what bounds the memory a burst of
+/// large messages can take, while keeping the next message at hand as one is being taken.
+pub const PREFETCH: u16 = 16;
+/// The header of a dead letter that says why, in one word ([`DeadReason`]).
+pub const DEAD_REASON_HEADER: &str = "x-agora-dead-reason";
+/// The header of a dead letter that says why, in a sentence.
+pub const DEAD_DETAIL_HEADER: &str = "x-agora-dead-detail";
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const RECONNECT_FIRST: Duration = Duration::from_millis(200);
+const RECONNECT_MAX: Duration = Duration::from_secs(30);
+/// Pauses before a message that met a database error goes back to the queue: without one, the
+/// broker would hand it straight back while the database is still down.
+const REQUEUE_FIRST: Duration = Duration::from_millis(250);
+const REQUEUE_MAX: Duration = Duration::from_secs(10);
+/// How often a consumer waiting for messages looks at the stop signal.
+const STOP_CHECK: Duration = Duration::from_millis(200);
+
+/// Dead letters, by reason (since the process started).
+pub static DEAD_LETTERS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    IntCounterVec::new(
+        Opts::new(
+            "agora_notifications_dead_letters_total",
+            "Messages of the notifications queue sent to its dead-letter queue, by reason",
+        ),
+        &["reason"],
+    )
+    .expect("valid metric")
+});
+
+/// Messages taken from the queue, by what came of them.
+pub static MESSAGES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    IntCounterVec::new(
+        Opts::new(
+            "agora_notifications_messages_total",
+            "Messages taken from the notifications queue: new (recorded), duplicate (in the inbox already), dead \
+             (dead-lettered), requeued (a database error: back to the queue)",
+        ),
+        &["outcome"],
+    )
+    .expect("valid metric")
+});
+
+/// The dead-letter exchange and queue of `queue` (one name for both).
+pub fn dead_letter_name(queue: &str) -> String {
+    format!("{queue}.dead")
+}
+
+/// The binding of one event type. The relay's routing keys are `{aggregate kind}.{event type}`;
+/// binding any kind (`*`) keeps the binding right whatever aggregate an event type is about.
+pub fn binding_key(event_type: EventType) -> String {
+    format!("*.{}", event_type.as_str())
+}
+
+pub fn start(
+    tasks: &mut BackgroundTasks,
+    db: &Db,
+    settings: &BrokerSettings,
+    emails: Arc<OrderEmails>,
+    sender: Wakeup,
+) {
+    let consumer = Consumer { db: db.clone(), settings: settings.clone(), emails, sender };
+    tasks.spawn("notifications-consumer", move |stop| {
+        // lapin is asynchronous; this thread is its runtime, and database work goes to the
+        // runtime's blocking threads so that heartbeats go on meanwhile.
+        match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(runtime) => runtime.block_on(consumer.run(&stop)),
+            Err(error) => log::error!("the notifications consumer cannot start its runtime: {error}"),
+        }
+    });
+}
+
+struct Consumer {
+    db: Db,
+    settings: BrokerSettings,
+    emails: Arc<OrderEmails>,
+    sender: Wakeup,
+}
+
+impl Consumer {
+    async fn run(&self, stop: &StopSignal) {
+        let broker = redact_url_password(&self.settings.url);
+        let mut pause = RECONNECT_FIRST;
+        while !stop.is_stopped() {
+            let mut consumed = false;
+            match self.session(stop, &mut consumed).await {
+                Ok(()) => return,
+                Err(error) => {
+                    if consumed {
+                        pause = RECONNECT_FIRST;
+                    }
+                    log::warn!("notifications consumer, broker {broker}: {error:#}; connecting again in {pause:?}");
+                }
+            }
+            if sleep_unless_stopped(pause, stop).await {
+                return;
+            }
+            pause = (pause * 2).min(RECONNECT_MAX);
+        }
+    }
+
+    /// Connects, declares, and consumes until stopped (`Ok`) or until something fails.
+    async fn session(&self, stop: &StopSignal, consumed: &mut bool) -> anyhow::Result<()> {
+        let properties = ConnectionProperties::default().with_connection_name("agora notifications".into());
+        let connecting = tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(&self.settings.url, properties));
+        let connection = tokio::select! {
+            connected = connecting => connected
+                .map_err(|_| anyhow!("no connection within {CONNECT_TIMEOUT:?}"))?
+                .context("cannot connect")?,
+            () = until_stopped(stop) => return Ok(()),
+        };
+        let outcome = self.consume(&connection, stop, consumed).await;
+        // Closing hands the messages still unacknowledged back to the queue at once.
+        let _ = tokio::time::timeout(Duration::from_secs(2), connection.close(200, "stopping".into())).await;
+        outcome
+    }
+
+    async fn consume(&self, connection: &Connection, stop: &StopSignal, consumed: &mut bool) -> anyhow::Result<()> {
+        let channel = connection.create_channel().await?;
+        declare(&channel, &self.settings).await.context("cannot declare the queues")?;
+        // Dead letters are acknowledged only once the broker has confirmed their copy.
+        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+        channel.basic_qos(PREFETCH, BasicQosOptions::default()).await?;
+        let queue = &self.settings.notifications_queue;
+        let mut deliveries = channel
+            .basic_consume(queue.as_str().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
+            .await?;
+        *consumed = true;
+        log::info!("notifications consumes the queue {queue}, bound to the exchange {}", self.settings.exchange);
+        let mut requeue_pause = REQUEUE_FIRST;
+        loop {
+            if stop.is_stopped() {
+                return Ok(());
+            }
+            let next = tokio::select! {
+                next = deliveries.next() => next,
+                () = tokio::time::sleep(STOP_CHECK) => continue,
+            };
+            match next {
+                Some(Ok(delivery)) => self.handle(&channel, delivery, &mut requeue_pause, stop).await?,
+                Some(Err(error)) => return Err(error.into()),
+                None => bail!("the broker ended the consumer (was the queue {queue} deleted?)"),
+            }
+        }
+    }
+
+    async fn handle(
+        &self,
+        channel: &Channel,
+        delivery: Delivery,
+        requeue_pause: &mut Duration,
+        stop: &StopSignal,
+    ) -> anyhow::Result<()> {
+        let properties = &delivery.properties;
+        let envelope = Envelope {
+            message_id: properties.message_id().as_ref().map(ShortString::as_str),
+            event_type: properties.kind().as_ref().map(ShortString::as_str),
+            timestamp: *properties.timestamp(),
+            body: &delivery.data,
+        };
+        let received = match inbox::read(&envelope) {
+            Ok(received) => received,
+            Err(dead) => return self.dead_letter(channel, &delivery, &dead).await,
+        };
+        let event = received.record.id;
+        let (db, emails) = (self.db.clone(), self.emails.clone());
+        let taken = tokio::task::spawn_blocking(move || {
+            db.run_blocking(Module::Notifications.op("take_message"), |conn| inbox::take(conn, &emails, &received))
+        })
+        .await
+        .map_err(|panicked| anyhow!("taking the message panicked: {panicked}"))
+        .and_then(|taken| taken.map_err(|error| anyhow!("{}", CauseChain(&error))));
+        match taken {
+            Ok(Taken::New { pending }) => {
+                delivery.ack(BasicAckOptions::default()).await?;
+                MESSAGES.with_label_values(&["new"]).inc();
+                if pending {
+                    self.sender.ring();
+                }
+            }
+            Ok(Taken::Duplicate) => {
+                delivery.ack(BasicAckOptions::default()).await?;
+                MESSAGES.with_label_values(&["duplicate"]).inc();
+                log::debug!("event {event} was in the inbox already: the copy is dropped");
+            }
+            Ok(Taken::Dead(dead)) => return self.dead_letter(channel, &delivery, &dead).await,
+            Err(error) => {
+                log::warn!("event {event} not taken, back to the queue in {requeue_pause:?}: {error}");
+                sleep_unless_stopped(*requeue_pause, stop).await;
+                *requeue_pause = (*requeue_pause * 2).min(REQUEUE_MAX);
+                delivery.nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() }).await?;
+                MESSAGES.with_label_values(&["requeued"]).inc();
+                return Ok(());
+            }
+        }
+        *requeue_pause = REQUEUE_FIRST;
+        Ok(())
+    }
+
+    /// Publishes a copy of the message, its reason added, to the dead-letter exchange, and
+    /// acknowledges the message once the broker has confirmed the copy. Failing that, the message
+    /// stays unacknowledged and comes back to be dead-lettered again.
+    async fn dead_letter(&self, channel: &Channel, delivery: &Delivery, dead: &Dead) -> anyhow::Result<()> {
+        let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+        headers.insert(DEAD_REASON_HEADER.into(), AMQPValue::LongString(dead.reason.as_str().into()));
+        let detail: String = dead.detail.chars().take(1000).collect();
+        headers.insert(DEAD_DETAIL_HEADER.into(), AMQPValue::LongString(detail.as_str().into()));
+        let dead_exchange = dead_letter_name(&self.settings.notifications_queue);
+        let confirmation = channel
+            .basic_publish(
+                dead_exchange.as_str().into(),
+                delivery.routing_key.clone(),
+                BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() },
+                &delivery.data,
+                delivery.properties.clone().with_headers(headers),
+            )
+            .await?
+            .await?;
+        if !confirmation.is_ack() || confirmation.take_message().is_some() {
+            bail!("the broker did not take the dead letter into {dead_exchange}");
+        }
+        delivery.ack(BasicAckOptions::default()).await?;
+        DEAD_LETTERS.with_label_values(&[dead.reason.as_str()]).inc();
+        MESSAGES.with_label_values(&["dead"]).inc();
+        log::warn!(
+            "message {:?} ({}) sent to the dead-letter queue {dead_exchange}: {}: {detail}",
+            delivery.properties.message_id().as_ref().map(ShortString::as_str),
+            delivery.routing_key,
+            dead.reason.as_str(),
+        );
+        Ok(())
+    }
+}
+
+/// Declares the events exchange as the relay does (durable topic), the dead-letter exchange and
+/// queue, and the queue with its bindings. Declaring what exists with the same arguments changes
+/// nothing, so every process does it on every connection.
+async fn declare(channel: &Channel, settings: &BrokerSettings) -> lapin::Result<()> {
+    let durable = ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() };
+    channel
+        .exchange_declare(settings.exchange.as_str().into(), ExchangeKind::Topic, durable, FieldTable::default())
+        .await?;
+    let dead = dead_letter_name(&settings.notifications_queue);
+    channel.exchange_declare(dead.as_str().into(), ExchangeKind::Fanout, durable, FieldTable::default()).await?;
+    channel.queue_declare(dead.as_str().into(), QueueDeclareOptions::durable(), FieldTable::default()).await?;
+    channel
+        .queue_bind(
+            dead.as_str().into(),
+            dead.as_str().into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    // Whatever the broker itself rejects from the queue lands with the dead letters too.
+    let mut arguments = FieldTable::default();
+    arguments.insert("x-dead-letter-exchange".into(), AMQPValue::LongString(dead.as_str().into()));
+    let queue = settings.notifications_queue.as_str();
+    channel.queue_declare(queue.into(), QueueDeclareOptions::durable(), arguments).await?;
+    for event_type in ORDER_EMAILS_SUBSCRIPTION.events {
+        channel
+            .queue_bind(
+                queue.into(),
+                settings.exchange.as_str().into(),
+                binding_key(*event_type).into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// Completes once a stop is asked for.
+async fn until_stopped(stop: &StopSignal) {
+    while !stop.is_stopped() {
+        tokio::time::sleep(STOP_CHECK).await;
+    }
+}
+
+/// Sleeps `pause` unless stopped first; returns whether it was stopped.
+async fn sleep_unless_stopped(pause: Duration, stop: &StopSignal) -> bool {
+    let deadline = tokio::time::Instant::now() + pause;
+    while tokio::time::Instant::now() < deadline {
+        if stop.is_stopped() {
+            return true;
+        }
+        tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + STOP_CHECK)).await;
+    }
+    stop.is_stopped()
+}
+
+/// Dead letters by reason, every reason listed.
+pub fn dead_letters() -> Vec<(DeadReason, u64)> {
+    DeadReason::ALL
+        .into_iter()
+        .map(|reason| (reason, DEAD_LETTERS.with_label_values(&[reason.as_str()]).get()))
+        .collect()
+}
