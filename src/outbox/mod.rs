@@ -6,6 +6,7 @@ pub mod dispatcher;
 pub mod history;
 pub mod listing;
 pub mod pages;
+pub mod relay;
 
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Jsonb, Text, Uuid as SqlUuid};
