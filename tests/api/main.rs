@@ -3,6 +3,7 @@
 
 mod admin;
 mod architecture;
+mod broker;
 mod browser;
 mod catalog;
 mod cluster;
@@ -20,6 +21,7 @@ mod migrations;
 mod notifications;
 mod orders;
 mod payments;
+mod rabbit;
 mod read_path;
 mod refunds;
 mod roles;

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use crate::helpers::{ADMIN_TOKEN, TestApp};
 
-fn scrape(app: &TestApp) -> prometheus_parse::Scrape {
+pub fn scrape(app: &TestApp) -> prometheus_parse::Scrape {
     let response = app.request("GET", "/metrics", &[("Authorization", &format!("Bearer {ADMIN_TOKEN}"))]);
     assert_eq!(response.status, 200, "{}", response.body);
     assert!(response.header("content-type").unwrap().starts_with("text/plain; version=0.0.4"));
