@@ -75,6 +75,14 @@ fn every_event_leaves_as_a_persistent_message_with_its_id_type_aggregate_and_sto
     let ready = broker_state(&app);
     assert_eq!(ready["exchange"], broker.name.as_str(), "{ready}");
     assert!(ready["since"].is_string() && ready.get("reason").is_none(), "{ready}");
+    let openapi = app.get("/api/openapi.json").ok_json(200);
+    let schemas = &openapi["components"]["schemas"];
+    assert!(
+        schemas["Status"]["properties"]["broker"].is_object(),
+        "/readyz documents the broker: {}",
+        schemas["Status"]
+    );
+    assert!(schemas["BrokerStatus"]["properties"]["state"].is_object(), "{}", schemas["BrokerStatus"]);
 
     // Six in stock and a threshold of five: the order publishes StockLow too.
     let mug = app.product_with_stock("MUG-001", 1290, 6);
