@@ -249,7 +249,7 @@ fn a_confirmed_message_whose_completion_is_lost_is_published_again_with_the_same
     let mut holder = shop.connect();
     diesel::sql_query("BEGIN").execute(&mut holder).unwrap();
     diesel::sql_query("LOCK TABLE event_deliveries IN SHARE MODE").execute(&mut holder).unwrap();
-    let relay = shop.spawn_beside(|config| {
+    let _relay = shop.spawn_beside(|config| {
         broker.relaying(&amqp_url())(config);
         config.pool.lock_timeout = Duration::from_millis(200);
     });
