@@ -328,6 +328,14 @@ impl Config {
                         message: "must be an amqp:// URL, e.g. amqp://guest:guest@127.0.0.1:5672/%2f".into(),
                     });
                 }
+                // Checked whole here, so that the relay never meets a URL it cannot use; the
+                // parser's message is not repeated, as it may quote the password.
+                if url.parse::<lapin::uri::AMQPUri>().is_err() {
+                    return Err(ConfigError {
+                        variable: "AGORA_BROKER_URL",
+                        message: "is not a valid AMQP URL, e.g. amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+                    });
+                }
                 let name = |variable: &'static str, default: &str| -> Result<String, ConfigError> {
                     let name = get(variable).map_or_else(|| default.to_owned(), |name| name.trim().to_owned());
                     // AMQP short strings; RabbitMQ reserves the amq. prefix.
@@ -469,6 +477,10 @@ mod tests {
         assert!(error.to_string().starts_with("AGORA_NOTIFICATIONS_CONSUMER:"), "{error}");
         let error = config_from(&[("AGORA_BROKER_URL", "http://127.0.0.1:5672")]).unwrap_err();
         assert!(error.to_string().starts_with("AGORA_BROKER_URL:"), "{error}");
+        let error =
+            config_from(&[("AGORA_BROKER_URL", "amqp://agora:rabbit-secret@127.0.0.1:notaport/%2f")]).unwrap_err();
+        assert!(error.to_string().starts_with("AGORA_BROKER_URL:"), "{error}");
+        assert!(!error.to_string().contains("rabbit-secret"), "{error}");
         let error = config_from(&[("AGORA_BROKER_URL", "amqp://127.0.0.1"), ("AGORA_BROKER_EXCHANGE", "amq.topic")])
             .unwrap_err();
         assert!(error.to_string().starts_with("AGORA_BROKER_EXCHANGE:"), "{error}");

@@ -24,6 +24,7 @@ use crate::http::methods::RouteTable;
 use crate::http::state::Keys;
 use crate::http::{AppState, asyncapi, hardening, health, methods, openapi, static_files};
 use crate::kernel::Module;
+use crate::outbox::relay::{BrokerHealth, Relay};
 use crate::payments::CardGateway;
 
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +110,7 @@ impl Application {
         });
         let port = listener.local_addr()?.port();
         let catalog = CatalogCache::new(&config.catalog_cache);
+        let broker = config.broker.as_ref().filter(|_| config.outbox.run_in_server).map(BrokerHealth::new);
         let state = AppState {
             db: db.clone(),
             config: Arc::new(config.clone()),
@@ -119,6 +121,7 @@ impl Application {
             catalog: catalog.clone(),
             keys,
             experiments: crate::experiment::RunLimit::new(config.experiment.max_runs),
+            broker: broker.clone(),
         };
         let gateway: Arc<dyn CardGateway> = Arc::new(crate::payments::SimulatedGateway);
         let server = HttpServer::new(move || build_app(state.clone(), gateway.clone()))
@@ -127,8 +130,11 @@ impl Application {
             .listen(listener)?
             .run();
 
-        let mut background =
-            if config.outbox.run_in_server { start_background_work(&db, &config) } else { BackgroundTasks::default() };
+        let mut background = if config.outbox.run_in_server {
+            start_background_work(&db, &config, broker)
+        } else {
+            BackgroundTasks::default()
+        };
         if config.catalog_cache.capacity > 0 {
             let mut invalidator = Invalidator { cache: catalog, track_position: db.has_replica() };
             let url = config.database_url.clone();
@@ -185,14 +191,19 @@ pub fn prepare_database(config: &Config) -> Result<(), StartupError> {
     Ok(())
 }
 
-/// The background work `agora serve` and `agora worker` run: the outbox dispatcher (e-mails),
-/// notifications' broker consumer and sender when it consumes from the broker, and the
-/// payment-timeout sweeper.
-pub fn start_background_work(db: &Db, config: &Config) -> BackgroundTasks {
+/// The background work `agora serve` and `agora worker` run: the outbox dispatcher (e-mails, and
+/// the relay to the broker when there is one), notifications' broker consumer and sender when it
+/// consumes from the broker, and the payment-timeout sweeper. `broker` is the health the relay is
+/// to keep, when the caller shows it (`/readyz`); else the relay keeps its own.
+pub fn start_background_work(db: &Db, config: &Config, broker: Option<BrokerHealth>) -> BackgroundTasks {
     let mut tasks = BackgroundTasks::default();
     let emails = Arc::new(crate::notifications::OrderEmails::new(config));
     // Registered in either mode: deliveries made before a switch to the broker still complete.
-    let handlers: Vec<Arc<dyn crate::outbox::dispatcher::Handler>> = vec![emails.clone()];
+    let mut handlers: Vec<Arc<dyn crate::outbox::dispatcher::Handler>> = vec![emails.clone()];
+    if let Some(settings) = &config.broker {
+        let health = broker.unwrap_or_else(|| BrokerHealth::new(settings));
+        handlers.push(Relay::start(&mut tasks, settings, health, confirm_timeout(config)));
+    }
     crate::outbox::dispatcher::start(&mut tasks, db, config, handlers);
     if let (NotificationsConsumer::Broker, Some(broker)) = (config.notifications_consumer, &config.broker) {
         crate::notifications::start_consuming(&mut tasks, db, broker, &config.outbox, emails);
@@ -202,6 +213,12 @@ pub fn start_background_work(db: &Db, config: &Config) -> BackgroundTasks {
     crate::admin::session_store::start_pruning(&mut tasks, db, config.session);
     crate::architecture::locks::start(&mut tasks, db, config.lock_sample_interval);
     tasks
+}
+
+/// How long the relay waits for the broker's confirms of a batch. The batch's transaction stays
+/// open meanwhile, so well within the idle-in-transaction timeout, which would end it.
+fn confirm_timeout(config: &Config) -> Duration {
+    (config.pool.idle_in_transaction_timeout / 2).min(Duration::from_secs(5))
 }
 
 /// Start-up retries: quick at first, then once a second, so that the process is ready within
@@ -356,7 +373,7 @@ pub async fn work(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let db = Db::connect(&config.database_url, &config.pool);
-    let tasks = start_background_work(&db, &config);
+    let tasks = start_background_work(&db, &config, None);
     log::info!("worker running: dispatching events and cancelling unpaid orders; stop with Ctrl-C or SIGTERM");
     let signal = stop.await;
     log::info!("{signal}: stopping, finishing work in flight");

@@ -11,6 +11,9 @@ use crate::admin::session::Admin;
 use crate::catalog::cache::CacheFigures;
 use crate::db::ReplicaStatus;
 use crate::http::state::AppState;
+use crate::kernel::Module;
+use crate::outbox::relay::BrokerStatus;
+use crate::outbox::relay::metrics::RelayFigures;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/architecture").route(web::get().to(show)));
@@ -31,6 +34,37 @@ struct ArchitecturePage {
     metrics: Metrics,
     cache: CacheFigures,
     replica: Option<ReplicaFigures>,
+    relay: Option<RelaySection>,
+}
+
+/// The relay to the broker, when one is configured.
+struct RelaySection {
+    exchange: String,
+    /// `None` when this process does not relay (`AGORA_BACKGROUND=off`: a worker does).
+    link: Option<BrokerStatus>,
+    figures: RelayFigures,
+    /// `None` when the database did not answer.
+    backlog: Option<i64>,
+}
+
+impl RelaySection {
+    fn link_text(&self) -> String {
+        match &self.link {
+            None => "not relayed by this process (its background work is off; an agora worker relays)".to_owned(),
+            Some(link) => match (link.state, &link.reason) {
+                ("down", Some(reason)) => format!("down since {} UTC: {reason}", link.since.format("%H:%M:%S")),
+                (state, _) => format!("{state} since {} UTC", link.since.format("%H:%M:%S")),
+            },
+        }
+    }
+
+    fn backlog_text(&self) -> String {
+        match self.backlog {
+            None => "unknown (the database did not answer)".to_owned(),
+            Some(1) => "1 event waiting to be published".to_owned(),
+            Some(count) => format!("{} events waiting to be published", crate::money::grouped(count)),
+        }
+    }
 }
 
 struct ReplicaFigures {
@@ -86,8 +120,18 @@ async fn show(state: web::Data<AppState>, admin: Admin) -> Result<HttpResponse, 
             }
         }
     }
+    let relay = match &state.config.broker {
+        None => None,
+        Some(broker) => Some(RelaySection {
+            exchange: broker.exchange.clone(),
+            link: state.broker.as_ref().map(|health| health.status()),
+            figures: crate::outbox::relay::metrics::figures(),
+            backlog: state.db.run(Module::Outbox.op("relay_backlog"), crate::outbox::relay::backlog).await.ok(),
+        }),
+    };
     render(&ArchitecturePage {
         layout: admin.layout(Section::Architecture),
+        relay,
         violations,
         matrix: coupling::matrix(),
         reasons,

@@ -146,6 +146,7 @@ pub async fn scrape(_admin: AdminToken, state: web::Data<AppState>) -> Result<Ht
     register_module_work(&registry)?;
     register_lock_waits(&registry)?;
     register_read_path(&registry, &state)?;
+    register_relay(&registry, &state).await?;
     register_shared_tables(&registry, &state).await?;
 
     let mut text = Vec::new();
@@ -183,6 +184,37 @@ fn register_read_path(registry: &Registry, state: &AppState) -> Result<(), AppEr
     lag.set(replica.lag_ms as f64 / 1000.0);
     register(Box::new(in_use))?;
     register(Box::new(lag))
+}
+
+/// The relay to the broker, when one is configured: what this process published and how the
+/// broker answered, its link, and the relay's backlog (from the shared table, left out while the
+/// database is down).
+async fn register_relay(registry: &Registry, state: &AppState) -> Result<(), AppError> {
+    if state.config.broker.is_none() {
+        return Ok(());
+    }
+    let register =
+        |collector: Box<dyn prometheus::core::Collector>| registry.register(collector).map_err(AppError::internal);
+    for collector in crate::outbox::relay::metrics::collectors() {
+        register(collector)?;
+    }
+    if let Some(broker) = &state.broker {
+        let up = IntGauge::new(
+            "agora_relay_broker_up",
+            "1 while this process's relay is connected to the broker, 0 while it connects or reconnects",
+        )
+        .map_err(AppError::internal)?;
+        up.set(i64::from(broker.is_connected()));
+        register(Box::new(up))?;
+    }
+    if let Ok(pending) = state.db.run(Module::Outbox.op("relay_backlog"), crate::outbox::relay::backlog).await {
+        let backlog =
+            IntGauge::new("agora_relay_backlog", "Events the relay has yet to publish (pending relay deliveries)")
+                .map_err(AppError::internal)?;
+        backlog.set(pending);
+        register(Box::new(backlog))?;
+    }
+    Ok(())
 }
 
 /// What `/api/metrics` shows per module, as counters.

@@ -289,33 +289,11 @@ impl CatalogCache {
                 .iter()
                 .map(|cause| METRICS.evictions.with_label_values(&[cause]).get())
                 .sum(),
-            delay_ms: percentiles_ms(delay),
+            delay_ms: crate::kernel::measure::percentiles_ms(delay),
             delay_samples: delay.get_sample_count(),
             ttl: self.ttl,
         }
     }
-}
-
-/// p50 and p99 of a histogram, read off its buckets (the upper bound of the bucket that holds
-/// the rank).
-fn percentiles_ms(histogram: &prometheus::Histogram) -> Option<(f64, f64)> {
-    use prometheus::core::Collector;
-    let families = histogram.collect();
-    let metric = families.first()?.get_metric().first()?;
-    let histogram = metric.get_histogram();
-    let total = histogram.get_sample_count();
-    if total == 0 {
-        return None;
-    }
-    let rank = |p: f64| {
-        let wanted = (total as f64 * p).ceil() as u64;
-        histogram
-            .get_bucket()
-            .iter()
-            .find(|bucket| bucket.cumulative_count() >= wanted)
-            .map_or(f64::INFINITY, |bucket| bucket.upper_bound() * 1000.0)
-    };
-    Some((rank(0.50), rank(0.99)))
 }
 
 /// The collectors for `/metrics`.

@@ -20,16 +20,22 @@ pub struct Status {
     /// replica does not make the process unready: its reads go to the primary.
     #[serde(skip_serializing_if = "Option::is_none")]
     replica: Option<crate::db::ReplicaStatus>,
+    /// With `AGORA_BROKER_URL`, in a process that relays events: the link to the broker. A broker
+    /// that is down does not make the process unready: events wait in the outbox, and checkout,
+    /// payments and the pages never talk to the broker.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    broker: Option<crate::outbox::relay::BrokerStatus>,
 }
 
 /// Liveness: 200 while the process runs.
 #[utoipa::path(tag = "health", responses((status = 200, description = "The process is running", body = Status)))]
 #[get("/healthz")]
 pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(Status { status: "ok", replica: None })
+    HttpResponse::Ok().json(Status { status: "ok", replica: None, broker: None })
 }
 
-/// Readiness: 200 when the database answers, 503 otherwise (within a few seconds).
+/// Readiness: 200 when the database answers, 503 otherwise (within a few seconds). The replica and
+/// the broker are reported, never waited for.
 #[utoipa::path(
     tag = "health",
     responses(
@@ -43,7 +49,11 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let ping = web::block(move || db.ping(READINESS_BUDGET - Duration::from_millis(500)));
     let reason = match tokio::time::timeout(READINESS_BUDGET, ping).await {
         Ok(Ok(Ok(()))) => {
-            return HttpResponse::Ok().json(Status { status: "ready", replica: state.db.replica_status() });
+            return HttpResponse::Ok().json(Status {
+                status: "ready",
+                replica: state.db.replica_status(),
+                broker: state.broker.as_ref().map(|broker| broker.status()),
+            });
         }
         Ok(Ok(Err(AppError::Unavailable(reason)))) => reason,
         Ok(Ok(Err(error))) => format!("readiness check failed: {}", crate::error::CauseChain(&error)),

@@ -8,6 +8,7 @@ use crate::catalog::cache::CatalogCache;
 use crate::config::Config;
 use crate::db::Db;
 use crate::experiment::RunLimit;
+use crate::outbox::relay::BrokerHealth;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -22,6 +23,8 @@ pub struct AppState {
     pub keys: Arc<Keys>,
     /// The checkout races this process runs at once, at most.
     pub experiments: Arc<RunLimit>,
+    /// The link to the broker, when this process relays events to one.
+    pub broker: Option<BrokerHealth>,
 }
 
 /// What the server signs with: the same in every process on one database.

@@ -368,3 +368,25 @@ fn denials() -> &'static Mutex<Vec<AccessDenial>> {
 pub fn access_denials() -> Vec<AccessDenial> {
     denials().lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
 }
+
+/// p50 and p99 of a histogram, read off its buckets (the upper bound of the bucket that holds
+/// the rank).
+pub fn percentiles_ms(histogram: &prometheus::Histogram) -> Option<(f64, f64)> {
+    use prometheus::core::Collector;
+    let families = histogram.collect();
+    let metric = families.first()?.get_metric().first()?;
+    let histogram = metric.get_histogram();
+    let total = histogram.get_sample_count();
+    if total == 0 {
+        return None;
+    }
+    let rank = |p: f64| {
+        let wanted = (total as f64 * p).ceil() as u64;
+        histogram
+            .get_bucket()
+            .iter()
+            .find(|bucket| bucket.cumulative_count() >= wanted)
+            .map_or(f64::INFINITY, |bucket| bucket.upper_bound() * 1000.0)
+    };
+    Some((rank(0.50), rank(0.99)))
+}

@@ -101,7 +101,7 @@ pub fn read(envelope: &Envelope) -> Result<Received, Dead> {
         .timestamp
         .and_then(|seconds| DateTime::<Utc>::from_timestamp(i64::try_from(seconds).ok()?, 0))
         .unwrap_or_else(Utc::now);
-    Ok(Received { event_type, record: EventRecord { id, created_at, event } })
+    Ok(Received { event_type, record: EventRecord { id, created_at, event, payload } })
 }
 
 /// What taking a message came to.

@@ -123,6 +123,9 @@ pub struct Work {
     pub updated_at: DateTime<Utc>,
     pub event_type: String,
     pub about: About,
+    /// For a pending delivery of an ordered handler: the earlier event of the same aggregate
+    /// whose delivery it waits for (see [`super::ORDERED_HANDLERS`]).
+    pub waits_for: Option<i64>,
 }
 
 impl Work {
@@ -165,6 +168,8 @@ struct WorkRow {
     aggregate_id: uuid::Uuid,
     #[diesel(sql_type = Nullable<Text>)]
     name: Option<String>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    waits_for: Option<i64>,
 }
 
 impl TryFrom<WorkRow> for Work {
@@ -181,6 +186,7 @@ impl TryFrom<WorkRow> for Work {
             next_attempt_at: row.next_attempt_at,
             updated_at: row.updated_at,
             event_type: row.event_type,
+            waits_for: row.waits_for,
         })
     }
 }
@@ -227,6 +233,26 @@ const NAMED: &str = "LEFT JOIN LATERAL (
           LIMIT 1
      ) named ON true";
 
+/// The lateral join that finds, for a pending delivery of an ordered handler shown, the
+/// delivery of the aggregate's previous event when it is not completed: the one it waits for.
+/// One step back along `events_aggregate_idx`, as the dispatcher's claim looks.
+fn waiting(ordered: &str) -> String {
+    format!(
+        "LEFT JOIN LATERAL (
+             SELECT previous.event_id, previous.status
+               FROM events earlier
+               JOIN event_deliveries previous
+                 ON previous.event_id = earlier.id AND previous.handler = shown.handler
+              WHERE shown.status = 'pending' AND shown.handler = ANY({ordered})
+                AND earlier.aggregate_id = shown.aggregate_id
+                AND earlier.aggregate_type = shown.aggregate_type
+                AND earlier.id < shown.event_id
+              ORDER BY earlier.id DESC
+              LIMIT 1
+         ) waiting ON waiting.status <> 'completed'"
+    )
+}
+
 /// A statement's parameters, numbered `$1`, `$2`, ... in the order they are added, so that only
 /// the conditions a filter asks for are written into the SQL.
 #[derive(Default)]
@@ -234,12 +260,18 @@ struct Params(Vec<Param>);
 
 enum Param {
     Text(String),
+    Texts(Vec<String>),
     BigInt(i64),
 }
 
 impl Params {
     fn text(&mut self, value: &str) -> String {
         self.0.push(Param::Text(value.to_owned()));
+        format!("${}", self.0.len())
+    }
+
+    fn texts(&mut self, values: &[&str]) -> String {
+        self.0.push(Param::Texts(values.iter().map(|value| (*value).to_owned()).collect()));
         format!("${}", self.0.len())
     }
 
@@ -251,6 +283,7 @@ impl Params {
     fn bind(self, sql: String) -> BoxedSqlQuery<'static, Pg, SqlQuery> {
         self.0.into_iter().fold(diesel::sql_query(sql).into_boxed(), |query, param| match param {
             Param::Text(value) => query.bind::<Text, _>(value),
+            Param::Texts(values) => query.bind::<diesel::sql_types::Array<Text>, _>(values),
             Param::BigInt(value) => query.bind::<BigInt, _>(value),
         })
     }
@@ -280,9 +313,10 @@ pub fn work(conn: &mut PgConnection, event_id: i64, handler: &str) -> QueryResul
     Ok(load_work(conn, &conditions, &limit, params)?.into_iter().next())
 }
 
-fn load_work(conn: &mut PgConnection, conditions: &str, limit: &str, params: Params) -> QueryResult<Vec<Work>> {
+fn load_work(conn: &mut PgConnection, conditions: &str, limit: &str, mut params: Params) -> QueryResult<Vec<Work>> {
+    let waiting = waiting(&params.texts(super::ORDERED_HANDLERS));
     let sql = format!(
-        "SELECT shown.*, named.name
+        "SELECT shown.*, named.name, waiting.event_id AS waits_for
            FROM (SELECT d.event_id, d.handler, d.status, d.attempts, d.last_error, d.next_attempt_at,
                         d.updated_at, e.event_type, e.aggregate_type, e.aggregate_id
                    FROM event_deliveries d
@@ -291,6 +325,7 @@ fn load_work(conn: &mut PgConnection, conditions: &str, limit: &str, params: Par
                   ORDER BY d.status, d.next_attempt_at, d.event_id, d.handler
                   LIMIT {limit}) shown
            {NAMED}
+           {waiting}
           ORDER BY shown.status, shown.next_attempt_at, shown.event_id, shown.handler"
     );
     params.bind(sql).load::<WorkRow>(conn)?.into_iter().map(Work::try_from).collect()

@@ -6,6 +6,7 @@ pub mod dispatcher;
 pub mod history;
 pub mod listing;
 pub mod pages;
+pub mod relay;
 
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Jsonb, Text, Uuid as SqlUuid};
@@ -38,6 +39,11 @@ text_enum! {
         Dead = "dead",
     }
 }
+
+/// Handlers that take the events of one aggregate one after another, in the order they were
+/// committed (see [`dispatcher`]'s ordered claim): the relay, so that a consumer on the broker
+/// sees each order's events in the order they happened.
+pub const ORDERED_HANDLERS: &[&str] = &[crate::events::BROKER_RELAY];
 
 /// SQL functions of the outbox's (see [`publish`]), by signature.
 pub const FUNCTIONS: &[&str] = &["outbox_publish(text, text, uuid, jsonb)"];

@@ -8,15 +8,14 @@
 //!
 //! `AGORA_BLESS=1 cargo test --test api email_golden` writes the files instead of comparing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use agora::db::{Db, MIGRATIONS};
 use agora::kernel::Module;
 use agora::notifications::OrderEmails;
-use agora::outbox::dispatcher::{Handler, process_batch};
+use agora::outbox::dispatcher::process_batch;
 use chrono::{DateTime, Utc};
 use diesel::migration::{Migration, MigrationSource};
 use diesel::pg::Pg;
@@ -283,10 +282,9 @@ fn e_mails_of_events_stored_before_payloads_carried_the_order_are_the_same_bytes
 
     let config = test_config(&app.database.url);
     let db = Db::connect(&app.database.url, &config.pool);
-    let handler: Arc<dyn Handler> = Arc::new(OrderEmails::new(&config));
-    let handlers = HashMap::from([(handler.name(), handler)]);
+    let handler = OrderEmails::new(&config);
     let dispatch = || {
-        db.run_blocking(Module::Outbox.op("dispatch"), |conn| process_batch(conn, &config.outbox, &handlers, 32))
+        db.run_blocking(Module::Outbox.op("dispatch"), |conn| process_batch(conn, &config.outbox, &handler, 32))
             .unwrap()
     };
 

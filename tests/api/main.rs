@@ -3,6 +3,7 @@
 
 mod admin;
 mod architecture;
+mod broker;
 mod browser;
 mod catalog;
 mod cluster;
@@ -23,6 +24,7 @@ mod migrations;
 mod notifications;
 mod orders;
 mod payments;
+mod rabbit;
 mod read_path;
 mod refunds;
 mod roles;

@@ -1,0 +1,339 @@
+//! The relay's cost and speed: checkout with the relay to RabbitMQ on against the same checkout
+//! with it off, in the same run, and how fast and how late the relay follows.
+//!
+//!     cargo bench --bench relay
+//!
+//! Two `agora serve` processes with their background work on (the in-process e-mails stored, as
+//! without SMTP), each on a database of its own: one relays to RabbitMQ, one has no broker.
+//! Rounds alternate between them. Afterwards, from the relaying process's database: events
+//! confirmed per second while taking orders, and the lag from each event's transaction to the
+//! completion of its relay delivery (which follows the broker's confirm), p50/p95/p99.
+//!
+//! Settings (environment): AGORA_BENCH_SECS (per round, default 5), AGORA_BENCH_ROUNDS (default
+//! 3), AGORA_BENCH_CLIENTS (default 8), AGORA_TEST_DATABASE_URL or DATABASE_URL (the PostgreSQL
+//! server), AGORA_TEST_BROKER_URL (default amqp://guest:guest@127.0.0.1:5672/%2f). The exchange
+//! and queue are the run's own and deleted at its end. Prints a Markdown report and writes it to
+//! target/bench-relay-report.md.
+
+use std::fmt::Write as _;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Double, Text};
+use lapin::options::{
+    BasicConsumeOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{ConnectionProperties, ExchangeKind};
+
+#[path = "common.rs"]
+mod common;
+#[path = "harness.rs"]
+mod harness;
+
+use common::{database_url, env_number, server_url};
+use harness::{Agora, Run, alternate, cpu_of, load, load_with_cpu, report_table};
+
+const PRODUCTS: usize = 200;
+const TOKEN: &str = "bench-admin-token-0123456789";
+
+#[derive(QueryableByName)]
+struct Id {
+    #[diesel(sql_type = Text)]
+    id: String,
+}
+
+#[derive(QueryableByName)]
+struct Lag {
+    #[diesel(sql_type = BigInt)]
+    events: i64,
+    #[diesel(sql_type = Double)]
+    p50: f64,
+    #[diesel(sql_type = Double)]
+    p95: f64,
+    #[diesel(sql_type = Double)]
+    p99: f64,
+}
+
+/// An exchange and a durable queue of the run's own, with a consumer that takes every message,
+/// as a subscriber would; deleted on drop.
+struct BenchBroker {
+    runtime: tokio::runtime::Runtime,
+    connection: lapin::Connection,
+    channel: lapin::Channel,
+    exchange: String,
+    queue: String,
+}
+
+impl BenchBroker {
+    fn start(url: &str) -> BenchBroker {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let exchange = format!("agora.bench.{}", std::process::id());
+        let queue = format!("{exchange}.all");
+        let (connection, channel) = runtime.block_on(async {
+            let connection = lapin::Connection::connect(url, ConnectionProperties::default())
+                .await
+                .expect("RabbitMQ must be reachable (AGORA_TEST_BROKER_URL)");
+            let channel = connection.create_channel().await.unwrap();
+            channel
+                .exchange_declare(
+                    exchange.as_str().into(),
+                    ExchangeKind::Topic,
+                    ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() },
+                    FieldTable::default(),
+                )
+                .await
+                .unwrap();
+            channel
+                .queue_declare(
+                    queue.as_str().into(),
+                    QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() },
+                    FieldTable::default(),
+                )
+                .await
+                .unwrap();
+            channel
+                .queue_bind(
+                    queue.as_str().into(),
+                    exchange.as_str().into(),
+                    "#".into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .unwrap();
+            channel
+                .basic_consume(
+                    queue.as_str().into(),
+                    "bench".into(),
+                    BasicConsumeOptions { no_ack: true, ..BasicConsumeOptions::default() },
+                    FieldTable::default(),
+                )
+                .await
+                .unwrap()
+                .set_delegate(|_delivery| async {});
+            (connection, channel)
+        });
+        BenchBroker { runtime, connection, channel, exchange, queue }
+    }
+}
+
+impl Drop for BenchBroker {
+    fn drop(&mut self) {
+        self.runtime.block_on(async {
+            let _ = self.channel.queue_delete(self.queue.as_str().into(), QueueDeleteOptions::default()).await;
+            let _ = self.channel.exchange_delete(self.exchange.as_str().into(), ExchangeDeleteOptions::default()).await;
+            let _ = self.connection.close(200, "bench done".into()).await;
+        });
+    }
+}
+
+/// CPU seconds used so far by RabbitMQ's Erlang VM on this machine (0 where it runs elsewhere).
+fn rabbitmq_cpu() -> f64 {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim() == "beam.smp"))
+        .map(cpu_of)
+        .sum()
+}
+
+/// Transactions committed in `database` so far, as PostgreSQL counts them.
+fn commits(conn: &mut PgConnection, database: &str) -> i64 {
+    #[derive(QueryableByName)]
+    struct Commits {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    diesel::sql_query(format!("SELECT xact_commit AS n FROM pg_stat_database WHERE datname = '{database}'"))
+        .get_result::<Commits>(conn)
+        .unwrap()
+        .n
+}
+
+/// What a scenario cost beyond agora and PostgreSQL's CPU: RabbitMQ's CPU and the database's
+/// commits, summed over its rounds.
+#[derive(Default)]
+struct Extra {
+    rabbitmq_seconds: f64,
+    commits: i64,
+}
+
+impl Extra {
+    fn line(&self, run: &Run) -> String {
+        let per_request = run.requests.max(1) as f64;
+        format!(
+            "- {}: RabbitMQ CPU per request {:.3} ms; {:.2} commits per checkout",
+            run.label,
+            self.rabbitmq_seconds * 1000.0 / per_request,
+            self.commits as f64 / per_request
+        )
+    }
+}
+
+fn main() {
+    let seconds = env_number("AGORA_BENCH_SECS", 5);
+    let clients = env_number("AGORA_BENCH_CLIENTS", 8) as usize;
+    let rounds = env_number("AGORA_BENCH_ROUNDS", 3) as usize;
+    let amqp =
+        std::env::var("AGORA_TEST_BROKER_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    let databases =
+        [format!("agora_bench_{}_off", std::process::id()), format!("agora_bench_{}_on", std::process::id())];
+    let mut maintenance = PgConnection::establish(&server_url()).expect("PostgreSQL must be reachable");
+    for database in &databases {
+        diesel::sql_query(format!("CREATE DATABASE {database}")).execute(&mut maintenance).unwrap();
+    }
+    let broker = BenchBroker::start(&amqp);
+    let result = std::panic::catch_unwind(|| {
+        run(&databases, &amqp, &broker.exchange, clients, Duration::from_secs(seconds), rounds)
+    });
+    drop(broker);
+    for database in &databases {
+        diesel::sql_query(format!("DROP DATABASE {database} WITH (FORCE)")).execute(&mut maintenance).unwrap();
+    }
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// Migrates `database` and gives it products with plenty of stock; returns the product ids.
+fn prepare(database: &str) -> Vec<String> {
+    let migrate = Command::new(env!("CARGO_BIN_EXE_agora"))
+        .arg("migrate")
+        .env("DATABASE_URL", database_url(database))
+        .env("RUST_LOG", "warn")
+        .status()
+        .unwrap();
+    assert!(migrate.success());
+    let mut conn = PgConnection::establish(&database_url(database)).unwrap();
+    conn.batch_execute(&format!(
+        "INSERT INTO products (id, sku, name, price_minor) SELECT md5('bench-' || n)::uuid, 'BENCH-' || lpad(n::text, 5, '0'), 'Bench product', 1000 FROM generate_series(1, {PRODUCTS}) AS n;
+         INSERT INTO inventory_levels (product_id, on_hand) SELECT id, 100000000 FROM products;
+         INSERT INTO inventory_movements (product_id, kind, on_hand_delta, reserved_delta, reason) SELECT id, 'receipt', 100000000, 0, 'bench stock' FROM products;
+         ANALYZE;"
+    ))
+    .unwrap();
+    diesel::sql_query("SELECT id::text AS id FROM products ORDER BY sku")
+        .load::<Id>(&mut conn)
+        .unwrap()
+        .into_iter()
+        .map(|row| row.id)
+        .collect()
+}
+
+fn run(databases: &[String; 2], amqp: &str, exchange: &str, clients: usize, duration: Duration, rounds: usize) {
+    let products = prepare(&databases[0]);
+    assert_eq!(products, prepare(&databases[1]), "both shops sell the same products");
+    let free_port = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (off_port, on_port) = (free_port(), free_port());
+    let background = [("AGORA_ADMIN_TOKEN", TOKEN), ("AGORA_BACKGROUND", "on")];
+    let without = Agora::start(&database_url(&databases[0]), off_port, clients, &background);
+    let with = Agora::start(
+        &database_url(&databases[1]),
+        on_port,
+        clients,
+        &[background[0], background[1], ("AGORA_BROKER_URL", amqp), ("AGORA_BROKER_EXCHANGE", exchange)],
+    );
+    let checkout = |port: u16| {
+        let products = &products;
+        move |agent: &ureq::Agent, client: usize, n: u64| {
+            let a = (client * 31 + n as usize * 17) % PRODUCTS;
+            let body = serde_json::json!({
+                "customer": {"email": format!("buyer{}@example.com", (client * 7919 + n as usize) % 1000), "name": "Bench Buyer"},
+                "items": [{"product_id": products[a], "quantity": 1}, {"product_id": products[(a + 1) % PRODUCTS], "quantity": 1}],
+            });
+            agent
+                .post(&format!("http://127.0.0.1:{port}/api/orders"))
+                .send_json(&body)
+                .map(|response| response.status().as_u16() == 201)
+                .unwrap_or(false)
+        }
+    };
+    // Both shops with a history, and their plans made against full tables.
+    load("warm-up", clients, Duration::from_secs(3), checkout(off_port));
+    load("warm-up", clients, Duration::from_secs(3), checkout(on_port));
+
+    let mut on = PgConnection::establish(&database_url(&databases[1])).unwrap();
+    let marker: String = diesel::sql_query("SELECT now()::text AS id").get_result::<Id>(&mut on).unwrap().id;
+    let stats = std::cell::RefCell::new(PgConnection::establish(&server_url()).unwrap());
+    let extras = std::cell::RefCell::new([Extra::default(), Extra::default()]);
+    let measured = |which: usize, label: &str, pid: u32, port: u16| {
+        let (rabbitmq, committed) = (rabbitmq_cpu(), commits(&mut stats.borrow_mut(), &databases[which]));
+        let run = load_with_cpu(label, pid, clients, duration, checkout(port));
+        // Work the load left behind is counted with it: the relay follows within a second.
+        std::thread::sleep(Duration::from_secs(1));
+        let mut extras = extras.borrow_mut();
+        extras[which].rabbitmq_seconds += rabbitmq_cpu() - rabbitmq;
+        extras[which].commits += commits(&mut stats.borrow_mut(), &databases[which]) - committed;
+        run
+    };
+    let (off_run, on_run) = alternate(
+        rounds,
+        || measured(0, "agora: checkout, relay off", without.0.id(), off_port),
+        || measured(1, "agora: checkout, relay to RabbitMQ on", with.0.id(), on_port),
+    );
+    let extras = extras.into_inner();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let pending = |conn: &mut PgConnection| {
+        diesel::sql_query(
+            "SELECT count(*)::text AS id FROM event_deliveries WHERE handler = 'outbox.broker_relay' AND status <> 'completed'",
+        )
+        .get_result::<Id>(conn)
+        .unwrap()
+        .id
+    };
+    let left_after_load = pending(&mut on);
+    while pending(&mut on) != "0" && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let lag = diesel::sql_query(format!(
+        "SELECT count(*) AS events,
+                percentile_cont(0.50) WITHIN GROUP (ORDER BY ms) AS p50,
+                percentile_cont(0.95) WITHIN GROUP (ORDER BY ms) AS p95,
+                percentile_cont(0.99) WITHIN GROUP (ORDER BY ms) AS p99
+           FROM (SELECT extract(epoch FROM d.completed_at - e.created_at) * 1000 AS ms
+                   FROM event_deliveries d JOIN events e ON e.id = d.event_id
+                  WHERE d.handler = 'outbox.broker_relay' AND d.status = 'completed'
+                    AND e.created_at > '{marker}') AS lags"
+    ))
+    .get_result::<Lag>(&mut on)
+    .unwrap();
+    drop((without, with));
+
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let runs = [off_run, on_run];
+    let mut report = report_table(
+        &format!(
+            "Command: `cargo bench --bench relay` ({rounds} rounds of {} s each, relay off and on in turn; {clients} clients, {cores} cores, PostgreSQL and RabbitMQ on loopback)",
+            duration.as_secs()
+        ),
+        &runs,
+    );
+    let _ = writeln!(report, "\n{}\n{}", runs[0].cpu_line(), runs[1].cpu_line());
+    let _ = writeln!(report, "{}\n{}", extras[0].line(&runs[0]), extras[1].line(&runs[1]));
+    let _ = writeln!(
+        report,
+        "\n- checkout throughput with the relay on / off = {:.3} (p99 {:.2} ms against {:.2} ms)",
+        runs[1].throughput() / runs[0].throughput(),
+        runs[1].percentile(0.99),
+        runs[0].percentile(0.99)
+    );
+    let _ = writeln!(
+        report,
+        "- relay: {} events confirmed, {:.0} per second of checkout load; {left_after_load} left when the load stopped",
+        lag.events,
+        lag.events as f64 / runs[1].seconds
+    );
+    let _ = writeln!(
+        report,
+        "- relay lag, event transaction to confirmed delivery: p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms",
+        lag.p50, lag.p95, lag.p99
+    );
+    println!("{report}");
+    let _ = std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/target/bench-relay-report.md"), &report);
+}
