@@ -4,6 +4,7 @@
 mod admin;
 mod architecture;
 mod broker;
+mod broker_faults;
 mod browser;
 mod catalog;
 mod cluster;

@@ -149,6 +149,16 @@ impl TestExchange {
         queue
     }
 
+    /// Messages ready in `queue` (not those handed to a consumer and unacknowledged), and its
+    /// consumers.
+    pub fn counts(&self, queue: &str) -> (u32, u32) {
+        self.runtime.block_on(async {
+            let passive = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
+            let declared = self.channel.queue_declare(queue.into(), passive, FieldTable::default()).await.unwrap();
+            (declared.message_count(), declared.consumer_count())
+        })
+    }
+
     pub fn delete_queue(&self, queue: &str) {
         self.runtime.block_on(async {
             self.channel.queue_delete(queue.into(), QueueDeleteOptions::default()).await.unwrap();
@@ -200,7 +210,12 @@ impl TestExchange {
 
 impl Drop for TestExchange {
     fn drop(&mut self) {
-        let queues = std::mem::take(&mut *self.queues.lock().unwrap());
+        let mut queues = std::mem::take(&mut *self.queues.lock().unwrap());
+        // What notifications' consumer declares when a test runs it on this exchange (deleting
+        // a queue or exchange that is not there is no error).
+        let notifications = self.settings("").notifications_queue;
+        let dead_letters = agora::notifications::dead_letter_name(&notifications);
+        queues.extend([notifications, dead_letters.clone()]);
         self.runtime.block_on(async {
             for queue in queues {
                 if let Err(error) =
@@ -209,10 +224,12 @@ impl Drop for TestExchange {
                     eprintln!("cannot delete the test queue {queue}: {error}");
                 }
             }
-            if let Err(error) =
-                self.channel.exchange_delete(self.name.as_str().into(), ExchangeDeleteOptions::default()).await
-            {
-                eprintln!("cannot delete the test exchange {}: {error}", self.name);
+            for exchange in [&dead_letters, &self.name] {
+                if let Err(error) =
+                    self.channel.exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default()).await
+                {
+                    eprintln!("cannot delete the test exchange {exchange}: {error}");
+                }
             }
             let _ = self.connection.close(200, "test done".into()).await;
         });
