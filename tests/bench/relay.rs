@@ -9,6 +9,12 @@
 //! confirmed per second while taking orders, and the lag from each event's transaction to the
 //! completion of its relay delivery (which follows the broker's confirm), p50/p95/p99.
 //!
+//! Then the e-mail delay, from an order's transaction to its order-received e-mail stored, at a
+//! rate both keep up with (AGORA_BENCH_EMAIL_RATE checkouts a second, default 40): the same two
+//! databases served again, one with the e-mails written in process by the outbox's handler, the
+//! other with the relay publishing and notifications consuming its queue on RabbitMQ, in
+//! alternating rounds; p50/p95/p99 of each, from its database.
+//!
 //! Settings (environment): AGORA_BENCH_SECS (per round, default 5), AGORA_BENCH_ROUNDS (default
 //! 3), AGORA_BENCH_CLIENTS (default 8), AGORA_TEST_DATABASE_URL or DATABASE_URL (the PostgreSQL
 //! server), AGORA_TEST_BROKER_URL (default amqp://guest:guest@127.0.0.1:5672/%2f). The exchange
@@ -35,7 +41,7 @@ mod common;
 mod harness;
 
 use common::{database_url, env_number, server_url};
-use harness::{Agora, Run, alternate, cpu_of, load, load_with_cpu, report_table};
+use harness::{Agora, Run, alternate, cpu_of, load, load_at_rate, load_with_cpu, report_table};
 
 const PRODUCTS: usize = 200;
 const TOKEN: &str = "bench-admin-token-0123456789";
@@ -66,6 +72,11 @@ struct BenchBroker {
     channel: lapin::Channel,
     exchange: String,
     queue: String,
+}
+
+/// notifications' queue on the run's exchange, when the e-mails come from the broker.
+fn notifications_queue(exchange: &str) -> String {
+    format!("{exchange}.notifications")
 }
 
 impl BenchBroker {
@@ -124,8 +135,14 @@ impl BenchBroker {
 impl Drop for BenchBroker {
     fn drop(&mut self) {
         self.runtime.block_on(async {
-            let _ = self.channel.queue_delete(self.queue.as_str().into(), QueueDeleteOptions::default()).await;
-            let _ = self.channel.exchange_delete(self.exchange.as_str().into(), ExchangeDeleteOptions::default()).await;
+            let notifications = notifications_queue(&self.exchange);
+            let dead_letters = agora::notifications::dead_letter_name(&notifications);
+            for queue in [&self.queue, &notifications, &dead_letters] {
+                let _ = self.channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await;
+            }
+            for exchange in [&dead_letters, &self.exchange] {
+                let _ = self.channel.exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default()).await;
+            }
             let _ = self.connection.close(200, "bench done".into()).await;
         });
     }
@@ -304,6 +321,7 @@ fn run(databases: &[String; 2], amqp: &str, exchange: &str, clients: usize, dura
     .get_result::<Lag>(&mut on)
     .unwrap();
     drop((without, with));
+    let delays = email_delays(databases, amqp, exchange, clients, duration, rounds, &checkout);
 
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let runs = [off_run, on_run];
@@ -334,6 +352,91 @@ fn run(databases: &[String; 2], amqp: &str, exchange: &str, clients: usize, dura
         "- relay lag, event transaction to confirmed delivery: p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms",
         lag.p50, lag.p95, lag.p99
     );
+    let _ = writeln!(report, "\n{delays}");
     println!("{report}");
     let _ = std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/target/bench-relay-report.md"), &report);
+}
+
+/// The order-received e-mail's delay in each topology, at a rate both keep up with: the same
+/// checkouts offered to the in-process e-mails (`databases[0]`) and to the relay and broker
+/// consumer (`databases[1]`) in turn. Returns the report's lines.
+fn email_delays<C, R>(
+    databases: &[String; 2],
+    amqp: &str,
+    exchange: &str,
+    clients: usize,
+    duration: Duration,
+    rounds: usize,
+    checkout: &C,
+) -> String
+where
+    C: Fn(u16) -> R,
+    R: Fn(&ureq::Agent, usize, u64) -> bool + Sync,
+{
+    let rate = env_number("AGORA_BENCH_EMAIL_RATE", 40);
+    let free_port = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (in_process_port, broker_port) = (free_port(), free_port());
+    let queue = notifications_queue(exchange);
+    let background = [("AGORA_ADMIN_TOKEN", TOKEN), ("AGORA_BACKGROUND", "on")];
+    let in_process = Agora::start(&database_url(&databases[0]), in_process_port, clients, &background);
+    let through_broker = Agora::start(
+        &database_url(&databases[1]),
+        broker_port,
+        clients,
+        &[
+            background[0],
+            background[1],
+            ("AGORA_BROKER_URL", amqp),
+            ("AGORA_BROKER_EXCHANGE", exchange),
+            ("AGORA_NOTIFICATIONS_QUEUE", &queue),
+            ("AGORA_NOTIFICATIONS_CONSUMER", "broker"),
+        ],
+    );
+    let markers: Vec<String> = databases
+        .iter()
+        .map(|database| {
+            let mut conn = PgConnection::establish(&database_url(database)).unwrap();
+            diesel::sql_query("SELECT now()::text AS id").get_result::<Id>(&mut conn).unwrap().id
+        })
+        .collect();
+    let (in_process_run, broker_run) = alternate(
+        rounds,
+        || load_at_rate("e-mails in process", clients, duration, rate, checkout(in_process_port)),
+        || load_at_rate("e-mails through RabbitMQ", clients, duration, rate, checkout(broker_port)),
+    );
+    // The last e-mails of the last round are written within a second or two.
+    std::thread::sleep(Duration::from_secs(3));
+    drop((in_process, through_broker));
+    let delay = |database: &str, marker: &str| {
+        let mut conn = PgConnection::establish(&database_url(database)).unwrap();
+        diesel::sql_query(format!(
+            "SELECT count(*) AS events,
+                    percentile_cont(0.50) WITHIN GROUP (ORDER BY ms) AS p50,
+                    percentile_cont(0.95) WITHIN GROUP (ORDER BY ms) AS p95,
+                    percentile_cont(0.99) WITHIN GROUP (ORDER BY ms) AS p99
+               FROM (SELECT extract(epoch FROM n.created_at - e.created_at) * 1000 AS ms
+                       FROM notifications n JOIN events e ON e.id = n.event_id
+                      WHERE e.event_type = 'OrderPlaced' AND e.created_at > '{marker}') AS delays"
+        ))
+        .get_result::<Lag>(&mut conn)
+        .unwrap()
+    };
+    let mut lines = format!(
+        "E-mail delay, order transaction to order-received e-mail stored, at {rate} checkouts a second \
+         ({rounds} rounds of {} s each, in turn):\n",
+        duration.as_secs()
+    );
+    for ((label, run), (database, marker)) in
+        [("in process (outbox handler)", &in_process_run), ("through RabbitMQ (relay, queue, inbox)", &broker_run)]
+            .into_iter()
+            .zip(databases.iter().zip(&markers))
+    {
+        let delay = delay(database, marker);
+        let _ = writeln!(
+            lines,
+            "- {label}: {} e-mails of {} checkouts; p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms",
+            delay.events, run.requests, delay.p50, delay.p95, delay.p99
+        );
+    }
+    lines
 }
