@@ -79,9 +79,20 @@ pub fn prepare(config: &Config) -> Result<Prepared, StartupError> {
         db = db.with_replica(replica, &config.pool);
     }
     let secrets = db.run_blocking(Module::Admin.op("bootstrap"), |conn| crate::admin::auth::bootstrap(conn, config))?;
-    db.run_blocking(Module::Outbox.op("subscribe"), |conn| {
-        crate::outbox::subscribe(conn, &crate::outbox::subscriptions(config))
-    })?;
+    let mut subscriptions = crate::outbox::subscriptions(config);
+    if let (NotificationsConsumer::Broker, Some(broker)) = (config.notifications_consumer, &config.broker)
+        && let Err(error) = crate::notifications::declare_queue_now(broker)
+    {
+        // Without its queue, the events the relay publishes would not reach notifications: the
+        // in-process e-mails stay subscribed. An event the consumer takes as well finds its e-mail
+        // written already (one per event), so none is sent twice.
+        log::warn!(
+            "cannot declare notifications' queue on the broker ({error}): e-mails stay with the outbox handler \
+             until a start finds the broker"
+        );
+        subscriptions.push(crate::events::ORDER_EMAILS_SUBSCRIPTION);
+    }
+    db.run_blocking(Module::Outbox.op("subscribe"), |conn| crate::outbox::subscribe(conn, &subscriptions))?;
     if config.seed == SeedMode::Demo {
         crate::seed::seed_demo_if_empty(&db, config)?;
     }

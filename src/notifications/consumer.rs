@@ -94,6 +94,33 @@ pub fn binding_key(event_type: EventType) -> String {
     format!("*.{}", event_type.as_str())
 }
 
+/// Declares notifications' queue, its bindings and dead letters now, from a thread of its own
+/// (the caller may be inside a runtime), within the connection timeout. Until the queue exists the
+/// exchange routes the order events nowhere for notifications, so an installation switching to
+/// the broker consumer does so only once this succeeded.
+pub fn declare_now(settings: &BrokerSettings) -> Result<(), String> {
+    let settings = settings.clone();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+        runtime.block_on(async {
+            let declaring = async {
+                let connection = Connection::connect(&settings.url, ConnectionProperties::default()).await?;
+                let channel = connection.create_channel().await?;
+                declare(&channel, &settings).await?;
+                connection.close(200, "declared".into()).await
+            };
+            match tokio::time::timeout(CONNECT_TIMEOUT, declaring).await {
+                Ok(Ok(())) => Ok(()),
+                // lapin's errors do not carry the URL.
+                Ok(Err(error)) => Err(error.to_string()),
+                Err(_elapsed) => Err(format!("no answer within {} s", CONNECT_TIMEOUT.as_secs())),
+            }
+        })
+    })
+    .join()
+    .unwrap_or_else(|_| Err("the declaring thread panicked".into()))
+}
+
 pub fn start(
     tasks: &mut BackgroundTasks,
     db: &Db,

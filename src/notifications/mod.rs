@@ -193,6 +193,11 @@ impl OrderEmails {
 /// Takes the order events from the broker queue of notifications' own (`broker`), writing each
 /// event's e-mail with `emails`, the handler the outbox would use, and sends them from a sender of
 /// its own.
+/// Declares the queue notifications consumes from the broker, now: see [`consumer::declare_now`].
+pub fn declare_queue_now(broker: &BrokerSettings) -> Result<(), String> {
+    consumer::declare_now(broker)
+}
+
 pub fn start_consuming(
     tasks: &mut BackgroundTasks,
     db: &Db,

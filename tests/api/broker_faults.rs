@@ -95,6 +95,10 @@ fn the_broker_gone_for_30_s_under_checkout_load_loses_nothing_and_sends_each_e_m
     eventually("the relay connected", Duration::from_secs(15), || {
         app.get("/readyz").json()["broker"]["state"] == "connected"
     });
+    let queue = exchange.settings("").notifications_queue;
+    eventually("the consumer on its queue", Duration::from_secs(20), || {
+        exchange.counts(&queue).is_some_and(|(_, consumers)| consumers == 1)
+    });
     let mug = app.product_with_stock("MUG-001", 1290, 100_000);
 
     // Two shoppers who place and pay an order every 250 ms, before, during and after the outage.
@@ -196,9 +200,16 @@ fn shop(exchange: &TestExchange, smtp: &SmtpSink) -> TestApp {
     })
 }
 
-fn start_agora(shop: &TestApp, env: &[(&'static str, String)]) -> AgoraProcess {
+/// `agora serve` on the shop's database, once its consumer is on notifications' queue: what the
+/// relay publishes before the queue first exists reaches only the queues bound then.
+fn start_agora(shop: &TestApp, exchange: &TestExchange, env: &[(&'static str, String)]) -> AgoraProcess {
     let env: Vec<(&str, &str)> = env.iter().map(|(name, value)| (*name, value.as_str())).collect();
-    AgoraProcess::start(&shop.database, &env)
+    let agora = AgoraProcess::start(&shop.database, &env);
+    let queue = exchange.settings("").notifications_queue;
+    eventually("the consumer on its queue", Duration::from_secs(20), || {
+        exchange.counts(&queue).is_some_and(|(_, consumers)| consumers == 1)
+    });
+    agora
 }
 
 #[test]
@@ -211,7 +222,7 @@ fn agora_killed_between_the_brokers_confirm_and_the_deliverys_completion_publish
     let mug = shop.product_with_stock("MUG-001", 1290, 100);
     // The relay's completion waits in the trigger: the broker has confirmed, the outbox not.
     hold_writes(&shop, "event_deliveries", "UPDATE", &format!("NEW.handler = '{RELAY}' AND NEW.status = 'completed'"));
-    let agora = start_agora(&shop, &env);
+    let agora = start_agora(&shop, &exchange, &env);
     let order = agora.post_json("/api/orders", &crate::helpers::order_body("ada@example.com", &[(&mug, 1)]));
     assert_eq!(order.status, 201, "{}", order.body);
     let placed = shop.count("SELECT max(id) FROM events WHERE event_type = 'OrderPlaced'");
@@ -227,7 +238,7 @@ fn agora_killed_between_the_brokers_confirm_and_the_deliverys_completion_publish
     assert_eq!(shop.count(&pending), 1, "the confirmed message's delivery is not completed");
     execute(&shop, "DROP TRIGGER test_hold ON event_deliveries");
 
-    let _again = start_agora(&shop, &env);
+    let _again = start_agora(&shop, &exchange, &env);
     eventually("the delivery completed", Duration::from_secs(20), || shop.count(&pending) == 0);
     let second = exchange.take_until(&witness, Duration::from_secs(10), |taken| copies(taken).contains_key(&placed));
     let all: Vec<Received> = first.into_iter().chain(second).collect();
@@ -249,25 +260,27 @@ fn the_consumer_killed_in_the_middle_of_a_message_takes_it_again_and_e_mails_onc
     let mug = shop.product_with_stock("MUG-001", 1290, 100);
     // The consumer's transaction waits in the trigger, its message taken and unacknowledged.
     hold_writes(&shop, "notifications_inbox", "INSERT", "true");
-    let agora = start_agora(&shop, &env);
+    let agora = start_agora(&shop, &exchange, &env);
     let order = agora.post_json("/api/orders", &crate::helpers::order_body("ada@example.com", &[(&mug, 1)]));
     assert_eq!(order.status, 201, "{}", order.body);
     let placed = shop.count("SELECT max(id) FROM events WHERE event_type = 'OrderPlaced'");
     exchange.take_until(&witness, Duration::from_secs(20), |taken| copies(taken).contains_key(&placed));
     eventually("the consumer held mid-message", Duration::from_secs(10), || held_transactions(&shop) >= 1);
     let queue = exchange.settings("").notifications_queue;
-    assert_eq!(exchange.counts(&queue), (0, 1), "the message is with the consumer, unacknowledged");
+    assert_eq!(exchange.counts(&queue), Some((0, 1)), "the message is with the consumer, unacknowledged");
 
     agora.kill();
-    eventually("the message back in the queue", Duration::from_secs(10), || exchange.counts(&queue) == (1, 0));
+    eventually("the message back in the queue", Duration::from_secs(10), || exchange.counts(&queue) == Some((1, 0)));
     eventually("the dead process's transaction rolled back", Duration::from_secs(10), || held_transactions(&shop) == 0);
     assert_eq!(shop.count("SELECT count(*) FROM notifications_inbox"), 0);
     assert_eq!(shop.count("SELECT count(*) FROM notifications"), 0);
     execute(&shop, "DROP TRIGGER test_hold ON notifications_inbox");
 
-    let _again = start_agora(&shop, &env);
+    let _again = start_agora(&shop, &exchange, &env);
     assert_each_e_mail_sent_once(&shop, &sink, 1);
-    eventually("the queue empty", Duration::from_secs(10), || exchange.counts(&queue).0 == 0);
+    eventually("the queue empty", Duration::from_secs(10), || {
+        exchange.counts(&queue).is_some_and(|(ready, _)| ready == 0)
+    });
     assert_eq!(shop.count(&format!("SELECT count(*) FROM notifications_inbox WHERE event_id = {placed}")), 1);
     println!("consumer killed mid-message: 1 event, delivered to the consumer twice, 1 e-mail");
 }

@@ -636,3 +636,25 @@ fn the_consumer_comes_back_when_the_broker_does_and_orders_never_wait_for_it() {
     assert_eq!(app.count("SELECT count(*) FROM notifications"), 2, "a first message taken again wrote nothing");
     assert_eq!(app.count("SELECT count(*) FROM notifications_inbox"), 2);
 }
+
+#[test]
+fn a_start_that_cannot_declare_the_queue_keeps_the_e_mails_in_process() {
+    let broker = TestBroker::new();
+    let proxy = crate::rabbit::BrokerProxy::start();
+    proxy.cut();
+    let app = TestApp::spawn_with(consuming(&broker, proxy.url(), None));
+    // The relay would publish into no queue of notifications': the outbox handler keeps the e-mails.
+    let subscribed = "SELECT count(*) FROM outbox_subscriptions WHERE handler = 'notifications.order_emails'";
+    assert_eq!(app.count(subscribed), 5);
+    let id = order(&app, "ada@example.com");
+    eventually("the order-received e-mail, written in process", Duration::from_secs(10), || {
+        app.count(&format!("SELECT count(*) FROM notifications WHERE order_id = '{id}'")) == 1
+    });
+    drop(app);
+
+    // Started again with the broker there, the queue is declared first, then the switch made.
+    proxy.restore();
+    let app = TestApp::spawn_with(consuming(&broker, proxy.url(), None));
+    assert_eq!(app.count(subscribed), 0);
+    assert!(broker.counts(&broker.queue).is_some(), "the queue exists");
+}

@@ -150,12 +150,15 @@ impl TestExchange {
     }
 
     /// Messages ready in `queue` (not those handed to a consumer and unacknowledged), and its
-    /// consumers.
-    pub fn counts(&self, queue: &str) -> (u32, u32) {
+    /// consumers; `None` while there is no such queue.
+    pub fn counts(&self, queue: &str) -> Option<(u32, u32)> {
         self.runtime.block_on(async {
+            // A passive declaration of a missing queue closes its channel: one of its own.
+            let channel = self.connection.create_channel().await.ok()?;
             let passive = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
-            let declared = self.channel.queue_declare(queue.into(), passive, FieldTable::default()).await.unwrap();
-            (declared.message_count(), declared.consumer_count())
+            let declared = channel.queue_declare(queue.into(), passive, FieldTable::default()).await.ok()?;
+            let _ = channel.close(200, "done".into()).await;
+            Some((declared.message_count(), declared.consumer_count()))
         })
     }
 
