@@ -286,6 +286,7 @@ fn e_mails_of_events_stored_before_payloads_carried_the_order_are_the_same_bytes
     let dispatch = || {
         db.run_blocking(Module::Outbox.op("dispatch"), |conn| process_batch(conn, &config.outbox, &handler, 32))
             .unwrap()
+            .claimed
     };
 
     // Unreadable, they are retried, each saying why; nothing is written, nothing panics.
