@@ -63,3 +63,37 @@ impl BackgroundTasks {
         }
     }
 }
+
+/// Wakes one sleeping worker when there is work for it, rather than at its next poll: the outbox
+/// rings a handler's workers on a notification, and the notifications sender is rung when an
+/// e-mail was written to be sent. A ring wakes one worker, which answers it: every worker woken
+/// for one new piece of work would find it taken. A ring while nobody waits is kept for the next.
+#[derive(Clone, Default)]
+pub struct Doorbell {
+    inner: Arc<(Mutex<bool>, Condvar)>,
+}
+
+impl Doorbell {
+    pub fn ring(&self) {
+        let (rung, bell) = &*self.inner;
+        *rung.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = true;
+        bell.notify_one();
+    }
+
+    /// Sleeps until a ring (rung before the call too), `timeout`, or a stop (checked a few times
+    /// a second).
+    pub fn wait(&self, timeout: Duration, stop: &StopSignal) {
+        let deadline = std::time::Instant::now() + timeout;
+        let (rung, bell) = &*self.inner;
+        let mut rung = rung.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        while !*rung && !stop.is_stopped() {
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return;
+            }
+            let slice = (deadline - now).min(Duration::from_millis(200));
+            rung = bell.wait_timeout(rung, slice).unwrap_or_else(|poisoned| poisoned.into_inner()).0;
+        }
+        *rung = false;
+    }
+}

@@ -32,7 +32,7 @@ use prometheus::{IntCounterVec, Opts};
 
 use super::OrderEmails;
 use super::inbox::{self, Dead, DeadReason, Envelope, Taken};
-use super::sender::Wakeup;
+use crate::background::Doorbell;
 use crate::background::{BackgroundTasks, StopSignal};
 use crate::config::{BrokerSettings, redact_url_password};
 use crate::db::Db;
@@ -126,7 +126,7 @@ pub fn start(
     db: &Db,
     settings: &BrokerSettings,
     emails: Arc<OrderEmails>,
-    sender: Wakeup,
+    sender: Doorbell,
 ) {
     let consumer = Consumer { db: db.clone(), settings: settings.clone(), emails, sender };
     tasks.spawn("notifications-consumer", move |stop| {
@@ -143,7 +143,7 @@ struct Consumer {
     db: Db,
     settings: BrokerSettings,
     emails: Arc<OrderEmails>,
-    sender: Wakeup,
+    sender: Doorbell,
 }
 
 impl Consumer {

@@ -205,7 +205,7 @@ pub fn start_consuming(
     retries: &OutboxSettings,
     emails: Arc<OrderEmails>,
 ) {
-    let wakeup = sender::Wakeup::default();
+    let wakeup = crate::background::Doorbell::default();
     sender::start(tasks, db, emails.clone(), retries, wakeup.clone());
     consumer::start(tasks, db, broker, emails, wakeup);
 }

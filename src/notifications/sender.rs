@@ -10,14 +10,14 @@
 //! doubling up to `AGORA_OUTBOX_BACKOFF_MAX_SECS`); after `AGORA_OUTBOX_MAX_ATTEMPTS` attempts it
 //! is failed, until an operator resends it.
 
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use diesel::prelude::*;
 
 use super::{OrderEmails, store};
-use crate::background::{BackgroundTasks, StopSignal};
+use crate::background::{BackgroundTasks, Doorbell};
 use crate::config::OutboxSettings;
 use crate::db::Db;
 use crate::error::CauseChain;
@@ -26,43 +26,12 @@ use crate::kernel::Module;
 /// The shortest wait before looking for due e-mails again, when none could be claimed.
 const NEXT_LOOK_MIN: Duration = Duration::from_millis(100);
 
-/// Wakes the sender when an e-mail was written to be sent, rather than at its next poll.
-#[derive(Clone, Default)]
-pub struct Wakeup {
-    inner: Arc<(Mutex<bool>, Condvar)>,
-}
-
-impl Wakeup {
-    pub fn ring(&self) {
-        let (rung, bell) = &*self.inner;
-        *rung.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = true;
-        bell.notify_all();
-    }
-
-    /// Sleeps until a ring (one while the sender was busy counts), `timeout`, or a stop (checked a
-    /// few times a second).
-    fn wait(&self, timeout: Duration, stop: &StopSignal) {
-        let deadline = std::time::Instant::now() + timeout;
-        let (rung, bell) = &*self.inner;
-        let mut rang = rung.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        while !*rang && !stop.is_stopped() {
-            let now = std::time::Instant::now();
-            if now >= deadline {
-                return;
-            }
-            let slice = (deadline - now).min(Duration::from_millis(200));
-            rang = bell.wait_timeout(rang, slice).unwrap_or_else(|poisoned| poisoned.into_inner()).0;
-        }
-        *rang = false;
-    }
-}
-
 pub fn start(
     tasks: &mut BackgroundTasks,
     db: &Db,
     emails: Arc<OrderEmails>,
     settings: &OutboxSettings,
-    wakeup: Wakeup,
+    wakeup: Doorbell,
 ) {
     let (db, settings) = (db.clone(), settings.clone());
     tasks.spawn("notifications-sender", move |stop| {

@@ -18,7 +18,7 @@
 //! retry falls due, when a handler becomes ready, and poll every `AGORA_OUTBOX_POLL_MS` in case a
 //! notification was missed.
 
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -27,7 +27,7 @@ use diesel::sql_types::{BigInt, Integer, Jsonb, Text, Timestamptz};
 use rand::Rng;
 
 use super::DeliveryStatus;
-use crate::background::{BackgroundTasks, StopSignal};
+use crate::background::{BackgroundTasks, Doorbell, StopSignal};
 use crate::config::{Config, OutboxSettings};
 use crate::db::Db;
 use crate::error::{AppError, CauseChain};
@@ -117,39 +117,6 @@ pub trait Handler: Send + Sync {
                 Err(error) => Outcome::Retry(format!("database error: {error}")),
             })
             .collect()
-    }
-}
-
-/// Wakes a sleeping worker of one handler: rung by the LISTEN thread, by the handler when it
-/// becomes ready again, and by a worker that left more work than it could take. A ring wakes
-/// one worker, which answers it: every worker woken for one new event would find it taken.
-#[derive(Clone, Default)]
-pub struct Doorbell {
-    inner: Arc<(Mutex<bool>, Condvar)>,
-}
-
-impl Doorbell {
-    pub fn ring(&self) {
-        let (rung, bell) = &*self.inner;
-        *rung.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = true;
-        bell.notify_one();
-    }
-
-    /// Sleeps until a ring (rung before the call too), `timeout`, or a stop (checked a few times
-    /// a second).
-    fn wait(&self, timeout: Duration, stop: &StopSignal) {
-        let deadline = std::time::Instant::now() + timeout;
-        let (rung, bell) = &*self.inner;
-        let mut rung = rung.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        while !*rung && !stop.is_stopped() {
-            let now = std::time::Instant::now();
-            if now >= deadline {
-                return;
-            }
-            let slice = (deadline - now).min(Duration::from_millis(200));
-            rung = bell.wait_timeout(rung, slice).unwrap_or_else(|poisoned| poisoned.into_inner()).0;
-        }
-        *rung = false;
     }
 }
 

@@ -22,8 +22,8 @@ use rand::Rng;
 use serde::Serialize;
 use tokio::sync::{Notify, watch};
 
+use crate::background::Doorbell;
 use crate::config::BrokerSettings;
-use crate::outbox::dispatcher::Doorbell;
 
 /// The first pause after a failed or lost connection; it doubles on each failure in a row.
 const RECONNECT_FIRST: Duration = Duration::from_millis(200);

@@ -40,8 +40,9 @@ use tokio::sync::watch;
 pub use link::{BrokerHealth, BrokerStatus};
 
 use super::DeliveryStatus;
-use super::dispatcher::{Attempt, Doorbell, EventRecord, Handler, Outcome};
+use super::dispatcher::{Attempt, EventRecord, Handler, Outcome};
 use crate::background::BackgroundTasks;
+use crate::background::Doorbell;
 use crate::config::BrokerSettings;
 use crate::events::{BROKER_RELAY, DomainEvent};
 use crate::kernel::Module;
