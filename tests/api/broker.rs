@@ -233,6 +233,42 @@ fn a_later_event_of_an_order_waits_for_an_earlier_dead_one_while_other_orders_pa
     assert_eq!(released, [first_placed, first_paid], "placed, then paid");
 }
 
+#[test]
+fn a_confirmed_message_whose_completion_is_lost_is_published_again_with_the_same_id() {
+    let broker = TestExchange::new();
+    let queue = broker.queue("#");
+    let settings = broker.settings(&amqp_url());
+    let shop = TestApp::spawn_with(move |config| config.broker = Some(settings));
+    let mug = shop.product_with_stock("MUG-001", 1290, 100);
+    shop.placed_order("ada@example.com", &[(&mug, 1)]);
+    let placed = shop.count("SELECT max(id) FROM events");
+
+    // The test holds a lock that lets the relay claim and publish but not mark its delivery
+    // completed: each attempt ends, after the broker's confirm, in a rollback (agora's lock
+    // timeout), as a process killed at that moment would.
+    let mut holder = shop.connect();
+    diesel::sql_query("BEGIN").execute(&mut holder).unwrap();
+    diesel::sql_query("LOCK TABLE event_deliveries IN SHARE MODE").execute(&mut holder).unwrap();
+    let _relay = shop.spawn_beside(|config| {
+        broker.relaying(&amqp_url())(config);
+        config.pool.lock_timeout = Duration::from_millis(200);
+    });
+    let twice = broker.take_until(&queue, Duration::from_secs(15), |taken| taken.len() >= 2);
+    assert_eq!(relay_deliveries(&shop, "pending"), 1, "not completed while the lock is held");
+    diesel::sql_query("ROLLBACK").execute(&mut holder).unwrap();
+    eventually("the delivery to complete", Duration::from_secs(10), || relay_deliveries(&shop, "completed") == 1);
+
+    let again = broker.take(&queue);
+    let copies: Vec<&Received> = twice.iter().chain(&again).collect();
+    assert!(copies.iter().all(|copy| copy.message_id() == placed), "the same event each time");
+    assert!(copies.iter().all(|copy| copy.body == copies[0].body), "the same message each time");
+    assert_eq!(
+        shop.count(&format!("SELECT attempts FROM event_deliveries WHERE event_id = {placed} AND handler = '{RELAY}'")),
+        1,
+        "the rolled-back attempts left no trace but the copies"
+    );
+}
+
 /// One order's life through two processes, each step on one of them: placed, paid, shipped, and
 /// every other one refunded.
 fn live_an_order(apps: [&TestApp; 2], index: usize, product: &str) {
