@@ -8,7 +8,7 @@
 //! Nothing else ever waits for the broker: checkout and payments only write the outbox.
 
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -135,6 +135,9 @@ pub(super) struct Shared {
     channel: Mutex<Option<(u64, Channel)>>,
     /// Set while the broker blocks publishers (a memory or disk alarm): publishes would hang.
     blocked: AtomicBool,
+    /// Batches being published: a stopping relay lets them have their confirms before it closes.
+    in_flight: AtomicUsize,
+    settled: Notify,
     /// Why a publisher gave up on the link, for the connection task to act on.
     broken: Mutex<Option<(u64, String)>>,
     wake_task: Notify,
@@ -147,6 +150,8 @@ impl Shared {
             health,
             channel: Mutex::new(None),
             blocked: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            settled: Notify::new(),
             broken: Mutex::new(None),
             wake_task: Notify::new(),
             doorbell: Mutex::new(None),
@@ -157,12 +162,30 @@ impl Shared {
         self.channel.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The channel to publish on, and its connection's number (to report it broken).
-    pub(super) fn channel(&self) -> Option<(u64, Channel)> {
+    /// The channel to publish a batch on, and its connection's number (to report it broken),
+    /// held until the returned guard is dropped.
+    pub(super) fn channel(&self) -> Option<Publishing<'_>> {
         if self.blocked.load(Ordering::Acquire) {
             return None;
         }
-        self.slot().clone()
+        let slot = self.slot();
+        let (generation, channel) = slot.clone()?;
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        Some(Publishing { shared: self, generation, channel })
+    }
+
+    /// Waits until no batch is being published, for at most `patience`.
+    async fn settle(&self, patience: Duration) {
+        let settled = async {
+            loop {
+                let notified = self.settled.notified();
+                if self.in_flight.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        let _ = tokio::time::timeout(patience, settled).await;
     }
 
     pub(super) fn is_ready(&self) -> bool {
@@ -201,14 +224,35 @@ impl Shared {
     }
 }
 
+/// A batch being published on the channel of connection `generation`.
+pub(super) struct Publishing<'a> {
+    shared: &'a Shared,
+    pub(super) generation: u64,
+    pub(super) channel: Channel,
+}
+
+impl Drop for Publishing<'_> {
+    fn drop(&mut self) {
+        if self.shared.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.shared.settled.notify_waiters();
+        }
+    }
+}
+
 /// Why a connection ended.
 enum Ended {
     Lost(String),
     Stopped,
 }
 
-/// Keeps a link to the broker up until `stop` turns true, then closes it.
-pub(super) async fn maintain(shared: Arc<Shared>, settings: BrokerSettings, mut stop: watch::Receiver<bool>) {
+/// Keeps a link to the broker up until `stop` turns true, then closes it once the batches being
+/// published have their confirms (within `patience`), so that stopping costs no attempt.
+pub(super) async fn maintain(
+    shared: Arc<Shared>,
+    settings: BrokerSettings,
+    patience: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut pause = RECONNECT_FIRST;
     let mut generation = 0;
     loop {
@@ -223,6 +267,9 @@ pub(super) async fn maintain(shared: Arc<Shared>, settings: BrokerSettings, mut 
                 let ended = serve(&shared, &connection, channel, generation, &mut stop).await;
                 *shared.slot() = None;
                 shared.blocked.store(false, Ordering::Release);
+                if let Ended::Stopped = ended {
+                    shared.settle(patience).await;
+                }
                 // A connection that broke answers nothing; one given up for a missing confirm
                 // may: either way the close is brief, and the next attempt does not wait for it.
                 let _ = tokio::time::timeout(Duration::from_secs(1), connection.close(200, "agora relay stops".into()))

@@ -148,14 +148,21 @@ impl Relay {
             shared: Arc::new(link::Shared::new(health)),
         });
         let (stopping, stop_seen) = watch::channel(false);
-        let link_task = relay.runtime.get().spawn(link::maintain(relay.shared.clone(), settings.clone(), stop_seen));
+        let link_task = relay.runtime.get().spawn(link::maintain(
+            relay.shared.clone(),
+            settings.clone(),
+            confirm_timeout,
+            stop_seen,
+        ));
         let owner = relay.clone();
         tasks.spawn("broker-relay", move |stop| {
             while !stop.wait(Duration::from_secs(3600)) {}
             let _ = stopping.send(true);
-            // The link task closes the connection politely, which takes a round trip.
+            // The link task lets the batches in flight have their confirms, then closes the
+            // connection politely.
             let runtime = owner.runtime.get();
-            let _ = runtime.block_on(async { tokio::time::timeout(Duration::from_secs(3), link_task).await });
+            let patience = owner.confirm_timeout + Duration::from_secs(2);
+            let _ = runtime.block_on(async { tokio::time::timeout(patience, link_task).await });
         });
         relay
     }
@@ -166,13 +173,19 @@ impl Relay {
 
     /// Publishes every message, then waits for all their confirms (up to the confirm timeout).
     fn publish_all(&self, work: &[(EventRecord, Attempt)]) -> Vec<Outcome> {
-        let Some((generation, channel)) = self.shared.channel() else {
+        let Some(publishing) = self.shared.channel() else {
             let reason = self.shared.health.unavailable();
             return work.iter().map(|_| Outcome::Retry(reason.clone())).collect();
         };
         let messages: Vec<Message> = work.iter().map(|(record, _)| Message::of(record)).collect();
-        let published =
-            self.runtime.get().block_on(publish_and_confirm(&channel, &self.exchange, &messages, self.confirm_timeout));
+        let published = self.runtime.get().block_on(publish_and_confirm(
+            &publishing.channel,
+            &self.exchange,
+            &messages,
+            self.confirm_timeout,
+        ));
+        let generation = publishing.generation;
+        drop(publishing);
         let mut broken = None;
         let outcomes = published
             .into_iter()
