@@ -35,7 +35,7 @@ mod common;
 mod harness;
 
 use common::{database_url, env_number, server_url};
-use harness::{Agora, alternate, load, load_with_cpu, report_table};
+use harness::{Agora, Run, alternate, cpu_of, load, load_with_cpu, report_table};
 
 const PRODUCTS: usize = 200;
 const TOKEN: &str = "bench-admin-token-0123456789";
@@ -131,6 +131,51 @@ impl Drop for BenchBroker {
     }
 }
 
+/// CPU seconds used so far by RabbitMQ's Erlang VM on this machine (0 where it runs elsewhere).
+fn rabbitmq_cpu() -> f64 {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim() == "beam.smp"))
+        .map(cpu_of)
+        .sum()
+}
+
+/// Transactions committed in `database` so far, as PostgreSQL counts them.
+fn commits(conn: &mut PgConnection, database: &str) -> i64 {
+    #[derive(QueryableByName)]
+    struct Commits {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    diesel::sql_query(format!("SELECT xact_commit AS n FROM pg_stat_database WHERE datname = '{database}'"))
+        .get_result::<Commits>(conn)
+        .unwrap()
+        .n
+}
+
+/// What a scenario cost beyond agora and PostgreSQL's CPU: RabbitMQ's CPU and the database's
+/// commits, summed over its rounds.
+#[derive(Default)]
+struct Extra {
+    rabbitmq_seconds: f64,
+    commits: i64,
+}
+
+impl Extra {
+    fn line(&self, run: &Run) -> String {
+        let per_request = run.requests.max(1) as f64;
+        format!(
+            "- {}: RabbitMQ CPU per request {:.3} ms; {:.2} commits per checkout",
+            run.label,
+            self.rabbitmq_seconds * 1000.0 / per_request,
+            self.commits as f64 / per_request
+        )
+    }
+}
+
 fn main() {
     let seconds = env_number("AGORA_BENCH_SECS", 5);
     let clients = env_number("AGORA_BENCH_CLIENTS", 8) as usize;
@@ -214,11 +259,24 @@ fn run(databases: &[String; 2], amqp: &str, exchange: &str, clients: usize, dura
 
     let mut on = PgConnection::establish(&database_url(&databases[1])).unwrap();
     let marker: String = diesel::sql_query("SELECT now()::text AS id").get_result::<Id>(&mut on).unwrap().id;
+    let stats = std::cell::RefCell::new(PgConnection::establish(&server_url()).unwrap());
+    let extras = std::cell::RefCell::new([Extra::default(), Extra::default()]);
+    let measured = |which: usize, label: &str, pid: u32, port: u16| {
+        let (rabbitmq, committed) = (rabbitmq_cpu(), commits(&mut stats.borrow_mut(), &databases[which]));
+        let run = load_with_cpu(label, pid, clients, duration, checkout(port));
+        // Work the load left behind is counted with it: the relay follows within a second.
+        std::thread::sleep(Duration::from_secs(1));
+        let mut extras = extras.borrow_mut();
+        extras[which].rabbitmq_seconds += rabbitmq_cpu() - rabbitmq;
+        extras[which].commits += commits(&mut stats.borrow_mut(), &databases[which]) - committed;
+        run
+    };
     let (off_run, on_run) = alternate(
         rounds,
-        || load_with_cpu("agora: checkout, relay off", without.0.id(), clients, duration, checkout(off_port)),
-        || load_with_cpu("agora: checkout, relay to RabbitMQ on", with.0.id(), clients, duration, checkout(on_port)),
+        || measured(0, "agora: checkout, relay off", without.0.id(), off_port),
+        || measured(1, "agora: checkout, relay to RabbitMQ on", with.0.id(), on_port),
     );
+    let extras = extras.into_inner();
     let deadline = Instant::now() + Duration::from_secs(120);
     let pending = |conn: &mut PgConnection| {
         diesel::sql_query(
@@ -256,6 +314,7 @@ fn run(databases: &[String; 2], amqp: &str, exchange: &str, clients: usize, dura
         &runs,
     );
     let _ = writeln!(report, "\n{}\n{}", runs[0].cpu_line(), runs[1].cpu_line());
+    let _ = writeln!(report, "{}\n{}", extras[0].line(&runs[0]), extras[1].line(&runs[1]));
     let _ = writeln!(
         report,
         "\n- checkout throughput with the relay on / off = {:.3} (p99 {:.2} ms against {:.2} ms)",

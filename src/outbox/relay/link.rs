@@ -28,7 +28,7 @@ use crate::outbox::dispatcher::Doorbell;
 /// The first pause after a failed or lost connection; it doubles on each failure in a row.
 const RECONNECT_FIRST: Duration = Duration::from_millis(200);
 /// The longest pause between two attempts: once the broker is back, the relay follows within it.
-pub const RECONNECT_MAX: Duration = Duration::from_secs(5);
+const RECONNECT_MAX: Duration = Duration::from_secs(5);
 /// Connecting (TCP, AMQP handshake, channel, exchange) that takes longer than this has failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Asked of the broker unless the URL says otherwise: a link that went silent (a cable pulled, a

@@ -37,7 +37,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Confirmation};
 use tokio::sync::watch;
 
-pub use link::{BrokerHealth, BrokerStatus, RECONNECT_MAX};
+pub use link::{BrokerHealth, BrokerStatus};
 
 use super::DeliveryStatus;
 use super::dispatcher::{Attempt, Doorbell, EventRecord, Handler, Outcome};
@@ -165,10 +165,6 @@ impl Relay {
             let _ = runtime.block_on(async { tokio::time::timeout(patience, link_task).await });
         });
         relay
-    }
-
-    pub fn health(&self) -> &BrokerHealth {
-        &self.shared.health
     }
 
     /// Publishes every message, then waits for all their confirms (up to the confirm timeout).
