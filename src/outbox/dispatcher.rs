@@ -1,17 +1,17 @@
 //! The dispatcher: hands due work of the outbox to its handlers, with retries.
 //!
-//! Each unit of work is one `(event, handler)` row of `event_deliveries`. A worker claims due
-//! rows of one handler with `FOR NO KEY UPDATE SKIP LOCKED` and keeps them locked, in one
-//! transaction, while the handler runs (one row per transaction when handling sends e-mail, see
-//! [`Handler::batch_size`]); then it marks each row completed, or schedules a retry (exponential
-//! backoff with jitter), or marks it dead after the last attempt. Because the lock lives in the
-//! transaction, a process that dies mid-work simply loses it: PostgreSQL rolls back and the row
-//! is due again for whoever comes next. Several agora processes therefore share the work, and
-//! each row completes once.
+//! Each unit of work is one `(event, handler)` row of `event_deliveries`. Every handler has
+//! `AGORA_OUTBOX_WORKERS` workers of its own; a worker claims due rows of its handler with
+//! `FOR NO KEY UPDATE SKIP LOCKED` and keeps them locked, in one transaction, while the handler
+//! runs (one row per transaction when handling sends e-mail, see [`Handler::batch_size`]); then
+//! it marks each row completed, or schedules a retry (exponential backoff with jitter), or marks
+//! it dead after the last attempt. Because the lock lives in the transaction, a process that dies
+//! mid-work simply loses it: PostgreSQL rolls back and the row is due again for whoever comes
+//! next. Several agora processes therefore share the work, and each row completes once.
 //!
 //! Handlers in [`super::ORDERED_HANDLERS`] take the events of one aggregate one after another
-//! (see the ordered claim below), and a handler that is not ready (its broker unreachable) is left alone: its
-//! deliveries wait, spending no attempt.
+//! (see the ordered claim below), and a handler that is not ready (its broker unreachable) is
+//! left alone: its deliveries wait, spending no attempt.
 //!
 //! Workers wake as soon as new work commits: a trigger NOTIFYs `agora_outbox`, a listener
 //! thread LISTENs on a connection of its own and rings a doorbell. They also wake when the next
@@ -162,11 +162,12 @@ pub fn start(tasks: &mut BackgroundTasks, db: &Db, config: &Config, mut handlers
             crate::db::listen::listen(&url, CHANNEL, Duration::from_millis(25), &stop, &mut doorbell)
         });
     }
-    let handlers: Arc<[Arc<dyn Handler>]> = handlers.into();
-    for _ in 0..config.outbox.workers {
-        let (db, settings, handlers, doorbell) =
-            (db.clone(), config.outbox.clone(), handlers.clone(), doorbell.clone());
-        tasks.spawn("outbox-worker", move |stop| work(&db, &settings, &handlers, &doorbell, &stop));
+    for handler in handlers {
+        for _ in 0..config.outbox.workers {
+            let (db, settings, handler, doorbell) =
+                (db.clone(), config.outbox.clone(), handler.clone(), doorbell.clone());
+            tasks.spawn("outbox-worker", move |stop| work(&db, &settings, handler.as_ref(), &doorbell, &stop));
+        }
     }
 }
 
@@ -182,33 +183,29 @@ impl crate::db::listen::Subscriber for Doorbell {
     }
 }
 
-/// Takes a batch of each ready handler in turn (so that one handler's backlog never starves
-/// another), for as long as there is work; then sleeps until the doorbell rings or the next
-/// retry falls due.
-fn work(db: &Db, settings: &OutboxSettings, handlers: &[Arc<dyn Handler>], doorbell: &Doorbell, stop: &StopSignal) {
+/// Works through one handler's due deliveries, a batch per transaction, for as long as there are
+/// any; then sleeps until the doorbell rings or the handler's next retry falls due. Each handler
+/// has workers of its own, so that one waiting on the world outside (an SMTP server that stalls,
+/// a broker's confirms) never holds up another's work.
+fn work(db: &Db, settings: &OutboxSettings, handler: &dyn Handler, doorbell: &Doorbell, stop: &StopSignal) {
     while !stop.is_stopped() {
         let seen = doorbell.rings();
-        let ready: Vec<&Arc<dyn Handler>> = handlers.iter().filter(|handler| handler.is_ready()).collect();
-        let mut handled = false;
-        for handler in &ready {
-            let batch = handler.batch_size();
+        // A handler that is not ready rings when it is again (see `Handler::ring_when_ready`).
+        let mut sleep = settings.poll_interval;
+        if handler.is_ready() {
             match db.run_blocking(Module::Outbox.op("dispatch"), |conn| {
-                process_batch(conn, settings, handler.as_ref(), batch)
+                process_batch(conn, settings, handler, handler.batch_size())
             }) {
                 Ok(0) => {}
-                Ok(_) => handled = true,
+                Ok(_) => continue,
                 Err(error) => log::warn!("outbox worker ({}): {}", handler.name(), CauseChain(&error)),
             }
+            sleep = db
+                .run_blocking(Module::Outbox.op("next_due"), |conn| next_due_in(conn, handler.name()))
+                .unwrap_or(None)
+                .map_or(sleep, |due| due.min(sleep));
         }
-        if handled {
-            continue;
-        }
-        let names: Vec<&str> = ready.iter().map(|handler| handler.name()).collect();
-        let next_due = db
-            .run_blocking(Module::Outbox.op("next_due"), |conn| next_due_in(conn, &names))
-            .unwrap_or(None)
-            .map_or(settings.poll_interval, |due| due.min(settings.poll_interval));
-        doorbell.wait(seen, next_due, stop);
+        doorbell.wait(seen, sleep, stop);
     }
 }
 
@@ -390,16 +387,16 @@ fn record_failure(
     Ok(())
 }
 
-/// How long until the next pending delivery of `handlers` falls due, counting only those due
+/// How long until the next pending delivery of `handler` falls due, counting only those due
 /// later. Work due now that a claim just passed over is locked by another worker, which comes
 /// back for more when it is done, or waits for an earlier event of its aggregate, which is
 /// taken up when that one completes (by a worker that then claims again) or falls due (counted
 /// here): waking for it would only spin.
-fn next_due_in(conn: &mut PgConnection, handlers: &[&str]) -> QueryResult<Option<Duration>> {
+fn next_due_in(conn: &mut PgConnection, handler: &str) -> QueryResult<Option<Duration>> {
     use crate::schema::event_deliveries as d;
     let next: Option<DateTime<Utc>> = d::table
         .filter(d::status.eq(DeliveryStatus::Pending))
-        .filter(d::handler.eq_any(handlers))
+        .filter(d::handler.eq(handler))
         .filter(d::next_attempt_at.gt(diesel::dsl::now))
         .select(diesel::dsl::min(d::next_attempt_at))
         .first(conn)?;
