@@ -176,6 +176,37 @@ impl Extra {
     }
 }
 
+/// The outbox's units of database work and their queries per order placed in `database`, as the
+/// process on `port` counted them since it started (warm-up included).
+fn dispatch_work(port: u16, database: &str) -> (f64, f64) {
+    let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+    let metrics: serde_json::Value = agent
+        .get(&format!("http://127.0.0.1:{port}/api/metrics"))
+        .header("Authorization", &format!("Bearer {TOKEN}"))
+        .call()
+        .expect("agora answers")
+        .body_mut()
+        .read_json()
+        .expect("JSON metrics");
+    let outbox = metrics["operations"].as_array().into_iter().flatten().filter(|operation| {
+        operation["module"] == "outbox" && operation["operation"].as_str().is_some_and(|name| name != "outbox.backlog")
+    });
+    let (operations, queries) = outbox.fold((0.0, 0.0), |(operations, queries), operation| {
+        (
+            operations + operation["count"].as_f64().unwrap_or(0.0),
+            queries + operation["queries"].as_f64().unwrap_or(0.0),
+        )
+    });
+    let mut conn = PgConnection::establish(&database_url(database)).unwrap();
+    let orders: f64 = diesel::sql_query("SELECT count(*)::text AS id FROM orders")
+        .get_result::<Id>(&mut conn)
+        .unwrap()
+        .id
+        .parse()
+        .unwrap();
+    (operations / orders.max(1.0), queries / orders.max(1.0))
+}
+
 fn main() {
     let seconds = env_number("AGORA_BENCH_SECS", 5);
     let clients = env_number("AGORA_BENCH_CLIENTS", 8) as usize;
@@ -302,6 +333,7 @@ fn run(databases: &[String; 2], amqp: &str, exchange: &str, clients: usize, dura
     ))
     .get_result::<Lag>(&mut on)
     .unwrap();
+    let dispatch = [dispatch_work(off_port, &databases[0]), dispatch_work(on_port, &databases[1])];
     drop((without, with));
 
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
@@ -315,6 +347,13 @@ fn run(databases: &[String; 2], amqp: &str, exchange: &str, clients: usize, dura
     );
     let _ = writeln!(report, "\n{}\n{}", runs[0].cpu_line(), runs[1].cpu_line());
     let _ = writeln!(report, "{}\n{}", extras[0].line(&runs[0]), extras[1].line(&runs[1]));
+    for (run, (operations, queries)) in runs.iter().zip(dispatch) {
+        let _ = writeln!(
+            report,
+            "- {}: the outbox's background work, {operations:.2} units and {queries:.2} queries per order (claims, completions, next-due look-ups)",
+            run.label
+        );
+    }
     let _ = writeln!(
         report,
         "\n- checkout throughput with the relay on / off = {:.3} (p99 {:.2} ms against {:.2} ms)",
