@@ -109,36 +109,51 @@ pub trait Handler: Send + Sync {
     }
 }
 
-/// Wakes sleeping workers: rung by the LISTEN thread and by retries from the admin pages.
+/// Wakes a sleeping worker of one handler: rung by the LISTEN thread, by the handler when it
+/// becomes ready again, and by a worker that left more work than it could take. A ring wakes
+/// one worker, which answers it: every worker woken for one new event would find it taken.
 #[derive(Clone, Default)]
 pub struct Doorbell {
-    inner: Arc<(Mutex<u64>, Condvar)>,
+    inner: Arc<(Mutex<bool>, Condvar)>,
 }
 
 impl Doorbell {
     pub fn ring(&self) {
-        let (rings, bell) = &*self.inner;
-        *rings.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) += 1;
-        bell.notify_all();
+        let (rung, bell) = &*self.inner;
+        *rung.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = true;
+        bell.notify_one();
     }
 
-    fn rings(&self) -> u64 {
-        *self.inner.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Sleeps until a ring after `seen`, `timeout`, or a stop (checked a few times a second).
-    fn wait(&self, seen: u64, timeout: Duration, stop: &StopSignal) {
+    /// Sleeps until a ring (rung before the call too), `timeout`, or a stop (checked a few times
+    /// a second).
+    fn wait(&self, timeout: Duration, stop: &StopSignal) {
         let deadline = std::time::Instant::now() + timeout;
-        let (rings, bell) = &*self.inner;
-        let mut current = rings.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        while *current == seen && !stop.is_stopped() {
+        let (rung, bell) = &*self.inner;
+        let mut rung = rung.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        while !*rung && !stop.is_stopped() {
             let now = std::time::Instant::now();
             if now >= deadline {
                 return;
             }
             let slice = (deadline - now).min(Duration::from_millis(200));
-            current = bell.wait_timeout(current, slice).unwrap_or_else(|poisoned| poisoned.into_inner()).0;
+            rung = bell.wait_timeout(rung, slice).unwrap_or_else(|poisoned| poisoned.into_inner()).0;
         }
+        *rung = false;
+    }
+}
+
+/// The doorbells of every handler, rung together: a notification does not say whose work it is.
+struct Doorbells(Vec<Doorbell>);
+
+/// Rings for every notification, and on (re)connecting: anything committed while nobody
+/// listened is picked up by that ring.
+impl crate::db::listen::Subscriber for Doorbells {
+    fn connected(&mut self, _conn: &mut PgConnection) {
+        self.0.iter().for_each(Doorbell::ring);
+    }
+
+    fn notified(&mut self, _conn: &mut PgConnection, _payloads: Vec<String>) {
+        self.0.iter().for_each(Doorbell::ring);
     }
 }
 
@@ -152,35 +167,22 @@ pub fn start(tasks: &mut BackgroundTasks, db: &Db, config: &Config, mut handlers
         );
     }
     handlers.sort_by_key(|handler| handler.name());
-    let doorbell = Doorbell::default();
-    for handler in &handlers {
+    let doorbells: Vec<Doorbell> = handlers.iter().map(|_| Doorbell::default()).collect();
+    for (handler, doorbell) in handlers.iter().zip(&doorbells) {
         handler.ring_when_ready(doorbell.clone());
     }
-    {
-        let (url, mut doorbell) = (config.database_url.clone(), doorbell.clone());
-        tasks.spawn("outbox-listener", move |stop| {
-            crate::db::listen::listen(&url, CHANNEL, Duration::from_millis(25), &stop, &mut doorbell)
-        });
-    }
-    for handler in handlers {
+    for (handler, doorbell) in handlers.into_iter().zip(doorbells.iter().cloned()) {
         for _ in 0..config.outbox.workers {
             let (db, settings, handler, doorbell) =
                 (db.clone(), config.outbox.clone(), handler.clone(), doorbell.clone());
             tasks.spawn("outbox-worker", move |stop| work(&db, &settings, handler.as_ref(), &doorbell, &stop));
         }
     }
-}
-
-/// Rings the doorbell for every notification, and on (re)connecting: anything committed while
-/// nobody listened is picked up by that ring.
-impl crate::db::listen::Subscriber for Doorbell {
-    fn connected(&mut self, _conn: &mut PgConnection) {
-        self.ring();
-    }
-
-    fn notified(&mut self, _conn: &mut PgConnection, _payloads: Vec<String>) {
-        self.ring();
-    }
+    let url = config.database_url.clone();
+    let mut doorbells = Doorbells(doorbells);
+    tasks.spawn("outbox-listener", move |stop| {
+        crate::db::listen::listen(&url, CHANNEL, Duration::from_millis(25), &stop, &mut doorbells)
+    });
 }
 
 /// Works through one handler's due deliveries, a batch per transaction, for as long as there are
@@ -188,16 +190,22 @@ impl crate::db::listen::Subscriber for Doorbell {
 /// has workers of its own, so that one waiting on the world outside (an SMTP server that stalls,
 /// a broker's confirms) never holds up another's work.
 fn work(db: &Db, settings: &OutboxSettings, handler: &dyn Handler, doorbell: &Doorbell, stop: &StopSignal) {
+    let ordered = super::ORDERED_HANDLERS.contains(&handler.name());
     while !stop.is_stopped() {
-        let seen = doorbell.rings();
         // A handler that is not ready rings when it is again (see `Handler::ring_when_ready`).
         let mut sleep = settings.poll_interval;
         if handler.is_ready() {
-            match db.run_blocking(Module::Outbox.op("dispatch"), |conn| {
-                process_batch(conn, settings, handler, handler.batch_size())
-            }) {
-                Ok(0) => {}
-                Ok(_) => continue,
+            let batch = handler.batch_size();
+            match db.run_blocking(Module::Outbox.op("dispatch"), |conn| process_batch(conn, settings, handler, batch)) {
+                // A full batch may have left more: a colleague is asked to help.
+                Ok(claimed) if claimed as i64 >= batch => {
+                    doorbell.ring();
+                    continue;
+                }
+                // Completing an ordered handler's batch may have let the next events of its
+                // aggregates through; nothing else announces them.
+                Ok(claimed) if claimed > 0 && ordered => continue,
+                Ok(_) => {}
                 Err(error) => log::warn!("outbox worker ({}): {}", handler.name(), CauseChain(&error)),
             }
             sleep = db
@@ -205,7 +213,7 @@ fn work(db: &Db, settings: &OutboxSettings, handler: &dyn Handler, doorbell: &Do
                 .unwrap_or(None)
                 .map_or(sleep, |due| due.min(sleep));
         }
-        doorbell.wait(seen, sleep, stop);
+        doorbell.wait(sleep, stop);
     }
 }
 
