@@ -84,6 +84,11 @@ pub trait Handler: Send + Sync {
         if self.has_external_effects() { 1 } else { 32 }
     }
 
+    /// How many workers of its own it has in each process, given `AGORA_OUTBOX_WORKERS`.
+    fn workers(&self, configured: usize) -> usize {
+        configured
+    }
+
     /// Whether it can work now. While it cannot (its broker is unreachable, say), its deliveries
     /// are not claimed: they wait, and spend no attempt.
     fn is_ready(&self) -> bool {
@@ -172,7 +177,7 @@ pub fn start(tasks: &mut BackgroundTasks, db: &Db, config: &Config, mut handlers
         handler.ring_when_ready(doorbell.clone());
     }
     for (handler, doorbell) in handlers.into_iter().zip(doorbells.iter().cloned()) {
-        for _ in 0..config.outbox.workers {
+        for _ in 0..handler.workers(config.outbox.workers) {
             let (db, settings, handler, doorbell) =
                 (db.clone(), config.outbox.clone(), handler.clone(), doorbell.clone());
             tasks.spawn("outbox-worker", move |stop| work(&db, &settings, handler.as_ref(), &doorbell, &stop));
@@ -190,7 +195,6 @@ pub fn start(tasks: &mut BackgroundTasks, db: &Db, config: &Config, mut handlers
 /// has workers of its own, so that one waiting on the world outside (an SMTP server that stalls,
 /// a broker's confirms) never holds up another's work.
 fn work(db: &Db, settings: &OutboxSettings, handler: &dyn Handler, doorbell: &Doorbell, stop: &StopSignal) {
-    let ordered = super::ORDERED_HANDLERS.contains(&handler.name());
     while !stop.is_stopped() {
         // A handler that is not ready rings when it is again (see `Handler::ring_when_ready`).
         let mut sleep = settings.poll_interval;
@@ -198,13 +202,13 @@ fn work(db: &Db, settings: &OutboxSettings, handler: &dyn Handler, doorbell: &Do
             let batch = handler.batch_size();
             match db.run_blocking(Module::Outbox.op("dispatch"), |conn| process_batch(conn, settings, handler, batch)) {
                 // A full batch may have left more: a colleague is asked to help.
-                Ok(claimed) if claimed as i64 >= batch => {
+                Ok(done) if done.claimed as i64 >= batch => {
                     doorbell.ring();
                     continue;
                 }
-                // Completing an ordered handler's batch may have let the next events of its
-                // aggregates through; nothing else announces them.
-                Ok(claimed) if claimed > 0 && ordered => continue,
+                // Nothing else announces the next events of an aggregate an ordered handler
+                // just let through.
+                Ok(done) if done.released_followers => continue,
                 Ok(_) => {}
                 Err(error) => log::warn!("outbox worker ({}): {}", handler.name(), CauseChain(&error)),
             }
@@ -221,6 +225,8 @@ fn work(db: &Db, settings: &OutboxSettings, handler: &dyn Handler, doorbell: &Do
 struct Claimed {
     #[diesel(sql_type = BigInt)]
     event_id: i64,
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    aggregate_id: uuid::Uuid,
     #[diesel(sql_type = Integer)]
     attempts: i32,
     #[diesel(sql_type = Text)]
@@ -234,7 +240,7 @@ struct Claimed {
 /// The claim of due deliveries of one handler, oldest first. 'pending' is spelled out rather
 /// than bound, so that every plan of these statements can use the partial index on pending
 /// deliveries by handler.
-const CLAIM: &str = "SELECT d.event_id, d.attempts, e.event_type, e.payload, e.created_at
+const CLAIM: &str = "SELECT d.event_id, e.aggregate_id, d.attempts, e.event_type, e.payload, e.created_at
        FROM event_deliveries d
        JOIN events e ON e.id = d.event_id
       WHERE d.handler = $1 AND d.status = 'pending' AND d.next_attempt_at <= now()
@@ -262,7 +268,7 @@ const CLAIM: &str = "SELECT d.event_id, d.attempts, e.event_type, e.payload, e.c
 /// equality on an expression and then plans to read, join and sort every due delivery before
 /// the LIMIT (88 ms for 6,000 of them, measured); guessing that most pass, it walks the handler's
 /// index in order and stops at the batch (2 ms, with 200 waiting deliveries to step over).
-const CLAIM_ORDERED: &str = "SELECT d.event_id, d.attempts, e.event_type, e.payload, e.created_at
+const CLAIM_ORDERED: &str = "SELECT d.event_id, e.aggregate_id, d.attempts, e.event_type, e.payload, e.created_at
        FROM event_deliveries d
        JOIN events e ON e.id = d.event_id
       WHERE d.handler = $1 AND d.status = 'pending' AND d.next_attempt_at <= now()
@@ -279,21 +285,31 @@ const CLAIM_ORDERED: &str = "SELECT d.event_id, d.attempts, e.event_type, e.payl
       LIMIT $2
         FOR NO KEY UPDATE OF d SKIP LOCKED";
 
+/// What one transaction of a worker did.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// Deliveries claimed (and handled).
+    pub claimed: usize,
+    /// For an ordered handler: a later event of an aggregate it completed waits for it, and may
+    /// be claimed now.
+    pub released_followers: bool,
+}
+
 /// Claims up to `batch` due deliveries of `handler` with their events (one query), has the
-/// handler handle them as its module's role, and records the outcomes as the outbox; returns
-/// how many there were.
+/// handler handle them as its module's role, and records the outcomes as the outbox.
 pub fn process_batch(
     conn: &mut PgConnection,
     settings: &OutboxSettings,
     handler: &dyn Handler,
     batch: i64,
-) -> Result<usize, AppError> {
+) -> Result<Batch, AppError> {
     conn.transaction(|conn| {
-        let claim = if super::ORDERED_HANDLERS.contains(&handler.name()) { CLAIM_ORDERED } else { CLAIM };
+        let ordered = super::ORDERED_HANDLERS.contains(&handler.name());
+        let claim = if ordered { CLAIM_ORDERED } else { CLAIM };
         let claimed: Vec<Claimed> =
             diesel::sql_query(claim).bind::<Text, _>(handler.name()).bind::<BigInt, _>(batch).load(conn)?;
         if claimed.is_empty() {
-            return Ok(0);
+            return Ok(Batch::default());
         }
         let attempts: Vec<Attempt> = claimed
             .iter()
@@ -333,17 +349,50 @@ pub fn process_batch(
             })
         });
         let mut done = Vec::new();
+        let mut done_aggregates = Vec::new();
         for ((delivery, attempt), outcome) in claimed.iter().zip(attempts).zip(outcomes) {
             match outcome {
-                Outcome::Done => done.push((delivery.event_id, attempt.number)),
+                Outcome::Done => {
+                    done.push((delivery.event_id, attempt.number));
+                    done_aggregates.push(delivery.aggregate_id);
+                }
                 Outcome::Retry(error) => {
                     record_failure(conn, settings, handler.name(), delivery.event_id, attempt, &error)?
                 }
             }
         }
         record_done(conn, handler.name(), &done)?;
-        Ok(claimed.len())
+        let released_followers = ordered && has_followers(conn, handler.name(), &done_aggregates, &done)?;
+        Ok(Batch { claimed: claimed.len(), released_followers })
     })
+}
+
+/// Whether a pending delivery of `handler` follows one of those just completed, for the same
+/// aggregate: one question in the batch's transaction, instead of another claim to find out.
+fn has_followers(
+    conn: &mut PgConnection,
+    handler: &str,
+    aggregates: &[uuid::Uuid],
+    done: &[(i64, i32)],
+) -> QueryResult<bool> {
+    let Some(first) = done.iter().map(|(event_id, _)| *event_id).min() else { return Ok(false) };
+    #[derive(QueryableByName)]
+    struct Followers {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        any: bool,
+    }
+    let followers: Followers = diesel::sql_query(
+        "SELECT EXISTS (
+             SELECT 1 FROM events later
+               JOIN event_deliveries d ON d.event_id = later.id AND d.handler = $1 AND d.status = 'pending'
+              WHERE later.aggregate_id = ANY($2) AND later.id > $3
+         ) AS any",
+    )
+    .bind::<Text, _>(handler)
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(aggregates)
+    .bind::<BigInt, _>(first)
+    .get_result(conn)?;
+    Ok(followers.any)
 }
 
 /// Marks deliveries of `handler` completed, in one statement: `(event id, attempt number)`.

@@ -279,6 +279,14 @@ impl Handler for Relay {
         BATCH
     }
 
+    /// One publisher per process: while it waits for a batch's confirms the next batch gathers,
+    /// so its batches grow with the load; more workers would split them into more transactions
+    /// (each with its commit), and the broker's confirms come no sooner. Other processes bring
+    /// their own.
+    fn workers(&self, _configured: usize) -> usize {
+        1
+    }
+
     fn is_ready(&self) -> bool {
         self.shared.is_ready()
     }
