@@ -84,6 +84,12 @@ pub trait Handler: Send + Sync {
         if self.has_external_effects() { 1 } else { 32 }
     }
 
+    /// How long a worker waits, once woken, before it claims: events committed meanwhile join
+    /// the batch, which then costs one transaction for several. None by default.
+    fn linger(&self) -> Duration {
+        Duration::ZERO
+    }
+
     /// How many workers of its own it has in each process, given `AGORA_OUTBOX_WORKERS`.
     fn workers(&self, configured: usize) -> usize {
         configured
@@ -209,15 +215,15 @@ fn work(db: &Db, settings: &OutboxSettings, handler: &dyn Handler, doorbell: &Do
                 // Nothing else announces the next events of an aggregate an ordered handler
                 // just let through.
                 Ok(done) if done.released_followers => continue,
-                Ok(_) => {}
+                Ok(done) => sleep = done.next_due.map_or(sleep, |due| due.min(sleep)),
                 Err(error) => log::warn!("outbox worker ({}): {}", handler.name(), CauseChain(&error)),
             }
-            sleep = db
-                .run_blocking(Module::Outbox.op("next_due"), |conn| next_due_in(conn, handler.name()))
-                .unwrap_or(None)
-                .map_or(sleep, |due| due.min(sleep));
         }
         doorbell.wait(sleep, stop);
+        let linger = handler.linger();
+        if !linger.is_zero() {
+            stop.wait(linger);
+        }
     }
 }
 
@@ -293,6 +299,9 @@ pub struct Batch {
     /// For an ordered handler: a later event of an aggregate it completed waits for it, and may
     /// be claimed now.
     pub released_followers: bool,
+    /// How long until the handler's next pending delivery falls due (see [`next_due_in`]), asked
+    /// in the same transaction.
+    pub next_due: Option<Duration>,
 }
 
 /// Claims up to `batch` due deliveries of `handler` with their events (one query), has the
@@ -309,7 +318,7 @@ pub fn process_batch(
         let claimed: Vec<Claimed> =
             diesel::sql_query(claim).bind::<Text, _>(handler.name()).bind::<BigInt, _>(batch).load(conn)?;
         if claimed.is_empty() {
-            return Ok(Batch::default());
+            return Ok(Batch { next_due: next_due_in(conn, handler.name())?, ..Batch::default() });
         }
         let attempts: Vec<Attempt> = claimed
             .iter()
@@ -363,7 +372,7 @@ pub fn process_batch(
         }
         record_done(conn, handler.name(), &done)?;
         let released_followers = ordered && has_followers(conn, handler.name(), &done_aggregates, &done)?;
-        Ok(Batch { claimed: claimed.len(), released_followers })
+        Ok(Batch { claimed: claimed.len(), released_followers, next_due: next_due_in(conn, handler.name())? })
     })
 }
 
