@@ -101,7 +101,7 @@ pub trait Handler: Send + Sync {
         true
     }
 
-    /// Gives it the workers' doorbell, to ring when it becomes ready again, so that what waited
+    /// Gives it its workers' doorbell, to ring when it becomes ready again, so that what waited
     /// is taken up at once rather than at the next poll.
     fn ring_when_ready(&self, _doorbell: Doorbell) {}
 
