@@ -3,10 +3,7 @@
 //! publishes the messages the relay would publish (a real order's stored events, with the
 //! contract's properties), and deletes its exchanges and queues when it ends, however it ends.
 
-use std::io::Read;
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use agora::config::{BrokerSettings, Config, NotificationsConsumer};
@@ -22,6 +19,8 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, eventually};
 use crate::metrics::{scrape, value_or_zero};
+use crate::notifications::{mailing, wait_for_messages};
+use crate::rabbit::BrokerProxy;
 use crate::smtp::{Mode, SmtpSink};
 
 fn broker_url() -> String {
@@ -220,24 +219,11 @@ fn event_of(app: &TestApp, order_id: &str, event_type: &str) -> StoredEvent {
 /// Background work on, quick retries, SMTP to `smtp_url` (or store-only), and notifications
 /// consuming from `broker` at `url`.
 fn consuming(broker: &TestBroker, url: String, smtp_url: Option<String>) -> impl FnOnce(&mut Config) + use<> {
-    let consume = broker.consuming_at(url);
+    let (consume, mail) = (broker.consuming_at(url), mailing(smtp_url));
     move |config: &mut Config| {
         consume(config);
-        config.smtp_url = smtp_url;
-        config.outbox.run_in_server = true;
-        config.outbox.backoff_base = Duration::from_millis(100);
-        config.outbox.backoff_max = Duration::from_millis(400);
-        config.outbox.poll_interval = Duration::from_millis(500);
+        mail(config);
     }
-}
-
-fn wait_for_messages(sink: &SmtpSink, count: usize) {
-    eventually(&format!("{count} e-mails at the SMTP server"), Duration::from_secs(20), || {
-        sink.messages().len() >= count
-    });
-    // Anything sent twice would arrive right behind.
-    std::thread::sleep(Duration::from_millis(800));
-    assert_eq!(sink.messages().len(), count, "no e-mail is sent twice");
 }
 
 /// An order of one mug (of a product of its own) placed through the API; its id.
@@ -522,92 +508,10 @@ fn a_failed_e_mail_is_resent_by_the_sender_after_a_confirmation() {
     assert_eq!(sink.messages().len(), 1);
 }
 
-/// A TCP proxy between agora and the broker, which the test can cut: the broker "goes away" for
-/// agora without the machine's broker being touched.
-struct Proxy {
-    port: u16,
-    shared: Arc<ProxyShared>,
-}
-
-struct ProxyShared {
-    open: AtomicBool,
-    stopped: AtomicBool,
-    connections: Mutex<Vec<TcpStream>>,
-}
-
-impl Proxy {
-    fn start(target: &'static str) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let shared = Arc::new(ProxyShared {
-            open: AtomicBool::new(true),
-            stopped: AtomicBool::new(false),
-            connections: Mutex::default(),
-        });
-        let accepting = shared.clone();
-        std::thread::spawn(move || {
-            while !accepting.stopped.load(Ordering::SeqCst) {
-                let Ok((client, _)) = listener.accept() else {
-                    std::thread::sleep(Duration::from_millis(10));
-                    continue;
-                };
-                // While cut, a connection is closed as soon as it is accepted.
-                if !accepting.open.load(Ordering::SeqCst) {
-                    continue;
-                }
-                let Ok(upstream) = TcpStream::connect(target) else { continue };
-                client.set_nonblocking(false).unwrap();
-                let mut connections = accepting.connections.lock().unwrap();
-                connections.push(client.try_clone().unwrap());
-                connections.push(upstream.try_clone().unwrap());
-                for (mut from, mut to) in
-                    [(client.try_clone().unwrap(), upstream.try_clone().unwrap()), (upstream, client)]
-                {
-                    std::thread::spawn(move || {
-                        let mut buffer = [0u8; 16 * 1024];
-                        while let Ok(read) = from.read(&mut buffer) {
-                            if read == 0 || std::io::Write::write_all(&mut to, &buffer[..read]).is_err() {
-                                break;
-                            }
-                        }
-                        let _ = to.shutdown(Shutdown::Both);
-                        let _ = from.shutdown(Shutdown::Both);
-                    });
-                }
-            }
-        });
-        Proxy { port, shared }
-    }
-
-    fn url(&self) -> String {
-        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
-    }
-
-    /// Drops every connection through the proxy and refuses new ones.
-    fn cut(&self) {
-        self.shared.open.store(false, Ordering::SeqCst);
-        for connection in self.shared.connections.lock().unwrap().drain(..) {
-            let _ = connection.shutdown(Shutdown::Both);
-        }
-    }
-
-    fn restore(&self) {
-        self.shared.open.store(true, Ordering::SeqCst);
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.shared.stopped.store(true, Ordering::SeqCst);
-        self.cut();
-    }
-}
-
 #[test]
 fn the_consumer_comes_back_when_the_broker_does_and_orders_never_wait_for_it() {
     let broker = TestBroker::new();
-    let proxy = Proxy::start("127.0.0.1:5672");
+    let proxy = BrokerProxy::start();
     let app = TestApp::spawn_with(consuming(&broker, proxy.url(), None));
     broker.wait_for_consumer();
     only_the_test_publishes(&app);
@@ -640,7 +544,7 @@ fn the_consumer_comes_back_when_the_broker_does_and_orders_never_wait_for_it() {
 #[test]
 fn a_start_that_cannot_declare_the_queue_keeps_the_e_mails_in_process() {
     let broker = TestBroker::new();
-    let proxy = crate::rabbit::BrokerProxy::start();
+    let proxy = BrokerProxy::start();
     proxy.cut();
     let app = TestApp::spawn_with(consuming(&broker, proxy.url(), None));
     // The relay would publish into no queue of notifications': the outbox handler keeps the e-mails.

@@ -8,7 +8,7 @@ use crate::helpers::{AgoraProcess, TestApp, card, eventually, order_body};
 use crate::smtp::{Mode, SmtpSink, unused_port};
 
 /// Background work on, SMTP to `smtp_url`, quick retries.
-fn mailing(smtp_url: Option<String>) -> impl FnOnce(&mut Config) {
+pub fn mailing(smtp_url: Option<String>) -> impl FnOnce(&mut Config) + use<> {
     move |config: &mut Config| {
         config.smtp_url = smtp_url;
         config.outbox.run_in_server = true;
@@ -18,7 +18,7 @@ fn mailing(smtp_url: Option<String>) -> impl FnOnce(&mut Config) {
     }
 }
 
-fn wait_for_messages(sink: &SmtpSink, count: usize) {
+pub fn wait_for_messages(sink: &SmtpSink, count: usize) {
     eventually(&format!("{count} e-mails at the SMTP server"), Duration::from_secs(20), || {
         sink.messages().len() >= count
     });

@@ -44,7 +44,7 @@ use super::dispatcher::{Attempt, EventRecord, Handler, Outcome};
 use crate::background::BackgroundTasks;
 use crate::background::Doorbell;
 use crate::config::BrokerSettings;
-use crate::events::{BROKER_RELAY, DomainEvent};
+use crate::events::BROKER_RELAY;
 use crate::kernel::Module;
 
 /// Deliveries one transaction publishes: their confirms are awaited together, so a batch costs
@@ -58,11 +58,6 @@ const LINGER: Duration = Duration::from_millis(10);
 
 /// AMQP's `delivery_mode` of a message the broker writes to disk.
 const PERSISTENT: u8 = 2;
-
-/// The routing key of an event's message: `{aggregate kind}.{event type}`.
-pub fn routing_key(event: &DomainEvent) -> String {
-    event.event_type().routing_key()
-}
 
 /// An event as the message the relay publishes.
 struct Message {
@@ -79,7 +74,7 @@ impl Message {
         headers.insert("aggregate_type".into(), AMQPValue::LongString(aggregate.kind().into()));
         headers.insert("aggregate_id".into(), AMQPValue::LongString(aggregate.uuid().to_string().into()));
         Message {
-            routing_key: routing_key(&record.event),
+            routing_key: record.event.event_type().routing_key(),
             body: serde_json::to_vec(&record.payload).expect("a JSON value serializes"),
             properties: BasicProperties::default()
                 .with_message_id(record.id.to_string().into())
@@ -332,7 +327,7 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
-    use crate::events::{CustomerSnapshot, OrderSnapshot, PayloadVersion};
+    use crate::events::{CustomerSnapshot, DomainEvent, OrderSnapshot, PayloadVersion};
     use crate::ids::{OrderId, ProductId};
 
     #[test]
@@ -374,6 +369,6 @@ mod tests {
             available: 1,
             threshold: 5,
         });
-        assert_eq!(routing_key(&stock), "product.StockLow");
+        assert_eq!(stock.event_type().routing_key(), "product.StockLow");
     }
 }
