@@ -37,6 +37,30 @@ enum Command {
     /// Experiments on scratch databases of their own (created and dropped; never the shop's data).
     #[command(subcommand)]
     Experiment(Experiment),
+    /// Run the notifications module alone, as a service on a database of its own
+    /// (AGORA_NOTIFICATIONS_DATABASE_URL), consuming its queue on the broker (AGORA_BROKER_URL) and
+    /// serving its HTTP API on AGORA_BIND. Creates and migrates its database on start.
+    NotificationsService,
+    /// Move a module out of the shared database onto its service's own database.
+    #[command(subcommand)]
+    Split(Split),
+}
+
+#[derive(Debug, Subcommand)]
+enum Split {
+    /// Move notifications to AGORA_NOTIFICATIONS_DATABASE_URL while agora runs: copy, verify, cut
+    /// over under a write lock, report the write window. Run again after a crash: it resumes.
+    Notifications(SplitArgs),
+}
+
+#[derive(Debug, Args)]
+struct SplitArgs {
+    /// Move the e-mails back to the shared database (those the service recorded included).
+    #[arg(long, conflicts_with = "contract")]
+    rollback: bool,
+    /// Drop the shared database's old e-mail tables, once cut over (no way back after it).
+    #[arg(long)]
+    contract: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -99,6 +123,8 @@ pub fn run() -> ExitCode {
         Command::Seed(args) => seed(config, args),
         Command::Worker => until_done(crate::startup::work(config)),
         Command::Experiment(Experiment::CheckoutRace(args)) => checkout_race(&config, args),
+        Command::NotificationsService => until_done(crate::notifications::service::run(config)),
+        Command::Split(Split::Notifications(args)) => split_notifications(&config, &args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -137,6 +163,18 @@ fn seed(config: Config, args: SeedArgs) -> Result<(), Box<dyn std::error::Error>
     progress.bar.finish_and_clear();
     println!("seeded {} in {:.1} s", report?, started.elapsed().as_secs_f64());
     Ok(())
+}
+
+fn split_notifications(config: &Config, args: &SplitArgs) -> Result<(), Box<dyn std::error::Error>> {
+    use crate::notifications::split;
+    let report = if args.rollback {
+        split::rollback(config)
+    } else if args.contract {
+        split::contract(config)
+    } else {
+        split::split(config)
+    };
+    report.map(|_| ()).map_err(Into::into)
 }
 
 fn checkout_race(config: &Config, args: RaceArgs) -> Result<(), Box<dyn std::error::Error>> {

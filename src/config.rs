@@ -40,6 +40,21 @@ pub struct Config {
     pub broker: Option<BrokerSettings>,
     /// Where the notifications module takes its events from.
     pub notifications_consumer: NotificationsConsumer,
+    /// The notifications service, when notifications runs out of this process
+    /// (`AGORA_NOTIFICATIONS_URL`); then `notifications_consumer` is `Service`.
+    pub notifications_service: Option<ServiceLink>,
+    /// The notifications service's own database (`AGORA_NOTIFICATIONS_DATABASE_URL`): where
+    /// `agora notifications-service` keeps e-mails, and where `agora split notifications` moves them.
+    pub notifications_database_url: Option<String>,
+}
+
+/// How the main process reaches the notifications service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceLink {
+    /// Its base URL, e.g. `http://127.0.0.1:8081`.
+    pub url: String,
+    /// Each call to it gives up after this long (`AGORA_NOTIFICATIONS_TIMEOUT_MS`).
+    pub timeout: Duration,
 }
 
 /// The exchange events are published to unless `AGORA_BROKER_EXCHANGE` names another.
@@ -74,6 +89,16 @@ pub enum NotificationsConsumer {
     Outbox,
     /// Its own queue on the broker, fed by the outbox's relay.
     Broker,
+    /// Its own service (`agora notifications-service`) on a database of its own, consuming that
+    /// queue: this process writes and reads no e-mail.
+    Service,
+}
+
+impl NotificationsConsumer {
+    /// Whether order events reach notifications through its queue on the broker.
+    pub fn uses_queue(self) -> bool {
+        matches!(self, NotificationsConsumer::Broker | NotificationsConsumer::Service)
+    }
 }
 
 /// Bounds on the checkout-race experiment (`AGORA_EXPERIMENT_DEADLINE_SECS`,
@@ -164,6 +189,8 @@ impl std::fmt::Debug for Config {
             .field("experiment", &self.experiment)
             .field("broker", &self.broker)
             .field("notifications_consumer", &self.notifications_consumer)
+            .field("notifications_service", &self.notifications_service)
+            .field("notifications_database_url", &self.notifications_database_url.as_deref().map(redact_url_password))
             .finish()
     }
 }
@@ -371,6 +398,47 @@ impl Config {
             }
         };
 
+        let notifications_service = match get("AGORA_NOTIFICATIONS_URL")
+            .map(|url| url.trim().trim_end_matches('/').to_owned())
+        {
+            None => None,
+            Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
+                return Err(ConfigError {
+                    variable: "AGORA_NOTIFICATIONS_URL",
+                    message: "must be an http:// URL, e.g. http://127.0.0.1:8081".into(),
+                });
+            }
+            Some(_) if broker.is_none() => {
+                return Err(ConfigError {
+                    variable: "AGORA_NOTIFICATIONS_URL",
+                    message: "needs AGORA_BROKER_URL: the service takes its events from the broker".into(),
+                });
+            }
+            Some(_) if notifications_consumer == NotificationsConsumer::Broker => {
+                return Err(ConfigError {
+                    variable: "AGORA_NOTIFICATIONS_CONSUMER",
+                    message: "\"broker\" consumes in this process; with AGORA_NOTIFICATIONS_URL the service does"
+                        .into(),
+                });
+            }
+            Some(url) => Some(ServiceLink {
+                url,
+                timeout: Duration::from_millis(parse_u64("AGORA_NOTIFICATIONS_TIMEOUT_MS", 1_000)?.clamp(10, 60_000)),
+            }),
+        };
+        let notifications_consumer =
+            if notifications_service.is_some() { NotificationsConsumer::Service } else { notifications_consumer };
+        let notifications_database_url = get("AGORA_NOTIFICATIONS_DATABASE_URL").map(|url| url.trim().to_owned());
+        if let Some(url) = &notifications_database_url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError {
+                variable: "AGORA_NOTIFICATIONS_DATABASE_URL",
+                message: "must be a postgres:// URL, e.g. postgres://postgres@127.0.0.1:5432/agora_notifications"
+                    .into(),
+            });
+        }
+
         Ok(Config {
             database_url: get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
             bind: get("AGORA_BIND").unwrap_or_else(|| "127.0.0.1:8080".into()),
@@ -415,6 +483,8 @@ impl Config {
             },
             broker,
             notifications_consumer,
+            notifications_service,
+            notifications_database_url,
         })
     }
 }

@@ -208,10 +208,14 @@ impl AppError {
         let status = self.status();
         let (kind, title, detail) = match self {
             AppError::Client(problem) => (problem.kind, problem.title, problem.detail.clone()),
-            AppError::Unavailable(_) => (
+            AppError::Unavailable(reason) => (
                 "unavailable",
                 "Service unavailable",
-                "The database is unavailable or overloaded; try again shortly.".to_owned(),
+                if reason.starts_with(crate::notifications::remote::UNAVAILABLE) {
+                    "The notifications service is unavailable; try again shortly.".to_owned()
+                } else {
+                    "The database is unavailable or overloaded; try again shortly.".to_owned()
+                },
             ),
             AppError::Internal(_) => (
                 "internal",

@@ -139,6 +139,29 @@ diesel::table! {
 }
 
 diesel::table! {
+    notifications_move (only_row) {
+        only_row -> Bool,
+        step -> Text,
+        started_at -> Timestamptz,
+        copied_at -> Nullable<Timestamptz>,
+        copied_rows -> Nullable<Int8>,
+        cut_over_at -> Nullable<Timestamptz>,
+        caught_up_rows -> Nullable<Int8>,
+        write_window_ms -> Nullable<Float8>,
+        rolled_back_at -> Nullable<Timestamptz>,
+        contracted_at -> Nullable<Timestamptz>,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    notifications_move_changes (table_name, key) {
+        table_name -> Text,
+        key -> Text,
+    }
+}
+
+diesel::table! {
     order_lines (order_id, line_no) {
         order_id -> Uuid,
         line_no -> Int2,
@@ -248,6 +271,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     inventory_movements,
     notifications,
     notifications_inbox,
+    notifications_move,
+    notifications_move_changes,
     order_lines,
     order_refund_lines,
     orders,

@@ -43,6 +43,12 @@ pub enum StartupError {
     },
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    #[error(
+        "notifications has moved to a database of its own ({0}): start agora with AGORA_NOTIFICATIONS_URL (and \
+         AGORA_BROKER_URL) pointing at `agora notifications-service`, or move it back with `agora split \
+         notifications --rollback`"
+    )]
+    Moved(String),
 }
 
 impl StartupError {
@@ -79,7 +85,20 @@ pub fn prepare(config: &Config) -> Result<Prepared, StartupError> {
         db = db.with_replica(replica, &config.pool);
     }
     let secrets = db.run_blocking(Module::Admin.op("bootstrap"), |conn| crate::admin::auth::bootstrap(conn, config))?;
+    let moved = db.run_blocking(Module::Notifications.op("move_state"), crate::notifications::split::state)?;
+    if let Some(moved) = moved.filter(|moved| moved.has_cut_over())
+        && config.notifications_consumer != NotificationsConsumer::Service
+    {
+        return Err(StartupError::Moved(moved.describe()));
+    }
     let mut subscriptions = crate::outbox::subscriptions(config);
+    if let (NotificationsConsumer::Service, Some(broker)) = (config.notifications_consumer, &config.broker)
+        && let Err(error) = crate::notifications::declare_queue_now(broker)
+    {
+        // The service declares it too when it starts; until one of them has, the relay's
+        // mandatory publishes of e-mail events come back unrouted and are retried.
+        log::warn!("cannot declare the notifications service's queue on the broker yet: {error}");
+    }
     if let (NotificationsConsumer::Broker, Some(broker)) = (config.notifications_consumer, &config.broker)
         && let Err(error) = crate::notifications::declare_queue_now(broker)
     {
@@ -133,6 +152,7 @@ impl Application {
             keys,
             experiments: crate::experiment::RunLimit::new(config.experiment.max_runs),
             broker: broker.clone(),
+            mailroom: crate::notifications::Mailroom::new(&config, &db),
         };
         let gateway: Arc<dyn CardGateway> = Arc::new(crate::payments::SimulatedGateway);
         let server = HttpServer::new(move || build_app(state.clone(), gateway.clone()))
@@ -209,15 +229,26 @@ pub fn prepare_database(config: &Config) -> Result<(), StartupError> {
 pub fn start_background_work(db: &Db, config: &Config, broker: Option<BrokerHealth>) -> BackgroundTasks {
     let mut tasks = BackgroundTasks::default();
     let emails = Arc::new(crate::notifications::OrderEmails::new(config));
-    // Registered in either mode: deliveries made before a switch to the broker still complete.
-    let mut handlers: Vec<Arc<dyn crate::outbox::dispatcher::Handler>> = vec![emails.clone()];
+    // Registered in either in-process mode: deliveries made before a switch to the broker still
+    // complete. With notifications in its service, this process writes no e-mail at all.
+    let mut handlers: Vec<Arc<dyn crate::outbox::dispatcher::Handler>> = Vec::new();
+    if config.notifications_consumer != NotificationsConsumer::Service {
+        handlers.push(emails.clone());
+    }
     if let Some(settings) = &config.broker {
         let health = broker.unwrap_or_else(|| BrokerHealth::new(settings));
         handlers.push(Relay::start(&mut tasks, settings, health, confirm_timeout(config)));
     }
     crate::outbox::dispatcher::start(&mut tasks, db, config, handlers);
     if let (NotificationsConsumer::Broker, Some(broker)) = (config.notifications_consumer, &config.broker) {
-        crate::notifications::start_consuming(&mut tasks, db, broker, &config.outbox, emails);
+        crate::notifications::start_consuming(
+            &mut tasks,
+            db,
+            broker,
+            &config.outbox,
+            emails,
+            crate::notifications::Fence::None,
+        );
     }
     crate::orders::timeout::start(&mut tasks, db, config);
     crate::idempotency::start_purging(&mut tasks, db);
@@ -409,7 +440,7 @@ async fn wait_for_schema(config: &Config) {
 }
 
 /// Completes at the first SIGINT (Ctrl-C) or SIGTERM (a service manager's stop), naming it.
-async fn termination() -> &'static str {
+pub async fn termination() -> &'static str {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -266,7 +266,12 @@ fn register_lock_waits(registry: &Registry) -> Result<(), AppError> {
 /// database is down, when `agora_db_up` says why.
 async fn register_shared_tables(registry: &Registry, state: &AppState) -> Result<(), AppError> {
     let backlog = state.db.run(Module::Outbox.op("backlog"), crate::outbox::backlog).await;
-    let emails = state.db.run(Module::Notifications.op("count_emails"), crate::notifications::counts_by_status).await;
+    // With notifications in its service, the e-mails are counted there (its own /metrics).
+    let emails = if state.mailroom.is_service() {
+        Err(AppError::Unavailable("counted by the notifications service".into()))
+    } else {
+        state.db.run(Module::Notifications.op("count_emails"), crate::notifications::counts_by_status).await
+    };
     if let Ok(backlog) = backlog {
         let deliveries = IntGaugeVec::new(
             Opts::new("agora_outbox_deliveries", "Event deliveries not completed, by status"),

@@ -25,6 +25,8 @@ pub struct AppState {
     pub experiments: Arc<RunLimit>,
     /// The link to the broker, when this process relays events to one.
     pub broker: Option<BrokerHealth>,
+    /// Where the e-mails are: this database, or the notifications service.
+    pub mailroom: crate::notifications::Mailroom,
 }
 
 /// What the server signs with: the same in every process on one database.

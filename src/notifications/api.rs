@@ -11,7 +11,6 @@ use crate::http::admin_token::AdminToken;
 use crate::http::problems::{InvalidQuery, MalformedQuery, Unauthorized, Unavailable};
 use crate::http::state::AppState;
 use crate::ids::OrderId;
-use crate::kernel::Module;
 use crate::pagination::{List, Page, PageQuery};
 
 pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
@@ -77,12 +76,6 @@ pub async fn list_notifications(
     page: web::Query<PageQuery>,
 ) -> Result<web::Json<Page<NotificationItem>>, AppError> {
     let (limit, after) = (page.limit()?, page.cursor::<ListCursor>(&state.keys.cursors, List::Notifications)?);
-    let order_id = filter.order_id;
-    let notifications = state
-        .db
-        .run(Module::Notifications.op("list_notifications"), move |conn| {
-            super::list_notifications(conn, order_id, after, limit)
-        })
-        .await?;
+    let notifications = state.mailroom.list(filter.order_id, after, limit).await?;
     Ok(web::Json(notifications.map(NotificationItem::from).signed(&state.keys.cursors, List::Notifications)))
 }

@@ -30,8 +30,8 @@ use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 use prometheus::{IntCounterVec, Opts};
 
-use super::OrderEmails;
 use super::inbox::{self, Dead, DeadReason, Envelope, Taken};
+use super::{Fence, OrderEmails};
 use crate::background::Doorbell;
 use crate::background::{BackgroundTasks, StopSignal};
 use crate::config::{BrokerSettings, redact_url_password};
@@ -121,14 +121,43 @@ pub fn declare_now(settings: &BrokerSettings) -> Result<(), String> {
     .unwrap_or_else(|_| Err("the declaring thread panicked".into()))
 }
 
+/// Deletes notifications' queue (not its dead letters), as a rolled-back move leaves it to nobody.
+pub fn delete_queue_now(settings: &BrokerSettings) -> Result<(), String> {
+    let settings = settings.clone();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+        runtime.block_on(async {
+            let deleting = async {
+                let connection = Connection::connect(&settings.url, ConnectionProperties::default()).await?;
+                let channel = connection.create_channel().await?;
+                channel
+                    .queue_delete(
+                        settings.notifications_queue.as_str().into(),
+                        lapin::options::QueueDeleteOptions::default(),
+                    )
+                    .await?;
+                connection.close(200, "deleted".into()).await
+            };
+            match tokio::time::timeout(CONNECT_TIMEOUT, deleting).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(error)) => Err(error.to_string()),
+                Err(_elapsed) => Err(format!("no answer within {} s", CONNECT_TIMEOUT.as_secs())),
+            }
+        })
+    })
+    .join()
+    .unwrap_or_else(|_| Err("the deleting thread panicked".into()))
+}
+
 pub fn start(
     tasks: &mut BackgroundTasks,
     db: &Db,
     settings: &BrokerSettings,
     emails: Arc<OrderEmails>,
     sender: Doorbell,
+    fence: Fence,
 ) {
-    let consumer = Consumer { db: db.clone(), settings: settings.clone(), emails, sender };
+    let consumer = Consumer { db: db.clone(), settings: settings.clone(), emails, sender, fence };
     tasks.spawn("notifications-consumer", move |stop| {
         // lapin is asynchronous; this thread is its runtime, and database work goes to the
         // runtime's blocking threads so that heartbeats go on meanwhile.
@@ -144,9 +173,38 @@ struct Consumer {
     settings: BrokerSettings,
     emails: Arc<OrderEmails>,
     sender: Doorbell,
+    fence: Fence,
 }
 
+/// How often a service that does not hold the e-mails of record looks whether it does now.
+const HOLDER_CHECK: Duration = Duration::from_millis(500);
+
 impl Consumer {
+    /// Waits until this process may write e-mails (at once, unfenced); `false` if stopped first.
+    async fn until_admitted(&self, stop: &StopSignal) -> bool {
+        let mut said = false;
+        loop {
+            let (db, fence) = (self.db.clone(), self.fence);
+            let admitted = tokio::task::spawn_blocking(move || {
+                db.run_blocking(Module::Notifications.op("holds_records"), |conn| fence.admits(conn))
+            })
+            .await;
+            match admitted {
+                Ok(Ok(true)) => return true,
+                Ok(Ok(false)) if !said => {
+                    log::info!("the shared database holds the e-mails of record: waiting for the cutover to consume");
+                    said = true;
+                }
+                Ok(Ok(false)) => {}
+                Ok(Err(error)) => log::warn!("notifications consumer: {}", CauseChain(&error)),
+                Err(panicked) => log::error!("notifications consumer: {panicked}"),
+            }
+            if sleep_unless_stopped(HOLDER_CHECK, stop).await {
+                return false;
+            }
+        }
+    }
+
     async fn run(&self, stop: &StopSignal) {
         let broker = redact_url_password(&self.settings.url);
         let mut pause = RECONNECT_FIRST;
@@ -170,6 +228,9 @@ impl Consumer {
 
     /// Connects, declares, and consumes until stopped (`Ok`) or until something fails.
     async fn session(&self, stop: &StopSignal, consumed: &mut bool) -> anyhow::Result<()> {
+        if !self.until_admitted(stop).await {
+            return Ok(());
+        }
         let properties = ConnectionProperties::default().with_connection_name("agora notifications".into());
         let connecting = tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(&self.settings.url, properties));
         let connection = tokio::select! {
@@ -232,9 +293,11 @@ impl Consumer {
             Err(dead) => return self.dead_letter(channel, &delivery, &dead).await,
         };
         let event = received.record.id;
-        let (db, emails) = (self.db.clone(), self.emails.clone());
+        let (db, emails, fence) = (self.db.clone(), self.emails.clone(), self.fence);
         let taken = tokio::task::spawn_blocking(move || {
-            db.run_blocking(Module::Notifications.op("take_message"), |conn| inbox::take(conn, &emails, &received))
+            db.run_blocking(Module::Notifications.op("take_message"), |conn| {
+                inbox::take(conn, &emails, &received, fence)
+            })
         })
         .await
         .map_err(|panicked| anyhow!("taking the message panicked: {panicked}"))
@@ -253,6 +316,13 @@ impl Consumer {
                 log::debug!("event {event} was in the inbox already: the copy is dropped");
             }
             Ok(Taken::Dead(dead)) => return self.dead_letter(channel, &delivery, &dead).await,
+            Ok(Taken::NotHolder) => {
+                delivery.nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() }).await?;
+                MESSAGES.with_label_values(&["requeued"]).inc();
+                // Ending the session hands back every message prefetched; the next one waits
+                // until this process holds the e-mails again.
+                bail!("the e-mails of record are no longer this database's: message {event} back to the queue");
+            }
             Err(error) => {
                 log::warn!("event {event} not taken, back to the queue in {requeue_pause:?}: {error}");
                 sleep_unless_stopped(*requeue_pause, stop).await;

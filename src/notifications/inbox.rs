@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
-use super::{OrderEmails, Written};
+use super::{Fence, OrderEmails, Written};
 use crate::events::{DomainEvent, EventType};
 use crate::outbox::dispatcher::EventRecord;
 
@@ -113,6 +113,9 @@ pub enum Taken {
     Duplicate,
     /// It can never be taken; nothing was written.
     Dead(Dead),
+    /// This process does not hold the e-mails of record (a move under way or rolled back):
+    /// nothing was written, and the message goes back to the queue for the holder.
+    NotHolder,
 }
 
 enum Failure {
@@ -129,8 +132,11 @@ impl From<DieselError> for Failure {
 /// Takes a message in one transaction: its event id into the inbox and its e-mail written, or
 /// neither. A database error is returned (the message must come again); a message that cannot
 /// be taken is `Dead`.
-pub fn take(conn: &mut PgConnection, emails: &OrderEmails, received: &Received) -> QueryResult<Taken> {
+pub fn take(conn: &mut PgConnection, emails: &OrderEmails, received: &Received, fence: Fence) -> QueryResult<Taken> {
     let taken = conn.transaction(|conn| {
+        if !fence.admits(conn)? {
+            return Ok(Taken::NotHolder);
+        }
         if !record(conn, received.record.id, received.event_type)? {
             return Ok(Taken::Duplicate);
         }

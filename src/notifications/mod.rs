@@ -18,10 +18,14 @@
 pub mod api;
 mod consumer;
 mod inbox;
+pub mod mailroom;
 mod model;
 pub mod pages;
+pub mod remote;
 mod render;
 mod sender;
+pub mod service;
+pub mod split;
 mod store;
 mod transport;
 
@@ -32,6 +36,7 @@ use uuid::Uuid;
 
 pub use consumer::{DEAD_DETAIL_HEADER, DEAD_REASON_HEADER, dead_letter_name};
 pub use inbox::DeadReason;
+pub use mailroom::Mailroom;
 pub use model::{EmailKind, Notification, NotificationStatus};
 pub use transport::{Delivered, Transport};
 
@@ -48,7 +53,7 @@ use crate::pagination::Keyset;
 /// No read of another module's table: everything an e-mail says comes with its event.
 pub const TABLES: TableAccess = TableAccess {
     module: Module::Notifications,
-    owns: &["notifications", "notifications_inbox"],
+    owns: &["notifications", "notifications_inbox", "notifications_move", "notifications_move_changes"],
     reads: &[],
     writes: &[],
 };
@@ -204,10 +209,31 @@ pub fn start_consuming(
     broker: &BrokerSettings,
     retries: &OutboxSettings,
     emails: Arc<OrderEmails>,
+    fence: Fence,
 ) {
     let wakeup = crate::background::Doorbell::default();
-    sender::start(tasks, db, emails.clone(), retries, wakeup.clone());
-    consumer::start(tasks, db, broker, emails, wakeup);
+    sender::start(tasks, db, emails.clone(), retries, wakeup.clone(), fence);
+    consumer::start(tasks, db, broker, emails, wakeup, fence);
+}
+
+/// What the consumer and the sender check before writing: nothing in the shared database (its
+/// write lock refuses writes once notifications has moved), the holder of the e-mails of record in
+/// the service's ([`service::holds_records`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fence {
+    None,
+    Holder,
+}
+
+impl Fence {
+    /// Whether this process may write e-mails now; under the fence's share lock until the
+    /// caller's transaction ends.
+    fn admits(self, conn: &mut PgConnection) -> QueryResult<bool> {
+        match self {
+            Fence::None => Ok(true),
+            Fence::Holder => service::holds_records(conn),
+        }
+    }
 }
 
 /// The metrics of the broker consumer, for `/metrics`; every dead-letter reason is listed, at 0
@@ -235,6 +261,23 @@ pub fn get_notification(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option
 }
 
 pub type ListCursor = (chrono::DateTime<chrono::Utc>, Uuid);
+
+/// An order's e-mails, oldest first, without their bodies: what the order view shows.
+pub fn of_order(conn: &mut PgConnection, order: OrderId) -> QueryResult<Vec<Notification>> {
+    crate::as_module!(conn, Module::Notifications);
+    Ok(store::of_order(conn, order)?.into_iter().map(Notification::without_bodies).collect())
+}
+
+/// Up to `limit` e-mails newest first, optionally of one order, from just after `after`.
+pub fn list_rows(
+    conn: &mut PgConnection,
+    order_id: Option<OrderId>,
+    after: Option<ListCursor>,
+    limit: i64,
+) -> QueryResult<Vec<Notification>> {
+    crate::as_module!(conn, Module::Notifications);
+    store::list(conn, order_id, after, limit)
+}
 
 pub fn list_notifications(
     conn: &mut PgConnection,
@@ -291,8 +334,41 @@ pub fn find_notifications(
     store::filtered(conn, filter, sort, descending, offset, limit)
 }
 
+/// One numbered page of the admin list of e-mails, with the totals per status it shows.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct EmailPage {
+    pub items: Vec<Notification>,
+    /// The page shown: the one asked for, or the last one when asked past it.
+    pub page: i64,
+    /// The matching e-mails, counted up to `cap + 1`.
+    pub counted: i64,
+    pub totals: Vec<(NotificationStatus, i64)>,
+}
+
+/// The page `requested` of the e-mails matching `filter`, `per_page` to a page, totals counted up
+/// to `cap`: what the admin list shows, read here or by the notifications service.
+pub fn email_page(
+    conn: &mut PgConnection,
+    filter: &NotificationFilter,
+    sort: NotificationSort,
+    descending: bool,
+    requested: i64,
+) -> QueryResult<EmailPage> {
+    use crate::admin::listing::{COUNT_CAP, Numbered, PER_PAGE};
+    crate::as_module!(conn, Module::Notifications);
+    let totals = count_by_status_matching(conn, filter, COUNT_CAP)?;
+    // Any status past the cap puts the whole count past it.
+    let counted = totals.iter().map(|(_, counted)| *counted).sum::<i64>().min(COUNT_CAP + 1);
+    // Past the last page there is nothing to show: show the last one instead.
+    let last = Numbered::<()>::new(Vec::new(), 1, counted).pages();
+    let page = if counted > COUNT_CAP { requested } else { requested.min(last) };
+    let offset = Numbered::<Notification>::offset(page);
+    let items = find_notifications(conn, filter, sort, descending, offset, PER_PAGE)?;
+    Ok(EmailPage { items: items.into_iter().map(Notification::without_bodies).collect(), page, counted, totals })
+}
+
 /// What an operator saw of a failed e-mail when confirming its resend.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SeenEmail {
     pub status: NotificationStatus,
     /// Every attempt to send adds one, so a resend that has failed again since shows here.
@@ -300,7 +376,8 @@ pub struct SeenEmail {
 }
 
 /// What came of asking to send an e-mail again.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Resend {
     /// It had failed: it is pending again (and so is its outbox delivery, when the outbox sends
     /// e-mails), and the stored e-mail is sent once more (same text, same Message-ID).
@@ -348,7 +425,7 @@ pub fn resend(
         if notification.status != seen.status || notification.attempts != seen.attempts {
             return Ok(Some(Resend::Changed { notification, seen }));
         }
-        if consumer == NotificationsConsumer::Broker {
+        if consumer.uses_queue() {
             store::mark_pending_again(conn, id)?;
             return Ok(Some(Resend::Queued(notification)));
         }

@@ -57,7 +57,9 @@ impl EmailKind {
     }
 }
 
-#[derive(Clone, Debug, Queryable, Selectable)]
+/// An e-mail as kept. Serialized as the notifications service's API gives it; a list leaves the
+/// bodies out (empty), one e-mail has them.
+#[derive(Clone, Debug, Queryable, Selectable, serde::Serialize, serde::Deserialize)]
 #[diesel(table_name = crate::schema::notifications)]
 pub struct Notification {
     pub id: Uuid,
@@ -66,7 +68,9 @@ pub struct Notification {
     pub kind: EmailKind,
     pub recipient: String,
     pub subject: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub text_body: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub html_body: String,
     pub message_id: String,
     pub status: NotificationStatus,
@@ -79,6 +83,11 @@ pub struct Notification {
 }
 
 impl Notification {
+    /// The e-mail without its bodies, as lists carry it.
+    pub fn without_bodies(self) -> Notification {
+        Notification { text_body: String::new(), html_body: String::new(), ..self }
+    }
+
     /// Delivered (to an SMTP server) or kept (store-only mode): nothing more to do.
     pub fn is_done(&self) -> bool {
         matches!(self.status, NotificationStatus::Sent | NotificationStatus::Stored)

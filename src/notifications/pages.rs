@@ -10,13 +10,12 @@ use uuid::Uuid;
 use super::{
     DeadReason, EmailKind, Notification, NotificationFilter, NotificationSort, NotificationStatus, Resend, SeenEmail,
 };
-use crate::admin::listing::{COUNT_CAP, Column, ListQuery, Numbered, PER_PAGE, Sort, href};
+use crate::admin::listing::{COUNT_CAP, Column, ListQuery, Numbered, Sort, href};
 use crate::admin::page::{Confirmation, Layout, PageError, Section, render, see_other};
 use crate::admin::session::{Admin, CsrfForm, CsrfProtected};
 use crate::config::{Config, NotificationsConsumer};
 use crate::error::AppError;
 use crate::http::state::AppState;
-use crate::kernel::Module;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/notifications").route(web::get().to(list)))
@@ -147,20 +146,9 @@ async fn list(
     let (form, filter) = read_filters(filters.into_inner())?;
     let order = if sort.key == "attempts" { NotificationSort::Attempts } else { NotificationSort::CreatedAt };
     let descending = sort.descending;
-    let (page, totals) = state
-        .db
-        .read(Module::Notifications.op("list_notifications"), admin.read_after(), move |conn| {
-            let totals = super::count_by_status_matching(conn, &filter, COUNT_CAP)?;
-            // Any status past the cap puts the whole count past it.
-            let counted = totals.iter().map(|(_, counted)| *counted).sum::<i64>().min(COUNT_CAP + 1);
-            // Past the last page there is nothing to show: show the last one instead.
-            let last = Numbered::<()>::new(Vec::new(), 1, counted).pages();
-            let page = if counted > COUNT_CAP { requested } else { requested.min(last) };
-            let offset = Numbered::<Notification>::offset(page);
-            let items = super::find_notifications(conn, &filter, order, descending, offset, PER_PAGE)?;
-            Ok::<_, AppError>((Numbered::new(items, page, counted), totals))
-        })
-        .await?;
+    let found = state.mailroom.page(filter, order, descending, requested, admin.read_after()).await?;
+    let page = Numbered::new(found.items, found.page, found.counted);
+    let totals = found.totals;
     render(&ListPage {
         layout: admin.layout(Section::Notifications),
         statuses: NotificationStatus::ALL,
@@ -216,10 +204,7 @@ struct ShowPage {
 }
 
 async fn find(state: &AppState, id: Uuid) -> Result<Notification, PageError> {
-    let notification = state
-        .db
-        .run(Module::Notifications.op("get_notification"), move |conn| super::get_notification(conn, id))
-        .await?;
+    let notification = state.mailroom.email(id).await?;
     Ok(notification.ok_or_else(|| AppError::not_found(format!("No e-mail with id {id}.")))?)
 }
 
@@ -334,11 +319,7 @@ async fn resend(
 ) -> Result<HttpResponse, PageError> {
     let id = id.into_inner();
     let seen = form.seen()?;
-    let consumer = state.config.notifications_consumer;
-    let outcome = state
-        .db
-        .run(Module::Notifications.op("resend_notification"), move |conn| super::resend(conn, id, seen, consumer))
-        .await?;
+    let outcome = state.mailroom.resend(id, seen).await?;
     let outcome = outcome.ok_or_else(|| AppError::not_found(format!("No e-mail with id {id}.")))?;
     match &outcome {
         Resend::Queued(notification) => admin.flash(format!("E-mail to {} queued again.", notification.recipient)),

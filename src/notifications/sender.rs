@@ -16,7 +16,7 @@ use std::time::Duration;
 use chrono::Utc;
 use diesel::prelude::*;
 
-use super::{OrderEmails, store};
+use super::{Fence, OrderEmails, store};
 use crate::background::{BackgroundTasks, Doorbell};
 use crate::config::OutboxSettings;
 use crate::db::Db;
@@ -32,11 +32,14 @@ pub fn start(
     emails: Arc<OrderEmails>,
     settings: &OutboxSettings,
     wakeup: Doorbell,
+    fence: Fence,
 ) {
     let (db, settings) = (db.clone(), settings.clone());
     tasks.spawn("notifications-sender", move |stop| {
         while !stop.is_stopped() {
-            match db.run_blocking(Module::Notifications.op("send_email"), |conn| send_next(conn, &emails, &settings)) {
+            match db
+                .run_blocking(Module::Notifications.op("send_email"), |conn| send_next(conn, &emails, &settings, fence))
+            {
                 Ok(true) => continue,
                 Ok(false) => {}
                 Err(error) => log::warn!("notifications sender: {}", CauseChain(&error)),
@@ -56,8 +59,16 @@ pub fn start(
 }
 
 /// Makes one attempt at the e-mail due longest; `false` if none is due.
-fn send_next(conn: &mut PgConnection, emails: &OrderEmails, settings: &OutboxSettings) -> QueryResult<bool> {
+fn send_next(
+    conn: &mut PgConnection,
+    emails: &OrderEmails,
+    settings: &OutboxSettings,
+    fence: Fence,
+) -> QueryResult<bool> {
     conn.transaction(|conn| {
+        if !fence.admits(conn)? {
+            return Ok(false);
+        }
         let Some(email) = store::claim_due(conn)? else { return Ok(false) };
         let attempt = email.round_attempts + 1;
         let is_last = attempt >= settings.max_attempts;

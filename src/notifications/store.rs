@@ -59,9 +59,11 @@ pub fn mark_failed_attempt(
 }
 
 /// The pending e-mail that has been due longest, locked; one another sender holds is skipped.
+/// The claim also writes the row (changing nothing), so that a table write-locked by a move
+/// (`agora split notifications`) refuses the claim before anything is sent.
 pub fn claim_due(conn: &mut PgConnection) -> QueryResult<Option<Notification>> {
     use crate::schema::notifications::dsl::*;
-    notifications
+    let due = notifications
         .filter(status.eq(NotificationStatus::Pending))
         .filter(next_attempt_at.le(diesel::dsl::now))
         .order(next_attempt_at)
@@ -69,7 +71,11 @@ pub fn claim_due(conn: &mut PgConnection) -> QueryResult<Option<Notification>> {
         .for_update()
         .skip_locked()
         .first(conn)
-        .optional()
+        .optional()?;
+    if let Some(email) = &due {
+        diesel::update(notifications.find(email.id)).set(next_attempt_at.eq(next_attempt_at)).execute(conn)?;
+    }
+    Ok(due)
 }
 
 /// When the next pending e-mail falls due, if any is pending.
@@ -81,6 +87,16 @@ pub fn next_due(conn: &mut PgConnection) -> QueryResult<Option<DateTime<Utc>>> {
 pub fn find(conn: &mut PgConnection, notification: Uuid) -> QueryResult<Option<Notification>> {
     use crate::schema::notifications::dsl::*;
     notifications.find(notification).select(Notification::as_select()).first(conn).optional()
+}
+
+/// An order's e-mails, oldest first.
+pub fn of_order(conn: &mut PgConnection, order: OrderId) -> QueryResult<Vec<Notification>> {
+    use crate::schema::notifications::dsl::*;
+    notifications
+        .filter(order_id.eq(order))
+        .order((created_at.asc(), id.asc()))
+        .select(Notification::as_select())
+        .load(conn)
 }
 
 /// E-mails newest first, optionally of one order, from just after `after`.

@@ -264,14 +264,17 @@ impl ShowPage {
 
 async fn show(state: web::Data<AppState>, admin: Admin, id: web::Path<OrderId>) -> Result<HttpResponse, PageError> {
     let id = id.into_inner();
-    let (details, movements) = state
-        .db
-        .run(Module::Orders.op("order_page"), move |conn| -> Result<_, AppError> {
-            let details = super::order_details(conn, id)?;
+    let emails_here = !state.mailroom.is_service();
+    let (read, emails) = tokio::join!(
+        state.db.run(Module::Orders.op("order_page"), move |conn| -> Result<_, AppError> {
+            let details = super::order_details(conn, id, emails_here)?;
             let movements = crate::inventory::order_movements(conn, id)?;
             Ok((details, movements))
-        })
-        .await?;
+        }),
+        state.mailroom.order_emails(id),
+    );
+    let (details, movements) = read?;
+    let details = details.with_emails(emails);
     render(&ShowPage { layout: admin.layout(Section::Orders), details, movements, currency: state.config.currency })
 }
 
@@ -283,7 +286,8 @@ async fn confirm(
     id: OrderId,
     action: Action,
 ) -> Result<HttpResponse, PageError> {
-    let details = state.db.run(Module::Orders.op("order_page"), move |conn| super::order_details(conn, id)).await?;
+    let details =
+        state.db.run(Module::Orders.op("order_page"), move |conn| super::order_details(conn, id, false)).await?;
     let order = &details.order;
     let number = order.display_number();
     let back = format!("/admin/orders/{id}");

@@ -157,7 +157,7 @@ impl FormPage {
 }
 
 async fn details(state: &AppState, id: OrderId) -> Result<OrderDetails, PageError> {
-    Ok(state.db.run(Module::Orders.op("order_page"), move |conn| super::order_details(conn, id)).await?)
+    Ok(state.db.run(Module::Orders.op("order_page"), move |conn| super::order_details(conn, id, false)).await?)
 }
 
 /// Back to the order's page, saying why, when its status allows no refund (any more).

@@ -23,6 +23,9 @@ pub struct OrderDetails {
     /// Each payment attempt with its refunds, oldest first.
     pub payments: Vec<(Payment, Vec<Refund>)>,
     pub notifications: Vec<NotificationSummary>,
+    /// Why the e-mails could not be listed (the notifications service did not answer): the rest
+    /// of the view stands without them.
+    pub notifications_unavailable: Option<String>,
     pub events: Vec<EventSummary>,
 }
 
@@ -49,7 +52,33 @@ pub struct EventSummary {
     pub created_at: DateTime<Utc>,
 }
 
+impl From<crate::notifications::Notification> for NotificationSummary {
+    fn from(email: crate::notifications::Notification) -> NotificationSummary {
+        NotificationSummary {
+            id: email.id,
+            kind: email.kind,
+            recipient: email.recipient,
+            subject: email.subject,
+            status: email.status,
+            attempts: email.attempts,
+            last_error: email.last_error,
+            sent_at: email.sent_at,
+            created_at: email.created_at,
+        }
+    }
+}
+
 impl OrderDetails {
+    /// The e-mails as the notifications service gave them, or why it did not.
+    pub fn with_emails(mut self, emails: Option<Result<Vec<crate::notifications::Notification>, String>>) -> Self {
+        match emails {
+            None => {}
+            Some(Ok(emails)) => self.notifications = emails.into_iter().map(NotificationSummary::from).collect(),
+            Some(Err(reason)) => self.notifications_unavailable = Some(reason),
+        }
+        self
+    }
+
     /// Units of the line refunded so far.
     pub fn refunded_quantity(&self, line_no: i16) -> i32 {
         self.refund_lines.iter().filter(|refund| refund.line_no == line_no).map(|refund| refund.quantity).sum()
@@ -84,7 +113,13 @@ impl OrderDetails {
     }
 }
 
-pub fn order_details(conn: &mut PgConnection, order_id: OrderId) -> Result<OrderDetails, OrdersError> {
+/// The order from one snapshot; its e-mails too when `emails_here` (notifications in this
+/// database), else none: the caller asks the notifications service ([`OrderDetails::with_emails`]).
+pub fn order_details(
+    conn: &mut PgConnection,
+    order_id: OrderId,
+    emails_here: bool,
+) -> Result<OrderDetails, OrdersError> {
     crate::as_module!(conn, Module::Orders);
     use crate::schema::{
         customers, events, notifications, order_lines, order_refund_lines, orders, payment_refunds, payments,
@@ -130,16 +165,29 @@ pub fn order_details(conn: &mut PgConnection, order_id: OrderId) -> Result<Order
                 _ => payments.push((payment, refund.into_iter().collect())),
             }
         }
-        let notifications = notifications::table
-            .filter(notifications::order_id.eq(order_id))
-            .order(notifications::created_at.asc())
-            .select(NotificationSummary::as_select())
-            .load(conn)?;
+        let notifications = if emails_here {
+            notifications::table
+                .filter(notifications::order_id.eq(order_id))
+                .order(notifications::created_at.asc())
+                .select(NotificationSummary::as_select())
+                .load(conn)?
+        } else {
+            Vec::new()
+        };
         let events = events::table
             .filter(events::aggregate_id.eq(order_id))
             .order(events::id.asc())
             .select(EventSummary::as_select())
             .load(conn)?;
-        Ok(OrderDetails { order, customer, lines, refund_lines, payments, notifications, events })
+        Ok(OrderDetails {
+            order,
+            customer,
+            lines,
+            refund_lines,
+            payments,
+            notifications,
+            notifications_unavailable: None,
+            events,
+        })
     })
 }

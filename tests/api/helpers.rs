@@ -231,6 +231,11 @@ impl TestApp {
     fn spawn_on(database: std::sync::Arc<TestDatabase>, customize: impl FnOnce(&mut Config)) -> TestApp {
         let mut config = test_config(&database.url);
         customize(&mut config);
+        Self::spawn_configured(database, config)
+    }
+
+    /// The real application on `database` with exactly `config` (whose database URL is `database`'s).
+    pub fn spawn_configured(database: std::sync::Arc<TestDatabase>, config: Config) -> TestApp {
         let (started, receive_start) = mpsc::channel();
         let server_thread = std::thread::spawn(move || {
             actix_web::rt::System::new().block_on(async move {
@@ -639,16 +644,21 @@ impl TestApp {
 
     /// One query's single bigint answer (NULL read as 0), e.g. a count.
     pub fn count(&self, sql: &str) -> i64 {
-        #[derive(QueryableByName)]
-        struct Answer {
-            #[diesel(sql_type = BigInt)]
-            n: i64,
-        }
-        diesel::sql_query(format!("SELECT coalesce(({sql})::bigint, 0) AS n"))
-            .get_result::<Answer>(&mut self.connect())
-            .unwrap()
-            .n
+        count_in(&self.database.url, sql)
     }
+}
+
+/// The number `sql` selects, in the database at `url`.
+pub fn count_in(url: &str, sql: &str) -> i64 {
+    #[derive(QueryableByName)]
+    struct Answer {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    diesel::sql_query(format!("SELECT coalesce(({sql})::bigint, 0) AS n"))
+        .get_result::<Answer>(&mut PgConnection::establish(url).unwrap())
+        .unwrap()
+        .n
 }
 
 pub fn order_body(email: &str, items: &[(&str, i64)]) -> Value {

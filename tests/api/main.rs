@@ -32,4 +32,6 @@ mod roles;
 mod seed;
 mod sessions;
 mod smtp;
+mod split;
 mod stopping;
+mod topology;

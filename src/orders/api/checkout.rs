@@ -122,8 +122,14 @@ pub async fn get_order(
 }
 
 pub(super) async fn details(state: &AppState, id: OrderId) -> Result<OrderDetailsView, AppError> {
-    let details = state.db.run(Module::Orders.op("order_details"), move |conn| orders::order_details(conn, id)).await?;
-    Ok(details.into())
+    // The e-mails come from the notifications service when it holds them: asked at once, beside
+    // the database's snapshot, so the view waits for the slower of the two, not for both.
+    let emails_here = !state.mailroom.is_service();
+    let (details, emails) = tokio::join!(
+        state.db.run(Module::Orders.op("order_details"), move |conn| orders::order_details(conn, id, emails_here)),
+        state.mailroom.order_emails(id),
+    );
+    Ok(details?.with_emails(emails).into())
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -103,6 +103,9 @@ pub struct OrderDetailsView {
     pub order: OrderView,
     pub payments: Vec<PaymentView>,
     pub notifications: Vec<NotificationView>,
+    /// Set when the e-mails could not be listed (the notifications service did not answer in
+    /// time): `notifications` is then empty, and the rest of the order stands.
+    pub notifications_unavailable: Option<String>,
     pub events: Vec<EventView>,
 }
 
@@ -114,7 +117,9 @@ impl From<OrderDetails> for OrderDetailsView {
         for (item, refunded) in order.items.iter_mut().zip(refunded) {
             item.refunded_quantity = refunded;
         }
+        let notifications_unavailable = details.notifications_unavailable;
         OrderDetailsView {
+            notifications_unavailable,
             order,
             payments: details
                 .payments

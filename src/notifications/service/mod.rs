@@ -1,0 +1,233 @@
+//! `agora notifications-service`: the notifications module alone, in a process of its own, on a
+//! database of its own (`AGORA_NOTIFICATIONS_DATABASE_URL`). It is the way out of the shared
+//! database, run: the module already renders every e-mail from its event and consumes a queue of
+//! its own, so moving it needs no code of another module, only these tables elsewhere.
+//!
+//! The service applies its own migrations (`src/notifications/migrations`) to its own database,
+//! consumes its queue on the broker, sends over SMTP, and answers a small HTTP API (an order's
+//! e-mails, one e-mail, resend) that the main process's order view and admin pages call.
+//!
+//! Which database holds the e-mails of record is written in the service's database
+//! (`notifications_ownership`): a fresh service holds them; during `agora split notifications`
+//! the shared database does until the cutover. The service takes a message or sends an e-mail
+//! only while it holds them, checked in the same transaction under a share lock, so the cutover
+//! and the rollback, which change the holder, wait for the message in flight and fence off the rest.
+
+pub mod api;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{App, HttpServer, web};
+use diesel::prelude::*;
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use crate::background::BackgroundTasks;
+use crate::config::{BrokerSettings, Config, PoolSettings};
+use crate::db::{Db, SetupError};
+
+/// The service's migrations, compiled in: its database holds nothing else.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("src/notifications/migrations");
+
+/// Held while migrating the service's database, as [`crate::db::MIGRATION_LOCK_KEY`] is for the shared one.
+const MIGRATION_LOCK_KEY: i64 = 0x4147_4f52_415f_4e53; // "AGORA_NS"
+
+const RETRY_FIRST: Duration = Duration::from_millis(250);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+diesel::table! {
+    /// Which database holds the e-mails of record (the service's database only).
+    notifications_ownership (only_row) {
+        only_row -> Bool,
+        holder -> Text,
+        changed_at -> Timestamptz,
+    }
+}
+
+/// Which database holds the e-mails of record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Holder {
+    /// The service's own database: the service takes messages and sends.
+    Service,
+    /// The shared database (a move not cut over yet, or rolled back): the service does nothing.
+    Shared,
+}
+
+impl Holder {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Holder::Service => "service",
+            Holder::Shared => "shared",
+        }
+    }
+}
+
+/// Whether the service's database holds the e-mails of record, read under a share lock that a
+/// change of holder waits for until the caller's transaction ends.
+pub fn holds_records(conn: &mut PgConnection) -> QueryResult<bool> {
+    use self::notifications_ownership::dsl as ownership;
+    let current: String = ownership::notifications_ownership.select(ownership::holder).for_share().first(conn)?;
+    Ok(current == Holder::Service.as_str())
+}
+
+/// Makes `to` the holder; waits for every message and send in flight (they hold the share lock).
+pub fn set_holder(conn: &mut PgConnection, to: Holder) -> QueryResult<()> {
+    use self::notifications_ownership::dsl as ownership;
+    diesel::update(ownership::notifications_ownership)
+        .set((ownership::holder.eq(to.as_str()), ownership::changed_at.eq(diesel::dsl::now)))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Creates the service's database if needed and applies its migrations.
+pub fn prepare_database(database_url: &str) -> Result<(), SetupError> {
+    if crate::db::create_database_if_missing(database_url)? {
+        log::info!("created the notifications database {}", crate::db::split_database_url(database_url)?.1);
+    }
+    let mut conn = crate::db::connect(database_url)?;
+    let applied = run_migrations(&mut conn)?;
+    if !applied.is_empty() {
+        log::info!("notifications database: applied {}", applied.join(", "));
+    }
+    Ok(())
+}
+
+fn run_migrations(conn: &mut PgConnection) -> Result<Vec<String>, SetupError> {
+    let migrate = |error: &dyn std::fmt::Display| SetupError::Migrate(error.to_string());
+    diesel::sql_query("SELECT pg_advisory_lock($1)")
+        .bind::<diesel::sql_types::BigInt, _>(MIGRATION_LOCK_KEY)
+        .execute(conn)
+        .map_err(|error| migrate(&error))?;
+    let applied = conn
+        .run_pending_migrations(MIGRATIONS)
+        .map(|versions| versions.iter().map(ToString::to_string).collect())
+        .map_err(|error| migrate(&error));
+    let unlocked = diesel::sql_query("SELECT pg_advisory_unlock($1)")
+        .bind::<diesel::sql_types::BigInt, _>(MIGRATION_LOCK_KEY)
+        .execute(conn);
+    let applied = applied?;
+    unlocked.map_err(|error| migrate(&error))?;
+    Ok(applied)
+}
+
+/// The pool of the service's database: no module roles (the database is the module's alone).
+pub fn pool_settings(config: &Config) -> PoolSettings {
+    PoolSettings { module_roles: false, ..config.pool.clone() }
+}
+
+/// What the service needs beyond Agora's configuration, checked at start.
+pub struct ServiceSettings {
+    pub database_url: String,
+    pub broker: BrokerSettings,
+}
+
+impl ServiceSettings {
+    pub fn from_config(config: &Config) -> Result<ServiceSettings, String> {
+        let database_url = config.notifications_database_url.clone().ok_or(
+            "AGORA_NOTIFICATIONS_DATABASE_URL must name the service's own database, e.g. \
+             postgres://postgres@127.0.0.1:5432/agora_notifications",
+        )?;
+        if crate::db::split_database_url(&database_url).ok().map(|(_, name)| name)
+            == crate::db::split_database_url(&config.database_url).ok().map(|(_, name)| name)
+            && same_server(&database_url, &config.database_url)
+        {
+            return Err("AGORA_NOTIFICATIONS_DATABASE_URL names the shared database: the service needs its own".into());
+        }
+        let broker =
+            config.broker.clone().ok_or("AGORA_BROKER_URL is needed: the service takes its events from the broker")?;
+        Ok(ServiceSettings { database_url, broker })
+    }
+}
+
+fn same_server(a: &str, b: &str) -> bool {
+    let server = |url: &str| crate::db::split_database_url(url).map(|(server, _)| server).ok();
+    server(a) == server(b)
+}
+
+/// The running service: its HTTP server and background work (consumer and sender).
+pub struct NotificationsService {
+    port: u16,
+    server: actix_web::dev::Server,
+    background: BackgroundTasks,
+}
+
+impl NotificationsService {
+    /// Prepares the service's database (retrying while it cannot be reached) and starts.
+    /// Must be called from within an actix system.
+    pub async fn build(config: Config) -> Result<NotificationsService, Box<dyn std::error::Error>> {
+        let settings = ServiceSettings::from_config(&config)?;
+        let mut delay = RETRY_FIRST;
+        loop {
+            let url = settings.database_url.clone();
+            match actix_web::rt::task::spawn_blocking(move || prepare_database(&url)).await? {
+                Ok(()) => break,
+                Err(error @ (SetupError::Connect { .. } | SetupError::Pool(_))) => {
+                    log::warn!("waiting for the notifications database: {error}");
+                }
+                Err(other) => return Err(other.into()),
+            }
+            actix_web::rt::time::sleep(delay).await;
+            delay = (delay * 2).min(RETRY_MAX);
+        }
+        let listener = std::net::TcpListener::bind(&config.bind)?;
+        Self::start(config, settings, listener)
+    }
+
+    fn start(
+        config: Config,
+        settings: ServiceSettings,
+        listener: std::net::TcpListener,
+    ) -> Result<NotificationsService, Box<dyn std::error::Error>> {
+        let db = Db::connect(&settings.database_url, &pool_settings(&config));
+        let emails = Arc::new(super::OrderEmails::new(&config));
+        let mut background = BackgroundTasks::default();
+        super::start_consuming(&mut background, &db, &settings.broker, &config.outbox, emails, super::Fence::Holder);
+        let port = listener.local_addr()?.port();
+        let state = api::ServiceState { db, config: Arc::new(config) };
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(web::Data::new(state.clone()))
+                .app_data(crate::error::extractors::json_config())
+                .app_data(crate::error::extractors::query_config())
+                .app_data(crate::error::extractors::path_config())
+                .configure(api::configure)
+        })
+        .disable_signals()
+        .listen(listener)?
+        .run();
+        log::info!("notifications service listening on 127.0.0.1:{port}");
+        Ok(NotificationsService { port, server, background })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until the server is stopped or `stop` completes, then stops the background work.
+    pub async fn run_until(self, stop: impl Future<Output = &'static str>) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let mut server = std::pin::pin!(self.server);
+        let served = tokio::select! {
+            served = &mut server => served,
+            signal = stop => {
+                log::info!("{signal}: stopping the notifications service");
+                let (served, ()) = tokio::join!(server, handle.stop(true));
+                served
+            }
+        };
+        let background = self.background;
+        actix_web::rt::task::spawn_blocking(move || background.shutdown()).await.map_err(std::io::Error::other)?;
+        served
+    }
+}
+
+/// `agora notifications-service`, until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    let service = NotificationsService::build(config).await?;
+    service.run_until(crate::startup::termination()).await?;
+    Ok(())
+}

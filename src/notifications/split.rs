@@ -1,0 +1,806 @@
+//! `agora split notifications`: moves the e-mails of a running shared installation onto the
+//! notifications service's own database, the way GitLab moved its `ci` tables out of its main
+//! database, and back with `--rollback`:
+//!
+//! 1. **copy** while Agora runs: a trigger starts listing every e-mail and inbox row written from
+//!    now on, then every row is copied (upserted) to the service's database;
+//! 2. **verify** the copy: counts and a checksum per status on both sides, leaving out the rows
+//!    listed as changed since (the cutover copies those again);
+//! 3. **cut over** in one transaction of the shared database: stop new in-process e-mail
+//!    deliveries (the subscription goes, the pending deliveries are handed to the broker relay,
+//!    which publishes their events into the service's queue), lock the old tables, copy the rows
+//!    that changed, verify everything again, and install the write lock (a trigger that refuses
+//!    writes); then make the service the holder of the e-mails of record, so it starts consuming;
+//! 4. **report** the write window: from the locks taken to the cutover committed, no e-mail could
+//!    be recorded anywhere.
+//!
+//! Where the move stands is kept in `notifications_move` (shared database) and
+//! `notifications_ownership` (service database), so a run killed at any point is run again: it
+//! says where it resumes, and every step is idempotent (upserts; a transaction that died did
+//! nothing). No e-mail is lost or sent twice across the move: each is one row per event (unique
+//! event id) with a Message-ID derived from the event, the service's inbox drops redelivered
+//! messages, and at every moment exactly one database accepts e-mail writes (the other refuses
+//! them: the old table's trigger, or the service's ownership fence).
+//!
+//! `--contract` drops the old tables once the move is final (a migration of its own).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use diesel::connection::SimpleConnection;
+use diesel::pg::upsert::excluded;
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Text};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use uuid::Uuid;
+
+use super::service::{self, Holder};
+use crate::config::Config;
+use crate::events::{BROKER_RELAY, ORDER_EMAILS, ORDER_EMAILS_SUBSCRIPTION};
+use crate::kernel::Module;
+use crate::schema::{notifications, notifications_inbox, notifications_move, notifications_move_changes};
+
+/// The migration `--contract` applies to the shared database: the old tables dropped.
+pub const CONTRACT_MIGRATIONS: EmbeddedMigrations = embed_migrations!("src/notifications/contract");
+
+/// Rows per copied batch.
+const BATCH: i64 = 500;
+/// How long the cutover waits for a lock before giving up (and leaving everything as it was).
+const CUTOVER_LOCK_TIMEOUT: &str = "10s";
+/// What an in-process e-mail delivery handed over at the cutover says.
+const HANDED_OVER: &str = "handed over to the notifications service (agora split notifications)";
+
+/// For the tests of a command killed mid-way: `AGORA_SPLIT_FAILPOINT=<point>` makes the command
+/// say `paused at <point>` and wait there, a minute, to be killed.
+const FAILPOINT_VARIABLE: &str = "AGORA_SPLIT_FAILPOINT";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SplitError {
+    #[error("{0}")]
+    Setup(String),
+    #[error(transparent)]
+    Database(#[from] diesel::result::Error),
+    #[error(transparent)]
+    Connect(#[from] crate::db::SetupError),
+    #[error("the copy differs from the shared table: {0}")]
+    Mismatch(String),
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Where a move stands, as `notifications_move` keeps it.
+#[derive(Clone, Debug, Queryable, Selectable)]
+#[diesel(table_name = notifications_move)]
+pub struct MoveState {
+    pub step: String,
+    pub started_at: DateTime<Utc>,
+    pub copied_at: Option<DateTime<Utc>>,
+    pub copied_rows: Option<i64>,
+    pub cut_over_at: Option<DateTime<Utc>>,
+    pub caught_up_rows: Option<i64>,
+    pub write_window_ms: Option<f64>,
+    pub rolled_back_at: Option<DateTime<Utc>>,
+    pub contracted_at: Option<DateTime<Utc>>,
+}
+
+impl MoveState {
+    /// Whether the e-mails of record left the shared database (cut over, or contracted).
+    pub fn has_cut_over(&self) -> bool {
+        matches!(self.step.as_str(), "cut_over" | "contracted")
+    }
+
+    pub fn describe(&self) -> String {
+        match (self.step.as_str(), self.cut_over_at) {
+            ("contracted", _) => "moved and contracted: the old tables are gone".to_owned(),
+            (_, Some(at)) => format!(
+                "cut over at {} UTC, write window {:.1} ms",
+                at.format("%Y-%m-%d %H:%M:%S"),
+                self.write_window_ms.unwrap_or_default()
+            ),
+            (step, None) => format!("move at step {step}"),
+        }
+    }
+}
+
+/// Where the move stands; `None` if none ever started.
+pub fn state(conn: &mut PgConnection) -> diesel::QueryResult<Option<MoveState>> {
+    crate::as_module!(conn, Module::Notifications);
+    notifications_move::table.select(MoveState::as_select()).first(conn).optional()
+}
+
+/// Every column of an e-mail, to copy it whole between the two databases.
+#[derive(Clone, Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = notifications)]
+struct EmailRow {
+    id: Uuid,
+    event_id: i64,
+    order_id: Uuid,
+    kind: String,
+    recipient: String,
+    subject: String,
+    text_body: String,
+    html_body: String,
+    message_id: String,
+    status: String,
+    attempts: i32,
+    last_error: Option<String>,
+    sent_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    next_attempt_at: DateTime<Utc>,
+    round_attempts: i32,
+}
+
+#[derive(Clone, Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = notifications_inbox)]
+struct InboxRow {
+    event_id: i64,
+    event_type: String,
+    received_at: DateTime<Utc>,
+}
+
+/// What one run did, for the report.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub lines: Vec<String>,
+    /// The cutover's write window, when this run cut over.
+    pub write_window: Option<Duration>,
+}
+
+impl Report {
+    fn say(&mut self, line: impl Into<String>) {
+        let line = line.into();
+        println!("{line}");
+        self.lines.push(line);
+    }
+}
+
+/// The two databases of the move.
+struct Move {
+    shared: PgConnection,
+    service: PgConnection,
+    config: Config,
+}
+
+/// `agora split notifications`: runs (or resumes) the move to the split topology.
+pub fn split(config: &Config) -> Result<Report, SplitError> {
+    let mut report = Report::default();
+    let mut this = Move::open(config)?;
+    let state = this.state()?;
+    let holder_is_service = this.service_holds()?;
+    match state.as_ref().map(|state| state.step.as_str()) {
+        Some("contracted") => {
+            report.say("notifications moved and contracted already: nothing to do");
+            return Ok(report);
+        }
+        Some("cut_over") if holder_is_service => {
+            report.say(format!(
+                "notifications moved already ({}): nothing to do",
+                state.as_ref().map(MoveState::describe).unwrap_or_default()
+            ));
+            return Ok(report);
+        }
+        Some("cut_over") if this.service_write_locked()? => {
+            return Err(SplitError::Refused(
+                "a rollback is under way (the service's tables are write-locked): finish it with `agora split \
+                 notifications --rollback`"
+                    .into(),
+            ));
+        }
+        Some("cut_over") => {
+            report.say("resuming after the cutover: handing consumption to the service");
+            this.hand_to_service(&mut report)?;
+            return Ok(report);
+        }
+        Some("copied") => {
+            report.say("resuming: the copy was made and verified; copying again what changed, then cutting over")
+        }
+        Some("copying") => {
+            report.say("resuming: step 1 was interrupted; copying again (rows already copied are overwritten)")
+        }
+        Some("rolled_back") => report.say("a move was rolled back before: starting it again"),
+        _ => report.say("moving notifications to the database of its service"),
+    }
+    if holder_is_service && state.as_ref().is_none_or(|state| state.step != "cut_over") {
+        this.refuse_if_service_holds_emails()?;
+    }
+    this.begin(&mut report)?;
+    this.copy_all(&mut report)?;
+    this.verify_copy(&mut report)?;
+    failpoint("copied");
+    this.cut_over(&mut report)?;
+    this.hand_to_service(&mut report)?;
+    Ok(report)
+}
+
+/// `agora split notifications --rollback`: brings the e-mails back to the shared database,
+/// including those the service recorded after the cutover, and lifts the write lock.
+pub fn rollback(config: &Config) -> Result<Report, SplitError> {
+    let mut report = Report::default();
+    let mut this = Move::open(config)?;
+    let Some(state) = this.state()? else {
+        return Err(SplitError::Refused("no move was started: there is nothing to roll back".into()));
+    };
+    match state.step.as_str() {
+        "contracted" => {
+            return Err(SplitError::Refused(
+                "the old tables were dropped (--contract): the move can no longer be rolled back".into(),
+            ));
+        }
+        "rolled_back" => {
+            report.say("rolled back already: nothing to do");
+            return Ok(report);
+        }
+        "copying" | "copied" => {
+            // Never cut over: the shared database still holds the e-mails; only the tracking goes.
+            this.shared.transaction(|conn| {
+                conn.batch_execute(DROP_TRACKING)?;
+                diesel::update(notifications_move::table)
+                    .set((
+                        notifications_move::step.eq("rolled_back"),
+                        notifications_move::rolled_back_at.eq(diesel::dsl::now),
+                    ))
+                    .execute(conn)
+            })?;
+            report.say(format!(
+                "the move had not cut over (step {}): stopped it; the shared database holds the e-mails as before",
+                state.step
+            ));
+            return Ok(report);
+        }
+        _ => {}
+    }
+    if this.service_write_locked()? {
+        report.say("resuming the rollback: the service is fenced off already");
+    } else {
+        this.fence_service()?;
+        report.say(
+            "rollback 1: the service no longer holds the e-mails: its tables are write-locked and it stopped consuming",
+        );
+    }
+    failpoint("rollback-fenced");
+    this.copy_back(&state, &mut report)?;
+    this.delete_queue(&mut report);
+    report.say(
+        "rolled back: restart agora without AGORA_NOTIFICATIONS_URL; the e-mails are in the shared database again, \
+         and those of events the service had not taken are written in process",
+    );
+    Ok(report)
+}
+
+/// `agora split notifications --contract`: drops the old tables, once the move is final.
+pub fn contract(config: &Config) -> Result<Report, SplitError> {
+    let mut report = Report::default();
+    let mut this = Move::open(config)?;
+    let state = this.state()?;
+    match state.as_ref().map(|state| state.step.as_str()) {
+        Some("contracted") => {
+            report.say("contracted already: nothing to do");
+            return Ok(report);
+        }
+        Some("cut_over") if this.service_holds()? => {}
+        _ => {
+            return Err(SplitError::Refused(
+                "the move is not cut over: run `agora split notifications` first (contracting drops the shared \
+                 database's e-mails)"
+                    .into(),
+            ));
+        }
+    }
+    let applied = this
+        .shared
+        .run_pending_migrations(CONTRACT_MIGRATIONS)
+        .map_err(|error| SplitError::Setup(format!("cannot apply the contract migration: {error}")))?
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>();
+    diesel::update(notifications_move::table)
+        .set((notifications_move::step.eq("contracted"), notifications_move::contracted_at.eq(diesel::dsl::now)))
+        .execute(&mut this.shared)?;
+    report.say(format!(
+        "contracted: applied {}; the shared database no longer has notifications' tables, and the move cannot be \
+         rolled back",
+        applied.join(", ")
+    ));
+    Ok(report)
+}
+
+const INSTALL_TRACKING: &str = "
+    DROP TRIGGER IF EXISTS notifications_move_track ON notifications;
+    DROP TRIGGER IF EXISTS notifications_inbox_move_track ON notifications_inbox;
+    CREATE TRIGGER notifications_move_track AFTER INSERT OR UPDATE ON notifications
+        FOR EACH ROW EXECUTE FUNCTION notifications_move_track('id');
+    CREATE TRIGGER notifications_inbox_move_track AFTER INSERT OR UPDATE ON notifications_inbox
+        FOR EACH ROW EXECUTE FUNCTION notifications_move_track('event_id');";
+
+const DROP_TRACKING: &str = "
+    DROP TRIGGER IF EXISTS notifications_move_track ON notifications;
+    DROP TRIGGER IF EXISTS notifications_inbox_move_track ON notifications_inbox;
+    TRUNCATE notifications_move_changes;";
+
+const WRITE_LOCK: &str = "
+    DROP TRIGGER IF EXISTS notifications_write_lock ON notifications;
+    DROP TRIGGER IF EXISTS notifications_inbox_write_lock ON notifications_inbox;
+    CREATE TRIGGER notifications_write_lock BEFORE INSERT OR UPDATE OR DELETE ON notifications
+        FOR EACH ROW EXECUTE FUNCTION notifications_refuse_writes();
+    CREATE TRIGGER notifications_inbox_write_lock BEFORE INSERT OR UPDATE OR DELETE ON notifications_inbox
+        FOR EACH ROW EXECUTE FUNCTION notifications_refuse_writes();";
+
+const LIFT_WRITE_LOCK: &str = "
+    DROP TRIGGER IF EXISTS notifications_write_lock ON notifications;
+    DROP TRIGGER IF EXISTS notifications_inbox_write_lock ON notifications_inbox;";
+
+impl Move {
+    fn open(config: &Config) -> Result<Move, SplitError> {
+        let settings = service::ServiceSettings::from_config(config).map_err(SplitError::Setup)?;
+        crate::db::prepare_database(&config.database_url)?;
+        service::prepare_database(&settings.database_url)?;
+        let shared = crate::db::connect(&config.database_url)?;
+        let service = crate::db::connect(&settings.database_url)?;
+        Ok(Move { shared, service, config: config.clone() })
+    }
+
+    fn state(&mut self) -> Result<Option<MoveState>, SplitError> {
+        Ok(notifications_move::table.select(MoveState::as_select()).first(&mut self.shared).optional()?)
+    }
+
+    fn service_holds(&mut self) -> Result<bool, SplitError> {
+        Ok(self.service.transaction(service::holds_records)?)
+    }
+
+    fn service_write_locked(&mut self) -> Result<bool, SplitError> {
+        #[derive(QueryableByName)]
+        struct Found {
+            #[diesel(sql_type = diesel::sql_types::Bool)]
+            found: bool,
+        }
+        let found: Found = diesel::sql_query(
+            "SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'notifications_write_lock') AS found",
+        )
+        .get_result(&mut self.service)?;
+        Ok(found.found)
+    }
+
+    /// A service that already holds e-mails of its own (a fresh split installation) is not a
+    /// copy target: moving onto it would mix two installations' e-mails.
+    fn refuse_if_service_holds_emails(&mut self) -> Result<(), SplitError> {
+        let emails: i64 = notifications::table.count().get_result(&mut self.service)?;
+        if emails > 0 {
+            return Err(SplitError::Refused(format!(
+                "the service's database holds {emails} e-mails of its own already: move onto an empty one"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Step 1's start: the service stands aside (it must not consume while the copy is made),
+    /// the queue exists (so that events from now on wait there for the service), and every row
+    /// written from now on is listed.
+    fn begin(&mut self, report: &mut Report) -> Result<(), SplitError> {
+        let broker = self.config.broker.clone().ok_or_else(|| {
+            SplitError::Setup("AGORA_BROKER_URL is needed: the service takes its events from the broker".into())
+        })?;
+        self.relay_subscribed()?;
+        self.service.transaction(|conn| {
+            service::set_holder(conn, Holder::Shared)?;
+            conn.batch_execute(LIFT_WRITE_LOCK)
+        })?;
+        super::declare_queue_now(&broker)
+            .map_err(|error| SplitError::Setup(format!("cannot declare the service's queue on the broker: {error}")))?;
+        self.shared.transaction(|conn| {
+            // CREATE TRIGGER waits for the writes in flight: every write committed after this
+            // transaction is listed, and the copy below, begun after it, sees every one before.
+            conn.batch_execute(INSTALL_TRACKING)?;
+            diesel::insert_into(notifications_move::table)
+                .values(notifications_move::step.eq("copying"))
+                .on_conflict(notifications_move::only_row)
+                .do_update()
+                .set((
+                    notifications_move::step.eq("copying"),
+                    notifications_move::started_at.eq(diesel::dsl::now),
+                    notifications_move::updated_at.eq(diesel::dsl::now),
+                ))
+                .execute(conn)
+        })?;
+        report.say(format!(
+            "step 1: changes to the e-mails are tracked; events wait for the service in the queue {}",
+            broker.notifications_queue
+        ));
+        Ok(())
+    }
+
+    /// The cutover hands the in-process e-mails to the relay: it must be publishing them.
+    fn relay_subscribed(&mut self) -> Result<(), SplitError> {
+        use crate::schema::outbox_subscriptions::dsl::*;
+        let types: Vec<&str> = ORDER_EMAILS_SUBSCRIPTION.events.iter().map(|kind| kind.as_str()).collect();
+        let relayed: i64 = outbox_subscriptions
+            .filter(handler.eq(BROKER_RELAY))
+            .filter(event_type.eq_any(&types))
+            .count()
+            .get_result(&mut self.shared)?;
+        if relayed < types.len() as i64 {
+            return Err(SplitError::Refused(
+                "the outbox does not relay the order events to the broker: start agora with AGORA_BROKER_URL first, \
+                 so that the service can receive them"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn copy_all(&mut self, report: &mut Report) -> Result<(), SplitError> {
+        let started = Instant::now();
+        let mut copied = 0_i64;
+        let mut after: Option<Uuid> = None;
+        loop {
+            let mut query =
+                notifications::table.select(EmailRow::as_select()).order(notifications::id).limit(BATCH).into_boxed();
+            if let Some(last) = after {
+                query = query.filter(notifications::id.gt(last));
+            }
+            let rows: Vec<EmailRow> = query.load(&mut self.shared)?;
+            let Some(last) = rows.last() else { break };
+            after = Some(last.id);
+            copied += upsert_emails(&mut self.service, &rows)? as i64;
+            if copied == rows.len() as i64 {
+                failpoint("copying");
+            }
+        }
+        let inbox: Vec<InboxRow> = notifications_inbox::table.select(InboxRow::as_select()).load(&mut self.shared)?;
+        for chunk in inbox.chunks(BATCH as usize) {
+            insert_inbox(&mut self.service, chunk)?;
+        }
+        diesel::update(notifications_move::table)
+            .set((
+                notifications_move::copied_rows.eq(copied),
+                notifications_move::copied_at.eq(diesel::dsl::now),
+                notifications_move::updated_at.eq(diesel::dsl::now),
+            ))
+            .execute(&mut self.shared)?;
+        report.say(format!(
+            "step 1: copied {copied} e-mails and {} inbox entries in {} ms, agora running",
+            inbox.len(),
+            started.elapsed().as_millis()
+        ));
+        Ok(())
+    }
+
+    /// Step 2: both sides agree, per status, on every row not changed since the copy began.
+    fn verify_copy(&mut self, report: &mut Report) -> Result<(), SplitError> {
+        let changed: Vec<String> = notifications_move_changes::table
+            .filter(notifications_move_changes::table_name.eq("notifications"))
+            .select(notifications_move_changes::key)
+            .load(&mut self.shared)?;
+        let changed: Vec<Uuid> = changed.iter().filter_map(|key| key.parse().ok()).collect();
+        let here = checksums(&mut self.shared, &changed)?;
+        let there = checksums(&mut self.service, &changed)?;
+        compare(&here, &there)?;
+        for line in describe(&here) {
+            report.say(format!("step 2: verified {line}"));
+        }
+        if !changed.is_empty() {
+            report.say(format!(
+                "step 2: {} e-mails changed since the copy began: the cutover copies them again",
+                changed.len()
+            ));
+        }
+        diesel::update(notifications_move::table)
+            .set((notifications_move::step.eq("copied"), notifications_move::updated_at.eq(diesel::dsl::now)))
+            .execute(&mut self.shared)?;
+        Ok(())
+    }
+
+    /// Step 3, in one transaction of the shared database: see the module's documentation.
+    fn cut_over(&mut self, report: &mut Report) -> Result<(), SplitError> {
+        let service = &mut self.service;
+        let mut window_start = None;
+        let outcome = self.shared.transaction(|conn| -> Result<(i64, usize), SplitError> {
+            conn.batch_execute(&format!("SET LOCAL lock_timeout = '{CUTOVER_LOCK_TIMEOUT}'"))?;
+            // Publishing reads the subscriptions: the exclusive lock waits for the checkouts in
+            // flight and holds new ones until the commit, so no in-process e-mail delivery is
+            // created after the ones handed over below.
+            conn.batch_execute("LOCK TABLE outbox_subscriptions IN ACCESS EXCLUSIVE MODE")?;
+            window_start = Some(Instant::now());
+            diesel::delete(crate::schema::outbox_subscriptions::table)
+                .filter(crate::schema::outbox_subscriptions::handler.eq(ORDER_EMAILS))
+                .execute(conn)?;
+            let handed = hand_deliveries_to_relay(conn)?;
+            // Writers of e-mails wait from here: what is copied below is final.
+            conn.batch_execute("LOCK TABLE notifications, notifications_inbox IN EXCLUSIVE MODE")?;
+            let caught_up = catch_up(conn, service)?;
+            let here = checksums(conn, &[])?;
+            let there = checksums(service, &[])?;
+            compare(&here, &there)?;
+            conn.batch_execute(DROP_TRACKING)?;
+            conn.batch_execute(WRITE_LOCK)?;
+            diesel::update(notifications_move::table)
+                .set((
+                    notifications_move::step.eq("cut_over"),
+                    notifications_move::cut_over_at.eq(diesel::dsl::now),
+                    notifications_move::caught_up_rows.eq(caught_up),
+                    notifications_move::updated_at.eq(diesel::dsl::now),
+                ))
+                .execute(conn)?;
+            failpoint("cutover");
+            Ok((caught_up, handed))
+        });
+        let window = window_start.map(|start| start.elapsed());
+        let (caught_up, handed) = outcome?;
+        let window = window.unwrap_or_default();
+        let window_ms = window.as_secs_f64() * 1000.0;
+        diesel::update(notifications_move::table)
+            .set(notifications_move::write_window_ms.eq(window_ms))
+            .execute(&mut self.shared)?;
+        report.say(format!(
+            "step 3: cut over: {caught_up} rows copied again under the lock, everything verified, {handed} in-process \
+             e-mail deliveries handed to the broker relay, the old tables write-locked"
+        ));
+        report
+            .say(format!("step 4: write window {window_ms:.1} ms: no e-mail could be recorded, and checkouts waited"));
+        report.write_window = Some(window);
+        failpoint("handover");
+        Ok(())
+    }
+
+    /// The service holds the e-mails from now on, and starts consuming its queue.
+    fn hand_to_service(&mut self, report: &mut Report) -> Result<(), SplitError> {
+        self.service.transaction(|conn| service::set_holder(conn, Holder::Service))?;
+        report.say(
+            "the notifications service holds the e-mails now and consumes its queue: restart agora with \
+             AGORA_NOTIFICATIONS_URL set (its e-mail pages and the order view then ask the service)",
+        );
+        Ok(())
+    }
+
+    /// Rollback 1: the service stops writing (the holder changes once the messages in flight are
+    /// done) and its tables refuse writes.
+    fn fence_service(&mut self) -> Result<(), SplitError> {
+        self.service.transaction(|conn| {
+            conn.batch_execute(&format!("SET LOCAL lock_timeout = '{CUTOVER_LOCK_TIMEOUT}'"))?;
+            service::set_holder(conn, Holder::Shared)?;
+            conn.batch_execute("LOCK TABLE notifications, notifications_inbox IN EXCLUSIVE MODE")?;
+            conn.batch_execute(WRITE_LOCK)
+        })?;
+        Ok(())
+    }
+
+    /// Rollback 2, in one transaction of the shared database: every row of the service's comes
+    /// back, the write lock goes, the in-process e-mails are subscribed again, and the e-mail
+    /// events without an e-mail (still in the queue) get an in-process delivery.
+    fn copy_back(&mut self, state: &MoveState, report: &mut Report) -> Result<(), SplitError> {
+        let service = &mut self.service;
+        let started = state.started_at;
+        let (copied, revived) = self.shared.transaction(|conn| -> Result<(usize, usize), SplitError> {
+            conn.batch_execute(&format!("SET LOCAL lock_timeout = '{CUTOVER_LOCK_TIMEOUT}'"))?;
+            conn.batch_execute("LOCK TABLE outbox_subscriptions IN ACCESS EXCLUSIVE MODE")?;
+            conn.batch_execute(LIFT_WRITE_LOCK)?;
+            let mut copied = 0;
+            let mut after: Option<Uuid> = None;
+            loop {
+                let mut query = notifications::table
+                    .select(EmailRow::as_select())
+                    .order(notifications::id)
+                    .limit(BATCH)
+                    .into_boxed();
+                if let Some(last) = after {
+                    query = query.filter(notifications::id.gt(last));
+                }
+                let rows: Vec<EmailRow> = query.load(service)?;
+                let Some(last) = rows.last() else { break };
+                after = Some(last.id);
+                copied += upsert_emails(conn, &rows)?;
+            }
+            let inbox: Vec<InboxRow> = notifications_inbox::table.select(InboxRow::as_select()).load(service)?;
+            for chunk in inbox.chunks(BATCH as usize) {
+                insert_inbox(conn, chunk)?;
+            }
+            let subscription: Vec<_> = ORDER_EMAILS_SUBSCRIPTION
+                .events
+                .iter()
+                .map(|kind| {
+                    (
+                        crate::schema::outbox_subscriptions::handler.eq(ORDER_EMAILS),
+                        crate::schema::outbox_subscriptions::event_type.eq(kind.as_str()),
+                    )
+                })
+                .collect();
+            diesel::insert_into(crate::schema::outbox_subscriptions::table)
+                .values(&subscription)
+                .on_conflict_do_nothing()
+                .execute(conn)?;
+            let revived = revive_missing_emails(conn, started)?;
+            let here = checksums(conn, &[])?;
+            let there = checksums(service, &[])?;
+            compare(&here, &there)?;
+            diesel::update(notifications_move::table)
+                .set((
+                    notifications_move::step.eq("rolled_back"),
+                    notifications_move::rolled_back_at.eq(diesel::dsl::now),
+                    notifications_move::updated_at.eq(diesel::dsl::now),
+                ))
+                .execute(conn)?;
+            failpoint("rollback-copy");
+            Ok((copied, revived))
+        })?;
+        report.say(format!(
+            "rollback 2: {copied} e-mails back in the shared database (those recorded by the service included), the \
+             write lock lifted, {revived} e-mails of events the service had not taken yet queued in process"
+        ));
+        Ok(())
+    }
+
+    /// After a rollback nobody consumes the service's queue: it goes, rather than growing.
+    fn delete_queue(&self, report: &mut Report) {
+        let Some(broker) = &self.config.broker else { return };
+        match super::consumer::delete_queue_now(broker) {
+            Ok(()) => report.say(format!("rollback 3: deleted the service's queue {}", broker.notifications_queue)),
+            Err(error) => report.say(format!(
+                "rollback 3: could not delete the service's queue {} ({error}); delete it by hand unless agora consumes \
+                 it (AGORA_NOTIFICATIONS_CONSUMER=broker)",
+                broker.notifications_queue
+            )),
+        }
+    }
+}
+
+/// Upserts whole e-mails by id; returns how many.
+fn upsert_emails(conn: &mut PgConnection, rows: &[EmailRow]) -> diesel::QueryResult<usize> {
+    use crate::schema::notifications::dsl::*;
+    diesel::insert_into(notifications)
+        .values(rows)
+        .on_conflict(id)
+        .do_update()
+        .set((
+            status.eq(excluded(status)),
+            attempts.eq(excluded(attempts)),
+            last_error.eq(excluded(last_error)),
+            sent_at.eq(excluded(sent_at)),
+            updated_at.eq(excluded(updated_at)),
+            next_attempt_at.eq(excluded(next_attempt_at)),
+            round_attempts.eq(excluded(round_attempts)),
+        ))
+        .execute(conn)
+}
+
+fn insert_inbox(conn: &mut PgConnection, rows: &[InboxRow]) -> diesel::QueryResult<usize> {
+    diesel::insert_into(notifications_inbox::table).values(rows).on_conflict_do_nothing().execute(conn)
+}
+
+/// The rows listed as changed since the copy began, copied again.
+fn catch_up(shared: &mut PgConnection, service: &mut PgConnection) -> diesel::QueryResult<i64> {
+    let changes: Vec<(String, String)> = notifications_move_changes::table
+        .select((notifications_move_changes::table_name, notifications_move_changes::key))
+        .load(shared)?;
+    let mut email_ids: Vec<Uuid> = Vec::new();
+    let mut inbox_ids: Vec<i64> = Vec::new();
+    for (table, key) in &changes {
+        match table.as_str() {
+            "notifications" => email_ids.extend(key.parse::<Uuid>().ok()),
+            _ => inbox_ids.extend(key.parse::<i64>().ok()),
+        }
+    }
+    for chunk in email_ids.chunks(BATCH as usize) {
+        let rows: Vec<EmailRow> =
+            notifications::table.filter(notifications::id.eq_any(chunk)).select(EmailRow::as_select()).load(shared)?;
+        upsert_emails(service, &rows)?;
+    }
+    for chunk in inbox_ids.chunks(BATCH as usize) {
+        let rows: Vec<InboxRow> = notifications_inbox::table
+            .filter(notifications_inbox::event_id.eq_any(chunk))
+            .select(InboxRow::as_select())
+            .load(shared)?;
+        insert_inbox(service, &rows)?;
+    }
+    Ok(changes.len() as i64)
+}
+
+/// The in-process e-mail deliveries not completed are completed as handed over, and the relay
+/// publishes their events (again): into the service's queue, which exists since step 1. A copy
+/// the service took already is dropped by its inbox. Returns how many were handed over.
+fn hand_deliveries_to_relay(conn: &mut PgConnection) -> diesel::QueryResult<usize> {
+    use crate::schema::event_deliveries::dsl::*;
+    // Locked, not skipped: a dispatcher batch in flight finishes first (its e-mails are then in
+    // the table the cutover copies).
+    let open: Vec<i64> = event_deliveries
+        .filter(handler.eq(ORDER_EMAILS))
+        .filter(status.ne("completed"))
+        .select(event_id)
+        .for_update()
+        .load(conn)?;
+    if open.is_empty() {
+        return Ok(0);
+    }
+    diesel::update(event_deliveries.filter(handler.eq(ORDER_EMAILS)).filter(event_id.eq_any(&open)))
+        .set((status.eq("completed"), completed_at.eq(diesel::dsl::now), last_error.eq(HANDED_OVER)))
+        .execute(conn)?;
+    diesel::sql_query(
+        "INSERT INTO event_deliveries (event_id, handler) SELECT unnest($1::bigint[]), $2
+         ON CONFLICT (event_id, handler) DO UPDATE
+            SET status = 'pending', attempts = 0, next_attempt_at = now(), completed_at = NULL, last_error = NULL",
+    )
+    .bind::<Array<BigInt>, _>(&open)
+    .bind::<Text, _>(BROKER_RELAY)
+    .execute(conn)?;
+    Ok(open.len())
+}
+
+/// After a rollback: the e-mail events since the move began (or handed over by it) that have no
+/// e-mail get an in-process delivery. Returns how many.
+fn revive_missing_emails(conn: &mut PgConnection, since: DateTime<Utc>) -> diesel::QueryResult<usize> {
+    let types: Vec<&str> = ORDER_EMAILS_SUBSCRIPTION.events.iter().map(|kind| kind.as_str()).collect();
+    diesel::sql_query(
+        "INSERT INTO event_deliveries (event_id, handler)
+         SELECT e.id, $1 FROM events e
+          WHERE e.event_type = ANY($2)
+            AND (e.created_at >= $3
+                 OR EXISTS (SELECT 1 FROM event_deliveries d
+                             WHERE d.event_id = e.id AND d.handler = $1 AND d.last_error = $4))
+            AND NOT EXISTS (SELECT 1 FROM notifications n WHERE n.event_id = e.id)
+         ON CONFLICT (event_id, handler) DO UPDATE
+            SET status = 'pending', attempts = 0, next_attempt_at = now(), completed_at = NULL, last_error = NULL",
+    )
+    .bind::<Text, _>(ORDER_EMAILS)
+    .bind::<Array<Text>, _>(&types)
+    .bind::<diesel::sql_types::Timestamptz, _>(since - chrono::Duration::minutes(1))
+    .bind::<Text, _>(HANDED_OVER)
+    .execute(conn)
+}
+
+/// Per status: how many e-mails and a checksum of every column but `updated_at`; plus the inbox.
+#[derive(Debug, PartialEq, Eq, QueryableByName)]
+struct Checksum {
+    #[diesel(sql_type = Text)]
+    part: String,
+    #[diesel(sql_type = BigInt)]
+    rows: i64,
+    #[diesel(sql_type = Text)]
+    checksum: String,
+}
+
+fn checksums(conn: &mut PgConnection, leaving_out: &[Uuid]) -> diesel::QueryResult<BTreeMap<String, (i64, String)>> {
+    let rows: Vec<Checksum> = diesel::sql_query(
+        "SELECT 'status ' || status AS part, count(*) AS rows,
+                md5(string_agg(concat_ws('|', id, event_id, order_id, kind, md5(recipient), md5(subject),
+                    md5(text_body), md5(html_body), message_id, attempts, round_attempts,
+                    coalesce(md5(last_error), '-'), coalesce(extract(epoch FROM sent_at)::text, '-'),
+                    extract(epoch FROM created_at)::text, extract(epoch FROM next_attempt_at)::text),
+                    ',' ORDER BY id)) AS checksum
+           FROM notifications WHERE NOT (id = ANY($1)) GROUP BY status
+         UNION ALL
+         SELECT 'inbox', count(*), coalesce(md5(string_agg(event_id::text || ':' || event_type, ',' ORDER BY event_id)), '-')
+           FROM notifications_inbox",
+    )
+    .bind::<Array<diesel::sql_types::Uuid>, _>(leaving_out)
+    .load(conn)?;
+    Ok(rows.into_iter().map(|row| (row.part, (row.rows, row.checksum))).collect())
+}
+
+fn compare(here: &BTreeMap<String, (i64, String)>, there: &BTreeMap<String, (i64, String)>) -> Result<(), SplitError> {
+    if here == there {
+        return Ok(());
+    }
+    let parts: std::collections::BTreeSet<&String> = here.keys().chain(there.keys()).collect();
+    let differences: Vec<String> = parts
+        .into_iter()
+        .filter(|part| here.get(*part) != there.get(*part))
+        .map(|part| {
+            let count = |side: &BTreeMap<String, (i64, String)>| side.get(part).map_or(0, |(rows, _)| *rows);
+            format!("{part}: {} shared, {} in the service's database", count(here), count(there))
+        })
+        .collect();
+    Err(SplitError::Mismatch(differences.join("; ")))
+}
+
+fn describe(sums: &BTreeMap<String, (i64, String)>) -> Vec<String> {
+    sums.iter()
+        .map(|(part, (rows, checksum))| format!("{part}: {rows} rows, checksum {checksum} on both sides"))
+        .collect()
+}
+
+fn failpoint(point: &str) {
+    if std::env::var(FAILPOINT_VARIABLE).is_ok_and(|wanted| wanted == point) {
+        println!("paused at {point}");
+        std::thread::sleep(Duration::from_secs(60));
+    }
+}

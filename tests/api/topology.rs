@@ -1,0 +1,167 @@
+//! The two topologies Agora runs in, so that what involves e-mails or the order view is tested
+//! in both, as GitLab's CI runs its single-database and multi-database jobs:
+//!
+//! - **shared**: notifications in process, on the shared database (the default);
+//! - **split**: notifications as its own service (`agora notifications-service`, in process here)
+//!   on a second database, fed through RabbitMQ by the outbox relay, and the main process with
+//!   `AGORA_NOTIFICATIONS_URL`. The shared database has had its e-mail tables dropped (`--contract`'s
+//!   migration): were the main process to touch them, the test would fail loudly.
+//!
+//! [`Shop::spawn`] builds either from the same configuration, so the same test runs on both.
+
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use agora::config::{Config, NotificationsConsumer, ServiceLink};
+use agora::notifications::service::NotificationsService;
+use diesel_migrations::MigrationHarness;
+
+use crate::helpers::{TestApp, TestDatabase, test_config};
+use crate::rabbit::{TestExchange, amqp_url};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Topology {
+    Shared,
+    Split,
+}
+
+/// Writes each test of the block twice, as modules `name::shared` and `name::split`.
+#[macro_export]
+macro_rules! in_both_topologies {
+    ($($(#[$meta:meta])* fn $name:ident($topology:ident) $body:block)*) => {
+        $(
+            $(#[$meta])*
+            mod $name {
+                #[allow(unused_imports)]
+                use super::*;
+                fn run($topology: $crate::topology::Topology) $body
+                #[test]
+                fn shared() {
+                    run($crate::topology::Topology::Shared)
+                }
+                #[test]
+                fn split() {
+                    run($crate::topology::Topology::Split)
+                }
+            }
+        )*
+    };
+}
+
+/// Agora in either topology; dereferences to the main process. Dropped in order: Agora, the
+/// service, the broker's names, the databases.
+pub struct Shop {
+    pub app: TestApp,
+    pub split: Option<SplitParts>,
+}
+
+/// What the split topology adds: the service, its database, and the test's own exchange.
+pub struct SplitParts {
+    pub service: Option<ServiceProcess>,
+    pub service_database: Arc<TestDatabase>,
+    /// The configuration the service was started with, to start it again.
+    pub service_config: Config,
+    /// Held for its drop, which deletes the exchange and the service's queues.
+    _exchange: TestExchange,
+}
+
+impl std::ops::Deref for Shop {
+    type Target = TestApp;
+    fn deref(&self) -> &TestApp {
+        &self.app
+    }
+}
+
+impl Shop {
+    /// Agora configured by `customize` (background work on, as e-mails need), in `topology`.
+    pub fn spawn(topology: Topology, customize: impl FnOnce(&mut Config)) -> Shop {
+        match topology {
+            Topology::Shared => Shop { app: TestApp::spawn_with(customize), split: None },
+            Topology::Split => Self::spawn_split(customize),
+        }
+    }
+
+    fn spawn_split(customize: impl FnOnce(&mut Config)) -> Shop {
+        let exchange = TestExchange::new();
+        let shared = Arc::new(TestDatabase::migrated());
+        // The main process must never touch notifications' tables: here they do not exist.
+        shared
+            .connect()
+            .run_pending_migrations(agora::notifications::split::CONTRACT_MIGRATIONS)
+            .expect("the contract migration applies");
+        let service_database = Arc::new(TestDatabase::empty());
+        // It holds no events: nothing there for the contract check to read.
+        service_database.holds_hand_made_events();
+        let mut config = test_config(&shared.url);
+        customize(&mut config);
+        exchange.relaying(&amqp_url())(&mut config);
+        let mut service_config = config.clone();
+        service_config.notifications_database_url = Some(service_database.url.clone());
+        let service = ServiceProcess::start(service_config.clone());
+        config.notifications_consumer = NotificationsConsumer::Service;
+        config.notifications_service =
+            Some(ServiceLink { url: service.address.clone(), timeout: Duration::from_millis(1_000) });
+        let app = TestApp::spawn_configured(shared, config);
+        Shop {
+            app,
+            split: Some(SplitParts { service: Some(service), service_database, service_config, _exchange: exchange }),
+        }
+    }
+
+    pub fn parts(&self) -> &SplitParts {
+        self.split.as_ref().expect("a split shop")
+    }
+
+    /// How many e-mails were recorded, wherever notifications keeps them.
+    pub fn emails_recorded(&self) -> i64 {
+        match &self.split {
+            None => self.app.count("SELECT count(*) FROM notifications"),
+            Some(parts) => crate::helpers::count_in(&parts.service_database.url, "SELECT count(*) FROM notifications"),
+        }
+    }
+}
+
+/// `agora notifications-service` in this process, on a port of its own, until dropped.
+pub struct ServiceProcess {
+    pub address: String,
+    handle: actix_web::dev::ServerHandle,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ServiceProcess {
+    pub fn start(mut config: Config) -> ServiceProcess {
+        config.bind = "127.0.0.1:0".to_owned();
+        Self::start_on(config)
+    }
+
+    /// The service on the address `config.bind` names (again after a stop, say).
+    pub fn start_on(config: Config) -> ServiceProcess {
+        let (started, receive_start) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                match NotificationsService::build(config).await {
+                    Ok(service) => {
+                        started.send(Ok((service.port(), service.handle()))).unwrap();
+                        service.run_until(std::future::pending()).await.unwrap();
+                    }
+                    Err(error) => started.send(Err(error.to_string())).unwrap(),
+                }
+            })
+        });
+        let (port, handle) = receive_start
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the service starts within a minute")
+            .unwrap_or_else(|error| panic!("the notifications service failed to start: {error}"));
+        ServiceProcess { address: format!("http://127.0.0.1:{port}"), handle, thread: Some(thread) }
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        drop(self.handle.stop(true));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
