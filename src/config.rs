@@ -414,6 +414,12 @@ impl Config {
                     message: "needs AGORA_BROKER_URL: the service takes its events from the broker".into(),
                 });
             }
+            Some(_) if admin_token.is_none() => {
+                return Err(ConfigError {
+                    variable: "AGORA_NOTIFICATIONS_URL",
+                    message: "needs AGORA_ADMIN_TOKEN, the same as the service's: agora calls its API with it".into(),
+                });
+            }
             Some(_) if notifications_consumer == NotificationsConsumer::Broker => {
                 return Err(ConfigError {
                     variable: "AGORA_NOTIFICATIONS_CONSUMER",

@@ -131,6 +131,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    notifications_delta (table_name, key) {
+        table_name -> Text,
+        key -> Text,
+    }
+}
+
+diesel::table! {
     notifications_inbox (event_id) {
         event_id -> Int8,
         event_type -> Text,
@@ -151,13 +158,6 @@ diesel::table! {
         rolled_back_at -> Nullable<Timestamptz>,
         contracted_at -> Nullable<Timestamptz>,
         updated_at -> Timestamptz,
-    }
-}
-
-diesel::table! {
-    notifications_move_changes (table_name, key) {
-        table_name -> Text,
-        key -> Text,
     }
 }
 
@@ -270,9 +270,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     inventory_levels,
     inventory_movements,
     notifications,
+    notifications_delta,
     notifications_inbox,
     notifications_move,
-    notifications_move_changes,
     order_lines,
     order_refund_lines,
     orders,

@@ -23,9 +23,9 @@ CREATE TABLE notifications_move (
     updated_at timestamptz NOT NULL DEFAULT now()
 );
 
--- The rows written since the copy began, by table and key: what the cutover copies again under
+-- The delta: rows written since the copy began, by table and key, which the cutover copies again under
 -- its lock. Filled by a trigger that exists only while a copy is under way.
-CREATE TABLE notifications_move_changes (
+CREATE TABLE notifications_delta (
     table_name text NOT NULL,
     key text NOT NULL,
     PRIMARY KEY (table_name, key)
@@ -36,7 +36,7 @@ CREATE TABLE notifications_move_changes (
 CREATE FUNCTION notifications_move_track() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER AS $$
 BEGIN
-    INSERT INTO public.notifications_move_changes (table_name, key)
+    INSERT INTO public.notifications_delta (table_name, key)
     VALUES (TG_TABLE_NAME, to_jsonb(NEW) ->> TG_ARGV[0])
     ON CONFLICT DO NOTHING;
     RETURN NULL;

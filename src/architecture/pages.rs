@@ -35,6 +35,91 @@ struct ArchitecturePage {
     cache: CacheFigures,
     replica: Option<ReplicaFigures>,
     relay: Option<RelaySection>,
+    topology: Topology,
+}
+
+/// Which module runs in which process, on which database, connected by what: read from this
+/// process's configuration, the move's record and, when split, the service's own answer.
+struct Topology {
+    processes: Vec<ProcessRow>,
+    /// Where `agora split notifications` left the move, if one was made.
+    moved: Option<String>,
+}
+
+struct ProcessRow {
+    process: String,
+    modules: &'static str,
+    database: String,
+    connections: Vec<String>,
+}
+
+impl Topology {
+    async fn of(state: &AppState) -> Topology {
+        let config = &state.config;
+        let database = crate::db::split_database_url(&config.database_url)
+            .map(|(_, name)| format!("shared: {name}"))
+            .unwrap_or_else(|_| "shared".to_owned());
+        let exchange = config.broker.as_ref().map(|broker| broker.exchange.clone());
+        let mut processes = Vec::new();
+        let mut main = ProcessRow {
+            process: "agora serve (this process)".to_owned(),
+            modules: "catalog, inventory, orders, payments, outbox, admin",
+            database: database.clone(),
+            connections: Vec::new(),
+        };
+        if let Some(exchange) = &exchange {
+            main.connections.push(format!("publishes every event to the RabbitMQ exchange {exchange} (outbox relay)"));
+        }
+        match (&config.notifications_service, config.notifications_consumer) {
+            (Some(link), _) => {
+                main.connections.push(format!(
+                    "asks the notifications service over HTTP for e-mails (order view, e-mail pages), {} ms timeout",
+                    link.timeout.as_millis()
+                ));
+                let answer = match &state.mailroom {
+                    crate::notifications::Mailroom::Service(remote) => {
+                        let remote = remote.clone();
+                        web::block(move || remote.readiness()).await.map_err(|error| error.to_string()).and_then(|r| r)
+                    }
+                    crate::notifications::Mailroom::Here { .. } => Err("not configured".to_owned()),
+                };
+                let queue =
+                    config.broker.as_ref().map_or_else(String::new, |broker| broker.notifications_queue.clone());
+                processes.push(main);
+                processes.push(ProcessRow {
+                    process: format!("agora notifications-service at {}", link.url),
+                    modules: "notifications",
+                    database: match answer {
+                        Ok(true) => "its own (AGORA_NOTIFICATIONS_DATABASE_URL): ready, holds the e-mails".to_owned(),
+                        Ok(false) => "its own: ready, but the shared database holds the e-mails (a move under way or rolled back)".to_owned(),
+                        Err(reason) => format!("its own: not answering ({reason})"),
+                    },
+                    connections: vec![
+                        format!("consumes the RabbitMQ queue {queue}, bound to the e-mail events"),
+                        "reads no table of another module; no query or transaction spans both databases".to_owned(),
+                    ],
+                });
+            }
+            (None, consumer) => {
+                main.modules = "catalog, inventory, orders, payments, notifications, outbox, admin";
+                main.connections.push(match consumer {
+                    crate::config::NotificationsConsumer::Broker => {
+                        "notifications consumes its RabbitMQ queue in this process, on the shared database".to_owned()
+                    }
+                    _ => "notifications writes e-mails in the outbox's transactions, on the shared database".to_owned(),
+                });
+                processes.push(main);
+            }
+        }
+        let moved = state
+            .db
+            .run(Module::Notifications.op("move_state"), crate::notifications::split::state)
+            .await
+            .ok()
+            .flatten()
+            .map(|moved| moved.describe());
+        Topology { processes, moved }
+    }
 }
 
 /// The relay to the broker, when one is configured.
@@ -129,8 +214,10 @@ async fn show(state: web::Data<AppState>, admin: Admin) -> Result<HttpResponse, 
             backlog: state.db.run(Module::Outbox.op("relay_backlog"), crate::outbox::relay::backlog).await.ok(),
         }),
     };
+    let topology = Topology::of(&state).await;
     render(&ArchitecturePage {
         layout: admin.layout(Section::Architecture),
+        topology,
         relay,
         violations,
         matrix: coupling::matrix(),

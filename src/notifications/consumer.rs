@@ -157,7 +157,7 @@ pub fn start(
     sender: Doorbell,
     fence: Fence,
 ) {
-    let consumer = Consumer { db: db.clone(), settings: settings.clone(), emails, sender, fence };
+    let consumer = Consumer { db: db.clone(), settings: settings.clone(), emails, sender, fence, moved: false.into() };
     tasks.spawn("notifications-consumer", move |stop| {
         // lapin is asynchronous; this thread is its runtime, and database work goes to the
         // runtime's blocking threads so that heartbeats go on meanwhile.
@@ -174,6 +174,9 @@ struct Consumer {
     emails: Arc<OrderEmails>,
     sender: Doorbell,
     fence: Fence,
+    /// Set when the shared database refused an e-mail because notifications moved to its service:
+    /// this process then stops consuming for good.
+    moved: std::sync::atomic::AtomicBool,
 }
 
 /// How often a service that does not hold the e-mails of record looks whether it does now.
@@ -212,6 +215,14 @@ impl Consumer {
             let mut consumed = false;
             match self.session(stop, &mut consumed).await {
                 Ok(()) => return,
+                Err(_) if self.moved.load(std::sync::atomic::Ordering::Relaxed) => {
+                    log::error!(
+                        "notifications has moved to its own service (agora split notifications): this process stops \
+                         consuming {}; restart it with AGORA_NOTIFICATIONS_URL",
+                        self.settings.notifications_queue
+                    );
+                    return;
+                }
                 Err(error) => {
                     if consumed {
                         pause = RECONNECT_FIRST;
@@ -317,6 +328,9 @@ impl Consumer {
             }
             Ok(Taken::Dead(dead)) => return self.dead_letter(channel, &delivery, &dead).await,
             Ok(Taken::NotHolder) => {
+                if self.fence == Fence::None {
+                    self.moved.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
                 delivery.nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() }).await?;
                 MESSAGES.with_label_values(&["requeued"]).inc();
                 // Ending the session hands back every message prefetched; the next one waits

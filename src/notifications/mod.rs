@@ -53,7 +53,7 @@ use crate::pagination::Keyset;
 /// No read of another module's table: everything an e-mail says comes with its event.
 pub const TABLES: TableAccess = TableAccess {
     module: Module::Notifications,
-    owns: &["notifications", "notifications_inbox", "notifications_move", "notifications_move_changes"],
+    owns: &["notifications", "notifications_inbox", "notifications_move", "notifications_delta"],
     reads: &[],
     writes: &[],
 };

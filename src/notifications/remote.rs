@@ -83,6 +83,13 @@ impl Remote {
         response.body_mut().read_json::<T>().map(Some).map_err(|error| RemoteError::Unreadable(error.to_string()))
     }
 
+    /// Whether the service is ready, and holds the e-mails of record.
+    pub fn readiness(&self) -> Result<bool, String> {
+        let answer: serde_json::Value =
+            self.get("/readyz").map_err(|error| error.to_string())?.ok_or("no /readyz (404)")?;
+        Ok(answer.get("holds_records").and_then(serde_json::Value::as_bool).unwrap_or(false))
+    }
+
     /// An order's e-mails, oldest first, without bodies.
     pub fn order_emails(&self, order_id: OrderId) -> Result<Vec<Notification>, RemoteError> {
         Ok(self.get(&format!("/api/orders/{order_id}/emails"))?.unwrap_or_default())

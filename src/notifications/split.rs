@@ -37,9 +37,10 @@ use uuid::Uuid;
 
 use super::service::{self, Holder};
 use crate::config::Config;
-use crate::events::{BROKER_RELAY, ORDER_EMAILS, ORDER_EMAILS_SUBSCRIPTION};
+use crate::events::{BROKER_RELAY, ORDER_EMAILS, ORDER_EMAILS_SUBSCRIPTION, Subscription};
 use crate::kernel::Module;
-use crate::schema::{notifications, notifications_inbox, notifications_move, notifications_move_changes};
+use crate::outbox::handover;
+use crate::schema::{notifications, notifications_delta, notifications_inbox, notifications_move};
 
 /// The migration `--contract` applies to the shared database: the old tables dropped.
 pub const CONTRACT_MIGRATIONS: EmbeddedMigrations = embed_migrations!("src/notifications/contract");
@@ -317,7 +318,7 @@ const INSTALL_TRACKING: &str = "
 const DROP_TRACKING: &str = "
     DROP TRIGGER IF EXISTS notifications_move_track ON notifications;
     DROP TRIGGER IF EXISTS notifications_inbox_move_track ON notifications_inbox;
-    TRUNCATE notifications_move_changes;";
+    TRUNCATE notifications_delta;";
 
 const WRITE_LOCK: &str = "
     DROP TRIGGER IF EXISTS notifications_write_lock ON notifications;
@@ -412,14 +413,8 @@ impl Move {
 
     /// The cutover hands the in-process e-mails to the relay: it must be publishing them.
     fn relay_subscribed(&mut self) -> Result<(), SplitError> {
-        use crate::schema::outbox_subscriptions::dsl::*;
-        let types: Vec<&str> = ORDER_EMAILS_SUBSCRIPTION.events.iter().map(|kind| kind.as_str()).collect();
-        let relayed: i64 = outbox_subscriptions
-            .filter(handler.eq(BROKER_RELAY))
-            .filter(event_type.eq_any(&types))
-            .count()
-            .get_result(&mut self.shared)?;
-        if relayed < types.len() as i64 {
+        let relaying = Subscription { handler: BROKER_RELAY, events: ORDER_EMAILS_SUBSCRIPTION.events };
+        if !handover::is_subscribed(&mut self.shared, &relaying)? {
             return Err(SplitError::Refused(
                 "the outbox does not relay the order events to the broker: start agora with AGORA_BROKER_URL first, \
                  so that the service can receive them"
@@ -468,9 +463,9 @@ impl Move {
 
     /// Step 2: both sides agree, per status, on every row not changed since the copy began.
     fn verify_copy(&mut self, report: &mut Report) -> Result<(), SplitError> {
-        let changed: Vec<String> = notifications_move_changes::table
-            .filter(notifications_move_changes::table_name.eq("notifications"))
-            .select(notifications_move_changes::key)
+        let changed: Vec<String> = notifications_delta::table
+            .filter(notifications_delta::table_name.eq("notifications"))
+            .select(notifications_delta::key)
             .load(&mut self.shared)?;
         let changed: Vec<Uuid> = changed.iter().filter_map(|key| key.parse().ok()).collect();
         let here = checksums(&mut self.shared, &changed)?;
@@ -500,12 +495,10 @@ impl Move {
             // Publishing reads the subscriptions: the exclusive lock waits for the checkouts in
             // flight and holds new ones until the commit, so no in-process e-mail delivery is
             // created after the ones handed over below.
-            conn.batch_execute("LOCK TABLE outbox_subscriptions IN ACCESS EXCLUSIVE MODE")?;
+            handover::hold_publishing(conn)?;
             window_start = Some(Instant::now());
-            diesel::delete(crate::schema::outbox_subscriptions::table)
-                .filter(crate::schema::outbox_subscriptions::handler.eq(ORDER_EMAILS))
-                .execute(conn)?;
-            let handed = hand_deliveries_to_relay(conn)?;
+            handover::unsubscribe(conn, ORDER_EMAILS)?;
+            let handed = handover::hand_over(conn, ORDER_EMAILS, BROKER_RELAY, HANDED_OVER)?;
             // Writers of e-mails wait from here: what is copied below is final.
             conn.batch_execute("LOCK TABLE notifications, notifications_inbox IN EXCLUSIVE MODE")?;
             let caught_up = catch_up(conn, service)?;
@@ -573,7 +566,7 @@ impl Move {
         let started = state.started_at;
         let (copied, revived) = self.shared.transaction(|conn| -> Result<(usize, usize), SplitError> {
             conn.batch_execute(&format!("SET LOCAL lock_timeout = '{CUTOVER_LOCK_TIMEOUT}'"))?;
-            conn.batch_execute("LOCK TABLE outbox_subscriptions IN ACCESS EXCLUSIVE MODE")?;
+            handover::hold_publishing(conn)?;
             conn.batch_execute(LIFT_WRITE_LOCK)?;
             let mut copied = 0;
             let mut after: Option<Uuid> = None;
@@ -595,20 +588,7 @@ impl Move {
             for chunk in inbox.chunks(BATCH as usize) {
                 insert_inbox(conn, chunk)?;
             }
-            let subscription: Vec<_> = ORDER_EMAILS_SUBSCRIPTION
-                .events
-                .iter()
-                .map(|kind| {
-                    (
-                        crate::schema::outbox_subscriptions::handler.eq(ORDER_EMAILS),
-                        crate::schema::outbox_subscriptions::event_type.eq(kind.as_str()),
-                    )
-                })
-                .collect();
-            diesel::insert_into(crate::schema::outbox_subscriptions::table)
-                .values(&subscription)
-                .on_conflict_do_nothing()
-                .execute(conn)?;
+            handover::add_subscription(conn, &ORDER_EMAILS_SUBSCRIPTION)?;
             let revived = revive_missing_emails(conn, started)?;
             let here = checksums(conn, &[])?;
             let there = checksums(service, &[])?;
@@ -669,9 +649,8 @@ fn insert_inbox(conn: &mut PgConnection, rows: &[InboxRow]) -> diesel::QueryResu
 
 /// The rows listed as changed since the copy began, copied again.
 fn catch_up(shared: &mut PgConnection, service: &mut PgConnection) -> diesel::QueryResult<i64> {
-    let changes: Vec<(String, String)> = notifications_move_changes::table
-        .select((notifications_move_changes::table_name, notifications_move_changes::key))
-        .load(shared)?;
+    let changes: Vec<(String, String)> =
+        notifications_delta::table.select((notifications_delta::table_name, notifications_delta::key)).load(shared)?;
     let mut email_ids: Vec<Uuid> = Vec::new();
     let mut inbox_ids: Vec<i64> = Vec::new();
     for (table, key) in &changes {
@@ -695,56 +674,20 @@ fn catch_up(shared: &mut PgConnection, service: &mut PgConnection) -> diesel::Qu
     Ok(changes.len() as i64)
 }
 
-/// The in-process e-mail deliveries not completed are completed as handed over, and the relay
-/// publishes their events (again): into the service's queue, which exists since step 1. A copy
-/// the service took already is dropped by its inbox. Returns how many were handed over.
-fn hand_deliveries_to_relay(conn: &mut PgConnection) -> diesel::QueryResult<usize> {
-    use crate::schema::event_deliveries::dsl::*;
-    // Locked, not skipped: a dispatcher batch in flight finishes first (its e-mails are then in
-    // the table the cutover copies).
-    let open: Vec<i64> = event_deliveries
-        .filter(handler.eq(ORDER_EMAILS))
-        .filter(status.ne("completed"))
-        .select(event_id)
-        .for_update()
-        .load(conn)?;
-    if open.is_empty() {
-        return Ok(0);
-    }
-    diesel::update(event_deliveries.filter(handler.eq(ORDER_EMAILS)).filter(event_id.eq_any(&open)))
-        .set((status.eq("completed"), completed_at.eq(diesel::dsl::now), last_error.eq(HANDED_OVER)))
-        .execute(conn)?;
-    diesel::sql_query(
-        "INSERT INTO event_deliveries (event_id, handler) SELECT unnest($1::bigint[]), $2
-         ON CONFLICT (event_id, handler) DO UPDATE
-            SET status = 'pending', attempts = 0, next_attempt_at = now(), completed_at = NULL, last_error = NULL",
-    )
-    .bind::<Array<BigInt>, _>(&open)
-    .bind::<Text, _>(BROKER_RELAY)
-    .execute(conn)?;
-    Ok(open.len())
-}
-
 /// After a rollback: the e-mail events since the move began (or handed over by it) that have no
 /// e-mail get an in-process delivery. Returns how many.
 fn revive_missing_emails(conn: &mut PgConnection, since: DateTime<Utc>) -> diesel::QueryResult<usize> {
-    let types: Vec<&str> = ORDER_EMAILS_SUBSCRIPTION.events.iter().map(|kind| kind.as_str()).collect();
-    diesel::sql_query(
-        "INSERT INTO event_deliveries (event_id, handler)
-         SELECT e.id, $1 FROM events e
-          WHERE e.event_type = ANY($2)
-            AND (e.created_at >= $3
-                 OR EXISTS (SELECT 1 FROM event_deliveries d
-                             WHERE d.event_id = e.id AND d.handler = $1 AND d.last_error = $4))
-            AND NOT EXISTS (SELECT 1 FROM notifications n WHERE n.event_id = e.id)
-         ON CONFLICT (event_id, handler) DO UPDATE
-            SET status = 'pending', attempts = 0, next_attempt_at = now(), completed_at = NULL, last_error = NULL",
-    )
-    .bind::<Text, _>(ORDER_EMAILS)
-    .bind::<Array<Text>, _>(&types)
-    .bind::<diesel::sql_types::Timestamptz, _>(since - chrono::Duration::minutes(1))
-    .bind::<Text, _>(HANDED_OVER)
-    .execute(conn)
+    // A minute's margin: an event committed just before the move began may have been relayed
+    // before the queue existed.
+    let candidates =
+        handover::events_since(conn, &ORDER_EMAILS_SUBSCRIPTION, since - chrono::Duration::minutes(1), HANDED_OVER)?;
+    let written: Vec<i64> = notifications::table
+        .filter(notifications::event_id.eq_any(&candidates))
+        .select(notifications::event_id)
+        .load(conn)?;
+    let missing: Vec<i64> = candidates.into_iter().filter(|event| !written.contains(event)).collect();
+    handover::deliver_again(conn, &missing, ORDER_EMAILS)?;
+    Ok(missing.len())
 }
 
 /// Per status: how many e-mails and a checksum of every column but `updated_at`; plus the inbox.

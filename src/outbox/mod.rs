@@ -3,6 +3,7 @@
 //! pace, with retries. It is the event-driven pattern, kept inside the one database.
 
 pub mod dispatcher;
+pub mod handover;
 pub mod history;
 pub mod listing;
 pub mod pages;
