@@ -25,6 +25,7 @@ use diesel_migrations::MigrationHarness;
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, eventually, test_config};
+use crate::topology::{Shop, Topology};
 
 const VISA: &str = "4242424242424242";
 const CUSTOMER_EMAIL: &str = "Zoe.O'Brien&Co@Example.com";
@@ -77,26 +78,36 @@ struct Email {
     text_body: String,
     #[diesel(sql_type = Text)]
     html_body: String,
+}
+
+#[derive(QueryableByName)]
+struct PlacedAt {
     #[diesel(sql_type = Timestamptz)]
     placed_at: DateTime<Utc>,
 }
 
-/// The order's e-mails, oldest event first, each with its order's placing time.
+/// The order's e-mails, oldest event first, from the database that holds them (the shared one, or
+/// the notifications service's, which has no `orders` to join).
 fn emails_of(conn: &mut PgConnection, order: &str) -> Vec<Email> {
     diesel::sql_query(format!(
-        "SELECT n.event_id, n.kind, n.recipient, n.subject, n.message_id, n.text_body, n.html_body,
-                o.created_at AS placed_at
-           FROM notifications n JOIN orders o ON o.id = n.order_id
-          WHERE n.order_id = '{order}'
-          ORDER BY n.event_id"
+        "SELECT event_id, kind, recipient, subject, message_id, text_body, html_body
+           FROM notifications WHERE order_id = '{order}' ORDER BY event_id"
     ))
     .load(conn)
     .unwrap()
 }
 
+/// When the order was placed, as the shared database has it.
+fn placed_at(conn: &mut PgConnection, order: &str) -> DateTime<Utc> {
+    diesel::sql_query(format!("SELECT created_at AS placed_at FROM orders WHERE id = '{order}'"))
+        .get_result::<PlacedAt>(conn)
+        .unwrap()
+        .placed_at
+}
+
 /// One e-mail as its golden file holds it: every part, with the run's own values replaced.
-fn golden_text(email: &Email, number: &str) -> String {
-    let placed = email.placed_at.format("%Y-%m-%d %H:%M UTC").to_string();
+fn golden_text(email: &Email, number: &str, placed_at: DateTime<Utc>) -> String {
+    let placed = placed_at.format("%Y-%m-%d %H:%M UTC").to_string();
     let event_tag = format!("<event-{}.", email.event_id);
     let normalize = |text: &str| {
         let text = text.replace(number, "{number}").replace(&placed, "{placed}");
@@ -175,15 +186,17 @@ fn place_the_orders(app: &TestApp) -> Vec<Placed> {
     ]
 }
 
-/// The orders' e-mails as their golden files would hold them, by file name.
-fn golden_texts(app: &TestApp, orders: &[Placed]) -> BTreeMap<String, String> {
+/// The orders' e-mails as their golden files would hold them, by file name; the e-mails read
+/// from the database at `emails_url`.
+fn golden_texts(app: &TestApp, emails_url: &str, orders: &[Placed]) -> BTreeMap<String, String> {
     let mut produced = BTreeMap::new();
-    let mut conn = app.connect();
+    let (mut shared, mut emails) = (app.connect(), PgConnection::establish(emails_url).unwrap());
     for order in orders {
-        for (index, email) in emails_of(&mut conn, &order.id).iter().enumerate() {
+        let placed = placed_at(&mut shared, &order.id);
+        for (index, email) in emails_of(&mut emails, &order.id).iter().enumerate() {
             produced.insert(
                 format!("order-{}-{}-{}.txt", order.label, index + 1, email.kind),
-                golden_text(email, &order.number),
+                golden_text(email, &order.number, placed),
             );
         }
     }
@@ -229,35 +242,40 @@ fn assert_golden(produced: &BTreeMap<String, String>) {
     );
 }
 
-#[test]
-fn every_order_e_mail_is_byte_for_byte_its_golden_file() {
-    let app = TestApp::spawn_with(|config| {
-        config.outbox.run_in_server = true;
-        config.outbox.poll_interval = Duration::from_millis(200);
-    });
-    let orders = place_the_orders(&app);
-    eventually("every e-mail written", Duration::from_secs(30), || {
-        app.count("SELECT count(*) FROM notifications") == EMAILS
-    });
-    std::thread::sleep(Duration::from_millis(400));
-    assert_eq!(app.count("SELECT count(*) FROM notifications"), EMAILS, "one e-mail per event");
-    let produced = golden_texts(&app, &orders);
-
-    if std::env::var("AGORA_BLESS").is_ok_and(|value| value == "1") {
-        let dir = golden_dir();
-        std::fs::create_dir_all(&dir).unwrap();
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_some_and(|extension| extension == "txt") {
-                std::fs::remove_file(path).unwrap();
-            }
+crate::in_both_topologies! {
+    /// The service renders from the same events, with the same code: the same bytes.
+    fn every_order_e_mail_is_byte_for_byte_its_golden_file(topology) {
+        let shop = Shop::spawn(topology, |config| {
+            config.outbox.run_in_server = true;
+            config.outbox.poll_interval = Duration::from_millis(200);
+        });
+        let orders = place_the_orders(&shop);
+        eventually("every e-mail written", Duration::from_secs(30), || shop.emails_recorded() == EMAILS);
+        std::thread::sleep(Duration::from_millis(400));
+        assert_eq!(shop.emails_recorded(), EMAILS, "one e-mail per event");
+        let emails_url = shop.split.as_ref().map_or(&shop.database.url, |parts| &parts.service_database.url);
+        let produced = golden_texts(&shop, emails_url, &orders);
+        if topology == Topology::Shared && std::env::var("AGORA_BLESS").is_ok_and(|value| value == "1") {
+            bless(&produced);
+            return;
         }
-        for (name, text) in &produced {
-            std::fs::write(dir.join(name), text).unwrap();
-        }
-        return;
+        assert_golden(&produced);
     }
-    assert_golden(&produced);
+}
+
+/// Writes the golden files from `produced`, instead of comparing (`AGORA_BLESS=1`).
+fn bless(produced: &BTreeMap<String, String>) {
+    let dir = golden_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|extension| extension == "txt") {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    for (name, text) in produced {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
 }
 
 /// The migration that gives stored payloads their version and order.
@@ -313,5 +331,5 @@ fn e_mails_of_events_stored_before_payloads_carried_the_order_are_the_same_bytes
     diesel::sql_query("UPDATE event_deliveries SET next_attempt_at = now()").execute(&mut conn).unwrap();
     assert_eq!(dispatch(), EMAILS as usize);
     assert_eq!(app.count("SELECT count(*) FROM event_deliveries WHERE status = 'completed'"), EMAILS);
-    assert_golden(&golden_texts(&app, &orders));
+    assert_golden(&golden_texts(&app, &app.database.url, &orders));
 }

@@ -63,6 +63,32 @@ in_both_topologies! {
         assert_eq!(shop.emails_recorded(), 2);
     }
 
+    fn the_order_view_follows_an_order_through_its_life_with_an_e_mail_per_step(topology) {
+        let shop = Shop::spawn(topology, mailing(None));
+        let mug = shop.product_with_stock("MUG-001", 1290, 10);
+        let paid = shop.placed_order("ada@example.com", &[(&mug, 2)]);
+        let paid = paid["id"].as_str().unwrap();
+        shop.pay(paid, "4242424242424242").ok_json(201);
+        shop.admin_post(&format!("/api/orders/{paid}/ship")).ok_json(200);
+        shop.admin_post(&format!("/api/orders/{paid}/refund")).ok_json(200);
+        let cancelled = shop.placed_order("bob@example.com", &[(&mug, 1)]);
+        let cancelled = cancelled["id"].as_str().unwrap();
+        shop.post_json(&format!("/api/orders/{cancelled}/cancel"), &serde_json::json!({})).ok_json(200);
+
+        let kinds = |id: &str| -> Vec<String> {
+            emails_of(&shop, id).iter().map(|email| email["kind"].as_str().unwrap().to_owned()).collect()
+        };
+        eventually("every step's e-mail", Duration::from_secs(15), || kinds(paid).len() == 4 && kinds(cancelled).len() == 2);
+        assert_eq!(kinds(paid), ["order_received", "order_confirmation", "order_shipped", "order_refunded"]);
+        assert_eq!(kinds(cancelled), ["order_received", "order_cancelled"]);
+        let view = shop.get(&format!("/api/orders/{paid}")).ok_json(200);
+        assert_eq!(view["status"], "refunded");
+        let events: Vec<&str> = view["events"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+        assert_eq!(events, ["OrderPlaced", "PaymentSucceeded", "OrderShipped", "OrderRefunded"]);
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(shop.emails_recorded(), 6, "one e-mail per event");
+    }
+
     fn stored_e_mails_are_listed_filtered_and_previewed_in_the_admin_pages(topology) {
         let shop = Shop::spawn(topology, mailing(None));
         let mug = shop.product_with_stock("MUG-001", 1290, 10);
