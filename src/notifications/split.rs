@@ -203,14 +203,21 @@ pub fn split(config: &Config) -> Result<Report, SplitError> {
         Some("rolled_back") => report.say("a move was rolled back before: starting it again"),
         _ => report.say("moving notifications to the database of its service"),
     }
-    if holder_is_service && state.as_ref().is_none_or(|state| state.step != "cut_over") {
-        this.refuse_if_service_holds_emails()?;
+    let resuming_copied = state.as_ref().is_some_and(|state| state.step == "copied");
+    if !resuming_copied {
+        if holder_is_service {
+            this.refuse_if_service_holds_emails()?;
+        }
+        this.begin(&mut report)?;
+        this.copy_all(&mut report)?;
     }
-    this.begin(&mut report)?;
-    this.copy_all(&mut report)?;
-    this.verify_copy(&mut report)?;
+    if let Err(error) = this.verify_copy(&mut report) {
+        return Err(this.start_over_after(error, &mut report));
+    }
     failpoint("copied");
-    this.cut_over(&mut report)?;
+    if let Err(error) = this.cut_over(&mut report) {
+        return Err(this.start_over_after(error, &mut report));
+    }
     this.hand_to_service(&mut report)?;
     Ok(report)
 }
@@ -486,6 +493,21 @@ impl Move {
         Ok(())
     }
 
+    /// After a verification found the copy different, the next run copies every row again (not
+    /// only the delta): whatever made them differ is overwritten. Returns `error`.
+    fn start_over_after(&mut self, error: SplitError, report: &mut Report) -> SplitError {
+        if matches!(error, SplitError::Mismatch(_)) {
+            let reset = diesel::update(notifications_move::table)
+                .set(notifications_move::step.eq("copying"))
+                .execute(&mut self.shared);
+            if let Err(reset) = reset {
+                return reset.into();
+            }
+            report.say("nothing was cut over: run the command again to copy every e-mail again");
+        }
+        error
+    }
+
     /// Step 3, in one transaction of the shared database: see the module's documentation.
     fn cut_over(&mut self, report: &mut Report) -> Result<(), SplitError> {
         let service = &mut self.service;
@@ -624,7 +646,8 @@ impl Move {
     }
 }
 
-/// Upserts whole e-mails by id; returns how many.
+/// Upserts whole e-mails by id, every column overwritten (a copy is made right whatever it
+/// held); returns how many.
 fn upsert_emails(conn: &mut PgConnection, rows: &[EmailRow]) -> diesel::QueryResult<usize> {
     use crate::schema::notifications::dsl::*;
     diesel::insert_into(notifications)
@@ -632,6 +655,9 @@ fn upsert_emails(conn: &mut PgConnection, rows: &[EmailRow]) -> diesel::QueryRes
         .on_conflict(id)
         .do_update()
         .set((
+            (event_id.eq(excluded(event_id)), order_id.eq(excluded(order_id)), kind.eq(excluded(kind))),
+            (recipient.eq(excluded(recipient)), subject.eq(excluded(subject)), message_id.eq(excluded(message_id))),
+            (text_body.eq(excluded(text_body)), html_body.eq(excluded(html_body)), created_at.eq(excluded(created_at))),
             status.eq(excluded(status)),
             attempts.eq(excluded(attempts)),
             last_error.eq(excluded(last_error)),

@@ -503,3 +503,33 @@ fn contracting_drops_the_old_tables_and_the_way_back() {
     let listed = split.admin_get("/api/notifications").ok_json(200);
     assert_eq!(listed["items"].as_array().unwrap().len(), 2);
 }
+
+#[test]
+fn a_copy_that_differs_stops_the_cutover_and_changes_nothing() {
+    let shop = Move::new();
+    shop.place_orders(3);
+    eventually("3 e-mails", Duration::from_secs(10), || shop.shared("SELECT count(*) FROM notifications") == 3);
+    shop.kill_at(&[], "copied");
+    // Damage the copy behind the command's back: a row no write since the copy has touched.
+    diesel::RunQueryDsl::execute(
+        diesel::sql_query(
+            "UPDATE notifications SET subject = subject || ' (damaged)' WHERE id = (SELECT id FROM notifications ORDER BY id LIMIT 1)",
+        ),
+        &mut <diesel::PgConnection as diesel::Connection>::establish(&shop.service_database.url).unwrap(),
+    )
+    .unwrap();
+    let (ok, printed) = shop.run(&[]);
+    assert!(!ok, "{printed}");
+    assert!(printed.contains("the copy differs from the shared table: status stored"), "{printed}");
+    assert!(printed.contains("run the command again to copy every e-mail again"), "{printed}");
+    // Nothing was cut over: the shop still writes its e-mails in process.
+    assert_eq!(shop.shared("SELECT count(*) FROM notifications_move WHERE step = 'cut_over'"), 0);
+    shop.place_orders(1);
+    eventually("the e-mail written in process", Duration::from_secs(10), || {
+        shop.shared("SELECT count(*) FROM notifications") == 4
+    });
+    // Run again, it copies every row again, the damaged one included, and cuts over.
+    let (ok, printed) = shop.run(&[]);
+    assert!(ok && printed.contains("resuming: step 1 was interrupted"), "{printed}");
+    assert_eq!(shop.service("SELECT count(*) FROM notifications WHERE subject LIKE '%(damaged)'"), 0);
+}
