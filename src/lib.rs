@@ -21,6 +21,7 @@ pub mod ids;
 pub mod input;
 pub mod inventory;
 pub mod kernel;
+pub mod lifecycle;
 pub mod money;
 pub mod notifications;
 pub mod orders;

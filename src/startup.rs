@@ -193,21 +193,7 @@ impl Application {
     /// Serves until the server is stopped or `stop` completes (naming why), then stops the
     /// background work. Requests in flight are finished, up to the server's shutdown timeout.
     pub async fn run_until(self, stop: impl Future<Output = &'static str>) -> std::io::Result<()> {
-        let handle = self.server.handle();
-        let mut server = std::pin::pin!(self.server);
-        let served = tokio::select! {
-            served = &mut server => served,
-            signal = stop => {
-                log::info!("{signal}: stopping, finishing requests in flight");
-                // The server's own future carries the stop out: ask, and keep polling it.
-                let (served, ()) = tokio::join!(server, handle.stop(true));
-                served
-            }
-        };
-        let background = self.background;
-        // Joining threads blocks; do it off the async executor.
-        let _ = actix_web::rt::task::spawn_blocking(move || background.shutdown()).await;
-        served
+        crate::lifecycle::serve_until(self.server, self.background, stop).await
     }
 }
 
@@ -275,7 +261,7 @@ pub async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let admin_api = config.admin_token.is_some();
     let bind = config.bind.clone();
     let listener = self::bind(&config)?;
-    let mut stop = std::pin::pin!(termination());
+    let mut stop = std::pin::pin!(crate::lifecycle::termination());
     let starting = NotReady::serve(&listener)?;
     let starting_up = async {
         let prepared = prepare_until_done(&config, &starting).await?;
@@ -406,7 +392,7 @@ async fn prepare_until_done(config: &Config, starting: &NotReady) -> Result<Prep
 /// `agora worker`: the background work alone, until SIGINT or SIGTERM. It waits for the
 /// database and for its schema (which `agora serve` or `agora migrate` brings up to date).
 pub async fn work(config: Config) -> Result<(), Box<dyn std::error::Error>> {
-    let mut stop = std::pin::pin!(termination());
+    let mut stop = std::pin::pin!(crate::lifecycle::termination());
     tokio::select! {
         () = wait_for_schema(&config) => {}
         signal = &mut stop => {
@@ -436,32 +422,6 @@ async fn wait_for_schema(config: &Config) {
         }
         actix_web::rt::time::sleep(delay).await;
         delay = (delay * 2).min(RETRY_MAX);
-    }
-}
-
-/// Completes at the first SIGINT (Ctrl-C) or SIGTERM (a service manager's stop), naming it.
-pub async fn termination() -> &'static str {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => "SIGINT",
-                    _ = terminate.recv() => "SIGTERM",
-                }
-            }
-            Err(error) => {
-                log::warn!("cannot listen for SIGTERM ({error}); Ctrl-C still stops");
-                let _ = tokio::signal::ctrl_c().await;
-                "SIGINT"
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        "Ctrl-C"
     }
 }
 

@@ -24,7 +24,13 @@ impl FromRequest for AdminToken {
 fn check(request: &HttpRequest) -> Result<AdminToken, AppError> {
     let state =
         request.app_data::<web::Data<AppState>>().ok_or_else(|| AppError::internal("application state is missing"))?;
-    let Some(expected) = state.config.admin_token.as_deref() else {
+    check_bearer(request, state.config.admin_token.as_deref())
+}
+
+/// Whether `request` carries `Authorization: Bearer <expected>`; `expected` absent, the API is off.
+/// The notifications service's API holds to the same rules.
+pub fn check_bearer(request: &HttpRequest, expected: Option<&str>) -> Result<AdminToken, AppError> {
+    let Some(expected) = expected else {
         return Err(AppError::forbidden(
             "The admin API is disabled: start agora with AGORA_ADMIN_TOKEN set to enable it.",
         ));

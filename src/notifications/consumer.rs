@@ -99,17 +99,36 @@ pub fn binding_key(event_type: EventType) -> String {
 /// exchange routes the order events nowhere for notifications, so an installation switching to
 /// the broker consumer does so only once this succeeded.
 pub fn declare_now(settings: &BrokerSettings) -> Result<(), String> {
+    on_broker_now(settings, "declared", |channel, settings| async move { declare(&channel, &settings).await })
+}
+
+/// Deletes notifications' queue (not its dead letters), as a rolled-back move leaves it to nobody.
+pub fn delete_queue_now(settings: &BrokerSettings) -> Result<(), String> {
+    on_broker_now(settings, "deleted", |channel, settings| async move {
+        let queue = settings.notifications_queue.as_str().into();
+        channel.queue_delete(queue, lapin::options::QueueDeleteOptions::default()).await.map(|_| ())
+    })
+}
+
+/// Connects, does `work` on a channel, and closes (saying `done`), on a thread and runtime of its
+/// own, within the connection timeout.
+fn on_broker_now<F, Fut>(settings: &BrokerSettings, done: &'static str, work: F) -> Result<(), String>
+where
+    F: FnOnce(Channel, BrokerSettings) -> Fut + Send + 'static,
+    Fut: Future<Output = lapin::Result<()>>,
+{
     let settings = settings.clone();
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
         runtime.block_on(async {
-            let declaring = async {
+            let working = async {
                 let connection = Connection::connect(&settings.url, ConnectionProperties::default()).await?;
                 let channel = connection.create_channel().await?;
-                declare(&channel, &settings).await?;
-                connection.close(200, "declared".into()).await
+                work(channel.clone(), settings.clone()).await?;
+                channel.close(200, done.into()).await?;
+                connection.close(200, done.into()).await
             };
-            match tokio::time::timeout(CONNECT_TIMEOUT, declaring).await {
+            match tokio::time::timeout(CONNECT_TIMEOUT, working).await {
                 Ok(Ok(())) => Ok(()),
                 // lapin's errors do not carry the URL.
                 Ok(Err(error)) => Err(error.to_string()),
@@ -118,35 +137,7 @@ pub fn declare_now(settings: &BrokerSettings) -> Result<(), String> {
         })
     })
     .join()
-    .unwrap_or_else(|_| Err("the declaring thread panicked".into()))
-}
-
-/// Deletes notifications' queue (not its dead letters), as a rolled-back move leaves it to nobody.
-pub fn delete_queue_now(settings: &BrokerSettings) -> Result<(), String> {
-    let settings = settings.clone();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-        runtime.block_on(async {
-            let deleting = async {
-                let connection = Connection::connect(&settings.url, ConnectionProperties::default()).await?;
-                let channel = connection.create_channel().await?;
-                channel
-                    .queue_delete(
-                        settings.notifications_queue.as_str().into(),
-                        lapin::options::QueueDeleteOptions::default(),
-                    )
-                    .await?;
-                connection.close(200, "deleted".into()).await
-            };
-            match tokio::time::timeout(CONNECT_TIMEOUT, deleting).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(error)) => Err(error.to_string()),
-                Err(_elapsed) => Err(format!("no answer within {} s", CONNECT_TIMEOUT.as_secs())),
-            }
-        })
-    })
-    .join()
-    .unwrap_or_else(|_| Err("the deleting thread panicked".into()))
+    .unwrap_or_else(|_| Err("the broker's thread panicked".into()))
 }
 
 pub fn start(

@@ -22,7 +22,7 @@ use super::super::{EmailKind, Notification, NotificationFilter, NotificationSort
 use crate::config::{Config, NotificationsConsumer};
 use crate::db::Db;
 use crate::error::AppError;
-use crate::http::admin_token::constant_time_eq;
+use crate::http::admin_token::check_bearer;
 use crate::ids::OrderId;
 use crate::kernel::Module;
 
@@ -52,20 +52,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// The admin token, as Agora's admin API checks it.
 fn authorize(request: &HttpRequest, config: &Config) -> Result<(), AppError> {
-    let Some(expected) = config.admin_token.as_deref() else {
-        return Err(AppError::forbidden("The API is disabled: start the service with AGORA_ADMIN_TOKEN set."));
-    };
-    let presented = request
-        .headers()
-        .get(actix_web::http::header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(str::trim);
-    match presented {
-        None => Err(AppError::unauthorized("This endpoint needs Authorization: Bearer <admin token>.")),
-        Some(token) if constant_time_eq(token.as_bytes(), expected.as_bytes()) => Ok(()),
-        Some(_) => Err(AppError::unauthorized("The admin token is not valid.")),
-    }
+    check_bearer(request, config.admin_token.as_deref()).map(|_| ())
 }
 
 async fn healthz() -> HttpResponse {

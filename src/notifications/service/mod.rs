@@ -209,25 +209,13 @@ impl NotificationsService {
 
     /// Serves until the server is stopped or `stop` completes, then stops the background work.
     pub async fn run_until(self, stop: impl Future<Output = &'static str>) -> std::io::Result<()> {
-        let handle = self.server.handle();
-        let mut server = std::pin::pin!(self.server);
-        let served = tokio::select! {
-            served = &mut server => served,
-            signal = stop => {
-                log::info!("{signal}: stopping the notifications service");
-                let (served, ()) = tokio::join!(server, handle.stop(true));
-                served
-            }
-        };
-        let background = self.background;
-        actix_web::rt::task::spawn_blocking(move || background.shutdown()).await.map_err(std::io::Error::other)?;
-        served
+        crate::lifecycle::serve_until(self.server, self.background, stop).await
     }
 }
 
 /// `agora notifications-service`, until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let service = NotificationsService::build(config).await?;
-    service.run_until(crate::startup::termination()).await?;
+    service.run_until(crate::lifecycle::termination()).await?;
     Ok(())
 }
