@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use agora::config::{Config, NotificationsConsumer};
 use diesel::connection::SimpleConnection;
 
-use crate::helpers::{AgoraProcess, TestApp, eventually};
+use crate::helpers::{AgoraProcess, TestApp, TestDatabase, count_in, eventually};
 use crate::rabbit::{BrokerProxy, Received, TestExchange, amqp_url};
 use crate::smtp::SmtpSink;
 
@@ -166,27 +166,32 @@ fn the_broker_gone_for_30_s_under_checkout_load_loses_nothing_and_sends_each_e_m
 
 /// Holds every transaction that reaches `table` with `condition` (PL/pgSQL on NEW) in a sleep, so
 /// that the test can kill agora at that point; agora's backends notice their client gone within
-/// 100 ms and roll back, as when a process dies before its commit.
-fn hold_writes(app: &TestApp, table: &str, when: &str, condition: &str) {
-    execute(app, &format!("ALTER DATABASE {} SET client_connection_check_interval = '100ms'", app.database.name));
-    execute(
-        app,
-        &format!(
-            "CREATE FUNCTION test_hold() RETURNS trigger LANGUAGE plpgsql AS $$
+/// 100 ms and roll back, as when a process dies before its commit. Only sessions opened afterwards
+/// check their client: the process to kill connects after this.
+pub fn hold_writes(database: &TestDatabase, table: &str, when: &str, condition: &str) {
+    let mut conn = database.connect();
+    conn.batch_execute(&format!("ALTER DATABASE {} SET client_connection_check_interval = '100ms'", database.name))
+        .unwrap();
+    conn.batch_execute(&format!(
+        "CREATE FUNCTION test_hold() RETURNS trigger LANGUAGE plpgsql AS $$
              BEGIN
                  IF {condition} THEN PERFORM pg_sleep(60); END IF;
                  RETURN NEW;
              END $$;
              CREATE TRIGGER test_hold BEFORE {when} ON {table} FOR EACH ROW EXECUTE FUNCTION test_hold();"
-        ),
-    );
+    ))
+    .unwrap();
 }
 
-fn held_transactions(app: &TestApp) -> i64 {
-    app.count(&format!(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' AND wait_event = 'PgSleep'",
-        app.database.name
-    ))
+/// Transactions of `database` held by [`hold_writes`].
+pub fn held_transactions(database: &TestDatabase) -> i64 {
+    count_in(
+        &database.url,
+        &format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' AND wait_event = 'PgSleep'",
+            database.name
+        ),
+    )
 }
 
 /// An arranging instance on the test's database, without background work, configured as the
@@ -221,19 +226,26 @@ fn agora_killed_between_the_brokers_confirm_and_the_deliverys_completion_publish
     let env = process_env(&exchange, &sink);
     let mug = shop.product_with_stock("MUG-001", 1290, 100);
     // The relay's completion waits in the trigger: the broker has confirmed, the outbox not.
-    hold_writes(&shop, "event_deliveries", "UPDATE", &format!("NEW.handler = '{RELAY}' AND NEW.status = 'completed'"));
+    hold_writes(
+        &shop.database,
+        "event_deliveries",
+        "UPDATE",
+        &format!("NEW.handler = '{RELAY}' AND NEW.status = 'completed'"),
+    );
     let agora = start_agora(&shop, &exchange, &env);
     let order = agora.post_json("/api/orders", &crate::helpers::order_body("ada@example.com", &[(&mug, 1)]));
     assert_eq!(order.status, 201, "{}", order.body);
     let placed = shop.count("SELECT max(id) FROM events WHERE event_type = 'OrderPlaced'");
 
     let first = exchange.take_until(&witness, Duration::from_secs(20), |taken| copies(taken).contains_key(&placed));
-    eventually("the relay's completion held", Duration::from_secs(10), || held_transactions(&shop) >= 1);
+    eventually("the relay's completion held", Duration::from_secs(10), || held_transactions(&shop.database) >= 1);
     // The consumer took the confirmed message meanwhile: the e-mail is written and sent.
     assert_each_e_mail_sent_once(&shop, &sink, 1);
 
     agora.kill();
-    eventually("the dead process's transaction rolled back", Duration::from_secs(10), || held_transactions(&shop) == 0);
+    eventually("the dead process's transaction rolled back", Duration::from_secs(10), || {
+        held_transactions(&shop.database) == 0
+    });
     let pending = format!("SELECT count(*) FROM event_deliveries WHERE handler = '{RELAY}' AND status = 'pending'");
     assert_eq!(shop.count(&pending), 1, "the confirmed message's delivery is not completed");
     execute(&shop, "DROP TRIGGER test_hold ON event_deliveries");
@@ -259,19 +271,21 @@ fn the_consumer_killed_in_the_middle_of_a_message_takes_it_again_and_e_mails_onc
     let env = process_env(&exchange, &sink);
     let mug = shop.product_with_stock("MUG-001", 1290, 100);
     // The consumer's transaction waits in the trigger, its message taken and unacknowledged.
-    hold_writes(&shop, "notifications_inbox", "INSERT", "true");
+    hold_writes(&shop.database, "notifications_inbox", "INSERT", "true");
     let agora = start_agora(&shop, &exchange, &env);
     let order = agora.post_json("/api/orders", &crate::helpers::order_body("ada@example.com", &[(&mug, 1)]));
     assert_eq!(order.status, 201, "{}", order.body);
     let placed = shop.count("SELECT max(id) FROM events WHERE event_type = 'OrderPlaced'");
     exchange.take_until(&witness, Duration::from_secs(20), |taken| copies(taken).contains_key(&placed));
-    eventually("the consumer held mid-message", Duration::from_secs(10), || held_transactions(&shop) >= 1);
+    eventually("the consumer held mid-message", Duration::from_secs(10), || held_transactions(&shop.database) >= 1);
     let queue = exchange.settings("").notifications_queue;
     assert_eq!(exchange.counts(&queue), Some((0, 1)), "the message is with the consumer, unacknowledged");
 
     agora.kill();
     eventually("the message back in the queue", Duration::from_secs(10), || exchange.counts(&queue) == Some((1, 0)));
-    eventually("the dead process's transaction rolled back", Duration::from_secs(10), || held_transactions(&shop) == 0);
+    eventually("the dead process's transaction rolled back", Duration::from_secs(10), || {
+        held_transactions(&shop.database) == 0
+    });
     assert_eq!(shop.count("SELECT count(*) FROM notifications_inbox"), 0);
     assert_eq!(shop.count("SELECT count(*) FROM notifications"), 0);
     execute(&shop, "DROP TRIGGER test_hold ON notifications_inbox");

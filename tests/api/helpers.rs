@@ -149,6 +149,13 @@ impl TestDatabase {
         TestDatabase { url: database_url(&name), name, maintenance_url: server_url(), check_events: true.into() }
     }
 
+    /// A database of a name of its own on another server (`url_of` gives a database's URL there),
+    /// not created: whatever the test starts creates it. Dropped on drop, while that server runs.
+    pub fn on_server(url_of: impl Fn(&str) -> String) -> TestDatabase {
+        let name = format!("agora_test_{}", uuid::Uuid::new_v4().simple());
+        TestDatabase { url: url_of(&name), maintenance_url: url_of("postgres"), name, check_events: true.into() }
+    }
+
     /// The test wrote events of its own making (a payload cut down to what a page shows, one of
     /// an older shape): the contract check at the drop leaves this database's events alone.
     pub fn holds_hand_made_events(&self) {
@@ -217,10 +224,7 @@ impl TestApp {
     /// The real application on a database it creates and migrates itself on another server,
     /// such as a [`crate::cluster::Cluster`] of the test's own.
     pub fn spawn_on_server(url_of: impl Fn(&str) -> String, customize: impl FnOnce(&mut Config)) -> TestApp {
-        let name = format!("agora_test_{}", uuid::Uuid::new_v4().simple());
-        let database =
-            TestDatabase { url: url_of(&name), maintenance_url: url_of("postgres"), name, check_events: true.into() };
-        Self::spawn_on(std::sync::Arc::new(database), customize)
+        Self::spawn_on(std::sync::Arc::new(TestDatabase::on_server(url_of)), customize)
     }
 
     /// Another agora process on this app's database, as when several run side by side.
@@ -706,10 +710,16 @@ impl AgoraProcess {
     /// Starts `agora serve` on the database at `url` (which may be down) and waits for `/healthz`.
     pub fn start_on(url: &str, env: &[(&str, &str)]) -> AgoraProcess {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut all = vec![("DATABASE_URL", url)];
+        all.extend_from_slice(env);
+        Self::spawn("serve", port, &all)
+    }
+
+    /// Starts `agora {subcommand}` on `port` with test settings plus `env`, and waits for `/healthz`.
+    pub fn spawn(subcommand: &str, port: u16, env: &[(&str, &str)]) -> AgoraProcess {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_agora"));
         command
-            .arg("serve")
-            .env("DATABASE_URL", url)
+            .arg(subcommand)
             .env("AGORA_BIND", format!("127.0.0.1:{port}"))
             .env("AGORA_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("AGORA_ADMIN_PASSWORD", ADMIN_PASSWORD)

@@ -33,5 +33,6 @@ mod seed;
 mod sessions;
 mod smtp;
 mod split;
+mod split_faults;
 mod stopping;
 mod topology;

@@ -17,7 +17,7 @@ use agora::config::{Config, NotificationsConsumer, ServiceLink};
 use agora::notifications::service::NotificationsService;
 use diesel_migrations::MigrationHarness;
 
-use crate::helpers::{TestApp, TestDatabase, test_config};
+use crate::helpers::{AgoraProcess, TestApp, TestDatabase, TestResponse, test_config};
 use crate::rabbit::{TestExchange, amqp_url};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,12 +84,7 @@ impl Shop {
 
     fn spawn_split(customize: impl FnOnce(&mut Config)) -> Shop {
         let exchange = TestExchange::new();
-        let shared = Arc::new(TestDatabase::migrated());
-        // The main process must never touch notifications' tables: here they do not exist.
-        shared
-            .connect()
-            .run_pending_migrations(agora::notifications::split::CONTRACT_MIGRATIONS)
-            .expect("the contract migration applies");
+        let shared = contracted_database();
         let service_database = Arc::new(TestDatabase::empty());
         // It holds no events: nothing there for the contract check to read.
         service_database.holds_hand_made_events();
@@ -99,9 +94,7 @@ impl Shop {
         let mut service_config = config.clone();
         service_config.notifications_database_url = Some(service_database.url.clone());
         let service = ServiceProcess::start(service_config.clone());
-        config.notifications_consumer = NotificationsConsumer::Service;
-        config.notifications_service =
-            Some(ServiceLink { url: service.address.clone(), timeout: Duration::from_millis(1_000) });
+        served_by(&mut config, &service.address);
         let app = TestApp::spawn_configured(shared, config);
         Shop {
             app,
@@ -120,6 +113,23 @@ impl Shop {
             Some(parts) => crate::helpers::count_in(&parts.service_database.url, "SELECT count(*) FROM notifications"),
         }
     }
+}
+
+/// A migrated shared database without notifications' tables (`--contract`'s migration): were
+/// the main process to touch them, the test would fail loudly.
+pub fn contracted_database() -> Arc<TestDatabase> {
+    let shared = Arc::new(TestDatabase::migrated());
+    shared
+        .connect()
+        .run_pending_migrations(agora::notifications::split::CONTRACT_MIGRATIONS)
+        .expect("the contract migration applies");
+    shared
+}
+
+/// The main process of the split topology: e-mails are the service's at `address`.
+pub fn served_by(config: &mut Config, address: &str) {
+    config.notifications_consumer = NotificationsConsumer::Service;
+    config.notifications_service = Some(ServiceLink { url: address.to_owned(), timeout: Duration::from_millis(1_000) });
 }
 
 /// `agora notifications-service` in this process, on a port of its own, until dropped.
@@ -163,5 +173,62 @@ impl Drop for ServiceProcess {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+/// `agora notifications-service` as a process of its own (the real binary), for tests that stop
+/// or kill it. Its port stays its own across restarts, as the main process's
+/// `AGORA_NOTIFICATIONS_URL` names it; killed on drop.
+pub struct ServiceBinary {
+    pub port: u16,
+    env: Vec<(&'static str, String)>,
+    process: Option<AgoraProcess>,
+}
+
+impl ServiceBinary {
+    /// Starts the service with `env` (its database, broker, SMTP server...) on a free port, and
+    /// waits for its `/healthz`, which answers once its database is migrated.
+    pub fn start(env: &[(&'static str, String)]) -> ServiceBinary {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut service = ServiceBinary { port, env: env.to_vec(), process: None };
+        service.restart();
+        service
+    }
+
+    pub fn address(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts it again, on its port and with its settings.
+    pub fn restart(&mut self) {
+        assert!(self.process.is_none(), "the service is running already");
+        let env: Vec<(&str, &str)> = self.env.iter().map(|(name, value)| (*name, value.as_str())).collect();
+        self.process = Some(AgoraProcess::spawn("notifications-service", self.port, &env));
+    }
+
+    /// SIGTERM, as a service manager stops it; returns how it exited and how long it took.
+    pub fn terminate(&mut self) -> (std::process::ExitStatus, Duration) {
+        self.take().terminate()
+    }
+
+    /// SIGKILL: the work in flight is cut off, no shutdown runs.
+    pub fn kill(&mut self) {
+        self.take().kill();
+    }
+
+    pub fn get(&self, path: &str) -> TestResponse {
+        self.running().get(path)
+    }
+
+    pub fn admin_get(&self, path: &str) -> TestResponse {
+        self.running().admin_get(path)
+    }
+
+    fn running(&self) -> &AgoraProcess {
+        self.process.as_ref().expect("the service is running")
+    }
+
+    fn take(&mut self) -> AgoraProcess {
+        self.process.take().expect("the service is running")
     }
 }
