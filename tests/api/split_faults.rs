@@ -203,7 +203,7 @@ fn the_services_database_stopped_while_messages_arrive_loses_none_and_e_mails_on
     let cluster = Cluster::start(&[]);
     // The service reaches the broker through a proxy of the test's own, to cut it off for a moment.
     let proxy = BrokerProxy::start();
-    let shop = SplitShop::start(TestDatabase::on_server(|name| cluster.url(name)), &proxy.url(), &[]);
+    let mut shop = SplitShop::start(TestDatabase::on_server(|name| cluster.url(name)), &proxy.url(), &[]);
     let mug = shop.app.product_with_stock("MUG-001", 1290, 100);
     let place = |orders: u32, who: &str| {
         for n in 0..orders {
@@ -241,6 +241,21 @@ fn the_services_database_stopped_while_messages_arrive_loses_none_and_e_mails_on
 
     cluster.start_again();
     eventually("the service ready again", Duration::from_secs(20), || shop.service.get("/readyz").status == 200);
+    eventually("the second outage's e-mails sent", Duration::from_secs(30), || shop.sink.messages().len() >= 9);
+
+    // Started while its database is down, the service answers at once, says why it is not ready,
+    // and starts consuming once the database is there.
+    cluster.stop();
+    shop.service.kill();
+    shop.service.restart_unready();
+    assert_eq!(shop.service.get("/healthz").status, 200);
+    let unready = shop.service.get("/readyz");
+    assert_eq!(unready.status, 503);
+    assert!(unready.body.contains("starting: waiting for its database"), "{}", unready.body);
+    assert_eq!(shop.service.admin_get("/api/emails").status, 503);
+    place(2, "restarted-while-down");
+    cluster.start_again();
+    eventually("the service ready again", Duration::from_secs(30), || shop.service.get("/readyz").status == 200);
     shop.assert_each_e_mail_sent_once("the service's database stopped while messages arrive");
 }
 

@@ -17,7 +17,7 @@ use agora::config::{Config, NotificationsConsumer, ServiceLink};
 use agora::notifications::service::NotificationsService;
 use diesel_migrations::MigrationHarness;
 
-use crate::helpers::{AgoraProcess, TestApp, TestDatabase, TestResponse, test_config};
+use crate::helpers::{AgoraProcess, TestApp, TestDatabase, TestResponse, eventually, test_config};
 use crate::rabbit::{TestExchange, amqp_url};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,7 +163,13 @@ impl ServiceProcess {
             .recv_timeout(Duration::from_secs(60))
             .expect("the service starts within a minute")
             .unwrap_or_else(|error| panic!("the notifications service failed to start: {error}"));
-        ServiceProcess { address: format!("http://127.0.0.1:{port}"), handle, thread: Some(thread) }
+        let service = ServiceProcess { address: format!("http://127.0.0.1:{port}"), handle, thread: Some(thread) };
+        // It serves at once and prepares its database meanwhile: ready means migrated and consuming.
+        let readyz = format!("{}/readyz", service.address);
+        eventually("the notifications service ready", Duration::from_secs(30), || {
+            ureq::get(&readyz).call().is_ok_and(|response| response.status() == 200)
+        });
+        service
     }
 }
 
@@ -187,7 +193,7 @@ pub struct ServiceBinary {
 
 impl ServiceBinary {
     /// Starts the service with `env` (its database, broker, SMTP server...) on a free port, and
-    /// waits for its `/healthz`, which answers once its database is migrated.
+    /// waits until it is ready (its database migrated).
     pub fn start(env: &[(&'static str, String)]) -> ServiceBinary {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut service = ServiceBinary { port, env: env.to_vec(), process: None };
@@ -199,8 +205,14 @@ impl ServiceBinary {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// Starts it again, on its port and with its settings.
+    /// Starts it again, on its port and with its settings, and waits until it is ready.
     pub fn restart(&mut self) {
+        self.restart_unready();
+        eventually("the service ready", Duration::from_secs(30), || self.get("/readyz").status == 200);
+    }
+
+    /// Starts it again and waits only for `/healthz`, which answers before its database does.
+    pub fn restart_unready(&mut self) {
         assert!(self.process.is_none(), "the service is running already");
         let env: Vec<(&str, &str)> = self.env.iter().map(|(name, value)| (*name, value.as_str())).collect();
         self.process = Some(AgoraProcess::spawn("notifications-service", self.port, &env));

@@ -30,6 +30,33 @@ use crate::kernel::Module;
 pub struct ServiceState {
     pub db: Db,
     pub config: Arc<Config>,
+    pub starting: Arc<Starting>,
+}
+
+/// Whether the service's database is prepared (migrated) yet, and if not, why.
+#[derive(Default)]
+pub struct Starting {
+    prepared: std::sync::atomic::AtomicBool,
+    reason: std::sync::Mutex<String>,
+}
+
+impl Starting {
+    pub fn prepared(&self) {
+        self.prepared.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    pub fn waiting(&self, reason: String) {
+        *self.reason.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = reason;
+    }
+
+    /// `Err(why)` until the database is prepared.
+    fn check(&self) -> Result<(), String> {
+        if self.prepared.load(std::sync::atomic::Ordering::Acquire) {
+            return Ok(());
+        }
+        let reason = self.reason.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        Err(if reason.is_empty() { "preparing its database".to_owned() } else { reason })
+    }
 }
 
 const READINESS_BUDGET: Duration = Duration::from_secs(2);
@@ -50,9 +77,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         }));
 }
 
-/// The admin token, as Agora's admin API checks it.
-fn authorize(request: &HttpRequest, config: &Config) -> Result<(), AppError> {
-    check_bearer(request, config.admin_token.as_deref()).map(|_| ())
+/// The admin token, as Agora's admin API checks it; then a 503 while the database is not prepared.
+fn authorize(request: &HttpRequest, state: &ServiceState) -> Result<(), AppError> {
+    check_bearer(request, state.config.admin_token.as_deref())?;
+    state
+        .starting
+        .check()
+        .map_err(|reason| AppError::Unavailable(format!("the notifications service is starting: {reason}")))
 }
 
 async fn healthz() -> HttpResponse {
@@ -61,6 +92,9 @@ async fn healthz() -> HttpResponse {
 
 /// Ready when its database answers; says whether it holds the e-mails of record (it consumes only then).
 async fn readyz(state: web::Data<ServiceState>) -> HttpResponse {
+    if let Err(reason) = state.starting.check() {
+        return crate::http::health::unready(&format!("starting: {reason}"));
+    }
     let db = state.db.clone();
     let check = web::block(move || {
         db.ping(READINESS_BUDGET - Duration::from_millis(500))?;
@@ -82,7 +116,7 @@ async fn readyz(state: web::Data<ServiceState>) -> HttpResponse {
 
 /// The consumer's counters and the e-mails by status, in Prometheus' text format.
 async fn metrics(request: HttpRequest, state: web::Data<ServiceState>) -> Result<HttpResponse, AppError> {
-    authorize(&request, &state.config)?;
+    authorize(&request, &state)?;
     let registry = Registry::new();
     for collector in super::super::collectors() {
         registry.register(collector).map_err(AppError::internal)?;
@@ -113,7 +147,7 @@ async fn order_emails(
     state: web::Data<ServiceState>,
     order_id: web::Path<OrderId>,
 ) -> Result<HttpResponse, AppError> {
-    authorize(&request, &state.config)?;
+    authorize(&request, &state)?;
     let order_id = order_id.into_inner();
     let emails = state
         .db
@@ -136,7 +170,7 @@ async fn list(
     state: web::Data<ServiceState>,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, AppError> {
-    authorize(&request, &state.config)?;
+    authorize(&request, &state)?;
     let ListQuery { order_id, after_created, after_id, limit } = query.into_inner();
     let limit = limit.unwrap_or(20);
     if !(1..=MAX_LIMIT).contains(&limit) {
@@ -172,7 +206,7 @@ async fn search(
     state: web::Data<ServiceState>,
     query: web::Query<SearchQuery>,
 ) -> Result<HttpResponse, AppError> {
-    authorize(&request, &state.config)?;
+    authorize(&request, &state)?;
     let query = query.into_inner();
     let sort = match query.sort.as_deref() {
         None | Some("created") => NotificationSort::CreatedAt,
@@ -207,7 +241,7 @@ async fn one(
     state: web::Data<ServiceState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, AppError> {
-    authorize(&request, &state.config)?;
+    authorize(&request, &state)?;
     let id = id.into_inner();
     let email = state
         .db
@@ -223,7 +257,7 @@ async fn resend(
     id: web::Path<Uuid>,
     seen: web::Json<SeenEmail>,
 ) -> Result<HttpResponse, AppError> {
-    authorize(&request, &state.config)?;
+    authorize(&request, &state)?;
     let (id, seen) = (id.into_inner(), seen.into_inner());
     if seen.attempts < 0 {
         return Err(AppError::invalid("attempts", "must be a count, 0 or more"));

@@ -15,7 +15,7 @@
 
 pub mod api;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix_web::{App, HttpServer, web};
@@ -148,42 +148,50 @@ fn same_server(a: &str, b: &str) -> bool {
 pub struct NotificationsService {
     port: u16,
     server: actix_web::dev::Server,
-    background: BackgroundTasks,
+    /// The consumer and the sender, once the database is prepared.
+    background: Arc<Mutex<BackgroundTasks>>,
+    preparing: actix_web::rt::task::JoinHandle<()>,
+}
+
+/// Applies the service's migrations, retrying while its database cannot be reached; `false` on a
+/// failure waiting cannot cure (said in the log and on `/readyz`).
+async fn prepare_until_done(settings: &ServiceSettings, starting: &api::Starting) -> bool {
+    let mut delay = RETRY_FIRST;
+    loop {
+        let url = settings.database_url.clone();
+        match actix_web::rt::task::spawn_blocking(move || prepare_database(&url)).await {
+            Ok(Ok(())) => return true,
+            Ok(Err(error @ (SetupError::Connect { .. } | SetupError::Pool(_)))) => {
+                log::warn!("waiting for the notifications database: {error}");
+                starting.waiting(format!("waiting for its database: {error}"));
+            }
+            Ok(Err(other)) => {
+                log::error!("cannot prepare the notifications database: {other}");
+                starting.waiting(format!("cannot prepare its database: {other}"));
+                return false;
+            }
+            Err(panicked) => {
+                starting.waiting(format!("preparing its database panicked: {panicked}"));
+                return false;
+            }
+        }
+        actix_web::rt::time::sleep(delay).await;
+        delay = (delay * 2).min(RETRY_MAX);
+    }
 }
 
 impl NotificationsService {
-    /// Prepares the service's database (retrying while it cannot be reached) and starts.
-    /// Must be called from within an actix system.
+    /// Starts serving at once (`/healthz` answers, `/readyz` says why it is not ready yet), and
+    /// prepares its database in the background, retrying while it cannot be reached; consuming
+    /// and sending begin once it is prepared. Must be called from within an actix system.
     pub async fn build(config: Config) -> Result<NotificationsService, Box<dyn std::error::Error>> {
         let settings = ServiceSettings::from_config(&config)?;
-        let mut delay = RETRY_FIRST;
-        loop {
-            let url = settings.database_url.clone();
-            match actix_web::rt::task::spawn_blocking(move || prepare_database(&url)).await? {
-                Ok(()) => break,
-                Err(error @ (SetupError::Connect { .. } | SetupError::Pool(_))) => {
-                    log::warn!("waiting for the notifications database: {error}");
-                }
-                Err(other) => return Err(other.into()),
-            }
-            actix_web::rt::time::sleep(delay).await;
-            delay = (delay * 2).min(RETRY_MAX);
-        }
         let listener = std::net::TcpListener::bind(&config.bind)?;
-        Self::start(config, settings, listener)
-    }
-
-    fn start(
-        config: Config,
-        settings: ServiceSettings,
-        listener: std::net::TcpListener,
-    ) -> Result<NotificationsService, Box<dyn std::error::Error>> {
-        let db = Db::connect(&settings.database_url, &pool_settings(&config));
-        let emails = Arc::new(super::OrderEmails::new(&config));
-        let mut background = BackgroundTasks::default();
-        super::start_consuming(&mut background, &db, &settings.broker, &config.outbox, emails, super::Fence::Holder);
         let port = listener.local_addr()?.port();
-        let state = api::ServiceState { db, config: Arc::new(config) };
+        let db = Db::connect(&settings.database_url, &pool_settings(&config));
+        let starting = Arc::new(api::Starting::default());
+        let background = Arc::new(Mutex::new(BackgroundTasks::default()));
+        let state = api::ServiceState { db: db.clone(), config: Arc::new(config.clone()), starting: starting.clone() };
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(web::Data::new(state.clone()))
@@ -196,7 +204,16 @@ impl NotificationsService {
         .listen(listener)?
         .run();
         log::info!("notifications service listening on 127.0.0.1:{port}");
-        Ok(NotificationsService { port, server, background })
+        let tasks = background.clone();
+        let preparing = actix_web::rt::spawn(async move {
+            if prepare_until_done(&settings, &starting).await {
+                let emails = Arc::new(super::OrderEmails::new(&config));
+                let mut tasks = tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                super::start_consuming(&mut tasks, &db, &settings.broker, &config.outbox, emails, super::Fence::Holder);
+                starting.prepared();
+            }
+        });
+        Ok(NotificationsService { port, server, background, preparing })
     }
 
     pub fn port(&self) -> u16 {
@@ -209,7 +226,12 @@ impl NotificationsService {
 
     /// Serves until the server is stopped or `stop` completes, then stops the background work.
     pub async fn run_until(self, stop: impl Future<Output = &'static str>) -> std::io::Result<()> {
-        crate::lifecycle::serve_until(self.server, self.background, stop).await
+        let served = crate::lifecycle::serve_until(self.server, BackgroundTasks::default(), stop).await;
+        // The runtime is this one thread: once aborted, the preparation starts nothing more.
+        self.preparing.abort();
+        let tasks = std::mem::take(&mut *self.background.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let _ = actix_web::rt::task::spawn_blocking(move || tasks.shutdown()).await;
+        served
     }
 }
 
