@@ -241,18 +241,25 @@ pub fn rollback(config: &Config) -> Result<Report, SplitError> {
             return Ok(report);
         }
         "copying" | "copied" => {
-            // Never cut over: the shared database still holds the e-mails; only the tracking goes.
-            this.shared.transaction(|conn| {
+            // Never cut over: the shared database still holds the e-mails. The queue declared for
+            // the service goes first, then every e-mail event since the move began that has no
+            // e-mail gets an in-process delivery: whatever the queue held is written here.
+            this.delete_queue(&mut report);
+            let started = state.started_at;
+            let revived = this.shared.transaction(|conn| -> Result<usize, SplitError> {
                 conn.batch_execute(DROP_TRACKING)?;
+                let revived = revive_missing_emails(conn, started)?;
                 diesel::update(notifications_move::table)
                     .set((
                         notifications_move::step.eq("rolled_back"),
                         notifications_move::rolled_back_at.eq(diesel::dsl::now),
                     ))
-                    .execute(conn)
+                    .execute(conn)?;
+                Ok(revived)
             })?;
             report.say(format!(
-                "the move had not cut over (step {}): stopped it; the shared database holds the e-mails as before",
+                "the move had not cut over (step {}): stopped it; the shared database holds the e-mails as before \
+                 ({revived} e-mails of events since it began queued in process)",
                 state.step
             ));
             return Ok(report);
@@ -636,10 +643,11 @@ impl Move {
     fn delete_queue(&self, report: &mut Report) {
         let Some(broker) = &self.config.broker else { return };
         match super::consumer::delete_queue_now(broker) {
-            Ok(()) => report.say(format!("rollback 3: deleted the service's queue {}", broker.notifications_queue)),
+            Ok(()) => report
+                .say(format!("deleted the service's queue {}: nobody consumes it now", broker.notifications_queue)),
             Err(error) => report.say(format!(
-                "rollback 3: could not delete the service's queue {} ({error}); delete it by hand unless agora consumes \
-                 it (AGORA_NOTIFICATIONS_CONSUMER=broker)",
+                "could not delete the service's queue {} ({error}); delete it by hand unless agora consumes it \
+                 (AGORA_NOTIFICATIONS_CONSUMER=broker)",
                 broker.notifications_queue
             )),
         }

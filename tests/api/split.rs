@@ -533,3 +533,21 @@ fn a_copy_that_differs_stops_the_cutover_and_changes_nothing() {
     assert!(ok && printed.contains("resuming: step 1 was interrupted"), "{printed}");
     assert_eq!(shop.service("SELECT count(*) FROM notifications WHERE subject LIKE '%(damaged)'"), 0);
 }
+
+#[test]
+fn a_move_rolled_back_before_its_cutover_leaves_the_shop_as_it_was() {
+    let shop = Move::new();
+    shop.place_orders(2);
+    eventually("2 e-mails", Duration::from_secs(10), || shop.shared("SELECT count(*) FROM notifications") == 2);
+    shop.kill_at(&[], "copied");
+    let queue = shop.exchange.settings("").notifications_queue;
+    assert!(shop.exchange.counts(&queue).is_some(), "step 1 declared the service's queue");
+    let (ok, printed) = shop.run(&["--rollback"]);
+    assert!(ok && printed.contains("the move had not cut over (step copied)"), "{printed}");
+    assert!(shop.exchange.counts(&queue).is_none(), "the queue nobody consumes is gone");
+    assert_eq!(shop.shared("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'notifications%'"), 0);
+    shop.place_orders(1);
+    eventually("the e-mail written in process", Duration::from_secs(10), || {
+        shop.shared("SELECT count(*) FROM notifications") == 3
+    });
+}
