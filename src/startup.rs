@@ -92,24 +92,23 @@ pub fn prepare(config: &Config) -> Result<Prepared, StartupError> {
         return Err(StartupError::Moved(moved.describe()));
     }
     let mut subscriptions = crate::outbox::subscriptions(config);
-    if let (NotificationsConsumer::Service, Some(broker)) = (config.notifications_consumer, &config.broker)
+    if let Some(broker) = config.broker.as_ref().filter(|_| config.notifications_consumer.uses_queue())
         && let Err(error) = crate::notifications::declare_queue_now(broker)
     {
-        // The service declares it too when it starts; until one of them has, the relay's
-        // mandatory publishes of e-mail events come back unrouted and are retried.
-        log::warn!("cannot declare the notifications service's queue on the broker yet: {error}");
-    }
-    if let (NotificationsConsumer::Broker, Some(broker)) = (config.notifications_consumer, &config.broker)
-        && let Err(error) = crate::notifications::declare_queue_now(broker)
-    {
-        // Without its queue, the events the relay publishes would not reach notifications: the
-        // in-process e-mails stay subscribed. An event the consumer takes as well finds its e-mail
-        // written already (one per event), so none is sent twice.
-        log::warn!(
-            "cannot declare notifications' queue on the broker ({error}): e-mails stay with the outbox handler \
-             until a start finds the broker"
-        );
-        subscriptions.push(crate::events::ORDER_EMAILS_SUBSCRIPTION);
+        if config.notifications_consumer == NotificationsConsumer::Service {
+            // The service declares it too when it starts; until one of them has, the relay's
+            // mandatory publishes of e-mail events come back unrouted and are retried.
+            log::warn!("cannot declare the notifications service's queue on the broker yet: {error}");
+        } else {
+            // Without its queue, the events the relay publishes would not reach notifications: the
+            // in-process e-mails stay subscribed. An event the consumer takes as well finds its
+            // e-mail written already (one per event), so none is sent twice.
+            log::warn!(
+                "cannot declare notifications' queue on the broker ({error}): e-mails stay with the outbox handler \
+                 until a start finds the broker"
+            );
+            subscriptions.push(crate::events::ORDER_EMAILS_SUBSCRIPTION);
+        }
     }
     db.run_blocking(Module::Outbox.op("subscribe"), |conn| crate::outbox::subscribe(conn, &subscriptions))?;
     if config.seed == SeedMode::Demo {
