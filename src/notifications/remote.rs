@@ -24,6 +24,11 @@ pub enum RemoteError {
     Unreadable(String),
 }
 
+/// Idle connections to the service kept for the next calls. ureq keeps 3 per host by default:
+/// with more calls in flight than that (one per order view being served), every connection
+/// beyond the third was closed after its call, and the next calls connected anew.
+const IDLE_CONNECTIONS: usize = 64;
+
 pub struct Remote {
     base: String,
     token: Option<String>,
@@ -36,6 +41,8 @@ impl Remote {
             .http_status_as_error(false)
             .max_redirects(0)
             .timeout_global(Some(link.timeout))
+            .max_idle_connections(IDLE_CONNECTIONS)
+            .max_idle_connections_per_host(IDLE_CONNECTIONS)
             .build()
             .new_agent();
         Remote { base: link.url.clone(), token: config.admin_token.clone(), agent }

@@ -98,7 +98,7 @@ pub fn load(
     duration: Duration,
     request: impl Fn(&ureq::Agent, usize, u64) -> bool + Sync,
 ) -> Run {
-    load_paced(label, clients, duration, None, request)
+    load_paced(label, clients, None, || std::thread::sleep(duration), request).0
 }
 
 /// [`load`] offering `per_second` requests in all, spread evenly over the clients: each request
@@ -111,20 +111,36 @@ pub fn load_at_rate(
     per_second: u64,
     request: impl Fn(&ureq::Agent, usize, u64) -> bool + Sync,
 ) -> Run {
-    let interval = Duration::from_secs_f64(clients as f64 / per_second.max(1) as f64);
-    load_paced(label, clients, duration, Some(interval), request)
+    load_paced(label, clients, Some(interval(clients, per_second)), || std::thread::sleep(duration), request).0
 }
 
-fn load_paced(
+/// [`load_at_rate`] (or [`load`] without a rate) for as long as `during` runs on the calling
+/// thread, e.g. a command whose effect on the requests in flight is what is measured.
+pub fn load_while<T>(
     label: &str,
     clients: usize,
-    duration: Duration,
-    interval: Option<Duration>,
+    per_second: Option<u64>,
+    during: impl FnOnce() -> T,
     request: impl Fn(&ureq::Agent, usize, u64) -> bool + Sync,
-) -> Run {
+) -> (Run, T) {
+    load_paced(label, clients, per_second.map(|rate| interval(clients, rate)), during, request)
+}
+
+/// Each client's interval between requests for `per_second` requests in all.
+fn interval(clients: usize, per_second: u64) -> Duration {
+    Duration::from_secs_f64(clients as f64 / per_second.max(1) as f64)
+}
+
+fn load_paced<T>(
+    label: &str,
+    clients: usize,
+    interval: Option<Duration>,
+    until: impl FnOnce() -> T,
+    request: impl Fn(&ureq::Agent, usize, u64) -> bool + Sync,
+) -> (Run, T) {
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
-    let results: Vec<(Vec<u64>, usize)> = std::thread::scope(|scope| {
+    let (results, outcome): (Vec<(Vec<u64>, usize)>, T) = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..clients)
             .map(|client| {
                 let (stop, request) = (stop.clone(), &request);
@@ -151,14 +167,14 @@ fn load_paced(
                 })
             })
             .collect();
-        std::thread::sleep(duration);
+        let outcome = until();
         stop.store(true, Ordering::Relaxed);
-        handles.into_iter().map(|handle| handle.join().unwrap()).collect()
+        (handles.into_iter().map(|handle| handle.join().unwrap()).collect(), outcome)
     });
     let seconds = started.elapsed().as_secs_f64();
     let mut latencies_us: Vec<u64> = results.iter().flat_map(|(latencies, _)| latencies.iter().copied()).collect();
     latencies_us.sort_unstable();
-    Run {
+    let run = Run {
         label: label.to_owned(),
         requests: latencies_us.len(),
         errors: results.iter().map(|(_, errors)| errors).sum(),
@@ -166,7 +182,8 @@ fn load_paced(
         latencies_us,
         cpu_seconds: None,
         reported_percentiles: None,
-    }
+    };
+    (run, outcome)
 }
 
 /// CPU seconds (user and system) a process has used so far, from `/proc`.
@@ -285,9 +302,22 @@ impl Agora {
 
     /// [`Agora::start`] with another build of agora (an older one, to compare against).
     pub fn start_binary(binary: &str, database_url: &str, port: u16, clients: usize, env: &[(&str, &str)]) -> Agora {
+        Self::start_command(binary, "serve", database_url, port, clients, env)
+    }
+
+    /// [`Agora::start_binary`] running `subcommand` (`notifications-service`, say): any that
+    /// serves `/readyz` on AGORA_BIND.
+    pub fn start_command(
+        binary: &str,
+        subcommand: &str,
+        database_url: &str,
+        port: u16,
+        clients: usize,
+        env: &[(&str, &str)],
+    ) -> Agora {
         let mut command = Command::new(binary);
         command
-            .arg("serve")
+            .arg(subcommand)
             .env("DATABASE_URL", database_url)
             .env("AGORA_BIND", format!("127.0.0.1:{port}"))
             .env("AGORA_SEED", "none")

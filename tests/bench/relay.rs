@@ -25,28 +25,23 @@
 //! target/bench-relay-report.md.
 
 use std::fmt::Write as _;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Double, Text};
-use lapin::options::{
-    BasicConsumeOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
-    QueueDeleteOptions,
-};
-use lapin::types::FieldTable;
-use lapin::{ConnectionProperties, ExchangeKind};
 
+#[path = "broker.rs"]
+mod broker;
 #[path = "common.rs"]
 mod common;
 #[path = "harness.rs"]
 mod harness;
 
+use broker::{BenchBroker, notifications_queue, postgres_cpu_of, prepare, rabbitmq_cpu};
 use common::{database_url, env_number, server_url};
 use harness::{Agora, Run, alternate, cpu_of, load, load_at_rate, report_table};
 
-const PRODUCTS: usize = 200;
 const TOKEN: &str = "bench-admin-token-0123456789";
 
 #[derive(QueryableByName)]
@@ -65,118 +60,6 @@ struct Lag {
     p95: f64,
     #[diesel(sql_type = Double)]
     p99: f64,
-}
-
-/// An exchange and a durable queue of the run's own, with a consumer that takes every message,
-/// as a subscriber would; deleted on drop.
-struct BenchBroker {
-    runtime: tokio::runtime::Runtime,
-    connection: lapin::Connection,
-    channel: lapin::Channel,
-    exchange: String,
-    queue: String,
-}
-
-/// notifications' queue on the run's exchange, when the e-mails come from the broker.
-fn notifications_queue(exchange: &str) -> String {
-    format!("{exchange}.notifications")
-}
-
-impl BenchBroker {
-    fn start(url: &str) -> BenchBroker {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-        let exchange = format!("agora.bench.{}", std::process::id());
-        let queue = format!("{exchange}.all");
-        let (connection, channel) = runtime.block_on(async {
-            let connection = lapin::Connection::connect(url, ConnectionProperties::default())
-                .await
-                .expect("RabbitMQ must be reachable (AGORA_TEST_BROKER_URL)");
-            let channel = connection.create_channel().await.unwrap();
-            channel
-                .exchange_declare(
-                    exchange.as_str().into(),
-                    ExchangeKind::Topic,
-                    ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() },
-                    FieldTable::default(),
-                )
-                .await
-                .unwrap();
-            channel
-                .queue_declare(
-                    queue.as_str().into(),
-                    QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() },
-                    FieldTable::default(),
-                )
-                .await
-                .unwrap();
-            channel
-                .queue_bind(
-                    queue.as_str().into(),
-                    exchange.as_str().into(),
-                    "#".into(),
-                    QueueBindOptions::default(),
-                    FieldTable::default(),
-                )
-                .await
-                .unwrap();
-            channel
-                .basic_consume(
-                    queue.as_str().into(),
-                    "bench".into(),
-                    BasicConsumeOptions { no_ack: true, ..BasicConsumeOptions::default() },
-                    FieldTable::default(),
-                )
-                .await
-                .unwrap()
-                .set_delegate(|_delivery| async {});
-            (connection, channel)
-        });
-        BenchBroker { runtime, connection, channel, exchange, queue }
-    }
-}
-
-impl Drop for BenchBroker {
-    fn drop(&mut self) {
-        self.runtime.block_on(async {
-            let notifications = notifications_queue(&self.exchange);
-            let dead_letters = agora::notifications::dead_letter_name(&notifications);
-            for queue in [&self.queue, &notifications, &dead_letters] {
-                let _ = self.channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await;
-            }
-            for exchange in [&dead_letters, &self.exchange] {
-                let _ = self.channel.exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default()).await;
-            }
-            let _ = self.connection.close(200, "bench done".into()).await;
-        });
-    }
-}
-
-/// CPU seconds used so far by RabbitMQ's Erlang VM on this machine (0 where it runs elsewhere).
-fn rabbitmq_cpu() -> f64 {
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim() == "beam.smp"))
-        .map(cpu_of)
-        .sum()
-}
-
-/// CPU seconds used so far by the PostgreSQL backends serving `database`: other databases on the
-/// server (other work on a shared machine) are not this scenario's cost.
-fn postgres_cpu_of(conn: &mut PgConnection, database: &str) -> f64 {
-    #[derive(QueryableByName)]
-    struct Backend {
-        #[diesel(sql_type = diesel::sql_types::Integer)]
-        pid: i32,
-    }
-    diesel::sql_query(format!("SELECT pid FROM pg_stat_activity WHERE datname = '{database}'"))
-        .load::<Backend>(conn)
-        .unwrap()
-        .into_iter()
-        .map(|backend| cpu_of(backend.pid as u32))
-        .sum()
 }
 
 /// Transactions committed in `database` so far, as PostgreSQL counts them.
@@ -255,7 +138,7 @@ fn main() {
     for database in &databases {
         diesel::sql_query(format!("CREATE DATABASE {database}")).execute(&mut maintenance).unwrap();
     }
-    let broker = BenchBroker::start(&amqp);
+    let broker = BenchBroker::start(&amqp, format!("agora.bench.{}", std::process::id()));
     let result = std::panic::catch_unwind(|| {
         run(&databases, &amqp, &broker.exchange, clients, Duration::from_secs(seconds), rounds)
     });
@@ -266,31 +149,6 @@ fn main() {
     if let Err(panic) = result {
         std::panic::resume_unwind(panic);
     }
-}
-
-/// Migrates `database` and gives it products with plenty of stock; returns the product ids.
-fn prepare(database: &str) -> Vec<String> {
-    let migrate = Command::new(env!("CARGO_BIN_EXE_agora"))
-        .arg("migrate")
-        .env("DATABASE_URL", database_url(database))
-        .env("RUST_LOG", "warn")
-        .status()
-        .unwrap();
-    assert!(migrate.success());
-    let mut conn = PgConnection::establish(&database_url(database)).unwrap();
-    conn.batch_execute(&format!(
-        "INSERT INTO products (id, sku, name, price_minor) SELECT md5('bench-' || n)::uuid, 'BENCH-' || lpad(n::text, 5, '0'), 'Bench product', 1000 FROM generate_series(1, {PRODUCTS}) AS n;
-         INSERT INTO inventory_levels (product_id, on_hand) SELECT id, 100000000 FROM products;
-         INSERT INTO inventory_movements (product_id, kind, on_hand_delta, reserved_delta, reason) SELECT id, 'receipt', 100000000, 0, 'bench stock' FROM products;
-         ANALYZE;"
-    ))
-    .unwrap();
-    diesel::sql_query("SELECT id::text AS id FROM products ORDER BY sku")
-        .load::<Id>(&mut conn)
-        .unwrap()
-        .into_iter()
-        .map(|row| row.id)
-        .collect()
 }
 
 fn run(databases: &[String; 2], amqp: &str, exchange: &str, clients: usize, duration: Duration, rounds: usize) {
@@ -306,21 +164,7 @@ fn run(databases: &[String; 2], amqp: &str, exchange: &str, clients: usize, dura
             Agora::start(&database_url(&databases[1]), on_port, clients, &relaying),
         )
     };
-    let checkout = |port: u16| {
-        let products = &products;
-        move |agent: &ureq::Agent, client: usize, n: u64| {
-            let a = (client * 31 + n as usize * 17) % PRODUCTS;
-            let body = serde_json::json!({
-                "customer": {"email": format!("buyer{}@example.com", (client * 7919 + n as usize) % 1000), "name": "Bench Buyer"},
-                "items": [{"product_id": products[a], "quantity": 1}, {"product_id": products[(a + 1) % PRODUCTS], "quantity": 1}],
-            });
-            agent
-                .post(&format!("http://127.0.0.1:{port}/api/orders"))
-                .send_json(&body)
-                .map(|response| response.status().as_u16() == 201)
-                .unwrap_or(false)
-        }
-    };
+    let checkout = |port: u16| broker::checkout(port, &products);
     // Both shops get a history first, through processes that then stop: a PostgreSQL session
     // keeps the plans it made of agora's statements, and plans made against the empty tables of
     // a new shop (sequential scans) would be measured instead of the shop's.
