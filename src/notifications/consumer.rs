@@ -1,11 +1,11 @@
 //! The notifications module's own queue on the broker (`AGORA_NOTIFICATIONS_CONSUMER=broker`).
 //!
 //! A durable queue, bound to the events exchange for the events that make e-mails, is consumed
-//! by one task per process (several processes share the queue). Each message is taken into the
-//! inbox in one database transaction (see [`super::inbox`]) and acknowledged only once that
-//! transaction has committed: a process that dies in between leaves the message unacknowledged,
-//! the broker delivers it again, and the inbox absorbs the copy. A database error sends the
-//! message back to the queue after a pause, to be taken again.
+//! by one task per process (several processes share the queue). The messages at hand (up to the
+//! prefetch) are taken into the inbox in one database transaction (see [`super::inbox`]) and
+//! acknowledged only once that transaction has committed: a process that dies in between leaves
+//! them unacknowledged, the broker delivers them again, and the inbox absorbs the copies. A
+//! database error sends them back to the queue after a pause, to be taken again.
 //!
 //! A message that can never be taken (not JSON, an unknown type or version, not the event its
 //! type says) is published to the dead-letter exchange `{queue}.dead` with its reason in the
@@ -20,7 +20,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
@@ -268,76 +268,110 @@ impl Consumer {
                 next = deliveries.next() => next,
                 () = tokio::time::sleep(STOP_CHECK) => continue,
             };
-            match next {
-                Some(Ok(delivery)) => self.handle(&channel, delivery, &mut requeue_pause, stop).await?,
+            let mut batch = match next {
+                Some(Ok(delivery)) => vec![delivery],
                 Some(Err(error)) => return Err(error.into()),
                 None => bail!("the broker ended the consumer (was the queue {queue} deleted?)"),
+            };
+            // Whatever else the broker has handed over already goes into the same transaction.
+            while batch.len() < usize::from(PREFETCH) {
+                match deliveries.next().now_or_never() {
+                    Some(Some(Ok(delivery))) => batch.push(delivery),
+                    Some(Some(Err(error))) => return Err(error.into()),
+                    Some(None) | None => break,
+                }
             }
+            self.handle(&channel, batch, &mut requeue_pause, stop).await?;
         }
     }
 
+    /// Takes a batch of messages: those that can never be events are dead-lettered, the rest are
+    /// taken in one transaction and acknowledged once it has committed, each as it came out.
     async fn handle(
         &self,
         channel: &Channel,
-        delivery: Delivery,
+        batch: Vec<Delivery>,
         requeue_pause: &mut Duration,
         stop: &StopSignal,
     ) -> anyhow::Result<()> {
-        let properties = &delivery.properties;
-        let envelope = Envelope {
-            message_id: properties.message_id().as_ref().map(ShortString::as_str),
-            event_type: properties.kind().as_ref().map(ShortString::as_str),
-            timestamp: *properties.timestamp(),
-            body: &delivery.data,
-        };
-        let received = match inbox::read(&envelope) {
-            Ok(received) => received,
-            Err(dead) => return self.dead_letter(channel, &delivery, &dead).await,
-        };
-        let event = received.record.id;
+        let mut readable = Vec::with_capacity(batch.len());
+        let mut received = Vec::with_capacity(batch.len());
+        for delivery in batch {
+            let properties = &delivery.properties;
+            let envelope = Envelope {
+                message_id: properties.message_id().as_ref().map(ShortString::as_str),
+                event_type: properties.kind().as_ref().map(ShortString::as_str),
+                timestamp: *properties.timestamp(),
+                body: &delivery.data,
+            };
+            match inbox::read(&envelope) {
+                Ok(message) => {
+                    received.push(message);
+                    readable.push(delivery);
+                }
+                Err(dead) => self.dead_letter(channel, &delivery, &dead).await?,
+            }
+        }
+        if readable.is_empty() {
+            return Ok(());
+        }
+        let events: Vec<i64> = received.iter().map(|message| message.record.id).collect();
         let (db, emails, fence) = (self.db.clone(), self.emails.clone(), self.fence);
         let taken = tokio::task::spawn_blocking(move || {
             db.run_blocking(Module::Notifications.op("take_message"), |conn| {
-                inbox::take(conn, &emails, &received, fence)
+                inbox::take_all(conn, &emails, &received, fence)
             })
         })
         .await
-        .map_err(|panicked| anyhow!("taking the message panicked: {panicked}"))
+        .map_err(|panicked| anyhow!("taking the messages panicked: {panicked}"))
         .and_then(|taken| taken.map_err(|error| anyhow!("{}", CauseChain(&error))));
-        match taken {
-            Ok(Taken::New { pending }) => {
-                delivery.ack(BasicAckOptions::default()).await?;
-                MESSAGES.with_label_values(&["new"]).inc();
-                if pending {
-                    self.sender.ring();
-                }
-            }
-            Ok(Taken::Duplicate) => {
-                delivery.ack(BasicAckOptions::default()).await?;
-                MESSAGES.with_label_values(&["duplicate"]).inc();
-                log::debug!("event {event} was in the inbox already: the copy is dropped");
-            }
-            Ok(Taken::Dead(dead)) => return self.dead_letter(channel, &delivery, &dead).await,
-            Ok(Taken::NotHolder) => {
-                if self.fence == Fence::None {
-                    self.moved.store(true, std::sync::atomic::Ordering::Relaxed);
-                }
-                delivery.nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() }).await?;
-                MESSAGES.with_label_values(&["requeued"]).inc();
-                // Ending the session hands back every message prefetched; the next one waits
-                // until this process holds the e-mails again.
-                bail!("the e-mails of record are no longer this database's: message {event} back to the queue");
-            }
+        let taken = match taken {
+            Ok(taken) => taken,
             Err(error) => {
-                log::warn!("event {event} not taken, back to the queue in {requeue_pause:?}: {error}");
+                log::warn!("events {events:?} not taken, back to the queue in {requeue_pause:?}: {error}");
                 sleep_unless_stopped(*requeue_pause, stop).await;
                 *requeue_pause = (*requeue_pause * 2).min(REQUEUE_MAX);
-                delivery.nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() }).await?;
-                MESSAGES.with_label_values(&["requeued"]).inc();
+                for delivery in readable {
+                    delivery.nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() }).await?;
+                    MESSAGES.with_label_values(&["requeued"]).inc();
+                }
                 return Ok(());
             }
-        }
+        };
         *requeue_pause = REQUEUE_FIRST;
+        let mut handed_back = None;
+        let mut pending = false;
+        for ((delivery, taken), event) in readable.into_iter().zip(taken).zip(events) {
+            match taken {
+                Taken::New { pending: waits } => {
+                    delivery.ack(BasicAckOptions::default()).await?;
+                    MESSAGES.with_label_values(&["new"]).inc();
+                    pending |= waits;
+                }
+                Taken::Duplicate => {
+                    delivery.ack(BasicAckOptions::default()).await?;
+                    MESSAGES.with_label_values(&["duplicate"]).inc();
+                    log::debug!("event {event} was in the inbox already: the copy is dropped");
+                }
+                Taken::Dead(dead) => self.dead_letter(channel, &delivery, &dead).await?,
+                Taken::NotHolder => {
+                    delivery.nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() }).await?;
+                    MESSAGES.with_label_values(&["requeued"]).inc();
+                    handed_back = Some(event);
+                }
+            }
+        }
+        if pending {
+            self.sender.ring();
+        }
+        if let Some(event) = handed_back {
+            if self.fence == Fence::None {
+                self.moved.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            // Ending the session hands back every message prefetched; the next one waits until
+            // this process holds the e-mails again.
+            bail!("the e-mails of record are no longer this database's: message {event} back to the queue");
+        }
         Ok(())
     }
 

@@ -2,8 +2,8 @@
 //!
 //! The broker delivers at least once (the relay publishes again after a crash between the
 //! broker's confirm and its own commit; an unacknowledged message is redelivered), so every
-//! message is taken in one transaction that records its event id in `notifications_inbox` and
-//! writes the event's e-mail. A message whose id is there already writes nothing.
+//! message is taken in the same transaction that records its event id in `notifications_inbox`
+//! and writes the event's e-mail. A message whose id is there already writes nothing.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -129,14 +129,26 @@ impl From<DieselError> for Failure {
     }
 }
 
-/// Takes a message in one transaction: its event id into the inbox and its e-mail written, or
-/// neither. A database error is returned (the message must come again); a message that cannot
-/// be taken is `Dead`.
-pub fn take(conn: &mut PgConnection, emails: &OrderEmails, received: &Received, fence: Fence) -> QueryResult<Taken> {
-    let taken = conn.transaction(|conn| {
+/// Takes the messages at hand in one transaction, each under a savepoint of its own: its event
+/// id into the inbox and its e-mail written, or neither. One commit for the lot is what lets the
+/// consumer keep up with checkout; what happens to one message (a dead one, a copy) is its own.
+/// A database error is returned, and nothing is taken (the messages must come again).
+pub fn take_all(
+    conn: &mut PgConnection,
+    emails: &OrderEmails,
+    messages: &[Received],
+    fence: Fence,
+) -> QueryResult<Vec<Taken>> {
+    conn.transaction(|conn| {
         if !fence.admits(conn)? {
-            return Ok(Taken::NotHolder);
+            return Ok(messages.iter().map(|_| Taken::NotHolder).collect());
         }
+        messages.iter().map(|received| take_one(conn, emails, received)).collect()
+    })
+}
+
+fn take_one(conn: &mut PgConnection, emails: &OrderEmails, received: &Received) -> QueryResult<Taken> {
+    let taken = conn.transaction(|conn| {
         if !record(conn, received.record.id, received.event_type)? {
             return Ok(Taken::Duplicate);
         }

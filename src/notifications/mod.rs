@@ -262,7 +262,7 @@ pub fn get_notification(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option
 
 pub type ListCursor = (chrono::DateTime<chrono::Utc>, Uuid);
 
-/// An order's e-mails, oldest first, without their bodies: what the order view shows.
+/// An order's e-mails in the order of their events, without their bodies: what the order view shows.
 pub fn of_order(conn: &mut PgConnection, order: OrderId) -> QueryResult<Vec<Notification>> {
     crate::as_module!(conn, Module::Notifications);
     Ok(store::of_order(conn, order)?.into_iter().map(Notification::without_bodies).collect())

@@ -477,21 +477,22 @@ impl Move {
 
     /// Step 2: both sides agree, per status, on every row not changed since the copy began.
     fn verify_copy(&mut self, report: &mut Report) -> Result<(), SplitError> {
-        let changed: Vec<String> = notifications_delta::table
-            .filter(notifications_delta::table_name.eq("notifications"))
-            .select(notifications_delta::key)
-            .load(&mut self.shared)?;
-        let changed: Vec<Uuid> = changed.iter().filter_map(|key| key.parse().ok()).collect();
-        let here = checksums(&mut self.shared, &changed)?;
-        let there = checksums(&mut self.service, &changed)?;
+        // The delta and the checksum from one snapshot: a row written between reading the one and
+        // computing the other would count on this side only.
+        let (delta, here) = self.shared.build_transaction().repeatable_read().read_only().run(|conn| {
+            let delta = Delta::load(conn)?;
+            let here = checksums(conn, Rows::AllBut(&delta))?;
+            diesel::QueryResult::Ok((delta, here))
+        })?;
+        let there = checksums(&mut self.service, Rows::AllBut(&delta))?;
         compare(&here, &there)?;
         for line in describe(&here) {
             report.say(format!("step 2: verified {line}"));
         }
-        if !changed.is_empty() {
+        if delta.len() > 0 {
             report.say(format!(
-                "step 2: {} e-mails changed since the copy began: the cutover copies them again",
-                changed.len()
+                "step 2: {} rows written since the copy began: the cutover copies and verifies them again",
+                delta.len()
             ));
         }
         diesel::update(notifications_move::table)
@@ -530,10 +531,13 @@ impl Move {
             let handed = handover::hand_over(conn, ORDER_EMAILS, BROKER_RELAY, HANDED_OVER)?;
             // Writers of e-mails wait from here: what is copied below is final.
             conn.batch_execute("LOCK TABLE notifications, notifications_inbox IN EXCLUSIVE MODE")?;
-            let caught_up = catch_up(conn, service)?;
-            let here = checksums(conn, &[])?;
-            let there = checksums(service, &[])?;
-            compare(&here, &there)?;
+            // Every row outside the delta was verified in step 2 and has not changed since (the
+            // service writes nothing until it holds the e-mails): the delta's rows and the counts
+            // are what is left to verify, at a cost that does not grow with the table.
+            let delta = Delta::load(conn)?;
+            let caught_up = catch_up(conn, service, &delta)?;
+            compare(&counts(conn)?, &counts(service)?)?;
+            compare(&checksums(conn, Rows::Only(&delta))?, &checksums(service, Rows::Only(&delta))?)?;
             conn.batch_execute(DROP_TRACKING)?;
             conn.batch_execute(WRITE_LOCK)?;
             diesel::update(notifications_move::table)
@@ -619,9 +623,8 @@ impl Move {
             }
             handover::add_subscription(conn, &ORDER_EMAILS_SUBSCRIPTION)?;
             let revived = revive_missing_emails(conn, started)?;
-            let here = checksums(conn, &[])?;
-            let there = checksums(service, &[])?;
-            compare(&here, &there)?;
+            let everything = Delta::default();
+            compare(&checksums(conn, Rows::AllBut(&everything))?, &checksums(service, Rows::AllBut(&everything))?)?;
             diesel::update(notifications_move::table)
                 .set((
                     notifications_move::step.eq("rolled_back"),
@@ -681,31 +684,21 @@ fn insert_inbox(conn: &mut PgConnection, rows: &[InboxRow]) -> diesel::QueryResu
     diesel::insert_into(notifications_inbox::table).values(rows).on_conflict_do_nothing().execute(conn)
 }
 
-/// The rows listed as changed since the copy began, copied again.
-fn catch_up(shared: &mut PgConnection, service: &mut PgConnection) -> diesel::QueryResult<i64> {
-    let changes: Vec<(String, String)> =
-        notifications_delta::table.select((notifications_delta::table_name, notifications_delta::key)).load(shared)?;
-    let mut email_ids: Vec<Uuid> = Vec::new();
-    let mut inbox_ids: Vec<i64> = Vec::new();
-    for (table, key) in &changes {
-        match table.as_str() {
-            "notifications" => email_ids.extend(key.parse::<Uuid>().ok()),
-            _ => inbox_ids.extend(key.parse::<i64>().ok()),
-        }
-    }
-    for chunk in email_ids.chunks(BATCH as usize) {
+/// The delta's rows copied again; returns how many.
+fn catch_up(shared: &mut PgConnection, service: &mut PgConnection, delta: &Delta) -> diesel::QueryResult<i64> {
+    for chunk in delta.emails.chunks(BATCH as usize) {
         let rows: Vec<EmailRow> =
             notifications::table.filter(notifications::id.eq_any(chunk)).select(EmailRow::as_select()).load(shared)?;
         upsert_emails(service, &rows)?;
     }
-    for chunk in inbox_ids.chunks(BATCH as usize) {
+    for chunk in delta.inbox.chunks(BATCH as usize) {
         let rows: Vec<InboxRow> = notifications_inbox::table
             .filter(notifications_inbox::event_id.eq_any(chunk))
             .select(InboxRow::as_select())
             .load(shared)?;
         insert_inbox(service, &rows)?;
     }
-    Ok(changes.len() as i64)
+    Ok(delta.len() as i64)
 }
 
 /// After a rollback: the e-mail events since the move began (or handed over by it) that have no
@@ -735,7 +728,47 @@ struct Checksum {
     checksum: String,
 }
 
-fn checksums(conn: &mut PgConnection, leaving_out: &[Uuid]) -> diesel::QueryResult<BTreeMap<String, (i64, String)>> {
+/// Which rows a verification covers: the delta's rows only, or every row but the delta's.
+#[derive(Clone, Copy)]
+enum Rows<'a> {
+    Only(&'a Delta),
+    AllBut(&'a Delta),
+}
+
+/// The rows written since the copy began, by key.
+#[derive(Debug, Default)]
+struct Delta {
+    emails: Vec<Uuid>,
+    inbox: Vec<i64>,
+}
+
+impl Delta {
+    fn load(conn: &mut PgConnection) -> diesel::QueryResult<Delta> {
+        let keys: Vec<(String, String)> = notifications_delta::table
+            .select((notifications_delta::table_name, notifications_delta::key))
+            .load(conn)?;
+        let mut delta = Delta::default();
+        for (table, key) in keys {
+            match table.as_str() {
+                "notifications" => delta.emails.extend(key.parse::<Uuid>().ok()),
+                _ => delta.inbox.extend(key.parse::<i64>().ok()),
+            }
+        }
+        Ok(delta)
+    }
+
+    fn len(&self) -> usize {
+        self.emails.len() + self.inbox.len()
+    }
+}
+
+/// Per status, the e-mails of `rows` and a checksum of every column but `updated_at`; the same of
+/// the inbox. A part with no row is absent.
+fn checksums(conn: &mut PgConnection, rows: Rows) -> diesel::QueryResult<BTreeMap<String, (i64, String)>> {
+    let (delta, only) = match rows {
+        Rows::Only(delta) => (delta, true),
+        Rows::AllBut(delta) => (delta, false),
+    };
     let rows: Vec<Checksum> = diesel::sql_query(
         "SELECT 'status ' || status AS part, count(*) AS rows,
                 md5(string_agg(concat_ws('|', id, event_id, order_id, kind, md5(recipient), md5(subject),
@@ -743,12 +776,25 @@ fn checksums(conn: &mut PgConnection, leaving_out: &[Uuid]) -> diesel::QueryResu
                     coalesce(md5(last_error), '-'), coalesce(extract(epoch FROM sent_at)::text, '-'),
                     extract(epoch FROM created_at)::text, extract(epoch FROM next_attempt_at)::text),
                     ',' ORDER BY id)) AS checksum
-           FROM notifications WHERE NOT (id = ANY($1)) GROUP BY status
+           FROM notifications WHERE (id = ANY($1)) = $3 GROUP BY status
          UNION ALL
-         SELECT 'inbox', count(*), coalesce(md5(string_agg(event_id::text || ':' || event_type, ',' ORDER BY event_id)), '-')
-           FROM notifications_inbox",
+         SELECT 'inbox', count(*), md5(string_agg(event_id::text || ':' || event_type, ',' ORDER BY event_id))
+           FROM notifications_inbox WHERE (event_id = ANY($2)) = $3 HAVING count(*) > 0",
     )
-    .bind::<Array<diesel::sql_types::Uuid>, _>(leaving_out)
+    .bind::<Array<diesel::sql_types::Uuid>, _>(&delta.emails)
+    .bind::<Array<BigInt>, _>(&delta.inbox)
+    .bind::<diesel::sql_types::Bool, _>(only)
+    .load(conn)?;
+    Ok(rows.into_iter().map(|row| (row.part, (row.rows, row.checksum))).collect())
+}
+
+/// Per status, how many e-mails; and how many inbox entries. Cheap enough to take under the lock.
+fn counts(conn: &mut PgConnection) -> diesel::QueryResult<BTreeMap<String, (i64, String)>> {
+    let rows: Vec<Checksum> = diesel::sql_query(
+        "SELECT 'status ' || status AS part, count(*) AS rows, '' AS checksum FROM notifications GROUP BY status
+         UNION ALL
+         SELECT 'inbox', count(*), '' FROM notifications_inbox HAVING count(*) > 0",
+    )
     .load(conn)?;
     Ok(rows.into_iter().map(|row| (row.part, (row.rows, row.checksum))).collect())
 }

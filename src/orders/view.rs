@@ -168,7 +168,7 @@ pub fn order_details(
         let notifications = if emails_here {
             notifications::table
                 .filter(notifications::order_id.eq(order_id))
-                .order(notifications::created_at.asc())
+                .order(notifications::event_id.asc())
                 .select(NotificationSummary::as_select())
                 .load(conn)?
         } else {
