@@ -194,9 +194,7 @@ pub fn split(config: &Config) -> Result<Report, SplitError> {
             this.hand_to_service(&mut report)?;
             return Ok(report);
         }
-        Some("copied") => {
-            report.say("resuming: the copy was made and verified; copying again what changed, then cutting over")
-        }
+        Some("copied") => report.say("resuming: the copy was made and verified; verifying it again, then cutting over"),
         Some("copying") => {
             report.say("resuming: step 1 was interrupted; copying again (rows already copied are overwritten)")
         }
