@@ -167,14 +167,14 @@ fn seed(config: Config, args: SeedArgs) -> Result<(), Box<dyn std::error::Error>
 
 fn split_notifications(config: &Config, args: &SplitArgs) -> Result<(), Box<dyn std::error::Error>> {
     use crate::notifications::split;
-    let report = if args.rollback {
+    let moved = if args.rollback {
         split::rollback(config)
     } else if args.contract {
         split::contract(config)
     } else {
         split::split(config)
     };
-    report.map(|_| ()).map_err(Into::into)
+    moved.map_err(Into::into)
 }
 
 fn checkout_race(config: &Config, args: RaceArgs) -> Result<(), Box<dyn std::error::Error>> {

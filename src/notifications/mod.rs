@@ -265,7 +265,7 @@ pub type ListCursor = (chrono::DateTime<chrono::Utc>, Uuid);
 /// An order's e-mails in the order of their events, without their bodies: what the order view shows.
 pub fn of_order(conn: &mut PgConnection, order: OrderId) -> QueryResult<Vec<Notification>> {
     crate::as_module!(conn, Module::Notifications);
-    Ok(store::of_order(conn, order)?.into_iter().map(Notification::without_bodies).collect())
+    store::of_order(conn, order)
 }
 
 /// Up to `limit` e-mails newest first, optionally of one order, from just after `after`.
@@ -364,7 +364,7 @@ pub fn email_page(
     let page = if counted > COUNT_CAP { requested } else { requested.min(last) };
     let offset = Numbered::<Notification>::offset(page);
     let items = find_notifications(conn, filter, sort, descending, offset, PER_PAGE)?;
-    Ok(EmailPage { items: items.into_iter().map(Notification::without_bodies).collect(), page, counted, totals })
+    Ok(EmailPage { items, page, counted, totals })
 }
 
 /// What an operator saw of a failed e-mail when confirming its resend.

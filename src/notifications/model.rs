@@ -83,11 +83,6 @@ pub struct Notification {
 }
 
 impl Notification {
-    /// The e-mail without its bodies, as lists carry it.
-    pub fn without_bodies(self) -> Notification {
-        Notification { text_body: String::new(), html_body: String::new(), ..self }
-    }
-
     /// Delivered (to an SMTP server) or kept (store-only mode): nothing more to do.
     pub fn is_done(&self) -> bool {
         matches!(self.status, NotificationStatus::Sent | NotificationStatus::Stored)

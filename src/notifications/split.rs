@@ -141,19 +141,13 @@ struct InboxRow {
     received_at: DateTime<Utc>,
 }
 
-/// What one run did, for the report.
-#[derive(Debug, Default)]
-pub struct Report {
-    pub lines: Vec<String>,
-    /// The cutover's write window, when this run cut over.
-    pub write_window: Option<Duration>,
-}
+/// The run's report, printed a line at a time as each step ends, so that an operator watching a
+/// move (or a run killed mid-way) sees how far it got.
+struct Report;
 
 impl Report {
     fn say(&mut self, line: impl Into<String>) {
-        let line = line.into();
-        println!("{line}");
-        self.lines.push(line);
+        println!("{}", line.into());
     }
 }
 
@@ -165,22 +159,22 @@ struct Move {
 }
 
 /// `agora split notifications`: runs (or resumes) the move to the split topology.
-pub fn split(config: &Config) -> Result<Report, SplitError> {
-    let mut report = Report::default();
+pub fn split(config: &Config) -> Result<(), SplitError> {
+    let mut report = Report;
     let mut this = Move::open(config)?;
     let state = this.state()?;
     let holder_is_service = this.service_holds()?;
     match state.as_ref().map(|state| state.step.as_str()) {
         Some("contracted") => {
             report.say("notifications moved and contracted already: nothing to do");
-            return Ok(report);
+            return Ok(());
         }
         Some("cut_over") if holder_is_service => {
             report.say(format!(
                 "notifications moved already ({}): nothing to do",
                 state.as_ref().map(MoveState::describe).unwrap_or_default()
             ));
-            return Ok(report);
+            return Ok(());
         }
         Some("cut_over") if this.service_write_locked()? => {
             return Err(SplitError::Refused(
@@ -192,7 +186,7 @@ pub fn split(config: &Config) -> Result<Report, SplitError> {
         Some("cut_over") => {
             report.say("resuming after the cutover: handing consumption to the service");
             this.hand_to_service(&mut report)?;
-            return Ok(report);
+            return Ok(());
         }
         Some("copied") => report.say("resuming: the copy was made and verified; verifying it again, then cutting over"),
         Some("copying") => {
@@ -217,13 +211,13 @@ pub fn split(config: &Config) -> Result<Report, SplitError> {
         return Err(this.start_over_after(error, &mut report));
     }
     this.hand_to_service(&mut report)?;
-    Ok(report)
+    Ok(())
 }
 
 /// `agora split notifications --rollback`: brings the e-mails back to the shared database,
 /// including those the service recorded after the cutover, and lifts the write lock.
-pub fn rollback(config: &Config) -> Result<Report, SplitError> {
-    let mut report = Report::default();
+pub fn rollback(config: &Config) -> Result<(), SplitError> {
+    let mut report = Report;
     let mut this = Move::open(config)?;
     let Some(state) = this.state()? else {
         return Err(SplitError::Refused("no move was started: there is nothing to roll back".into()));
@@ -236,7 +230,7 @@ pub fn rollback(config: &Config) -> Result<Report, SplitError> {
         }
         "rolled_back" => {
             report.say("rolled back already: nothing to do");
-            return Ok(report);
+            return Ok(());
         }
         "copying" | "copied" => {
             // Never cut over: the shared database still holds the e-mails. The queue declared for
@@ -260,7 +254,7 @@ pub fn rollback(config: &Config) -> Result<Report, SplitError> {
                  ({revived} e-mails of events since it began queued in process)",
                 state.step
             ));
-            return Ok(report);
+            return Ok(());
         }
         _ => {}
     }
@@ -279,18 +273,18 @@ pub fn rollback(config: &Config) -> Result<Report, SplitError> {
         "rolled back: restart agora without AGORA_NOTIFICATIONS_URL; the e-mails are in the shared database again, \
          and those of events the service had not taken are written in process",
     );
-    Ok(report)
+    Ok(())
 }
 
 /// `agora split notifications --contract`: drops the old tables, once the move is final.
-pub fn contract(config: &Config) -> Result<Report, SplitError> {
-    let mut report = Report::default();
+pub fn contract(config: &Config) -> Result<(), SplitError> {
+    let mut report = Report;
     let mut this = Move::open(config)?;
     let state = this.state()?;
     match state.as_ref().map(|state| state.step.as_str()) {
         Some("contracted") => {
             report.say("contracted already: nothing to do");
-            return Ok(report);
+            return Ok(());
         }
         Some("cut_over") if this.service_holds()? => {}
         _ => {
@@ -316,7 +310,7 @@ pub fn contract(config: &Config) -> Result<Report, SplitError> {
          rolled back",
         applied.join(", ")
     ));
-    Ok(report)
+    Ok(())
 }
 
 const INSTALL_TRACKING: &str = "
@@ -562,7 +556,6 @@ impl Move {
         ));
         report
             .say(format!("step 4: write window {window_ms:.1} ms: no e-mail could be recorded, and checkouts waited"));
-        report.write_window = Some(window);
         failpoint("handover");
         Ok(())
     }

@@ -18,7 +18,7 @@ use prometheus::{Encoder, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::super::{EmailKind, Notification, NotificationFilter, NotificationSort, NotificationStatus, SeenEmail};
+use super::super::{EmailKind, NotificationFilter, NotificationSort, NotificationStatus, SeenEmail};
 use crate::config::{Config, NotificationsConsumer};
 use crate::db::Db;
 use crate::error::AppError;
@@ -188,7 +188,7 @@ async fn list(
             super::super::list_rows(conn, order_id, after, limit + 1)
         })
         .await?;
-    Ok(HttpResponse::Ok().json(rows.into_iter().map(Notification::without_bodies).collect::<Vec<_>>()))
+    Ok(HttpResponse::Ok().json(rows))
 }
 
 #[derive(Debug, Deserialize)]
