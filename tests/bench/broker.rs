@@ -4,8 +4,6 @@
 // Each benchmark uses a part of it.
 #![allow(dead_code)]
 
-use std::process::Command;
-
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::Text;
@@ -159,13 +157,7 @@ pub fn bench_connection(database: &str) -> PgConnection {
 
 /// Migrates `database` and gives it products with plenty of stock; returns the product ids.
 pub fn prepare(database: &str) -> Vec<String> {
-    let migrate = Command::new(env!("CARGO_BIN_EXE_agora"))
-        .arg("migrate")
-        .env("DATABASE_URL", database_url(database))
-        .env("RUST_LOG", "warn")
-        .status()
-        .unwrap();
-    assert!(migrate.success());
+    super::common::migrate(database);
     let mut conn = bench_connection(database);
     conn.batch_execute(&format!(
         "INSERT INTO products (id, sku, name, price_minor) SELECT md5('bench-' || n)::uuid, 'BENCH-' || lpad(n::text, 5, '0'), 'Bench product', 1000 FROM generate_series(1, {PRODUCTS}) AS n;

@@ -1,4 +1,6 @@
-//! What both benchmarks need: where PostgreSQL is, and their settings.
+//! What the benchmarks need: where PostgreSQL is, their settings, their databases migrated.
+// Each benchmark uses a part of it.
+#![allow(dead_code)]
 
 /// A whole-number setting from the environment.
 pub fn env_number(name: &str, default: u64) -> u64 {
@@ -16,4 +18,20 @@ pub fn server_url() -> String {
 /// The URL of database `name` on that server.
 pub fn database_url(name: &str) -> String {
     agora::db::with_database_name(&server_url(), name).expect("a server URL names its maintenance database")
+}
+
+/// Creates and migrates the bench database `name` on the bench's server.
+pub fn migrate(name: &str) {
+    migrate_at(&database_url(name));
+}
+
+/// Creates and migrates the database at `url` with the release `agora` (`agora migrate`).
+pub fn migrate_at(url: &str) {
+    let migrated = std::process::Command::new(env!("CARGO_BIN_EXE_agora"))
+        .arg("migrate")
+        .env("DATABASE_URL", url)
+        .env("RUST_LOG", "warn")
+        .status()
+        .unwrap();
+    assert!(migrated.success(), "agora migrate failed");
 }

@@ -18,7 +18,6 @@
 //!   each order's transaction to its stored confirmation e-mail.
 
 use std::fmt::Write as _;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
@@ -168,13 +167,7 @@ fn main() {
 }
 
 fn run(database: &str, clients: usize, duration: Duration, rounds: usize) {
-    let migrate = Command::new(env!("CARGO_BIN_EXE_agora"))
-        .arg("migrate")
-        .env("DATABASE_URL", database_url(database))
-        .env("RUST_LOG", "warn")
-        .status()
-        .unwrap();
-    assert!(migrate.success());
+    common::migrate(database);
     let mut conn = PgConnection::establish(&database_url(database)).unwrap();
     // Products with known ids (md5 of their number) so that pgbench can name them; stock is
     // received through the ledger as the inventory module would record it.

@@ -27,7 +27,6 @@ use diesel::prelude::*;
 #[allow(dead_code)]
 mod cluster;
 #[path = "common.rs"]
-#[allow(dead_code)]
 mod common;
 #[path = "harness.rs"]
 mod harness;
@@ -55,13 +54,7 @@ fn main() {
     // the others run on the same server.
     let primary = cluster::Cluster::start(&[("wal_level", "replica"), ("max_connections", "200")]);
     let url = primary.url("agora_bench");
-    let migrate = std::process::Command::new(env!("CARGO_BIN_EXE_agora"))
-        .arg("migrate")
-        .env("DATABASE_URL", &url)
-        .env("RUST_LOG", "warn")
-        .status()
-        .unwrap();
-    assert!(migrate.success());
+    common::migrate_at(&url);
     let mut conn = PgConnection::establish(&url).unwrap();
     conn.batch_execute(&format!(
         "INSERT INTO products (id, sku, name, description, price_minor) \

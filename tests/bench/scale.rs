@@ -39,13 +39,7 @@ fn run(database: &str) {
     let products = env_number("AGORA_SCALE_PRODUCTS", 100_000);
     let orders = env_number("AGORA_SCALE_ORDERS", 1_000_000);
     let repeat = env_number("AGORA_SCALE_REPEAT", 30) as usize;
-    let migrate = Command::new(env!("CARGO_BIN_EXE_agora"))
-        .arg("migrate")
-        .env("DATABASE_URL", database_url(database))
-        .env("RUST_LOG", "warn")
-        .status()
-        .unwrap();
-    assert!(migrate.success());
+    common::migrate(database);
 
     let generating = Instant::now();
     let mut conn = PgConnection::establish(&database_url(database)).unwrap();
