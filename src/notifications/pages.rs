@@ -157,7 +157,8 @@ async fn list(
         sort,
         page,
         totals: totals.into_iter().map(|(status, counted)| StatusTotal { status, counted }).collect(),
-        store_only: state.config.smtp_url.is_none(),
+        // With notifications in its service, whether it sends is the service's setting, not ours.
+        store_only: !state.mailroom.is_service() && state.config.smtp_url.is_none(),
         broker: BrokerFigures::new(&state.config),
     })
 }
