@@ -14,6 +14,9 @@ pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/agora
 #[derive(Clone)]
 pub struct Config {
     pub database_url: String,
+    /// PostgreSQL itself, when `database_url` names a pooler (`AGORA_DB_DIRECT_URL`): LISTEN,
+    /// migrations, grants and the session advisory locks need a session of their own.
+    pub direct_database_url: String,
     pub bind: String,
     /// Bearer token of the admin API; `None` disables the admin API.
     pub admin_token: Option<String>,
@@ -146,6 +149,22 @@ pub struct PoolSettings {
     pub request_timeout: Duration,
     /// Run each module's work as its own PostgreSQL role (`AGORA_DB_ROLES`, on by default).
     pub module_roles: bool,
+    /// What a pooled connection may keep between units of work (`AGORA_DB_POOL_MODE`).
+    pub mode: PoolMode,
+}
+
+/// Whether Agora's pooled connections are PostgreSQL sessions of their own.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PoolMode {
+    /// Each pooled connection is one PostgreSQL session: roles, timeouts and prepared statements
+    /// are set once per session and kept.
+    #[default]
+    Session,
+    /// `DATABASE_URL` is a pooler in transaction mode (PgBouncer's `pool_mode = transaction`):
+    /// consecutive transactions may run on different server sessions, so nothing may outlive a
+    /// transaction. Every unit of work runs in one transaction that sets its role and timeouts
+    /// with `SET LOCAL`, and no statement is prepared by name.
+    Transaction,
 }
 
 #[derive(Clone, Debug)]
@@ -172,6 +191,7 @@ impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
             .field("database_url", &redact_url_password(&self.database_url))
+            .field("direct_database_url", &redact_url_password(&self.direct_database_url))
             .field("bind", &self.bind)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
             .field("admin_password", &self.admin_password.as_ref().map(|_| "<set>"))
@@ -309,6 +329,30 @@ impl Config {
             });
         }
         let module_roles = parse_on_off("AGORA_DB_ROLES", true)?;
+        let pool_mode = match get("AGORA_DB_POOL_MODE").as_deref().map(str::trim) {
+            None | Some("session") => PoolMode::Session,
+            Some("transaction") => PoolMode::Transaction,
+            Some(_) => {
+                return Err(ConfigError {
+                    variable: "AGORA_DB_POOL_MODE",
+                    message:
+                        "must be session (PostgreSQL itself) or transaction (behind PgBouncer in transaction mode)"
+                            .into(),
+                });
+            }
+        };
+        let database_url = get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
+        let direct_database_url = get("AGORA_DB_DIRECT_URL").map(|url| url.trim().to_owned());
+        if let Some(url) = &direct_database_url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError {
+                variable: "AGORA_DB_DIRECT_URL",
+                message:
+                    "must be a postgres:// URL naming PostgreSQL itself, e.g. postgres://postgres@127.0.0.1:5432/agora"
+                        .into(),
+            });
+        }
         let replica_max_lag = parse_u64("AGORA_REPLICA_MAX_LAG_MS", 1_000)?;
         if !(1..=3_600_000).contains(&replica_max_lag) {
             return Err(ConfigError {
@@ -446,7 +490,8 @@ impl Config {
         }
 
         Ok(Config {
-            database_url: get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
+            direct_database_url: direct_database_url.unwrap_or_else(|| database_url.clone()),
+            database_url,
             bind: get("AGORA_BIND").unwrap_or_else(|| "127.0.0.1:8080".into()),
             admin_token,
             admin_password,
@@ -466,6 +511,7 @@ impl Config {
                 connect_timeout: Duration::from_secs(parse_u64("AGORA_DB_CONNECT_TIMEOUT_SECS", 2)?.max(2)),
                 request_timeout: Duration::from_millis(parse_u64("AGORA_REQUEST_TIMEOUT_MS", 10_000)?.max(100)),
                 module_roles,
+                mode: pool_mode,
             },
             outbox: OutboxSettings {
                 workers: workers.clamp(1, 32) as usize,

@@ -60,7 +60,7 @@ pub fn seed_demo_if_empty(db: &Db, config: &Config) -> Result<(), AppError> {
     // The lock is not any one module's: it is held on a connection of its own, as the login user,
     // while each step of the seed runs as its module on a pooled connection.
     // A connection outside the pool, so that a pool of one still has a connection for the steps.
-    let lock = &mut crate::db::connect(&config.database_url).map_err(AppError::internal)?;
+    let lock = &mut crate::db::connect(&config.direct_database_url).map_err(AppError::internal)?;
     diesel::sql_query("SELECT pg_advisory_lock($1)").bind::<BigInt, _>(SEED_LOCK_KEY).execute(lock)?;
     let seeded = match db.run_blocking(Module::Catalog.op("is_empty"), catalog::is_empty) {
         Ok(true) => seed_in(db, config, &FIRST_START, true, &Unobserved).map(Some),

@@ -167,7 +167,7 @@ impl Application {
         };
         if config.catalog_cache.capacity > 0 {
             let mut invalidator = Invalidator { cache: catalog, track_position: db.has_replica() };
-            let url = config.database_url.clone();
+            let url = config.direct_database_url.clone();
             background.spawn("catalog-cache-listener", move |stop| {
                 crate::db::listen::listen(&url, cache::CHANNEL, cache::LISTEN_POLL, &stop, &mut invalidator)
             });
@@ -199,9 +199,9 @@ impl Application {
 /// `agora migrate`, and the first step of `serve` and `worker`: creates the database if needed,
 /// applies the migrations, then gives each module's role the privileges its declaration names.
 pub fn prepare_database(config: &Config) -> Result<(), StartupError> {
-    db::prepare_database(&config.database_url)?;
+    db::prepare_database(&config.direct_database_url)?;
     if config.pool.module_roles {
-        let mut conn = db::connect(&config.database_url)?;
+        let mut conn = db::connect(&config.direct_database_url)?;
         crate::architecture::privileges::apply(&mut conn)?;
     }
     Ok(())
@@ -412,7 +412,7 @@ pub async fn work(config: Config) -> Result<(), Box<dyn std::error::Error>> {
 async fn wait_for_schema(config: &Config) {
     let mut delay = RETRY_FIRST;
     loop {
-        let url = config.database_url.clone();
+        let url = config.direct_database_url.clone();
         match actix_web::rt::task::spawn_blocking(move || db::schema_is_current(&url)).await {
             Ok(Ok(true)) => return,
             Ok(Ok(false)) => log::warn!("waiting for the schema: run `agora migrate` or start `agora serve`"),

@@ -19,7 +19,7 @@ use diesel::prelude::*;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, PooledConnection, R2D2Connection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
-use crate::config::PoolSettings;
+use crate::config::{PoolMode, PoolSettings};
 use crate::error::AppError;
 use crate::kernel::{Module, Operation, measure, roles};
 pub use health::{DbHealth, HealthState};
@@ -79,6 +79,9 @@ pub struct Db {
     pools: Arc<Pools>,
     /// Whether work runs as its module's role (see [`crate::kernel::roles`]).
     module_roles: bool,
+    /// In [`PoolMode::Transaction`], the statement that opens each unit of work's transaction
+    /// and sets what a session would have kept (role, timeouts), per module role.
+    unit_of_work: Option<Arc<UnitOfWork>>,
     health: DbHealth,
     request_timeout: Duration,
     /// Where reads that may be a little behind go, when one is configured.
@@ -101,19 +104,24 @@ struct PoolRecipe {
 
 impl PoolRecipe {
     fn build(&self) -> PgPool {
+        let url = match self.settings.mode {
+            PoolMode::Session => self.url.clone(),
+            // Sent at connection start-up, which a pooler keeps for every server session it
+            // lends this client; a SET would stay behind on one server session.
+            PoolMode::Transaction => with_options(&self.url, &[("application_name", "agora".to_owned())]),
+        };
         r2d2::Pool::builder()
             .max_size(self.settings.max_size)
             .min_idle(Some(self.settings.max_size.min(2)))
             .connection_timeout(self.settings.acquire_timeout)
             .test_on_check_out(false)
             .connection_customizer(Box::new(SessionSetup {
-                statement_timeout: self.settings.statement_timeout,
-                lock_timeout: self.settings.lock_timeout,
-                idle_in_transaction_timeout: self.settings.idle_in_transaction_timeout,
+                mode: self.settings.mode,
+                timeouts: Timeouts::of(&self.settings),
             }))
             // Outages are logged once, by the health state, not once per connection attempt.
             .error_handler(Box::new(r2d2::NopErrorHandler))
-            .build_unchecked(ModuleConnectionManager(ConnectionManager::<PgConnection>::new(&self.url)))
+            .build_unchecked(ModuleConnectionManager(ConnectionManager::<PgConnection>::new(url)))
     }
 }
 
@@ -193,9 +201,12 @@ impl Db {
         let recipe = PoolRecipe { url: url.clone(), settings: settings.clone() };
         let pools = Pools { current: RwLock::new((health.generation(), recipe.build())), recipe };
         health.start_probe(url);
+        let unit_of_work = (settings.mode == PoolMode::Transaction)
+            .then(|| Arc::new(UnitOfWork::new(Timeouts::of(settings), settings.module_roles)));
         Db {
             pools: Arc::new(pools),
             module_roles: settings.module_roles,
+            unit_of_work,
             health,
             request_timeout: settings.request_timeout,
             replica: None,
@@ -365,7 +376,10 @@ impl Db {
         E: Into<AppError>,
     {
         let mut conn = self.checkout()?;
-        let result = if !self.module_roles {
+        let result = if let Some(unit) = &self.unit_of_work {
+            let measured = || unit.run(&mut conn, operation.module, |conn| measure::measure(operation, || work(conn)));
+            if self.module_roles { roles::in_context(operation.module, measured) } else { measured() }
+        } else if !self.module_roles {
             measure::measure(operation, || work(&mut conn)).map_err(Into::into)
         } else {
             match conn.set_session_role(Some(operation.module)) {
@@ -406,25 +420,102 @@ impl Db {
     }
 }
 
+/// The bounds PostgreSQL enforces on Agora's work, in milliseconds.
+#[derive(Clone, Copy, Debug)]
+struct Timeouts {
+    statement: u128,
+    lock: u128,
+    idle_in_transaction: u128,
+}
+
+impl Timeouts {
+    fn of(settings: &PoolSettings) -> Timeouts {
+        Timeouts {
+            statement: settings.statement_timeout.as_millis(),
+            lock: settings.lock_timeout.as_millis(),
+            idle_in_transaction: settings.idle_in_transaction_timeout.as_millis(),
+        }
+    }
+
+    /// `SET` (or `SET LOCAL`) statements for these bounds.
+    fn set(&self, scope: &str) -> String {
+        format!(
+            "SET {scope}statement_timeout = {}; SET {scope}lock_timeout = {}; \
+             SET {scope}idle_in_transaction_session_timeout = {}",
+            self.statement, self.lock, self.idle_in_transaction
+        )
+    }
+}
+
+/// A unit of work behind a transaction-mode pooler: one transaction, opened by a single
+/// statement batch (one round trip) that also sets, with `SET LOCAL`, what a session of its own
+/// would have kept. Nothing outlives the transaction, so the pooler may hand the server session
+/// to any other client afterwards.
+struct UnitOfWork {
+    /// The opening batch as the login user, then as each module's role.
+    login: String,
+    as_module: Vec<String>,
+}
+
+impl UnitOfWork {
+    fn new(timeouts: Timeouts, module_roles: bool) -> UnitOfWork {
+        let login = format!("BEGIN; {}", timeouts.set("LOCAL "));
+        let as_module = Module::ALL
+            .iter()
+            .map(
+                |module| {
+                    if module_roles { format!("{login}; SET LOCAL ROLE {}", module.role()) } else { login.clone() }
+                },
+            )
+            .collect();
+        UnitOfWork { login, as_module }
+    }
+
+    /// Runs `work` in a transaction of its own as `module`. The transaction is committed even when
+    /// the work failed: what the work left is what its statements would have left one by one,
+    /// each committing on its own (a failed statement aborts the transaction, and its COMMIT then
+    /// rolls back; work that failed inside a transaction of its own has rolled that back already).
+    fn run<T, E: Into<AppError>>(
+        &self,
+        conn: &mut PgConnection,
+        module: Module,
+        work: impl FnOnce(&mut PgConnection) -> Result<T, E>,
+    ) -> Result<T, AppError> {
+        use diesel::connection::{AnsiTransactionManager, TransactionManager};
+        let begin = self.as_module.get(module.index()).unwrap_or(&self.login);
+        AnsiTransactionManager::begin_transaction_sql(conn, begin)?;
+        let outcome = work(conn).map_err(Into::into);
+        match AnsiTransactionManager::commit_transaction(conn) {
+            Ok(()) => outcome,
+            Err(error) => {
+                // A failed COMMIT may leave the transaction open; it must not reach the next work.
+                let _ = AnsiTransactionManager::rollback_transaction(conn);
+                outcome.and(Err(error.into()))
+            }
+        }
+    }
+}
+
 /// Per-connection setup, run once when the pool opens a connection.
 #[derive(Debug)]
 struct SessionSetup {
-    statement_timeout: Duration,
-    lock_timeout: Duration,
-    idle_in_transaction_timeout: Duration,
+    mode: PoolMode,
+    timeouts: Timeouts,
 }
 
 impl CustomizeConnection<ModuleConnection, diesel::r2d2::Error> for SessionSetup {
     fn on_acquire(&self, conn: &mut ModuleConnection) -> Result<(), diesel::r2d2::Error> {
         let conn = &mut conn.conn;
-        conn.batch_execute(&format!(
-            "SET statement_timeout = {}; SET lock_timeout = {}; SET idle_in_transaction_session_timeout = {}; \
-             SET application_name = 'agora'",
-            self.statement_timeout.as_millis(),
-            self.lock_timeout.as_millis(),
-            self.idle_in_transaction_timeout.as_millis(),
-        ))
-        .map_err(diesel::r2d2::Error::QueryError)?;
+        if self.mode == PoolMode::Transaction {
+            // A statement prepared by name lives in one server session; the next transaction
+            // may run on another. Statements go out unnamed (parse, bind, execute at once).
+            conn.set_prepared_statement_cache_size(diesel::connection::CacheSize::Disabled);
+            // The backend pid changes with every transaction: no session to attribute lock waits to.
+            conn.set_instrumentation(measure::QueryInstrumentation::default());
+            return Ok(());
+        }
+        conn.batch_execute(&format!("{}; SET application_name = 'agora'", self.timeouts.set("")))
+            .map_err(diesel::r2d2::Error::QueryError)?;
         let pid: i32 = diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>("pg_backend_pid()"))
             .get_result(conn)
             .map_err(diesel::r2d2::Error::QueryError)?;
@@ -443,8 +534,13 @@ pub fn with_connection_options(database_url: &str, connect_timeout: Duration) ->
         ("keepalives_interval", "5".to_owned()),
         ("keepalives_count", "3".to_owned()),
     ];
+    with_options(database_url, &options)
+}
+
+/// The URL with each of `options` added as a query parameter, unless the URL sets it itself.
+fn with_options(database_url: &str, options: &[(&str, String)]) -> String {
     let mut url = database_url.to_owned();
-    for (name, value) in options {
+    for &(name, ref value) in options {
         let present = url
             .split_once('?')
             .is_some_and(|(_, query)| query.split('&').any(|pair| pair.split('=').next() == Some(name)));

@@ -248,10 +248,13 @@ fn shared_transaction(
 ) -> Result<Outcome, ExperimentError> {
     let scratch = owner.scratch("shared")?;
     let mut scratch_config = config.clone();
+    // The scratch database is reached directly, in sessions of its own, whatever the shop's pooler.
     scratch_config.database_url = scratch.url.clone();
+    scratch_config.direct_database_url = scratch.url.clone();
+    scratch_config.pool.mode = crate::config::PoolMode::Session;
     crate::startup::prepare_database(&scratch_config)?;
     run.check()?;
-    let mut settings = config.pool.clone();
+    let mut settings = scratch_config.pool.clone();
     settings.max_size = CONNECTIONS;
     let db = Db::connect(&scratch.url, &settings);
     let mut products = Vec::new();

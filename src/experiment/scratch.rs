@@ -72,7 +72,7 @@ fn literal(text: &str) -> String {
 impl Owner {
     /// Takes a token no live run holds, and holds it.
     pub fn claim(config: &Config) -> Result<Owner, ExperimentError> {
-        let (maintenance_url, shop) = db::split_database_url(&config.database_url)?;
+        let (maintenance_url, shop) = db::split_database_url(&config.direct_database_url)?;
         let mut session = db::connect(&maintenance_url)?;
         let token = loop {
             let token = rand::rng().random::<u32>();
@@ -88,7 +88,7 @@ impl Owner {
         Ok(Owner {
             token,
             maintenance_url,
-            database_url: config.database_url.clone(),
+            database_url: config.direct_database_url.clone(),
             provenance,
             session: Mutex::new(session),
         })
@@ -219,7 +219,7 @@ pub fn remove_leftovers(database_url: &str) -> Result<Vec<String>, ExperimentErr
 
 /// [`remove_leftovers`] at start-up: says what it dropped, and never stops the start.
 pub fn remove_leftovers_at_start(config: &Config) {
-    match remove_leftovers(&config.database_url) {
+    match remove_leftovers(&config.direct_database_url) {
         Ok(removed) if removed.is_empty() => {}
         Ok(removed) => log::info!(
             "dropped {} scratch database(s) of checkout races that ended without cleaning up: {}",

@@ -341,9 +341,9 @@ const LIFT_WRITE_LOCK: &str = "
 impl Move {
     fn open(config: &Config) -> Result<Move, SplitError> {
         let settings = service::ServiceSettings::from_config(config).map_err(SplitError::Setup)?;
-        crate::db::prepare_database(&config.database_url)?;
+        crate::db::prepare_database(&config.direct_database_url)?;
         service::prepare_database(&settings.database_url)?;
-        let shared = crate::db::connect(&config.database_url)?;
+        let shared = crate::db::connect(&config.direct_database_url)?;
         let service = crate::db::connect(&settings.database_url)?;
         Ok(Move { shared, service, config: config.clone() })
     }

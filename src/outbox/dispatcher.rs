@@ -156,7 +156,7 @@ pub fn start(tasks: &mut BackgroundTasks, db: &Db, config: &Config, mut handlers
             tasks.spawn("outbox-worker", move |stop| work(&db, &settings, handler.as_ref(), &doorbell, &stop));
         }
     }
-    let url = config.database_url.clone();
+    let url = config.direct_database_url.clone();
     let mut doorbells = Doorbells(doorbells);
     tasks.spawn("outbox-listener", move |stop| {
         crate::db::listen::listen(&url, CHANNEL, Duration::from_millis(25), &stop, &mut doorbells)

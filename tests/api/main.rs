@@ -25,6 +25,7 @@ mod migrations;
 mod notifications;
 mod orders;
 mod payments;
+mod pooler;
 mod rabbit;
 mod read_path;
 mod refunds;

@@ -128,8 +128,8 @@ impl ServiceSettings {
              postgres://postgres@127.0.0.1:5432/agora_notifications",
         )?;
         if crate::db::split_database_url(&database_url).ok().map(|(_, name)| name)
-            == crate::db::split_database_url(&config.database_url).ok().map(|(_, name)| name)
-            && same_server(&database_url, &config.database_url)
+            == crate::db::split_database_url(&config.direct_database_url).ok().map(|(_, name)| name)
+            && same_server(&database_url, &config.direct_database_url)
         {
             return Err("AGORA_NOTIFICATIONS_DATABASE_URL names the shared database: the service needs its own".into());
         }
