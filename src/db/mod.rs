@@ -496,6 +496,23 @@ impl UnitOfWork {
     }
 }
 
+/// Runs `work` in a read-only transaction that sees one snapshot throughout. Behind a transaction
+/// pooler the unit of work is that transaction already ([`UnitOfWork`]): it is made repeatable
+/// read and read-only before its first query, which PostgreSQL allows after `SET LOCAL`.
+pub fn read_only_snapshot<T, E>(
+    conn: &mut PgConnection,
+    work: impl FnOnce(&mut PgConnection) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<diesel::result::Error>,
+{
+    if crate::kernel::in_transaction(conn) {
+        conn.batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
+        return work(conn);
+    }
+    conn.build_transaction().read_only().repeatable_read().run(work)
+}
+
 /// Per-connection setup, run once when the pool opens a connection.
 #[derive(Debug)]
 struct SessionSetup {

@@ -124,7 +124,7 @@ pub fn order_details(
     use crate::schema::{
         customers, events, notifications, order_lines, order_refund_lines, orders, payment_refunds, payments,
     };
-    conn.build_transaction().read_only().repeatable_read().run(|conn| {
+    crate::db::read_only_snapshot(conn, |conn| {
         let (order, customer) = orders::table
             .inner_join(customers::table)
             .filter(orders::id.eq(order_id))

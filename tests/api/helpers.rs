@@ -188,8 +188,12 @@ impl Drop for TestDatabase {
 
 /// The configuration tests run with: the documented defaults, a known admin token and
 /// password, no demo data, and no background work unless a test turns it on.
+///
+/// With `AGORA_TEST_PGBOUNCER_URL` (a PgBouncer in transaction mode in front of the test server,
+/// as `cargo xtask test-through-pgbouncer` starts), Agora reaches its database through it, in
+/// `AGORA_DB_POOL_MODE=transaction`; the tests' own connections still go to PostgreSQL itself.
 pub fn test_config(database_url: &str) -> Config {
-    let vars: HashMap<&str, String> = HashMap::from([
+    let mut vars: HashMap<&str, String> = HashMap::from([
         ("DATABASE_URL", database_url.to_owned()),
         ("AGORA_BIND", "127.0.0.1:0".to_owned()),
         ("AGORA_ADMIN_TOKEN", ADMIN_TOKEN.to_owned()),
@@ -198,6 +202,14 @@ pub fn test_config(database_url: &str) -> Config {
         ("AGORA_BACKGROUND", "off".to_owned()),
         ("AGORA_DB_POOL_SIZE", "8".to_owned()),
     ]);
+    if let Ok(bouncer) = std::env::var("AGORA_TEST_PGBOUNCER_URL")
+        && db::split_database_url(database_url).is_ok_and(|(server, _)| server == server_url())
+    {
+        let name = db::split_database_url(database_url).unwrap().1;
+        vars.insert("DATABASE_URL", db::with_database_name(&bouncer, &name).unwrap());
+        vars.insert("AGORA_DB_DIRECT_URL", database_url.to_owned());
+        vars.insert("AGORA_DB_POOL_MODE", "transaction".to_owned());
+    }
     let config = Config::from_lookup(|name| vars.get(name).cloned()).unwrap();
     assert_eq!(config.seed, SeedMode::None);
     config
@@ -348,7 +360,7 @@ impl Drop for TestApp {
     }
 }
 
-fn agent() -> ureq::Agent {
+pub fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
@@ -410,6 +422,16 @@ pub struct Browser {
 }
 
 impl Browser {
+    /// A browser with no cookies, on the server at `address` (e.g. a load balancer's).
+    pub fn at(address: &str) -> Browser {
+        Browser { address: address.to_owned(), agent: agent(), cookies: HashMap::new() }
+    }
+
+    /// This browser's cookies, sent to the server at `address` instead.
+    pub fn moved_to(&self, address: &str) -> Browser {
+        Browser { address: address.to_owned(), agent: agent(), cookies: self.cookies.clone() }
+    }
+
     pub fn cookie_header(&self) -> String {
         self.cookies.iter().map(|(name, value)| format!("{name}={value}")).collect::<Vec<_>>().join("; ")
     }

@@ -18,6 +18,7 @@ mod faults;
 mod health;
 mod helpers;
 mod hostile;
+mod instances;
 mod inventory;
 mod listing;
 mod metrics;

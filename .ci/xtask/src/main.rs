@@ -6,7 +6,14 @@
 //! - RabbitMQ, running at 127.0.0.1:5672 with guest/guest (the broker tests; Debian
 //!   `rabbitmq-server`);
 //! - Chromium and chromedriver for the browser tests (Debian `chromium`, `chromium-driver`);
-//! - axe-core for those tests, at the version `tests/browser/package-lock.json` pins (npm).
+//! - axe-core for those tests, at the version `tests/browser/package-lock.json` pins (npm);
+//! - PgBouncer and HAProxy, which the tests start instances of their own of (Debian `pgbouncer`,
+//!   `haproxy`).
+//!
+//! `cargo xtask test-through-pgbouncer [ARGS...]` prepares the same, starts a PgBouncer of its own
+//! in transaction mode in front of the tests' PostgreSQL, and runs the core integration tests
+//! (orders, payments, refunds, catalog, inventory, admin, sessions, roles, or ARGS' selection)
+//! with Agora reaching its database through it (`AGORA_DB_POOL_MODE=transaction`).
 //!
 //! Packages are installed with apt-get, as root (or through sudo). Everything it does, it says.
 
@@ -17,14 +24,31 @@ fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     match args.next().as_deref() {
         Some("test") => match prepare_for_tests() {
-            Ok(()) => run_tests(args.collect()),
+            Ok(()) => run_tests(args.collect(), &[]),
+            Err(problem) => {
+                eprintln!("xtask: cannot prepare the tests: {problem}");
+                ExitCode::FAILURE
+            }
+        },
+        Some("test-through-pgbouncer") => match prepare_for_tests().and_then(|()| PgBouncer::start()) {
+            Ok(bouncer) => {
+                let mut args: Vec<String> = args.collect();
+                if args.is_empty() {
+                    args = ["--test", "api", "--"].into_iter().chain(CORE_TESTS).map(str::to_owned).collect();
+                }
+                println!("xtask: PgBouncer (transaction mode) at {}", bouncer.url);
+                run_tests(args, &[("AGORA_TEST_PGBOUNCER_URL", &bouncer.url)])
+            }
             Err(problem) => {
                 eprintln!("xtask: cannot prepare the tests: {problem}");
                 ExitCode::FAILURE
             }
         },
         _ => {
-            eprintln!("usage: cargo xtask test [ARGS...]   (ARGS go to cargo test, e.g. -- browser::)");
+            eprintln!(
+                "usage: cargo xtask test [ARGS...]                     (ARGS go to cargo test, e.g. -- browser::)\n       \
+                 cargo xtask test-through-pgbouncer [ARGS...]   (the core tests, Agora behind PgBouncer)"
+            );
             ExitCode::from(2)
         }
     }
@@ -40,14 +64,29 @@ fn repository() -> PathBuf {
 fn prepare_for_tests() -> Outcome {
     postgresql()?;
     rabbitmq()?;
-    debian_packages(&[("chromium", "/usr/bin/chromium"), ("chromium-driver", "/usr/bin/chromedriver")])?;
+    debian_packages(&[
+        ("chromium", "/usr/bin/chromium"),
+        ("chromium-driver", "/usr/bin/chromedriver"),
+        ("pgbouncer", "/usr/sbin/pgbouncer"),
+        ("haproxy", "/usr/sbin/haproxy"),
+    ])?;
     axe_core()
 }
 
-fn run_tests(args: Vec<String>) -> ExitCode {
+/// The modules of the integration tests that run through PgBouncer: every module's own work,
+/// sessions, and the roles PostgreSQL enforces.
+const CORE_TESTS: [&str; 8] =
+    ["orders::", "payments::", "refunds::", "catalog::", "inventory::", "admin::", "sessions::", "roles::"];
+
+fn run_tests(args: Vec<String>, env: &[(&str, &str)]) -> ExitCode {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     // The test runner's summary is the last thing printed: nothing follows it.
-    match Command::new(cargo).arg("test").args(args).current_dir(repository()).status() {
+    let mut command = Command::new(cargo);
+    command.arg("test").args(args).current_dir(repository());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    match command.status() {
         Ok(status) if status.success() => ExitCode::SUCCESS,
         Ok(status) => ExitCode::from(status.code().map_or(1, |code| code.clamp(1, 255) as u8)),
         Err(error) => {
@@ -137,6 +176,68 @@ fn axe_core() -> Outcome {
     }
     println!("xtask: installing axe-core (tests/browser/package-lock.json)");
     run(Command::new("npm").args(["ci", "--no-audit", "--no-fund", "--prefix"]).arg(&package))
+}
+
+/// A PgBouncer of this run's own in transaction mode, on a free port, in front of the tests'
+/// PostgreSQL at 127.0.0.1:5432; killed and its files removed when dropped. It refuses to run as
+/// root, so it switches to the `postgres` user, who owns its directory.
+struct PgBouncer {
+    url: String,
+    child: std::process::Child,
+    dir: PathBuf,
+}
+
+impl PgBouncer {
+    fn start() -> Result<PgBouncer, String> {
+        let dir = std::env::temp_dir().join(format!("agora-xtask-pgbouncer-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|error| format!("{}: {error}", dir.display()))?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .map_err(|error| format!("no free port: {error}"))?
+            .port();
+        let write = |name: &str, text: String| {
+            std::fs::write(dir.join(name), text).map_err(|error| format!("{name}: {error}"))
+        };
+        write("userlist.txt", "\"postgres\" \"\"\n".to_owned())?;
+        // Four server sessions per test database: fewer than the eight connections of each test's
+        // Agora, so that transactions of different connections do share server sessions.
+        write(
+            "pgbouncer.ini",
+            format!(
+                "[databases]\n* = host=127.0.0.1 port=5432\n\n[pgbouncer]\nlisten_addr = 127.0.0.1\n\
+                 listen_port = {port}\nunix_socket_dir =\nauth_type = trust\nauth_file = {dir}/userlist.txt\n\
+                 pool_mode = transaction\ndefault_pool_size = 4\nmax_client_conn = 2000\nserver_reset_query =\n\
+                 ignore_startup_parameters = extra_float_digits\nlogfile = {dir}/pgbouncer.log\n",
+                dir = dir.display()
+            ),
+        )?;
+        run(Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir))?;
+        let child = Command::new("pgbouncer")
+            .args(["-u", "postgres"])
+            .arg(dir.join("pgbouncer.ini"))
+            .spawn()
+            .map_err(|error| format!("pgbouncer could not start: {error}"))?;
+        let bouncer = PgBouncer { url: format!("postgres://postgres@127.0.0.1:{port}/postgres"), child, dir };
+        for _ in 0..50 {
+            let answers = Command::new("pg_isready")
+                .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string(), "-d", "postgres"])
+                .status()
+                .is_ok_and(|status| status.success());
+            if answers {
+                return Ok(bouncer);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        Err(format!("PgBouncer did not answer on port {port} within 10 s"))
+    }
+}
+
+impl Drop for PgBouncer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 fn command_exists(name: &str) -> bool {
