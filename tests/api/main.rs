@@ -11,6 +11,7 @@ mod cluster;
 mod consumer;
 mod contract;
 mod dashboard;
+mod deploy;
 mod email_golden;
 mod events_page;
 mod experiment;
