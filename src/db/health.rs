@@ -34,6 +34,8 @@ struct Inner {
     outage: Mutex<Option<(Instant, String)>>,
     /// Milliseconds since the epoch at which the running probe began; 0 when none runs.
     probe_started_ms: AtomicU64,
+    /// Milliseconds since the epoch at which work last succeeded on the database.
+    last_answer_ms: AtomicU64,
     /// Bumped each time the database goes down: pooled connections from before are suspect.
     generation: AtomicU64,
     outages: AtomicU64,
@@ -68,6 +70,7 @@ impl DbHealth {
                 up: AtomicBool::new(true),
                 outage: Mutex::new(None),
                 probe_started_ms: AtomicU64::new(0),
+                last_answer_ms: AtomicU64::new(0),
                 generation: AtomicU64::new(0),
                 outages: AtomicU64::new(0),
             }),
@@ -117,6 +120,7 @@ impl DbHealth {
 
     /// The database answered.
     pub fn report_up(&self) {
+        self.inner.last_answer_ms.store(now_ms(), Ordering::Relaxed);
         if self.inner.up.load(Ordering::Acquire) {
             return;
         }
@@ -128,6 +132,14 @@ impl DbHealth {
     }
 
     /// Counts up each time the database goes down.
+    /// Whether work succeeded on the database within `window` and nothing says it is down since:
+    /// then it answers, without asking it again (and without waiting behind that work for a
+    /// connection of the pool).
+    pub fn answered_within(&self, window: Duration) -> bool {
+        self.unavailable().is_none()
+            && now_ms().saturating_sub(self.inner.last_answer_ms.load(Ordering::Relaxed)) <= window.as_millis() as u64
+    }
+
     pub fn generation(&self) -> u64 {
         self.inner.generation.load(Ordering::Acquire)
     }

@@ -66,7 +66,7 @@ fn deploy_cluster_up_serves_the_seeded_shop_through_haproxy_and_down_removes_all
     // An order through HAProxy, reserved on the primary through PgBouncer.
     let placed = agent()
         .post(&format!("{shop}/api/orders"))
-        .send_json(&crate::helpers::order_body("deploy@example.com", &[(&on_sale, 1)]))
+        .send_json(crate::helpers::order_body("deploy@example.com", &[(&on_sale, 1)]))
         .unwrap();
     assert_eq!(placed.status(), 201);
 

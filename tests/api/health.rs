@@ -17,6 +17,33 @@ fn readiness_answers_200_when_the_database_answers() {
 }
 
 #[test]
+fn readiness_does_not_queue_behind_requests_that_hold_every_pooled_connection() {
+    let app = TestApp::spawn_with(|config| config.pool.max_size = 1);
+    let product = app.product_with_stock("BUSY-1", 500, 10);
+    // The one pooled connection is taken by a checkout that waits for the stock row's lock,
+    // held here; the work just before it succeeded.
+    let mut holder = app.connect();
+    diesel::connection::SimpleConnection::batch_execute(
+        &mut holder,
+        &format!("BEGIN; SELECT * FROM inventory_levels WHERE product_id = '{product}' FOR UPDATE"),
+    )
+    .unwrap();
+    std::thread::scope(|scope| {
+        let waiting = scope.spawn(|| app.place_order("busy@example.com", &[(&product, 1)]).status);
+        crate::helpers::eventually("the checkout to wait for the lock", Duration::from_secs(5), || {
+            app.count("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'") == 1
+        });
+        let started = Instant::now();
+        let ready = app.get("/readyz");
+        let answered_in = started.elapsed();
+        diesel::connection::SimpleConnection::batch_execute(&mut holder, "ROLLBACK").unwrap();
+        assert_eq!(ready.status, 200, "{}", ready.body);
+        assert!(answered_in < Duration::from_millis(500), "readiness waited {answered_in:?} for the busy pool");
+        assert_eq!(waiting.join().unwrap(), 201);
+    });
+}
+
+#[test]
 fn readiness_answers_503_quickly_when_the_database_is_gone() {
     let app = TestApp::spawn();
     assert_eq!(app.get("/readyz").status, 200);

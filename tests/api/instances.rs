@@ -2,8 +2,6 @@
 //! mode: what one instance does, the others see, and one killed outright loses nothing.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
-use std::process::{Child, Command};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -21,90 +19,14 @@ struct OrderId {
     id: String,
 }
 
+#[path = "../support/haproxy.rs"]
+mod haproxy;
+use haproxy::HaProxy;
+
 /// How often HAProxy checks each instance's `/readyz`, and after how many failed checks in a row
 /// it stops sending to it.
 const CHECK_INTERVAL: Duration = Duration::from_millis(300);
 const FAILED_CHECKS: u32 = 2;
-
-/// An HAProxy of the test's own in front of `servers`, on free ports; killed and its files removed
-/// when dropped.
-pub struct HaProxy {
-    pub address: String,
-    stats: String,
-    child: Child,
-    dir: PathBuf,
-}
-
-impl HaProxy {
-    pub fn start(servers: &[String]) -> HaProxy {
-        let dir = std::env::temp_dir().join(format!("agora-haproxy-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let [port, stats_port] = [free_port(), free_port()];
-        let servers: String = servers
-            .iter()
-            .enumerate()
-            .map(|(index, server)| format!("    server agora{} {server} check\n", index + 1))
-            .collect();
-        let config = format!(
-            "global\n    maxconn 4096\n\ndefaults\n    mode http\n    timeout connect 1s\n    timeout client 30s\n    \
-             timeout server 30s\n    retries 2\n    option redispatch\n\nfrontend shop\n    bind 127.0.0.1:{port}\n    \
-             option forwardfor\n    default_backend agora\n\nbackend agora\n    balance roundrobin\n    \
-             option httpchk GET /readyz\n    http-check expect status 200\n    \
-             default-server inter {inter}ms fall {FAILED_CHECKS} rise 1\n{servers}\n\
-             listen stats\n    bind 127.0.0.1:{stats_port}\n    stats enable\n    stats uri /stats\n",
-            inter = CHECK_INTERVAL.as_millis(),
-        );
-        std::fs::write(dir.join("haproxy.cfg"), config).unwrap();
-        let child = Command::new("haproxy")
-            .arg("-db")
-            .arg("-f")
-            .arg(dir.join("haproxy.cfg"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("haproxy is installed (cargo xtask test installs it)");
-        let balancer = HaProxy {
-            address: format!("http://127.0.0.1:{port}"),
-            stats: format!("http://127.0.0.1:{stats_port}/stats;csv"),
-            child,
-            dir,
-        };
-        eventually("HAProxy to see every instance up", Duration::from_secs(10), || {
-            let statuses = balancer.statuses();
-            !statuses.is_empty() && statuses.values().all(|status| status == "UP")
-        });
-        balancer
-    }
-
-    /// Each instance's status as HAProxy sees it (`UP`, `DOWN`, ...), by server name.
-    pub fn statuses(&self) -> HashMap<String, String> {
-        let Ok(mut response) = agent().get(&self.stats).call() else { return HashMap::new() };
-        let csv = response.body_mut().read_to_string().unwrap_or_default();
-        let mut lines = csv.lines();
-        let header: Vec<&str> = lines.next().unwrap_or_default().trim_start_matches("# ").split(',').collect();
-        let column = |name: &str| header.iter().position(|field| *field == name);
-        let (Some(proxy), Some(server), Some(status)) = (column("pxname"), column("svname"), column("status")) else {
-            return HashMap::new();
-        };
-        lines
-            .map(|line| line.split(',').collect::<Vec<_>>())
-            .filter(|fields| fields.get(proxy) == Some(&"agora") && fields[server].starts_with("agora"))
-            .map(|fields| (fields[server].to_owned(), fields[status].to_owned()))
-            .collect()
-    }
-}
-
-impl Drop for HaProxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// One database, PgBouncer in front of it, three instances through PgBouncer, HAProxy in front
 /// of them: the topology of `deploy/cluster`, without the replica.
@@ -119,7 +41,7 @@ struct Shop {
 impl Shop {
     fn start(env: &[(&str, &str)]) -> Shop {
         let database = TestDatabase::migrated();
-        let bouncer = PgBouncer::start(10);
+        let bouncer = crate::pooler::pgbouncer(10);
         let name = agora::db::split_database_url(&database.url).unwrap().1;
         let pooled = bouncer.url(&name);
         let mut all = vec![
@@ -131,7 +53,7 @@ impl Shop {
         let instances: Vec<AgoraProcess> = (0..3).map(|_| AgoraProcess::start(&database, &all)).collect();
         let servers: Vec<String> =
             instances.iter().map(|instance| instance.address.trim_start_matches("http://").to_owned()).collect();
-        let balancer = HaProxy::start(&servers);
+        let balancer = HaProxy::start(&servers, CHECK_INTERVAL, FAILED_CHECKS);
         Shop { database, instances: instances.into_iter().map(Some).collect(), balancer, _bouncer: bouncer }
     }
 

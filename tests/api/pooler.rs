@@ -2,8 +2,6 @@
 //! transactions of one Agora connection run on whichever server session the pooler lends, so
 //! nothing may be left on a session. What is checked here is checked from PostgreSQL's side.
 
-use std::path::PathBuf;
-use std::process::{Child, Command};
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
@@ -13,79 +11,14 @@ use serde_json::json;
 
 use crate::helpers::{TestApp, concurrently, eventually};
 
-/// A PgBouncer of the test's own, on a free port, in front of the test server; killed and its
-/// files removed when dropped. PgBouncer refuses to run as root: it switches to `postgres`.
-pub struct PgBouncer {
-    pub port: u16,
-    child: Child,
-    dir: PathBuf,
-}
+#[path = "../support/pgbouncer.rs"]
+mod pgbouncer;
+pub use pgbouncer::PgBouncer;
 
-impl PgBouncer {
-    /// Transaction pooling with at most `pool_size` server sessions per database.
-    pub fn start(pool_size: u32) -> PgBouncer {
-        let server = crate::helpers::server_url();
-        let (host, port) = host_and_port(&server);
-        let dir = std::env::temp_dir().join(format!("agora-pgbouncer-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let listen_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        std::fs::write(dir.join("userlist.txt"), "\"postgres\" \"\"\n").unwrap();
-        std::fs::write(
-            dir.join("pgbouncer.ini"),
-            format!(
-                "[databases]\n* = host={host} port={port}\n\n[pgbouncer]\nlisten_addr = 127.0.0.1\n\
-                 listen_port = {listen_port}\nunix_socket_dir =\nauth_type = trust\nauth_file = {auth}\n\
-                 pool_mode = transaction\ndefault_pool_size = {pool_size}\nmin_pool_size = 0\n\
-                 max_client_conn = 2000\nserver_reset_query =\nignore_startup_parameters = extra_float_digits\n\
-                 admin_users = postgres\nlogfile = {log}\n",
-                auth = dir.join("userlist.txt").display(),
-                log = dir.join("pgbouncer.log").display(),
-            ),
-        )
-        .unwrap();
-        let status = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir).status().unwrap();
-        assert!(status.success(), "chown of the PgBouncer directory");
-        let child = Command::new("pgbouncer")
-            .args(["-u", "postgres"])
-            .arg(dir.join("pgbouncer.ini"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("pgbouncer is installed (cargo xtask test installs it)");
-        let bouncer = PgBouncer { port: listen_port, child, dir };
-        eventually("PgBouncer to accept connections", Duration::from_secs(10), || {
-            PgConnection::establish(&bouncer.url("postgres")).is_ok()
-        });
-        bouncer
-    }
-
-    /// The URL of database `name` through this PgBouncer.
-    pub fn url(&self, name: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
-    }
-
-    /// What PgBouncer logged, for a failing test's message.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("pgbouncer.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for PgBouncer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// (host, port) of a `postgres://user@host:port/db` URL.
-fn host_and_port(url: &str) -> (String, u16) {
-    let authority = url.split("://").nth(1).unwrap().split('/').next().unwrap();
-    let host_port = authority.rsplit('@').next().unwrap();
-    match host_port.rsplit_once(':') {
-        Some((host, port)) => (host.to_owned(), port.parse().unwrap()),
-        None => (host_port.to_owned(), 5432),
-    }
+/// A PgBouncer in front of the tests' PostgreSQL with at most `pool_size` server sessions per database.
+pub fn pgbouncer(pool_size: u32) -> PgBouncer {
+    let (host, port) = pgbouncer::host_and_port(&crate::helpers::server_url());
+    PgBouncer::start(&host, port, pool_size).unwrap_or_else(|problem| panic!("{problem}"))
 }
 
 /// Agora through `bouncer` in transaction mode, on the test's own database.
@@ -152,7 +85,7 @@ struct SessionState {
 
 #[test]
 fn through_a_pool_of_two_server_sessions_every_write_runs_as_its_own_module_and_nothing_stays_behind() {
-    let bouncer = PgBouncer::start(2);
+    let bouncer = pgbouncer(2);
     let app = app_through(&bouncer, true);
     app.connect().batch_execute(RECORD_WRITERS).unwrap();
     let products: Vec<String> =

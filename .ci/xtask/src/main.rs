@@ -20,6 +20,11 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
+// The one the integration tests and benchmarks start too.
+#[path = "../../../tests/support/pgbouncer.rs"]
+mod pgbouncer;
+use pgbouncer::PgBouncer;
+
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     match args.next().as_deref() {
@@ -30,20 +35,25 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Some("test-through-pgbouncer") => match prepare_for_tests().and_then(|()| PgBouncer::start()) {
-            Ok(bouncer) => {
-                let mut args: Vec<String> = args.collect();
-                if args.is_empty() {
-                    args = ["--test", "api", "--"].into_iter().chain(CORE_TESTS).map(str::to_owned).collect();
+        // Four server sessions per test database: fewer than the eight connections of each test's
+        // Agora, so that transactions of different connections do share server sessions.
+        Some("test-through-pgbouncer") => {
+            match prepare_for_tests().and_then(|()| PgBouncer::start("127.0.0.1", 5432, 4)) {
+                Ok(bouncer) => {
+                    let mut args: Vec<String> = args.collect();
+                    if args.is_empty() {
+                        args = ["--test", "api", "--"].into_iter().chain(CORE_TESTS).map(str::to_owned).collect();
+                    }
+                    let url = bouncer.url("postgres");
+                    println!("xtask: PgBouncer (transaction mode) at {url}");
+                    run_tests(args, &[("AGORA_TEST_PGBOUNCER_URL", &url)])
                 }
-                println!("xtask: PgBouncer (transaction mode) at {}", bouncer.url);
-                run_tests(args, &[("AGORA_TEST_PGBOUNCER_URL", &bouncer.url)])
+                Err(problem) => {
+                    eprintln!("xtask: cannot prepare the tests: {problem}");
+                    ExitCode::FAILURE
+                }
             }
-            Err(problem) => {
-                eprintln!("xtask: cannot prepare the tests: {problem}");
-                ExitCode::FAILURE
-            }
-        },
+        }
         _ => {
             eprintln!(
                 "usage: cargo xtask test [ARGS...]                     (ARGS go to cargo test, e.g. -- browser::)\n       \
@@ -176,68 +186,6 @@ fn axe_core() -> Outcome {
     }
     println!("xtask: installing axe-core (tests/browser/package-lock.json)");
     run(Command::new("npm").args(["ci", "--no-audit", "--no-fund", "--prefix"]).arg(&package))
-}
-
-/// A PgBouncer of this run's own in transaction mode, on a free port, in front of the tests'
-/// PostgreSQL at 127.0.0.1:5432; killed and its files removed when dropped. It refuses to run as
-/// root, so it switches to the `postgres` user, who owns its directory.
-struct PgBouncer {
-    url: String,
-    child: std::process::Child,
-    dir: PathBuf,
-}
-
-impl PgBouncer {
-    fn start() -> Result<PgBouncer, String> {
-        let dir = std::env::temp_dir().join(format!("agora-xtask-pgbouncer-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).map_err(|error| format!("{}: {error}", dir.display()))?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .map_err(|error| format!("no free port: {error}"))?
-            .port();
-        let write = |name: &str, text: String| {
-            std::fs::write(dir.join(name), text).map_err(|error| format!("{name}: {error}"))
-        };
-        write("userlist.txt", "\"postgres\" \"\"\n".to_owned())?;
-        // Four server sessions per test database: fewer than the eight connections of each test's
-        // Agora, so that transactions of different connections do share server sessions.
-        write(
-            "pgbouncer.ini",
-            format!(
-                "[databases]\n* = host=127.0.0.1 port=5432\n\n[pgbouncer]\nlisten_addr = 127.0.0.1\n\
-                 listen_port = {port}\nunix_socket_dir =\nauth_type = trust\nauth_file = {dir}/userlist.txt\n\
-                 pool_mode = transaction\ndefault_pool_size = 4\nmax_client_conn = 2000\nserver_reset_query =\n\
-                 ignore_startup_parameters = extra_float_digits\nlogfile = {dir}/pgbouncer.log\n",
-                dir = dir.display()
-            ),
-        )?;
-        run(Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir))?;
-        let child = Command::new("pgbouncer")
-            .args(["-u", "postgres"])
-            .arg(dir.join("pgbouncer.ini"))
-            .spawn()
-            .map_err(|error| format!("pgbouncer could not start: {error}"))?;
-        let bouncer = PgBouncer { url: format!("postgres://postgres@127.0.0.1:{port}/postgres"), child, dir };
-        for _ in 0..50 {
-            let answers = Command::new("pg_isready")
-                .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string(), "-d", "postgres"])
-                .status()
-                .is_ok_and(|status| status.success());
-            if answers {
-                return Ok(bouncer);
-            }
-            std::thread::sleep(std::time::Duration::from_millis(200));
-        }
-        Err(format!("PgBouncer did not answer on port {port} within 10 s"))
-    }
-}
-
-impl Drop for PgBouncer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 fn command_exists(name: &str) -> bool {

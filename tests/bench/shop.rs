@@ -1,0 +1,112 @@
+//! The benchmarks' shop: products with known ids and ample stock, and the SQL a checkout runs,
+//! for pgbench to run as the baseline.
+// Each benchmark uses a part of it.
+#![allow(dead_code)]
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::sql_types::Text;
+
+pub const PRODUCTS: usize = 200;
+pub const CUSTOMERS: usize = 1000;
+
+#[derive(QueryableByName)]
+struct Id {
+    #[diesel(sql_type = Text)]
+    id: String,
+}
+
+/// Products with known ids (md5 of their number) so that pgbench can name them, and their stock
+/// received through the ledger as the inventory module would record it; their ids in SKU order.
+pub fn stock_products(conn: &mut PgConnection) -> Vec<String> {
+    conn.batch_execute(&format!(
+        "INSERT INTO products (id, sku, name, price_minor) SELECT md5('bench-' || n)::uuid, 'BENCH-' || lpad(n::text, 5, '0'), 'Bench product', 1000 FROM generate_series(1, {PRODUCTS}) AS n;
+         INSERT INTO inventory_levels (product_id, on_hand) SELECT id, 100000000 FROM products;
+         INSERT INTO inventory_movements (product_id, kind, on_hand_delta, reserved_delta, reason) SELECT id, 'receipt', 100000000, 0, 'bench stock' FROM products;
+         ANALYZE;"
+    ))
+    .unwrap();
+    diesel::sql_query("SELECT id::text AS id FROM products ORDER BY sku")
+        .load::<Id>(conn)
+        .unwrap()
+        .into_iter()
+        .map(|row| row.id)
+        .collect()
+}
+
+/// POST /api/orders at `base` for one unit of each of `items`, as customer number `client`/`n`;
+/// whether it was placed.
+pub fn checkout(base: &str, agent: &ureq::Agent, client: usize, n: u64, items: &[&str]) -> bool {
+    let body = serde_json::json!({
+        "customer": {"email": format!("buyer{}@example.com", (client * 7919 + n as usize) % CUSTOMERS + 1), "name": "Bench Buyer"},
+        "items": items.iter().map(|id| serde_json::json!({"product_id": id, "quantity": 1})).collect::<Vec<_>>(),
+    });
+    agent.post(&format!("{base}/api/orders")).send_json(&body).map(|r| r.status().as_u16() == 201).unwrap_or(false)
+}
+
+/// The statements `orders::place_order` runs, in its order, for pgbench: one line per product
+/// expression (pgbench variables allowed). With `stock_first`, the stock rows are locked before
+/// the inserts instead of after them, to measure what that order of statements would cost.
+pub fn checkout_script(products: &[&str], stock_first: bool) -> String {
+    let ids: Vec<String> = products.iter().map(|n| format!("md5('bench-' || {n})::uuid")).collect();
+    let id_list = ids.join(", ");
+    let zeros = vec!["0"; ids.len()].join(", ");
+    let ones = vec!["1"; ids.len()].join(", ");
+    let movements: Vec<String> = ids
+        .iter()
+        .map(|id| format!("({id}, 'reservation', 0, 1, 'reserved for an order', ':order_id'::uuid)"))
+        .collect();
+    let lines: Vec<String> = ids
+        .iter()
+        .enumerate()
+        .map(|(index, id)| {
+            format!(
+                "(':order_id'::uuid, {}, {id}, (SELECT sku FROM products WHERE id = {id}), 'Bench product', 1000, 1, 1000)",
+                index + 1
+            )
+        })
+        .collect();
+    let stock = format!(
+        "SELECT l.product_id, p.sku, l.on_hand, l.reserved, p.low_stock_threshold FROM inventory_levels l JOIN products p ON p.id = l.product_id WHERE l.product_id = ANY(ARRAY[{id_list}]) ORDER BY l.product_id FOR NO KEY UPDATE OF l;
+UPDATE inventory_levels l SET on_hand = l.on_hand + d.on_hand_delta, reserved = l.reserved + d.reserved_delta FROM unnest(ARRAY[{id_list}]::uuid[], ARRAY[{zeros}]::int4[], ARRAY[{ones}]::int4[]) AS d (product_id, on_hand_delta, reserved_delta) WHERE l.product_id = d.product_id;
+INSERT INTO inventory_movements (product_id, kind, on_hand_delta, reserved_delta, reason, order_id) VALUES {};
+",
+        movements.join(", ")
+    );
+    // As large as the payload checkout writes: the order with a snapshot of each line.
+    let line = serde_json::json!({
+        "product_id": "00000000-0000-0000-0000-000000000000", "sku": "BENCH-00001", "name": "Bench product",
+        "description": "A product of the benchmark's catalogue.", "quantity": 1, "unit_price_minor": 1000,
+        "line_total_minor": 1000,
+    });
+    let total = 1000 * ids.len();
+    let payload = serde_json::json!({
+        "version": 1, "order_id": "00000000-0000-0000-0000-000000000000", "number": "AG-000001",
+        "total_minor": total, "currency": "EUR",
+        "order": {
+            "number": "AG-000001", "placed_at": "2026-12-06T14:00:00.123456Z",
+            "customer": {"name": "Bench Buyer", "email": "buyer1@example.com"},
+            "lines": vec![line; ids.len()], "total_minor": total, "currency": "EUR",
+        },
+    })
+    .to_string()
+    .replace('\'', "''");
+    let order = format!(
+        r#"INSERT INTO customers (email, name) VALUES ('buyer' || :customer || '@example.com', 'Bench Buyer') ON CONFLICT (email) DO UPDATE SET name = EXCLUDED.name RETURNING id AS customer_id \gset
+INSERT INTO orders (id, customer_id, status, total_minor, currency) VALUES (':order_id'::uuid, ':customer_id'::uuid, 'pending_payment', {total}, 'EUR') RETURNING id, number, customer_id, status, total_minor, currency, created_at, updated_at;
+INSERT INTO order_lines (order_id, line_no, product_id, sku, name, unit_price_minor, quantity, line_total_minor) VALUES {lines};
+WITH event AS (INSERT INTO events (event_type, aggregate_type, aggregate_id, payload) VALUES ('OrderPlaced', 'order', ':order_id'::uuid, '{payload}') RETURNING id), deliveries AS (INSERT INTO event_deliveries (event_id, handler) SELECT event.id, handler FROM event, unnest(ARRAY['notifications.order_emails']) AS handler) SELECT id FROM event;
+"#,
+        lines = lines.join(", "),
+    );
+    let (first, second) = if stock_first { (&stock, &order) } else { (&order, &stock) };
+    format!(
+        r#"\set a random(1, {PRODUCTS})
+\set customer random(1, {CUSTOMERS})
+SELECT gen_random_uuid() AS order_id \gset
+BEGIN;
+SELECT id, sku, name, description, price_minor, active FROM products WHERE id IN ({id_list});
+{first}{second}COMMIT;
+"#
+    )
+}
