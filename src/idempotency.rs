@@ -116,11 +116,13 @@ pub struct Guard<'a> {
 }
 
 /// Runs `work` at most once per key and turns what it returns into the answer with `answer`,
-/// inside the same transaction, so the stored answer commits with the work. The work runs in a
-/// savepoint: when it refuses the request (a 4xx), its partial changes are undone but the refusal
-/// is remembered like a success would be; a server failure (5xx) rolls everything back, key
-/// included, so a retry may succeed. Modules return their own values; only `answer`, a plain
-/// function of the handler, knows HTTP.
+/// inside the same transaction, so the stored answer commits with the work. `work` must be a
+/// transaction of its own, as every module operation that writes is (a savepoint here, inside
+/// the key's transaction): when it refuses the request (a 4xx), its partial changes are undone
+/// but the refusal is remembered like a success would be; a server failure (5xx) rolls
+/// everything back, key included, so a retry may succeed. Without a key the work's transaction is
+/// the only one: no savepoint costs a round trip while the work's row locks are held. Modules
+/// return their own values; only `answer`, a plain function of the handler, knows HTTP.
 pub fn run<T, E: Into<AppError>>(
     conn: &mut PgConnection,
     guard: Option<Guard<'_>>,
@@ -128,7 +130,7 @@ pub fn run<T, E: Into<AppError>>(
     answer: impl FnOnce(T) -> Result<Answer, AppError>,
 ) -> Result<Answer, AppError> {
     let Some(guard) = guard else {
-        return conn.transaction(|conn| work(conn).map_err(Into::into)).and_then(answer);
+        return work(conn).map_err(Into::into).and_then(answer);
     };
     conn.transaction(|conn| {
         match claim(conn, &guard)? {
@@ -141,7 +143,7 @@ pub fn run<T, E: Into<AppError>>(
                 ));
             }
         }
-        let answered = conn.transaction(|conn| work(conn).map_err(Into::into)).and_then(answer);
+        let answered = work(conn).map_err(Into::into).and_then(answer);
         let answer = match answered {
             Ok(answer) => answer,
             Err(error @ AppError::Client(_)) => Answer::problem(&error),

@@ -253,11 +253,22 @@ fn move_stock(
         same
     });
     let product_ids: Vec<ProductId> = changes.iter().map(|(id, _, _)| *id).collect();
-    let locked = store::lock_levels(conn, &product_ids)?;
+    let on_hand_deltas: Vec<i32> = changes.iter().map(|(_, on_hand, _)| *on_hand).collect();
+    let reserved_deltas: Vec<i32> = changes.iter().map(|(_, _, reserved)| *reserved).collect();
+    // Locked, checked, moved and written down in one statement: the rows are held from here to
+    // the end of the transaction, which is the bottleneck of a product everyone buys.
+    let requested = store::LevelChanges {
+        product_ids: &product_ids,
+        on_hand_deltas: &on_hand_deltas,
+        reserved_deltas: &reserved_deltas,
+    };
+    let locked = store::move_levels(conn, &requested, kind, reason, order_id)?;
     if let Some(missing) = product_ids.iter().find(|id| !locked.iter().any(|level| level.product_id == **id)) {
         return Err(InventoryError::UnknownProduct(*missing));
     }
 
+    // The statement applied the move only if every level stays valid; what was wrong, if
+    // anything, is told from the levels as they were.
     let mut shortages = Vec::new();
     for ((_, on_hand_delta, reserved_delta), level) in changes.iter().zip(&locked) {
         let on_hand = i64::from(level.on_hand) + i64::from(*on_hand_delta);
@@ -295,22 +306,12 @@ fn move_stock(
     if !shortages.is_empty() {
         return Err(InventoryError::Insufficient(shortages));
     }
-
-    let on_hand_deltas: Vec<i32> = changes.iter().map(|(_, on_hand, _)| *on_hand).collect();
-    let reserved_deltas: Vec<i32> = changes.iter().map(|(_, _, reserved)| *reserved).collect();
-    store::add_to_levels(conn, &product_ids, &on_hand_deltas, &reserved_deltas)?;
-    let ledger: Vec<model::NewMovement<'_>> = changes
-        .iter()
-        .map(|(product_id, on_hand_delta, reserved_delta)| model::NewMovement {
-            product_id: *product_id,
-            kind,
-            on_hand_delta: *on_hand_delta,
-            reserved_delta: *reserved_delta,
-            reason,
-            order_id,
-        })
-        .collect();
-    store::insert_movements(conn, &ledger)?;
+    if !locked.iter().all(|level| level.applied) {
+        return Err(InventoryError::Inconsistent {
+            sku: locked.first().map(|level| level.sku.clone()).unwrap_or_default(),
+            detail: format!("the database refused a {} these levels allow", kind.as_str()),
+        });
+    }
 
     for ((_, on_hand_delta, reserved_delta), level) in changes.iter().zip(&locked) {
         let before = level.on_hand - level.reserved;

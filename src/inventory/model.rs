@@ -61,14 +61,3 @@ pub struct Movement {
     pub order_id: Option<OrderId>,
     pub created_at: DateTime<Utc>,
 }
-
-#[derive(Debug, Insertable)]
-#[diesel(table_name = crate::schema::inventory_movements)]
-pub struct NewMovement<'a> {
-    pub product_id: ProductId,
-    pub kind: MovementKind,
-    pub on_hand_delta: i32,
-    pub reserved_delta: i32,
-    pub reason: &'a str,
-    pub order_id: Option<OrderId>,
-}

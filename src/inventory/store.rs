@@ -2,12 +2,12 @@
 
 use diesel::dsl::sql;
 use diesel::prelude::*;
-use diesel::sql_types::{Array, Bool, Int4, Text, Uuid as SqlUuid};
+use diesel::sql_types::{Array, Bool, Int4, Nullable, Text, Uuid as SqlUuid};
 
-use super::model::{Movement, NewMovement, StockLevel};
+use super::model::{Movement, MovementKind, StockLevel};
 use crate::ids::{OrderId, ProductId};
 
-/// A level locked for update, with what the checks need.
+/// A level as it was when locked for a move, with what the checks need.
 #[derive(Debug, QueryableByName)]
 pub struct LockedLevel {
     #[diesel(sql_type = SqlUuid)]
@@ -20,46 +20,72 @@ pub struct LockedLevel {
     pub reserved: i32,
     #[diesel(sql_type = Int4)]
     pub low_stock_threshold: i32,
+    /// Whether the move these levels were locked for was applied.
+    #[diesel(sql_type = Bool)]
+    pub applied: bool,
 }
 
-/// Locks the levels of `product_ids` in product-id order, in one statement. Every transaction
-/// that moves stock locks through here, so they all take locks in the same order and cannot
-/// deadlock one another. `NO KEY UPDATE` leaves foreign-key checks against the rows unblocked.
-pub fn lock_levels(conn: &mut PgConnection, product_ids: &[ProductId]) -> QueryResult<Vec<LockedLevel>> {
+/// Moves the stock of `product_ids` by the deltas and writes the ledger, in one statement (one
+/// round trip, so that the rows stay locked only until the transaction ends): locks the levels
+/// in product-id order, applies the deltas only if every level stays valid (on hand at least 0,
+/// reserved between 0 and on hand), and returns the levels as they were before, with whether the
+/// move was applied. Every transaction that moves stock locks through here, so they all take
+/// locks in the same order and cannot deadlock one another. `NO KEY UPDATE` leaves foreign-key
+/// checks against the rows unblocked.
+pub fn move_levels(
+    conn: &mut PgConnection,
+    changes: &LevelChanges<'_>,
+    kind: MovementKind,
+    reason: &str,
+    order_id: Option<OrderId>,
+) -> QueryResult<Vec<LockedLevel>> {
     diesel::sql_query(
-        "SELECT l.product_id, p.sku, l.on_hand, l.reserved, p.low_stock_threshold
-           FROM inventory_levels l
-           JOIN products p ON p.id = l.product_id
-          WHERE l.product_id = ANY($1)
-          ORDER BY l.product_id
-            FOR NO KEY UPDATE OF l",
+        "WITH change AS (
+             SELECT * FROM unnest($1::uuid[], $2::int4[], $3::int4[]) AS c (product_id, on_hand_delta, reserved_delta)
+         ), locked AS (
+             SELECT l.product_id, p.sku, l.on_hand, l.reserved, p.low_stock_threshold
+               FROM inventory_levels l
+               JOIN products p ON p.id = l.product_id
+              WHERE l.product_id = ANY($1)
+              ORDER BY l.product_id
+                FOR NO KEY UPDATE OF l
+         ), verdict AS (
+             SELECT count(*) = cardinality($1)
+                    AND coalesce(bool_and(l.on_hand::int8 + c.on_hand_delta BETWEEN 0 AND 2147483647
+                                          AND l.reserved::int8 + c.reserved_delta
+                                              BETWEEN 0 AND l.on_hand::int8 + c.on_hand_delta), true) AS applied
+               FROM locked l
+               JOIN change c USING (product_id)
+         ), moved AS (
+             UPDATE inventory_levels l
+                SET on_hand = l.on_hand + c.on_hand_delta,
+                    reserved = l.reserved + c.reserved_delta
+               FROM change c, verdict
+              WHERE verdict.applied AND l.product_id = c.product_id
+         ), ledger AS (
+             INSERT INTO inventory_movements (product_id, kind, on_hand_delta, reserved_delta, reason, order_id)
+             SELECT c.product_id, $4, c.on_hand_delta, c.reserved_delta, $5, $6
+               FROM change c, verdict
+              WHERE verdict.applied
+         )
+         SELECT l.product_id, l.sku, l.on_hand, l.reserved, l.low_stock_threshold, verdict.applied
+           FROM locked l, verdict
+          ORDER BY l.product_id",
     )
-    .bind::<Array<SqlUuid>, _>(product_ids)
+    .bind::<Array<SqlUuid>, _>(changes.product_ids)
+    .bind::<Array<Int4>, _>(changes.on_hand_deltas)
+    .bind::<Array<Int4>, _>(changes.reserved_deltas)
+    .bind::<Text, _>(kind.as_str())
+    .bind::<Text, _>(reason)
+    .bind::<Nullable<SqlUuid>, _>(order_id)
     .load(conn)
 }
 
-/// Adds the deltas to the levels, all products in one statement.
-pub fn add_to_levels(
-    conn: &mut PgConnection,
-    product_ids: &[ProductId],
-    on_hand_deltas: &[i32],
-    reserved_deltas: &[i32],
-) -> QueryResult<usize> {
-    diesel::sql_query(
-        "UPDATE inventory_levels l
-            SET on_hand = l.on_hand + d.on_hand_delta,
-                reserved = l.reserved + d.reserved_delta
-           FROM unnest($1::uuid[], $2::int4[], $3::int4[]) AS d (product_id, on_hand_delta, reserved_delta)
-          WHERE l.product_id = d.product_id",
-    )
-    .bind::<Array<SqlUuid>, _>(product_ids)
-    .bind::<Array<Int4>, _>(on_hand_deltas)
-    .bind::<Array<Int4>, _>(reserved_deltas)
-    .execute(conn)
-}
-
-pub fn insert_movements(conn: &mut PgConnection, movements: &[NewMovement<'_>]) -> QueryResult<usize> {
-    diesel::insert_into(crate::schema::inventory_movements::table).values(movements).execute(conn)
+/// Changes to several levels, one entry per product, in product-id order.
+pub struct LevelChanges<'a> {
+    pub product_ids: &'a [ProductId],
+    pub on_hand_deltas: &'a [i32],
+    pub reserved_deltas: &'a [i32],
 }
 
 pub fn insert_level(conn: &mut PgConnection, product: ProductId) -> QueryResult<usize> {

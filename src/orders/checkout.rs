@@ -125,11 +125,16 @@ pub fn place_order(
             .try_fold(0i64, |sum, line| sum.checked_add(line.line_total_minor))
             .ok_or_else(|| OrdersError::Invalid(vec![FieldError::new("items", "the order total is too large")]))?;
 
-        let customer_id = store::upsert_customer(conn, request.email.as_str(), &request.name)?;
-        let order = store::insert_order(conn, order_id, customer_id, total, currency.code())?;
-        store::insert_lines(conn, &lines)?;
+        let order = store::insert_placed_order(
+            conn,
+            order_id,
+            (request.email.as_str(), &request.name),
+            total,
+            currency.code(),
+            &lines,
+        )?;
         let customer =
-            Customer { id: customer_id, email: request.email.as_str().to_owned(), name: request.name.clone() };
+            Customer { id: order.customer_id, email: request.email.as_str().to_owned(), name: request.name.clone() };
         outbox::publish(
             conn,
             &DomainEvent::from(OrderPlaced {

@@ -74,7 +74,7 @@ impl Action {
     }
 }
 
-#[derive(Clone, Debug, Queryable, Selectable)]
+#[derive(Clone, Debug, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = crate::schema::orders)]
 pub struct Order {
     pub id: OrderId,

@@ -15,6 +15,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+/// How long before a chunk is due its writer stops sleeping and yields instead.
+const SPIN: Duration = Duration::from_micros(150);
+
 pub struct DelayProxy {
     pub port: u16,
     round_trips: Arc<AtomicU64>,
@@ -91,9 +94,14 @@ fn relay(from: &TcpStream, to: &TcpStream, delay: Duration, on_chunk: impl Fn() 
     });
     std::thread::spawn(move || {
         for (due, chunk) in receive {
+            // A sleep overshoots by a tenth of a millisecond or so: the last stretch is waited out
+            // by yielding the core instead.
             let now = Instant::now();
-            if due > now {
-                std::thread::sleep(due - now);
+            if due > now + SPIN {
+                std::thread::sleep(due - now - SPIN);
+            }
+            while Instant::now() < due {
+                std::thread::yield_now();
             }
             if writer.write_all(&chunk).is_err() {
                 break;
