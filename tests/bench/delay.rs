@@ -15,8 +15,23 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// How long before a chunk is due its writer stops sleeping and yields instead.
-const SPIN: Duration = Duration::from_micros(150);
+/// How long a sleep of a few hundred microseconds lasts beyond what was asked, on this machine:
+/// a sleep overshoots by a tenth of a millisecond or so, which a writer subtracts. (Waiting out
+/// the last stretch by spinning instead would take the cores the measured processes need.)
+fn sleep_overshoot() -> Duration {
+    static OVERSHOOT: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *OVERSHOOT.get_or_init(|| {
+        let mut overshoots: Vec<Duration> = (0..50)
+            .map(|_| {
+                let started = Instant::now();
+                std::thread::sleep(Duration::from_micros(300));
+                started.elapsed().saturating_sub(Duration::from_micros(300))
+            })
+            .collect();
+        overshoots.sort();
+        overshoots[overshoots.len() / 2]
+    })
+}
 
 pub struct DelayProxy {
     pub port: u16,
@@ -78,6 +93,7 @@ impl Drop for DelayProxy {
 fn relay(from: &TcpStream, to: &TcpStream, delay: Duration, on_chunk: impl Fn() + Send + 'static) {
     let (mut reader, mut writer) = (from.try_clone().unwrap(), to.try_clone().unwrap());
     let (send, receive) = mpsc::channel::<(Instant, Vec<u8>)>();
+    let overshoot = sleep_overshoot();
     std::thread::spawn(move || {
         let mut buffer = vec![0u8; 64 * 1024];
         loop {
@@ -94,14 +110,9 @@ fn relay(from: &TcpStream, to: &TcpStream, delay: Duration, on_chunk: impl Fn() 
     });
     std::thread::spawn(move || {
         for (due, chunk) in receive {
-            // A sleep overshoots by a tenth of a millisecond or so: the last stretch is waited out
-            // by yielding the core instead.
             let now = Instant::now();
-            if due > now + SPIN {
-                std::thread::sleep(due - now - SPIN);
-            }
-            while Instant::now() < due {
-                std::thread::yield_now();
+            if due > now + overshoot {
+                std::thread::sleep(due - now - overshoot);
             }
             if writer.write_all(&chunk).is_err() {
                 break;

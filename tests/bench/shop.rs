@@ -46,32 +46,20 @@ pub fn checkout(base: &str, agent: &ureq::Agent, client: usize, n: u64, items: &
 
 /// The statements `orders::place_order` runs, in its order, for pgbench: one line per product
 /// expression (pgbench variables allowed). With `stock_first`, the stock rows are locked before
-/// the inserts instead of after them, to measure what that order of statements would cost.
+/// the order is written instead of after, to measure what that order of statements would cost.
 pub fn checkout_script(products: &[&str], stock_first: bool) -> String {
     let ids: Vec<String> = products.iter().map(|n| format!("md5('bench-' || {n})::uuid")).collect();
     let id_list = ids.join(", ");
     let zeros = vec!["0"; ids.len()].join(", ");
     let ones = vec!["1"; ids.len()].join(", ");
-    let movements: Vec<String> = ids
-        .iter()
-        .map(|id| format!("({id}, 'reservation', 0, 1, 'reserved for an order', ':order_id'::uuid)"))
-        .collect();
-    let lines: Vec<String> = ids
-        .iter()
-        .enumerate()
-        .map(|(index, id)| {
-            format!(
-                "(':order_id'::uuid, {}, {id}, (SELECT sku FROM products WHERE id = {id}), 'Bench product', 1000, 1, 1000)",
-                index + 1
-            )
-        })
-        .collect();
+    let line_numbers: Vec<String> = (1..=ids.len()).map(|n| n.to_string()).collect();
+    let skus: Vec<String> = ids.iter().map(|id| format!("(SELECT sku FROM products WHERE id = {id})")).collect();
+    // The one statement of `inventory::store::move_levels`, as the inventory role.
     let stock = format!(
-        "SELECT l.product_id, p.sku, l.on_hand, l.reserved, p.low_stock_threshold FROM inventory_levels l JOIN products p ON p.id = l.product_id WHERE l.product_id = ANY(ARRAY[{id_list}]) ORDER BY l.product_id FOR NO KEY UPDATE OF l;
-UPDATE inventory_levels l SET on_hand = l.on_hand + d.on_hand_delta, reserved = l.reserved + d.reserved_delta FROM unnest(ARRAY[{id_list}]::uuid[], ARRAY[{zeros}]::int4[], ARRAY[{ones}]::int4[]) AS d (product_id, on_hand_delta, reserved_delta) WHERE l.product_id = d.product_id;
-INSERT INTO inventory_movements (product_id, kind, on_hand_delta, reserved_delta, reason, order_id) VALUES {};
+        "SET LOCAL ROLE agora_inventory;
+WITH change AS (SELECT * FROM unnest(ARRAY[{id_list}]::uuid[], ARRAY[{zeros}]::int4[], ARRAY[{ones}]::int4[]) AS c (product_id, on_hand_delta, reserved_delta)), locked AS (SELECT l.product_id, p.sku, l.on_hand, l.reserved, p.low_stock_threshold FROM inventory_levels l JOIN products p ON p.id = l.product_id WHERE l.product_id = ANY(ARRAY[{id_list}]) ORDER BY l.product_id FOR NO KEY UPDATE OF l), verdict AS (SELECT count(*) = {count} AND coalesce(bool_and(l.on_hand::int8 + c.on_hand_delta BETWEEN 0 AND 2147483647 AND l.reserved::int8 + c.reserved_delta BETWEEN 0 AND l.on_hand::int8 + c.on_hand_delta), true) AS applied FROM locked l JOIN change c USING (product_id)), moved AS (UPDATE inventory_levels l SET on_hand = l.on_hand + c.on_hand_delta, reserved = l.reserved + c.reserved_delta FROM change c, verdict WHERE verdict.applied AND l.product_id = c.product_id), ledger AS (INSERT INTO inventory_movements (product_id, kind, on_hand_delta, reserved_delta, reason, order_id) SELECT c.product_id, 'reservation', c.on_hand_delta, c.reserved_delta, 'reserved for an order', ':order_id'::uuid FROM change c, verdict WHERE verdict.applied) SELECT l.product_id, l.sku, l.on_hand, l.reserved, l.low_stock_threshold, verdict.applied FROM locked l, verdict ORDER BY l.product_id;
 ",
-        movements.join(", ")
+        count = ids.len(),
     );
     // As large as the payload checkout writes: the order with a snapshot of each line.
     let line = serde_json::json!({
@@ -91,15 +79,19 @@ INSERT INTO inventory_movements (product_id, kind, on_hand_delta, reserved_delta
     })
     .to_string()
     .replace('\'', "''");
+    // The one statement of `orders::store::insert_placed_order`, then `outbox_publish`.
     let order = format!(
-        r#"INSERT INTO customers (email, name) VALUES ('buyer' || :customer || '@example.com', 'Bench Buyer') ON CONFLICT (email) DO UPDATE SET name = EXCLUDED.name RETURNING id AS customer_id \gset
-INSERT INTO orders (id, customer_id, status, total_minor, currency) VALUES (':order_id'::uuid, ':customer_id'::uuid, 'pending_payment', {total}, 'EUR') RETURNING id, number, customer_id, status, total_minor, currency, created_at, updated_at;
-INSERT INTO order_lines (order_id, line_no, product_id, sku, name, unit_price_minor, quantity, line_total_minor) VALUES {lines};
-WITH event AS (INSERT INTO events (event_type, aggregate_type, aggregate_id, payload) VALUES ('OrderPlaced', 'order', ':order_id'::uuid, '{payload}') RETURNING id), deliveries AS (INSERT INTO event_deliveries (event_id, handler) SELECT event.id, handler FROM event, unnest(ARRAY['notifications.order_emails']) AS handler) SELECT id FROM event;
+        r#"WITH customer AS (INSERT INTO customers (email, name) VALUES ('buyer' || :customer || '@example.com', 'Bench Buyer') ON CONFLICT (email) DO UPDATE SET name = EXCLUDED.name RETURNING id), placed AS (INSERT INTO orders (id, customer_id, status, total_minor, currency) SELECT ':order_id'::uuid, customer.id, 'pending_payment', {total}, 'EUR' FROM customer RETURNING *), lines AS (INSERT INTO order_lines (order_id, line_no, product_id, sku, name, unit_price_minor, quantity, line_total_minor) SELECT ':order_id'::uuid, l.* FROM unnest(ARRAY[{line_numbers}]::int2[], ARRAY[{id_list}]::uuid[], ARRAY[{skus}]::text[], ARRAY[{names}]::text[], ARRAY[{prices}]::int8[], ARRAY[{ones}]::int4[], ARRAY[{prices}]::int8[]) AS l) SELECT * FROM placed;
+SELECT outbox_publish('OrderPlaced', 'order', ':order_id'::uuid, '{payload}') AS id;
 "#,
-        lines = lines.join(", "),
+        line_numbers = line_numbers.join(", "),
+        skus = skus.join(", "),
+        names = vec!["'Bench product'"; ids.len()].join(", "),
+        prices = vec!["1000"; ids.len()].join(", "),
     );
-    let (first, second) = if stock_first { (&stock, &order) } else { (&order, &stock) };
+    // Stock first, the order is written as the login user again, as Agora switches back.
+    let stock_then_back = format!("{stock}RESET ROLE;\n");
+    let (first, second) = if stock_first { (&stock_then_back, &order) } else { (&order, &stock) };
     format!(
         r#"\set a random(1, {PRODUCTS})
 \set customer random(1, {CUSTOMERS})
