@@ -31,6 +31,8 @@ pub struct Config {
     pub outbox: OutboxSettings,
     /// Mark the admin session cookie `Secure` (set it when serving behind HTTPS).
     pub cookie_secure: bool,
+    /// Load balancers whose `X-Forwarded-For` names the client (`AGORA_TRUSTED_PROXIES`).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// How often lock waits are sampled from `pg_stat_activity`.
     pub lock_sample_interval: Duration,
     /// When admin sessions end on the server.
@@ -341,6 +343,19 @@ impl Config {
                 });
             }
         };
+        let trusted_proxies = match get("AGORA_TRUSTED_PROXIES") {
+            None => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|entry| !entry.is_empty())
+                .map(|entry| entry.parse::<std::net::IpAddr>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|_| ConfigError {
+                    variable: "AGORA_TRUSTED_PROXIES",
+                    message: "must be IP addresses separated by commas, e.g. 127.0.0.1,10.0.0.2".into(),
+                })?,
+        };
         let database_url = get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
         let direct_database_url = get("AGORA_DB_DIRECT_URL").map(|url| url.trim().to_owned());
         if let Some(url) = &direct_database_url
@@ -522,6 +537,7 @@ impl Config {
                 run_in_server,
             },
             cookie_secure: matches!(get("AGORA_COOKIE_SECURE").as_deref(), Some("true" | "1" | "on")),
+            trusted_proxies,
             lock_sample_interval: Duration::from_millis(parse_u64("AGORA_LOCK_SAMPLE_MS", 500)?.max(10)),
             session: SessionLifetime {
                 idle: Duration::from_secs(60 * session_idle_minutes),

@@ -122,7 +122,7 @@ async fn change_password(
 
     // The current password is checked like a sign-in, under the same limit: a stolen session
     // must not become a way to guess the password.
-    let client_ip = request.peer_addr().map(|address| address.ip().to_string()).unwrap_or_default();
+    let client_ip = crate::http::client::client_address(&request, &state.config.trusted_proxies);
     match auth::check_password(&state, &admin.user.username, &client_ip, form.current_password).await? {
         Attempt::Limited { .. } => {
             errors.push("current_password", "too many wrong passwords; try again later");

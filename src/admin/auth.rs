@@ -242,7 +242,7 @@ pub async fn login(
     }
     let session = request.get_session();
     let username = form.username.trim().to_lowercase();
-    let client_ip = request.peer_addr().map(|address| address.ip().to_string()).unwrap_or_default();
+    let client_ip = crate::http::client::client_address(&request, &state.config.trusted_proxies);
     let next = safe_next(Some(&form.next)).to_owned();
 
     // No user has a name outside the rule `admin_users` checks; such a name reaches no query.

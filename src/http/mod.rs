@@ -3,6 +3,7 @@
 
 pub mod admin_token;
 pub mod asyncapi;
+pub mod client;
 pub mod hardening;
 pub mod health;
 pub mod methods;

@@ -460,7 +460,15 @@ impl Browser {
     }
 
     pub fn post_form(&mut self, path: &str, fields: &[(&str, &str)]) -> TestResponse {
+        self.post_form_with(path, &[], fields)
+    }
+
+    /// [`Browser::post_form`] with more request headers.
+    pub fn post_form_with(&mut self, path: &str, headers: &[(&str, &str)], fields: &[(&str, &str)]) -> TestResponse {
         let mut request = self.agent.post(&format!("{}{}", self.address, path));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         if !self.cookies.is_empty() {
             request = request.header("Cookie", &self.cookie_header());
         }

@@ -48,6 +48,7 @@ impl Shop {
             ("DATABASE_URL", pooled.as_str()),
             ("AGORA_DB_DIRECT_URL", database.url.as_str()),
             ("AGORA_DB_POOL_MODE", "transaction"),
+            ("AGORA_TRUSTED_PROXIES", "127.0.0.1"),
         ];
         all.extend_from_slice(env);
         let instances: Vec<AgoraProcess> = (0..3).map(|_| AgoraProcess::start(&database, &all)).collect();

@@ -53,6 +53,44 @@ fn the_limit_per_client_address_holds_across_user_names() {
     assert_eq!(statuses.iter().filter(|status| **status == 429).count(), 10, "{statuses:?}");
 }
 
+/// Thirty wrong passwords for thirty names, each "from" the address its `X-Forwarded-For` names.
+fn wrong_passwords_forwarded_for(app: &TestApp, forwarded_for: impl Fn(usize) -> String) -> Vec<u16> {
+    (0..30)
+        .map(|index| {
+            let (mut browser, token) = at_login_form(app);
+            let name = format!("user{index}");
+            browser
+                .post_form_with(
+                    "/admin/login",
+                    &[("X-Forwarded-For", &forwarded_for(index))],
+                    &[("csrf_token", &token), ("username", &name), ("password", "x")],
+                )
+                .status
+        })
+        .collect()
+}
+
+#[test]
+fn behind_a_trusted_proxy_the_limit_per_address_is_the_forwarded_client_s() {
+    let app = TestApp::spawn_with(|config| config.trusted_proxies = vec!["127.0.0.1".parse().unwrap()]);
+    // Twenty failures from one client limit that client only.
+    let statuses = wrong_passwords_forwarded_for(&app, |index| {
+        if index < 25 { "198.51.100.1".to_owned() } else { format!("198.51.100.{index}") }
+    });
+    assert_eq!(statuses[..20], [401; 20], "{statuses:?}");
+    assert_eq!(statuses[20..25], [429; 5], "the 21st to 25th from the same client: {statuses:?}");
+    assert_eq!(statuses[25..], [401; 5], "other clients behind the same proxy are still checked: {statuses:?}");
+}
+
+#[test]
+fn from_anyone_else_x_forwarded_for_is_ignored() {
+    let app = TestApp::spawn();
+    // A client naming a new address each time is still one client.
+    let statuses = wrong_passwords_forwarded_for(&app, |index| format!("198.51.100.{index}"));
+    assert_eq!(statuses.iter().filter(|status| **status == 401).count(), 20, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|status| **status == 429).count(), 10, "{statuses:?}");
+}
+
 #[test]
 fn signing_out_ends_the_session_for_a_copied_cookie_too() {
     let app = TestApp::spawn();
