@@ -36,8 +36,8 @@ pub fn dependency_declarations() -> [(Module, &'static [Call]); 8] {
 
 /// The SQL functions modules own (by signature), which the modules that may call the owner may
 /// execute: a module's way to let others write its tables through one narrow door.
-pub fn function_declarations() -> [(Module, &'static [&'static str]); 1] {
-    [(Module::Outbox, crate::outbox::FUNCTIONS)]
+pub fn function_declarations() -> [(Module, &'static [&'static str]); 2] {
+    [(Module::Outbox, crate::outbox::FUNCTIONS), (Module::Inventory, crate::inventory::FUNCTIONS)]
 }
 
 /// One scanned file, as `build.rs` writes it.

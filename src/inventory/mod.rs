@@ -41,6 +41,9 @@ pub const CALLS: &[Call] = &[
     Call { module: Module::Admin, reason: "its admin pages use the admin layout, session and CSRF token" },
 ];
 
+/// SQL functions of the inventory's (see [`store::move_levels`]), by signature.
+pub const FUNCTIONS: &[&str] = &["inventory_move_levels(uuid[], integer[], integer[], text, text, uuid)"];
+
 /// A quantity of one product, as orders reserve, release and ship it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StockLine {
@@ -116,7 +119,6 @@ pub fn track_product(conn: &mut PgConnection, product_id: ProductId) -> QueryRes
 /// Reserves every line for `order_id`, or nothing: on any shortage nothing changes and the
 /// error lists every short product with what is available.
 pub fn reserve(conn: &mut PgConnection, order_id: OrderId, lines: &[StockLine]) -> Result<(), InventoryError> {
-    crate::as_module!(conn, Module::Inventory);
     let changes = lines.iter().map(|line| (line.product_id, 0, line.quantity)).collect();
     move_stock(conn, MovementKind::Reservation, "reserved for an order", Some(order_id), changes).map(|_| ())
 }
@@ -128,14 +130,12 @@ pub fn release(
     lines: &[StockLine],
     reason: &str,
 ) -> Result<(), InventoryError> {
-    crate::as_module!(conn, Module::Inventory);
     let changes = lines.iter().map(|line| (line.product_id, 0, -line.quantity)).collect();
     move_stock(conn, MovementKind::Release, reason, Some(order_id), changes).map(|_| ())
 }
 
 /// Takes the reserved goods of `order_id` out of the warehouse.
 pub fn ship(conn: &mut PgConnection, order_id: OrderId, lines: &[StockLine]) -> Result<(), InventoryError> {
-    crate::as_module!(conn, Module::Inventory);
     let changes = lines.iter().map(|line| (line.product_id, -line.quantity, -line.quantity)).collect();
     move_stock(conn, MovementKind::Shipment, "shipped with an order", Some(order_id), changes).map(|_| ())
 }

@@ -25,13 +25,14 @@ pub struct LockedLevel {
     pub applied: bool,
 }
 
-/// Moves the stock of `product_ids` by the deltas and writes the ledger, in one statement (one
-/// round trip, so that the rows stay locked only until the transaction ends): locks the levels
-/// in product-id order, applies the deltas only if every level stays valid (on hand at least 0,
-/// reserved between 0 and on hand), and returns the levels as they were before, with whether the
-/// move was applied. Every transaction that moves stock locks through here, so they all take
-/// locks in the same order and cannot deadlock one another. `NO KEY UPDATE` leaves foreign-key
-/// checks against the rows unblocked.
+/// Moves the stock of `product_ids` by the deltas and writes the ledger, in one call of the SQL
+/// function `inventory_move_levels` (a migration of the inventory's; one round trip, so that the
+/// rows stay locked only until the transaction ends): locks the levels in product-id order,
+/// applies the deltas only if every level stays valid (on hand at least 0, reserved between 0 and
+/// on hand), and returns the levels as they were before, with whether the move was applied. Every
+/// transaction that moves stock locks through here, so they all take locks in the same order and
+/// cannot deadlock one another. The function runs as the inventory's role: a caller of another
+/// module needs EXECUTE only, and no role switch.
 pub fn move_levels(
     conn: &mut PgConnection,
     changes: &LevelChanges<'_>,
@@ -40,37 +41,9 @@ pub fn move_levels(
     order_id: Option<OrderId>,
 ) -> QueryResult<Vec<LockedLevel>> {
     diesel::sql_query(
-        "WITH change AS (
-             SELECT * FROM unnest($1::uuid[], $2::int4[], $3::int4[]) AS c (product_id, on_hand_delta, reserved_delta)
-         ), locked AS (
-             SELECT l.product_id, p.sku, l.on_hand, l.reserved, p.low_stock_threshold
-               FROM inventory_levels l
-               JOIN products p ON p.id = l.product_id
-              WHERE l.product_id = ANY($1)
-              ORDER BY l.product_id
-                FOR NO KEY UPDATE OF l
-         ), verdict AS (
-             SELECT count(*) = cardinality($1)
-                    AND coalesce(bool_and(l.on_hand::int8 + c.on_hand_delta BETWEEN 0 AND 2147483647
-                                          AND l.reserved::int8 + c.reserved_delta
-                                              BETWEEN 0 AND l.on_hand::int8 + c.on_hand_delta), true) AS applied
-               FROM locked l
-               JOIN change c USING (product_id)
-         ), moved AS (
-             UPDATE inventory_levels l
-                SET on_hand = l.on_hand + c.on_hand_delta,
-                    reserved = l.reserved + c.reserved_delta
-               FROM change c, verdict
-              WHERE verdict.applied AND l.product_id = c.product_id
-         ), ledger AS (
-             INSERT INTO inventory_movements (product_id, kind, on_hand_delta, reserved_delta, reason, order_id)
-             SELECT c.product_id, $4, c.on_hand_delta, c.reserved_delta, $5, $6
-               FROM change c, verdict
-              WHERE verdict.applied
-         )
-         SELECT l.product_id, l.sku, l.on_hand, l.reserved, l.low_stock_threshold, verdict.applied
-           FROM locked l, verdict
-          ORDER BY l.product_id",
+        // The comment names the tables the function touches, for the runtime's table sampling.
+        "SELECT * FROM inventory_move_levels($1, $2, $3, $4, $5, $6) \
+         /* locks and writes inventory_levels, writes inventory_movements, reads products */",
     )
     .bind::<Array<SqlUuid>, _>(changes.product_ids)
     .bind::<Array<Int4>, _>(changes.on_hand_deltas)

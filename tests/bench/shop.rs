@@ -54,12 +54,9 @@ pub fn checkout_script(products: &[&str], stock_first: bool) -> String {
     let ones = vec!["1"; ids.len()].join(", ");
     let line_numbers: Vec<String> = (1..=ids.len()).map(|n| n.to_string()).collect();
     let skus: Vec<String> = ids.iter().map(|id| format!("(SELECT sku FROM products WHERE id = {id})")).collect();
-    // The one statement of `inventory::store::move_levels`, as the inventory role.
+    // The one call of `inventory::store::move_levels`.
     let stock = format!(
-        "SET LOCAL ROLE agora_inventory;
-WITH change AS (SELECT * FROM unnest(ARRAY[{id_list}]::uuid[], ARRAY[{zeros}]::int4[], ARRAY[{ones}]::int4[]) AS c (product_id, on_hand_delta, reserved_delta)), locked AS (SELECT l.product_id, p.sku, l.on_hand, l.reserved, p.low_stock_threshold FROM inventory_levels l JOIN products p ON p.id = l.product_id WHERE l.product_id = ANY(ARRAY[{id_list}]) ORDER BY l.product_id FOR NO KEY UPDATE OF l), verdict AS (SELECT count(*) = {count} AND coalesce(bool_and(l.on_hand::int8 + c.on_hand_delta BETWEEN 0 AND 2147483647 AND l.reserved::int8 + c.reserved_delta BETWEEN 0 AND l.on_hand::int8 + c.on_hand_delta), true) AS applied FROM locked l JOIN change c USING (product_id)), moved AS (UPDATE inventory_levels l SET on_hand = l.on_hand + c.on_hand_delta, reserved = l.reserved + c.reserved_delta FROM change c, verdict WHERE verdict.applied AND l.product_id = c.product_id), ledger AS (INSERT INTO inventory_movements (product_id, kind, on_hand_delta, reserved_delta, reason, order_id) SELECT c.product_id, 'reservation', c.on_hand_delta, c.reserved_delta, 'reserved for an order', ':order_id'::uuid FROM change c, verdict WHERE verdict.applied) SELECT l.product_id, l.sku, l.on_hand, l.reserved, l.low_stock_threshold, verdict.applied FROM locked l, verdict ORDER BY l.product_id;
-",
-        count = ids.len(),
+        "SELECT * FROM inventory_move_levels(ARRAY[{id_list}]::uuid[], ARRAY[{zeros}]::int4[], ARRAY[{ones}]::int4[], 'reservation', 'reserved for an order', ':order_id'::uuid);\n"
     );
     // As large as the payload checkout writes: the order with a snapshot of each line.
     let line = serde_json::json!({
@@ -89,9 +86,7 @@ SELECT outbox_publish('OrderPlaced', 'order', ':order_id'::uuid, '{payload}') AS
         names = vec!["'Bench product'"; ids.len()].join(", "),
         prices = vec!["1000"; ids.len()].join(", "),
     );
-    // Stock first, the order is written as the login user again, as Agora switches back.
-    let stock_then_back = format!("{stock}RESET ROLE;\n");
-    let (first, second) = if stock_first { (&stock_then_back, &order) } else { (&order, &stock) };
+    let (first, second) = if stock_first { (&stock, &order) } else { (&order, &stock) };
     format!(
         r#"\set a random(1, {PRODUCTS})
 \set customer random(1, {CUSTOMERS})

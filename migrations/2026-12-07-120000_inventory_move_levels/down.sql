@@ -1,0 +1,1 @@
+DROP FUNCTION inventory_move_levels(uuid[], integer[], integer[], text, text, uuid);
