@@ -79,7 +79,7 @@ pub fn place_order(
     crate::as_module!(conn, Module::Orders);
     conn.transaction(|conn| {
         let product_ids: Vec<ProductId> = request.items.iter().map(|(id, _)| *id).collect();
-        let products = store::priced_products(conn, &product_ids)?;
+        let (products, drawn) = store::priced_products(conn, &product_ids)?;
 
         let (mut unknown, mut not_sold) = (Vec::new(), Vec::new());
         let mut lines = Vec::with_capacity(request.items.len());
@@ -125,32 +125,41 @@ pub fn place_order(
             .try_fold(0i64, |sum, line| sum.checked_add(line.line_total_minor))
             .ok_or_else(|| OrdersError::Invalid(vec![FieldError::new("items", "the order total is too large")]))?;
 
-        let order = store::insert_placed_order(
-            conn,
+        // Everything the event tells was just read, drawn or computed here: no query for it, and
+        // it is written by the statement that writes the order.
+        let placed = snapshot::Placed {
+            number: drawn.number,
+            placed_at: drawn.placed_at,
+            total_minor: total,
+            currency: currency.code(),
+        };
+        let event = DomainEvent::from(OrderPlaced {
+            version: PayloadVersion::CURRENT,
             order_id,
-            (request.email.as_str(), &request.name),
-            total,
-            currency.code(),
-            &lines,
-        )?;
+            number: crate::ids::OrderNumber(drawn.number).to_string(),
+            total_minor: total,
+            currency: currency.code().to_owned(),
+            order: snapshot::of_parts(
+                &placed,
+                (&request.name, request.email.as_str()),
+                lines.iter().zip(descriptions.iter().copied()),
+            ),
+        });
+        let new_order = store::NewOrder {
+            id: order_id,
+            number: drawn.number,
+            email: request.email.as_str(),
+            name: &request.name,
+            total_minor: total,
+            currency: currency.code(),
+        };
+        let order = store::insert_placed_order(conn, &new_order, &lines, outbox::Publication::of(&event))?;
         let customer =
             Customer { id: order.customer_id, email: request.email.as_str().to_owned(), name: request.name.clone() };
-        outbox::publish(
-            conn,
-            &DomainEvent::from(OrderPlaced {
-                version: PayloadVersion::CURRENT,
-                order_id: order.id,
-                number: order.display_number(),
-                total_minor: order.total_minor,
-                currency: order.currency.clone(),
-                // Everything the snapshot holds was just read or written here: no query for it.
-                order: snapshot::of(&order, &customer, lines.iter().zip(descriptions.iter().copied())),
-            }),
-        )?;
         // Stock last. Every buyer of a product needs its stock row, so that lock is the contended
-        // one: taken by the statement before COMMIT, it is held for two round trips. The price:
-        // an order refused for want of stock has drawn a number from the sequence, leaving a gap
-        // in the numbering (rolled-back transactions do that anyway).
+        // one: taken by the statement before COMMIT, it is held for two round trips. An order
+        // refused for want of stock has drawn its number already, leaving a gap in the numbering
+        // (as every refused or rolled-back checkout does).
         let stock: Vec<StockLine> =
             lines.iter().map(|line| StockLine { product_id: line.product_id, quantity: line.quantity }).collect();
         inventory::reserve(conn, order_id, &stock)?;

@@ -35,10 +35,33 @@ pub(super) fn of<'a>(
     customer: &Customer,
     lines: impl IntoIterator<Item = (&'a OrderLine, &'a str)>,
 ) -> OrderSnapshot {
-    OrderSnapshot {
-        number: order.display_number(),
+    let placed = Placed {
+        number: order.number,
         placed_at: order.created_at,
-        customer: CustomerSnapshot { name: customer.name.clone(), email: customer.email.clone() },
+        total_minor: order.total_minor,
+        currency: &order.currency,
+    };
+    of_parts(&placed, (&customer.name, &customer.email), lines)
+}
+
+/// What an order's snapshot needs of the order itself: known to checkout before it writes the order.
+pub(super) struct Placed<'a> {
+    pub number: i64,
+    pub placed_at: chrono::DateTime<chrono::Utc>,
+    pub total_minor: i64,
+    pub currency: &'a str,
+}
+
+/// The snapshot of an order from its parts; `customer` is (name, e-mail address).
+pub(super) fn of_parts<'a>(
+    order: &Placed<'_>,
+    customer: (&str, &str),
+    lines: impl IntoIterator<Item = (&'a OrderLine, &'a str)>,
+) -> OrderSnapshot {
+    OrderSnapshot {
+        number: crate::ids::OrderNumber(order.number).to_string(),
+        placed_at: order.placed_at,
+        customer: CustomerSnapshot { name: customer.0.to_owned(), email: customer.1.to_owned() },
         lines: lines
             .into_iter()
             .map(|(line, description)| LineSnapshot {
@@ -52,6 +75,6 @@ pub(super) fn of<'a>(
             })
             .collect(),
         total_minor: order.total_minor,
-        currency: order.currency.clone(),
+        currency: order.currency.to_owned(),
     }
 }

@@ -11,7 +11,7 @@ use crate::ids::{OrderId, ProductId};
 
 /// What checkout needs of a product: read straight from the catalog's table, in the checkout's
 /// transaction, instead of asking the catalog over an API.
-#[derive(Debug, Queryable)]
+#[derive(Debug)]
 pub struct PricedProduct {
     pub id: ProductId,
     pub sku: String,
@@ -22,51 +22,108 @@ pub struct PricedProduct {
     pub active: bool,
 }
 
-pub fn priced_products(conn: &mut PgConnection, ids: &[ProductId]) -> QueryResult<Vec<PricedProduct>> {
-    use crate::schema::products::dsl::*;
-    products.filter(id.eq_any(ids)).select((id, sku, name, description, price_minor, active)).load(conn)
+/// The number and time of an order about to be written, drawn with its prices: the event that
+/// tells of the order is then written by the statement that writes the order.
+#[derive(Clone, Copy, Debug)]
+pub struct Drawn {
+    pub number: i64,
+    pub placed_at: DateTime<Utc>,
 }
 
-/// A new order, pending payment, with its lines and its customer (created, or renamed to the
-/// name given last), in one statement: one round trip instead of three.
+#[derive(QueryableByName)]
+struct PricedRow {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    number: i64,
+    #[diesel(sql_type = Timestamptz)]
+    placed_at: DateTime<Utc>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<SqlUuid>)]
+    id: Option<ProductId>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    sku: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    name: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    description: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    price_minor: Option<i64>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<Bool>)]
+    active: Option<bool>,
+}
+
+/// The products of `ids` with their prices, and the new order's number and time, in one round
+/// trip. The number is drawn even when the order is then refused, leaving a gap in the numbering,
+/// as a rolled-back checkout always did.
+pub fn priced_products(conn: &mut PgConnection, ids: &[ProductId]) -> QueryResult<(Vec<PricedProduct>, Drawn)> {
+    let rows: Vec<PricedRow> = diesel::sql_query(
+        "WITH drawn AS (SELECT nextval('order_number_seq') AS number, now() AS placed_at)
+         SELECT d.number, d.placed_at, p.id, p.sku, p.name, p.description, p.price_minor, p.active
+           FROM drawn d
+           LEFT JOIN products p ON p.id = ANY($1)",
+    )
+    .bind::<diesel::sql_types::Array<SqlUuid>, _>(ids)
+    .load(conn)?;
+    let drawn = rows
+        .first()
+        .map(|row| Drawn { number: row.number, placed_at: row.placed_at })
+        .ok_or(diesel::result::Error::NotFound)?;
+    let products = rows
+        .into_iter()
+        .filter_map(|row| {
+            Some(PricedProduct {
+                id: row.id?,
+                sku: row.sku?,
+                name: row.name?,
+                description: row.description?,
+                price_minor: row.price_minor?,
+                active: row.active?,
+            })
+        })
+        .collect();
+    Ok((products, drawn))
+}
+
+/// A new order, pending payment, with its lines, its customer (created, or renamed to the name
+/// given last) and the event that tells of it, in one statement: one round trip instead of five.
 pub fn insert_placed_order(
     conn: &mut PgConnection,
-    order_id: OrderId,
-    customer: (&str, &str),
-    total: i64,
-    currency_code: &str,
+    order: &NewOrder<'_>,
     lines: &[OrderLine],
+    event: crate::outbox::Publication,
 ) -> QueryResult<Order> {
-    use diesel::sql_types::{Array, BigInt, Int2, Integer, Text, Uuid as SqlUuid};
+    use diesel::sql_types::{Array, BigInt, Int2, Integer, Jsonb, Text};
     let column = |value: fn(&OrderLine) -> i64| lines.iter().map(value).collect::<Vec<i64>>();
     let line_numbers: Vec<i16> = lines.iter().map(|line| line.line_no).collect();
     let products: Vec<ProductId> = lines.iter().map(|line| line.product_id).collect();
     let skus: Vec<&str> = lines.iter().map(|line| line.sku.as_str()).collect();
     let names: Vec<&str> = lines.iter().map(|line| line.name.as_str()).collect();
     let quantities: Vec<i32> = lines.iter().map(|line| line.quantity).collect();
-    diesel::sql_query(
+    diesel::sql_query(format!(
         "WITH customer AS (
              INSERT INTO customers (email, name) VALUES ($1, $2)
              ON CONFLICT (email) DO UPDATE SET name = EXCLUDED.name
              RETURNING id
          ), placed AS (
-             INSERT INTO orders (id, customer_id, status, total_minor, currency)
-             SELECT $3, customer.id, $4, $5, $6 FROM customer
+             INSERT INTO orders (id, number, customer_id, status, total_minor, currency)
+             SELECT $3, $4, customer.id, $5, $6, $7 FROM customer
              RETURNING *
          ), lines AS (
              INSERT INTO order_lines (order_id, line_no, product_id, sku, name, unit_price_minor, quantity,
                                       line_total_minor)
-             SELECT $3, l.* FROM unnest($7::int2[], $8::uuid[], $9::text[], $10::text[], $11::int8[], $12::int4[],
-                                        $13::int8[]) AS l
+             SELECT $3, l.* FROM unnest($8::int2[], $9::uuid[], $10::text[], $11::text[], $12::int8[], $13::int4[],
+                                        $14::int8[]) AS l
+         ), published AS (
+             SELECT {} AS event_id
          )
-         SELECT * FROM placed",
-    )
-    .bind::<Text, _>(customer.0)
-    .bind::<Text, _>(customer.1)
-    .bind::<SqlUuid, _>(order_id)
+         SELECT placed.* FROM placed, published",
+        crate::outbox::publish_call(15)
+    ))
+    .bind::<Text, _>(order.email)
+    .bind::<Text, _>(order.name)
+    .bind::<SqlUuid, _>(order.id)
+    .bind::<BigInt, _>(order.number)
     .bind::<Text, _>(OrderStatus::PendingPayment.as_str())
-    .bind::<BigInt, _>(total)
-    .bind::<Text, _>(currency_code)
+    .bind::<BigInt, _>(order.total_minor)
+    .bind::<Text, _>(order.currency)
     .bind::<Array<Int2>, _>(line_numbers)
     .bind::<Array<SqlUuid>, _>(products)
     .bind::<Array<Text>, _>(skus)
@@ -74,7 +131,21 @@ pub fn insert_placed_order(
     .bind::<Array<BigInt>, _>(column(|line| line.unit_price_minor))
     .bind::<Array<Integer>, _>(quantities)
     .bind::<Array<BigInt>, _>(column(|line| line.line_total_minor))
+    .bind::<Text, _>(event.event_type)
+    .bind::<Text, _>(event.aggregate_kind)
+    .bind::<SqlUuid, _>(event.aggregate_id)
+    .bind::<Jsonb, _>(event.payload)
     .get_result(conn)
+}
+
+/// What [`insert_placed_order`] writes of the order itself.
+pub struct NewOrder<'a> {
+    pub id: OrderId,
+    pub number: i64,
+    pub email: &'a str,
+    pub name: &'a str,
+    pub total_minor: i64,
+    pub currency: &'a str,
 }
 
 /// Locks the order for a status change. `NO KEY UPDATE`: rows that merely reference the order

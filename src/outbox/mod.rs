@@ -63,17 +63,51 @@ struct PublishedId {
 /// outbox's role, so the caller's role needs no privilege on these tables and the call costs no
 /// role switch.
 pub fn publish(conn: &mut PgConnection, event: &DomainEvent) -> QueryResult<i64> {
-    let aggregate = event.aggregate();
+    let publication = Publication::of(event);
     let published = diesel::sql_query(
         // The comment names the tables the function writes, for the runtime's table sampling.
         "SELECT outbox_publish($1, $2, $3, $4) AS id /* writes events, event_deliveries */",
     )
-    .bind::<Text, _>(event.event_type().as_str())
-    .bind::<Text, _>(aggregate.kind())
-    .bind::<SqlUuid, _>(aggregate.uuid())
-    .bind::<Jsonb, _>(event.payload())
+    .bind::<Text, _>(publication.event_type)
+    .bind::<Text, _>(publication.aggregate_kind)
+    .bind::<SqlUuid, _>(publication.aggregate_id)
+    .bind::<Jsonb, _>(publication.payload)
     .get_result::<PublishedId>(conn)?;
     Ok(published.id)
+}
+
+/// What `outbox_publish` takes of an event, in the order of its parameters.
+pub struct Publication {
+    pub event_type: &'static str,
+    pub aggregate_kind: &'static str,
+    pub aggregate_id: uuid::Uuid,
+    pub payload: serde_json::Value,
+}
+
+impl Publication {
+    pub fn of(event: &DomainEvent) -> Publication {
+        let aggregate = event.aggregate();
+        Publication {
+            event_type: event.event_type().as_str(),
+            aggregate_kind: aggregate.kind(),
+            aggregate_id: aggregate.uuid(),
+            payload: event.payload(),
+        }
+    }
+}
+
+/// [`publish`] as an expression of another module's statement, so that the event is appended by
+/// the statement that writes what it tells of (one round trip for both): the call of
+/// `outbox_publish` with its parameters numbered from `$first`, to be bound to a
+/// [`Publication`]'s fields in order. It returns the event id.
+pub fn publish_call(first: usize) -> String {
+    // The comment names the tables the function writes, for the runtime's table sampling.
+    format!(
+        "outbox_publish(${first}, ${}, ${}, ${}) /* writes events, event_deliveries */",
+        first + 1,
+        first + 2,
+        first + 3
+    )
 }
 
 /// The handlers an installation with `config` subscribes: the relay when there is a broker, the

@@ -76,10 +76,10 @@ pub fn checkout_script(products: &[&str], stock_first: bool) -> String {
     })
     .to_string()
     .replace('\'', "''");
-    // The one statement of `orders::store::insert_placed_order`, then `outbox_publish`.
+    // The one statement of `orders::store::insert_placed_order`: the customer, the order with the
+    // number drawn with the prices, its lines, and its event.
     let order = format!(
-        r#"WITH customer AS (INSERT INTO customers (email, name) VALUES ('buyer' || :customer || '@example.com', 'Bench Buyer') ON CONFLICT (email) DO UPDATE SET name = EXCLUDED.name RETURNING id), placed AS (INSERT INTO orders (id, customer_id, status, total_minor, currency) SELECT ':order_id'::uuid, customer.id, 'pending_payment', {total}, 'EUR' FROM customer RETURNING *), lines AS (INSERT INTO order_lines (order_id, line_no, product_id, sku, name, unit_price_minor, quantity, line_total_minor) SELECT ':order_id'::uuid, l.* FROM unnest(ARRAY[{line_numbers}]::int2[], ARRAY[{id_list}]::uuid[], ARRAY[{skus}]::text[], ARRAY[{names}]::text[], ARRAY[{prices}]::int8[], ARRAY[{ones}]::int4[], ARRAY[{prices}]::int8[]) AS l) SELECT * FROM placed;
-SELECT outbox_publish('OrderPlaced', 'order', ':order_id'::uuid, '{payload}') AS id;
+        r#"WITH customer AS (INSERT INTO customers (email, name) VALUES ('buyer' || :customer || '@example.com', 'Bench Buyer') ON CONFLICT (email) DO UPDATE SET name = EXCLUDED.name RETURNING id), placed AS (INSERT INTO orders (id, number, customer_id, status, total_minor, currency) SELECT ':order_id'::uuid, currval('order_number_seq'), customer.id, 'pending_payment', {total}, 'EUR' FROM customer RETURNING *), lines AS (INSERT INTO order_lines (order_id, line_no, product_id, sku, name, unit_price_minor, quantity, line_total_minor) SELECT ':order_id'::uuid, l.* FROM unnest(ARRAY[{line_numbers}]::int2[], ARRAY[{id_list}]::uuid[], ARRAY[{skus}]::text[], ARRAY[{names}]::text[], ARRAY[{prices}]::int8[], ARRAY[{ones}]::int4[], ARRAY[{prices}]::int8[]) AS l), published AS (SELECT outbox_publish('OrderPlaced', 'order', ':order_id'::uuid, '{payload}') AS event_id) SELECT placed.* FROM placed, published;
 "#,
         line_numbers = line_numbers.join(", "),
         skus = skus.join(", "),
@@ -92,7 +92,7 @@ SELECT outbox_publish('OrderPlaced', 'order', ':order_id'::uuid, '{payload}') AS
 \set customer random(1, {CUSTOMERS})
 SELECT gen_random_uuid() AS order_id \gset
 BEGIN;
-SELECT id, sku, name, description, price_minor, active FROM products WHERE id IN ({id_list});
+WITH drawn AS (SELECT nextval('order_number_seq') AS number, now() AS placed_at) SELECT d.number, d.placed_at, p.id, p.sku, p.name, p.description, p.price_minor, p.active FROM drawn d LEFT JOIN products p ON p.id = ANY(ARRAY[{id_list}]);
 {first}{second}COMMIT;
 "#
     )
