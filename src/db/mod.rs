@@ -472,9 +472,10 @@ impl UnitOfWork {
     }
 
     /// Runs `work` in a transaction of its own as `module`. The transaction is committed even when
-    /// the work failed: what the work left is what its statements would have left one by one,
-    /// each committing on its own (a failed statement aborts the transaction, and its COMMIT then
-    /// rolls back; work that failed inside a transaction of its own has rolled that back already).
+    /// the work returned an error, so that what a refusal records stays (a failed sign-in, which
+    /// the sign-in limit counts), as it would in a session of its own where each statement
+    /// commits. Work that failed inside a transaction of its own has rolled that back already; a
+    /// statement that failed outside one aborts the whole unit, whose COMMIT then rolls back.
     fn run<T, E: Into<AppError>>(
         &self,
         conn: &mut PgConnection,

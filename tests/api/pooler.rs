@@ -25,8 +25,8 @@ pub fn pgbouncer(pool_size: u32) -> PgBouncer {
 fn app_through(bouncer: &PgBouncer, background: bool) -> TestApp {
     let pooled = |name: &str| bouncer.url(name);
     TestApp::spawn_with(|config| {
-        let name = agora::db::split_database_url(&config.database_url).unwrap().1;
-        config.direct_database_url = config.database_url.clone();
+        // PostgreSQL itself, whether or not the tests run behind a PgBouncer of their own already.
+        let name = agora::db::split_database_url(&config.direct_database_url).unwrap().1;
         config.database_url = pooled(&name);
         config.pool.mode = agora::config::PoolMode::Transaction;
         config.outbox.run_in_server = background;
