@@ -4,7 +4,9 @@
 //!     cargo bench --bench cpu
 //!
 //! The release `agora` runs under `valgrind --tool=callgrind` on a database of its own. After
-//! warm-up requests, the counters are zeroed (`callgrind_control --zero`), requests are sent one
+//! warm-up requests (enough for the runtime's table sampling to settle at one run in 64: the first
+//! 32 runs of an operation on each thread render their SQL to read table names from it), the
+//! counters are zeroed (`callgrind_control --zero`), requests are sent one
 //! after another, and the counters dumped (`callgrind_control --dump`); the instructions of all
 //! the process's threads over that stretch, divided by the requests, are the cost of one. The
 //! catalog cache is off (its listener polls a socket on a timer, which would charge the requests
@@ -117,6 +119,9 @@ impl Drop for Counted {
     }
 }
 
+/// Requests before counting.
+const WARM_UP: u64 = 100;
+
 fn rand_suffix() -> u128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
 }
@@ -146,17 +151,17 @@ fn run(database: &str, requests: u64) {
         builds.push((format!("baseline {baseline}"), baseline));
     }
     let mut report = format!(
-        "Command: `cargo bench --bench cpu` (callgrind, {requests} sequential requests per scenario after 20 to warm up)\n\n\
+        "Command: `cargo bench --bench cpu` (callgrind, {requests} sequential requests per scenario after {WARM_UP} to warm up)\n\n\
          | build | 2-line checkout | GET /healthz | checkout / healthz |\n| --- | ---: | ---: | ---: |\n"
     );
     for (label, binary) in builds {
         let counted = Counted::start(&binary, database);
         let base = counted.base.clone();
-        let checkout = counted.instructions_per_request(20, requests, |agent, n| {
+        let checkout = counted.instructions_per_request(WARM_UP, requests, |agent, n| {
             let a = (n as usize * 7) % PRODUCTS;
             shop::checkout(&base, agent, 0, n, &[&product_ids[a], &product_ids[(a + 1) % PRODUCTS]])
         });
-        let healthz = counted.instructions_per_request(20, requests, |agent, _| {
+        let healthz = counted.instructions_per_request(WARM_UP, requests, |agent, _| {
             agent.get(&format!("{base}/healthz")).call().is_ok_and(|response| response.status() == 200)
         });
         report.push_str(&format!("| {label} | {checkout:.0} | {healthz:.0} | {:.1} |\n", checkout / healthz));

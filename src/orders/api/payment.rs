@@ -98,21 +98,26 @@ pub async fn pay_order(
     let card = Card::parse(&raw.number, raw.exp_month, raw.exp_year, &raw.cvc).map_err(AppError::validation)?;
     // The full card number never reaches the database, not even hashed: the fingerprint uses
     // what may be stored anyway.
-    let fingerprint = idempotency::fingerprint(&serde_json::json!({
-        "order_id": id,
-        "brand": card.number.brand().as_str(),
-        "last4": card.number.last4(),
-        "digits": card.number.digits().len(),
-        "exp_month": card.exp_month,
-        "exp_year": card.exp_year,
-        "cvc_digits": card.cvc_len(),
-    }));
+    let fingerprint = key.is_some().then(|| {
+        idempotency::fingerprint(&serde_json::json!({
+            "order_id": id,
+            "brand": card.number.brand().as_str(),
+            "last4": card.number.last4(),
+            "digits": card.number.digits().len(),
+            "exp_month": card.exp_month,
+            "exp_year": card.exp_year,
+            "cvc_digits": card.cvc_len(),
+        }))
+    });
     let gateway = gateway.into_inner();
     let answer = state
         .db
         .run(Module::Orders.op("pay_order"), move |conn| {
-            let guard =
-                key.as_ref().map(|key| Guard { scope: format!("POST /api/orders/{id}/payments"), key, fingerprint });
+            let guard = key.as_ref().zip(fingerprint).map(|(key, fingerprint)| Guard {
+                scope: format!("POST /api/orders/{id}/payments"),
+                key,
+                fingerprint,
+            });
             idempotency::run(conn, guard, |conn| orders::pay(conn, gateway.as_ref(), id, &card), payment_answer)
         })
         .await?;

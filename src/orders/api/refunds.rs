@@ -112,12 +112,16 @@ pub async fn refund_order_part(
     let lines: Option<Vec<(ProductId, i64)>> =
         body.lines.as_ref().map(|lines| lines.iter().map(|line| (line.product_id, line.quantity)).collect());
     let refund = RefundRequest::parse(body.amount_minor, lines.as_deref()).map_err(AppError::validation)?;
-    let fingerprint = idempotency::fingerprint(&serde_json::json!({ "order_id": id, "request": body }));
+    let fingerprint =
+        key.is_some().then(|| idempotency::fingerprint(&serde_json::json!({ "order_id": id, "request": body })));
     let answer = state
         .db
         .run(Module::Orders.op("refund_order_part"), move |conn| {
-            let guard =
-                key.as_ref().map(|key| Guard { scope: format!("POST /api/orders/{id}/refunds"), key, fingerprint });
+            let guard = key.as_ref().zip(fingerprint).map(|(key, fingerprint)| Guard {
+                scope: format!("POST /api/orders/{id}/refunds"),
+                key,
+                fingerprint,
+            });
             idempotency::run(
                 conn,
                 guard,
