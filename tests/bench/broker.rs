@@ -6,7 +6,6 @@
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
-use diesel::sql_types::Text;
 use lapin::options::{
     BasicConsumeOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
     QueueDeleteOptions,
@@ -16,18 +15,11 @@ use lapin::{ConnectionProperties, ExchangeKind};
 
 use super::common::database_url;
 use super::harness::cpu_of;
-
-pub const PRODUCTS: usize = 200;
+use super::shop::PRODUCTS;
 
 /// What the benchmark's own connections call themselves, so that the CPU of a database's
 /// backends ([`postgres_cpu_of`]) leaves out the benchmark's queries.
 pub const BENCH_APPLICATION: &str = "agora-bench";
-
-#[derive(QueryableByName)]
-struct Id {
-    #[diesel(sql_type = Text)]
-    id: String,
-}
 
 /// An exchange and a durable queue of the run's own, with a consumer that takes every message,
 /// as a subscriber would (without one the relay's publishes come back unroutable and are
@@ -158,20 +150,7 @@ pub fn bench_connection(database: &str) -> PgConnection {
 /// Migrates `database` and gives it products with plenty of stock; returns the product ids.
 pub fn prepare(database: &str) -> Vec<String> {
     super::common::migrate(database);
-    let mut conn = bench_connection(database);
-    conn.batch_execute(&format!(
-        "INSERT INTO products (id, sku, name, price_minor) SELECT md5('bench-' || n)::uuid, 'BENCH-' || lpad(n::text, 5, '0'), 'Bench product', 1000 FROM generate_series(1, {PRODUCTS}) AS n;
-         INSERT INTO inventory_levels (product_id, on_hand) SELECT id, 100000000 FROM products;
-         INSERT INTO inventory_movements (product_id, kind, on_hand_delta, reserved_delta, reason) SELECT id, 'receipt', 100000000, 0, 'bench stock' FROM products;
-         ANALYZE;"
-    ))
-    .unwrap();
-    diesel::sql_query("SELECT id::text AS id FROM products ORDER BY sku")
-        .load::<Id>(&mut conn)
-        .unwrap()
-        .into_iter()
-        .map(|row| row.id)
-        .collect()
+    super::shop::stock_products(&mut bench_connection(database))
 }
 
 /// A checkout of two neighbouring products out of `products` at agora on `port`, by one of 1,000

@@ -37,6 +37,8 @@ mod broker;
 mod common;
 #[path = "harness.rs"]
 mod harness;
+#[path = "shop.rs"]
+mod shop;
 
 use broker::{BenchBroker, notifications_queue, postgres_cpu_of, prepare, rabbitmq_cpu};
 use common::{database_url, env_number, server_url};
