@@ -1,7 +1,7 @@
 //! Agora: an e-commerce modular monolith over one shared PostgreSQL database.
 //!
-//! Five business modules (`catalog`, `inventory`, `orders`, `payments`, `notifications`) share
-//! one schema. The shared infrastructure around them lives beside them: configuration, database
+//! Five business modules (`catalog`, `inventory`, `orders`, `payments`, `notifications`) and the
+//! shop's pages for shoppers (`storefront`) share one schema. The shared infrastructure around them lives beside them: configuration, database
 //! access, errors, HTTP wiring, the admin shell, the event outbox and idempotency keys.
 
 pub mod admin;
@@ -31,4 +31,5 @@ pub mod payments;
 pub mod schema;
 pub mod seed;
 pub mod startup;
+pub mod storefront;
 pub mod text_enum;

@@ -39,6 +39,37 @@ diesel::table! {
 }
 
 diesel::table! {
+    cart_lines (cart_id, product_id) {
+        cart_id -> Uuid,
+        product_id -> Uuid,
+        quantity -> Int4,
+        unit_price_minor_added -> Int8,
+        added_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    carts (id) {
+        id -> Uuid,
+        token_sha256 -> Bytea,
+        revision -> Int4,
+        order_id -> Nullable<Uuid>,
+        order_revision -> Nullable<Int4>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    categories (id) {
+        id -> Uuid,
+        slug -> Text,
+        name -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     customers (id) {
         id -> Uuid,
         email -> Text,
@@ -195,6 +226,7 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         shipped_at -> Nullable<Timestamptz>,
+        status_token -> Text,
     }
 }
 
@@ -242,10 +274,14 @@ diesel::table! {
         low_stock_threshold -> Int4,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        category_id -> Nullable<Uuid>,
     }
 }
 
 diesel::joinable!(admin_sessions -> admin_users (user_id));
+diesel::joinable!(cart_lines -> carts (cart_id));
+diesel::joinable!(cart_lines -> products (product_id));
+diesel::joinable!(carts -> orders (order_id));
 diesel::joinable!(event_deliveries -> events (event_id));
 diesel::joinable!(inventory_levels -> products (product_id));
 diesel::joinable!(inventory_movements -> inventory_levels (product_id));
@@ -257,12 +293,16 @@ diesel::joinable!(order_refund_lines -> payment_refunds (refund_id));
 diesel::joinable!(orders -> customers (customer_id));
 diesel::joinable!(payment_refunds -> payments (payment_id));
 diesel::joinable!(payments -> orders (order_id));
+diesel::joinable!(products -> categories (category_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     admin_login_failures,
     admin_secrets,
     admin_sessions,
     admin_users,
+    cart_lines,
+    carts,
+    categories,
     customers,
     event_deliveries,
     events,

@@ -7,7 +7,7 @@ use super::scan::{FileScan, TableUse};
 use crate::kernel::{Call, Module, TableAccess, Use};
 
 /// Every module's declaration.
-pub fn declarations() -> [&'static TableAccess; 8] {
+pub fn declarations() -> [&'static TableAccess; 9] {
     [
         &crate::catalog::TABLES,
         &crate::inventory::TABLES,
@@ -17,11 +17,12 @@ pub fn declarations() -> [&'static TableAccess; 8] {
         &crate::outbox::TABLES,
         &crate::idempotency::TABLES,
         &crate::admin::TABLES,
+        &crate::storefront::TABLES,
     ]
 }
 
 /// Every module's declaration of the other modules whose code it calls.
-pub fn dependency_declarations() -> [(Module, &'static [Call]); 8] {
+pub fn dependency_declarations() -> [(Module, &'static [Call]); 9] {
     [
         (Module::Catalog, crate::catalog::CALLS),
         (Module::Inventory, crate::inventory::CALLS),
@@ -31,6 +32,7 @@ pub fn dependency_declarations() -> [(Module, &'static [Call]); 8] {
         (Module::Outbox, crate::outbox::CALLS),
         (Module::Idempotency, crate::idempotency::CALLS),
         (Module::Admin, crate::admin::CALLS),
+        (Module::Storefront, crate::storefront::CALLS),
     ]
 }
 

@@ -56,6 +56,7 @@ fn colour(module: Module) -> &'static str {
         Module::Orders => "#8a5a9e",
         Module::Payments => "#a3611b",
         Module::Notifications => "#a23d5b",
+        Module::Storefront => "#1f6b6b",
         Module::Outbox | Module::Idempotency | Module::Admin => "#5f6b7a",
     }
 }

@@ -25,10 +25,12 @@ pub enum Module {
     Outbox,
     Idempotency,
     Admin,
+    /// The shop's pages for shoppers: carts, and checkout through the orders module.
+    Storefront,
 }
 
 impl Module {
-    pub const ALL: [Module; 8] = [
+    pub const ALL: [Module; 9] = [
         Module::Catalog,
         Module::Inventory,
         Module::Orders,
@@ -37,6 +39,7 @@ impl Module {
         Module::Outbox,
         Module::Idempotency,
         Module::Admin,
+        Module::Storefront,
     ];
 
     pub fn name(self) -> &'static str {
@@ -49,6 +52,7 @@ impl Module {
             Module::Outbox => "outbox",
             Module::Idempotency => "idempotency",
             Module::Admin => "admin",
+            Module::Storefront => "storefront",
         }
     }
 

@@ -43,6 +43,7 @@ impl Module {
             Module::Outbox => "agora_outbox",
             Module::Idempotency => "agora_idempotency",
             Module::Admin => "agora_admin",
+            Module::Storefront => "agora_storefront",
         }
     }
 }
