@@ -31,6 +31,11 @@ pub struct Config {
     pub outbox: OutboxSettings,
     /// Mark the admin session cookie `Secure` (set it when serving behind HTTPS).
     pub cookie_secure: bool,
+    /// The shop's address as shoppers reach it, without a trailing slash, for links in e-mails
+    /// (`AGORA_PUBLIC_URL`).
+    pub public_url: String,
+    /// The storefront's limits (`AGORA_SHOP_*`).
+    pub shop: ShopSettings,
     /// Load balancers whose `X-Forwarded-For` names the client (`AGORA_TRUSTED_PROXIES`).
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// How often lock waits are sampled from `pg_stat_activity`.
@@ -51,6 +56,18 @@ pub struct Config {
     /// The notifications service's own database (`AGORA_NOTIFICATIONS_DATABASE_URL`): where
     /// `agora notifications-service` keeps e-mails, and where `agora split notifications` moves them.
     pub notifications_database_url: Option<String>,
+}
+
+/// The storefront's limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShopSettings {
+    /// Checkout attempts one address may make per minute (`AGORA_SHOP_CHECKOUTS_PER_MINUTE`).
+    pub checkouts_per_minute: u32,
+    /// Carts untouched this long are removed (`AGORA_SHOP_CART_IDLE_DAYS`).
+    pub cart_idle: Duration,
+    /// How old the availability a grid or product page shows may be: its cached copy is used
+    /// this long at most (`AGORA_SHOP_AVAILABILITY_MAX_AGE_MS`).
+    pub availability_max_age: Duration,
 }
 
 /// How the main process reaches the notifications service.
@@ -204,6 +221,8 @@ impl std::fmt::Debug for Config {
             .field("payment_timeout", &self.payment_timeout)
             .field("pool", &self.pool)
             .field("outbox", &self.outbox)
+            .field("public_url", &self.public_url)
+            .field("shop", &self.shop)
             .field("lock_sample_interval", &self.lock_sample_interval)
             .field("session", &self.session)
             .field("replica", &self.replica.as_ref().map(|replica| redact_url_password(&replica.url)))
@@ -504,10 +523,29 @@ impl Config {
             });
         }
 
+        let bind = get("AGORA_BIND").unwrap_or_else(|| "127.0.0.1:8080".into());
+        let public_url = get("AGORA_PUBLIC_URL").unwrap_or_else(|| format!("http://{bind}"));
+        let public_url = public_url.trim_end_matches('/').to_owned();
+        if !(public_url.starts_with("http://") || public_url.starts_with("https://"))
+            || public_url.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(ConfigError {
+                variable: "AGORA_PUBLIC_URL",
+                message: "must be an http:// or https:// URL, e.g. https://shop.example.com".into(),
+            });
+        }
+        let shop = ShopSettings {
+            checkouts_per_minute: parse_u64("AGORA_SHOP_CHECKOUTS_PER_MINUTE", 20)?.clamp(1, 1_000_000) as u32,
+            cart_idle: Duration::from_secs(86_400 * parse_u64("AGORA_SHOP_CART_IDLE_DAYS", 30)?.clamp(1, 3650)),
+            availability_max_age: Duration::from_millis(
+                parse_u64("AGORA_SHOP_AVAILABILITY_MAX_AGE_MS", 2_000)?.clamp(1, 3_600_000),
+            ),
+        };
+
         Ok(Config {
             direct_database_url: direct_database_url.unwrap_or_else(|| database_url.clone()),
             database_url,
-            bind: get("AGORA_BIND").unwrap_or_else(|| "127.0.0.1:8080".into()),
+            bind,
             admin_token,
             admin_password,
             currency,
@@ -538,6 +576,8 @@ impl Config {
             },
             cookie_secure: matches!(get("AGORA_COOKIE_SECURE").as_deref(), Some("true" | "1" | "on")),
             trusted_proxies,
+            public_url,
+            shop,
             lock_sample_interval: Duration::from_millis(parse_u64("AGORA_LOCK_SAMPLE_MS", 500)?.max(10)),
             session: SessionLifetime {
                 idle: Duration::from_secs(60 * session_idle_minutes),

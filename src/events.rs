@@ -141,6 +141,10 @@ pub struct OrderSnapshot {
     pub total_minor: i64,
     /// ISO 4217 code of the order's currency, e.g. `EUR`.
     pub currency: String,
+    /// Opens the order's status page, `<shop>/orders/<status_token>`, which its e-mails link to.
+    /// Absent from events written before status pages existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_token: Option<String>,
 }
 
 /// Who placed an order.
@@ -444,6 +448,7 @@ mod tests {
             }],
             total_minor: 2580,
             currency: "EUR".into(),
+            status_token: Some("6Qf2xX9n".into()),
         }
     }
 

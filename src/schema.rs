@@ -55,6 +55,7 @@ diesel::table! {
         revision -> Int4,
         order_id -> Nullable<Uuid>,
         order_revision -> Nullable<Int4>,
+        closed_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
     }
@@ -66,6 +67,14 @@ diesel::table! {
         slug -> Text,
         name -> Text,
         created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    checkout_attempts (client_address, minute) {
+        client_address -> Text,
+        minute -> Timestamptz,
+        attempts -> Int4,
     }
 }
 
@@ -303,6 +312,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     cart_lines,
     carts,
     categories,
+    checkout_attempts,
     customers,
     event_deliveries,
     events,

@@ -148,6 +148,7 @@ impl Application {
                 config.broker.as_ref().map_or(crate::config::DEFAULT_BROKER_EXCHANGE, |broker| &broker.exchange),
             ),
             catalog: catalog.clone(),
+            shop: crate::storefront::ShopCache::new(config.catalog_cache.capacity, config.shop.availability_max_age),
             keys,
             experiments: crate::experiment::RunLimit::new(config.experiment.max_runs),
             broker: broker.clone(),
@@ -238,6 +239,7 @@ pub fn start_background_work(db: &Db, config: &Config, broker: Option<BrokerHeal
     crate::orders::timeout::start(&mut tasks, db, config);
     crate::idempotency::start_purging(&mut tasks, db);
     crate::admin::session_store::start_pruning(&mut tasks, db, config.session);
+    crate::storefront::start_removing_idle_carts(&mut tasks, db, config.shop.cart_idle);
     crate::architecture::locks::start(&mut tasks, db, config.lock_sample_interval);
     tasks
 }
@@ -472,7 +474,7 @@ fn build_app(
             app.service(static_files::scope())
                 .route("/metrics", web::get().to(crate::architecture::prometheus::scrape))
                 .service(crate::admin::scope(sessions, configure_pages))
-                .route("/", web::get().to(|| async { crate::admin::page::see_other("/admin") }))
+                .configure(crate::storefront::pages::configure)
                 .default_service(web::to(|request: actix_web::HttpRequest| async move {
                     Err::<HttpResponse, _>(AppError::not_found(format!("Nothing exists at {}.", request.path())))
                 }))

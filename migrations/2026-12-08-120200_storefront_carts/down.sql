@@ -1,2 +1,3 @@
+DROP TABLE checkout_attempts;
 DROP TABLE cart_lines;
 DROP TABLE carts;

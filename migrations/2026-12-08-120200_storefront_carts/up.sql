@@ -9,6 +9,8 @@ CREATE TABLE carts (
     -- The order checkout placed from this cart, and the revision it was placed from.
     order_id uuid REFERENCES orders (id),
     order_revision integer,
+    -- When that order was paid: the cart is spent, and the shopper's next item starts a new one.
+    closed_at timestamptz,
     created_at timestamptz NOT NULL DEFAULT now(),
     -- Idle carts (30 days without a change or a checkout) are removed by background work.
     updated_at timestamptz NOT NULL DEFAULT now(),
@@ -25,4 +27,13 @@ CREATE TABLE cart_lines (
     unit_price_minor_added bigint NOT NULL CHECK (unit_price_minor_added > 0),
     added_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (cart_id, product_id)
+);
+
+-- Checkout attempts per client address and minute, shared by every agora process: a limit kept
+-- in one process's memory would grow with the number of processes behind the balancer.
+CREATE TABLE checkout_attempts (
+    client_address text NOT NULL CHECK (char_length(client_address) BETWEEN 1 AND 64),
+    minute timestamptz NOT NULL,
+    attempts integer NOT NULL CHECK (attempts >= 1),
+    PRIMARY KEY (client_address, minute)
 );

@@ -192,6 +192,14 @@ impl CatalogCache {
         self.enabled && self.listening.load(Ordering::Acquire)
     }
 
+    /// The generation of the catalog as this process knows it: it changes with every change
+    /// heard of. `None` while the cache is off or not listening: then nothing derived from the
+    /// catalog may be kept. Views built elsewhere from catalog rows (the shop's pages) are kept
+    /// only while the generation they were loaded in is current.
+    pub fn generation(&self) -> Option<u64> {
+        self.active().then(|| self.epoch.load(Ordering::SeqCst))
+    }
+
     /// The product answer, from the cache or from `load` (given the position a replica must
     /// have replayed to serve it).
     pub async fn product<F>(&self, id: ProductId, load: impl FnOnce(Lsn) -> F) -> Result<Arc<Representation>, AppError>

@@ -23,7 +23,8 @@ use crate::pagination::Keyset;
 
 /// The catalog's tables. No other module's table is read: the catalog is the most depended-on
 /// module and depends on nobody's data.
-pub const TABLES: TableAccess = TableAccess { module: Module::Catalog, owns: &["products", "categories"], reads: &[], writes: &[] };
+pub const TABLES: TableAccess =
+    TableAccess { module: Module::Catalog, owns: &["products", "categories"], reads: &[], writes: &[] };
 
 pub const CALLS: &[Call] = &[
     Call {

@@ -20,6 +20,8 @@ pub struct AppState {
     pub asyncapi: Arc<str>,
     /// This process's copy of the public catalog answers.
     pub catalog: Arc<CatalogCache>,
+    /// This process's copy of the shop's grid and product pages' data.
+    pub shop: Arc<crate::storefront::ShopCache>,
     pub keys: Arc<Keys>,
     /// The checkout races this process runs at once, at most.
     pub experiments: Arc<RunLimit>,

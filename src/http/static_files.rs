@@ -6,6 +6,7 @@ use actix_web::{HttpResponse, Scope, web};
 
 const FILES: &[(&str, &str, &str)] = &[
     ("admin.css", "text/css; charset=utf-8", include_str!("../../static/admin.css")),
+    ("shop.css", "text/css; charset=utf-8", include_str!("../../static/shop.css")),
     ("favicon.svg", "image/svg+xml", include_str!("../../static/favicon.svg")),
 ];
 

@@ -69,6 +69,8 @@ pub struct OrderEmails {
     currency: Currency,
     /// Right-hand side of Message-IDs: the sender's domain.
     message_id_domain: String,
+    /// The shop's address, for the link to the order's status page.
+    public_url: String,
 }
 
 impl OrderEmails {
@@ -83,7 +85,7 @@ impl OrderEmails {
             .parse::<lettre::message::Mailbox>()
             .map(|mailbox| mailbox.email.domain().to_owned())
             .unwrap_or_else(|_| "agora.localhost".into());
-        OrderEmails { transport, currency: config.currency, message_id_domain }
+        OrderEmails { transport, currency: config.currency, message_id_domain, public_url: config.public_url.clone() }
     }
 }
 
@@ -141,7 +143,7 @@ impl OrderEmails {
             return Ok(Written::Email(existing));
         }
         let refund = render::RefundFacts::of(&record.event);
-        let email = match render::render(kind, order, refund.as_ref(), self.currency) {
+        let email = match render::render(kind, order, refund.as_ref(), self.currency, &self.public_url) {
             Ok(email) => email,
             Err(error) => {
                 return Ok(Written::Unwritable(format!("cannot render the {} e-mail: {error}", kind.as_str())));

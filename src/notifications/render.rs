@@ -66,6 +66,8 @@ struct TextEmail<'a> {
     placed: String,
     lines: &'a [Line],
     total: String,
+    /// The order's status page, when the event names it.
+    status_link: Option<&'a str>,
 }
 
 #[derive(Template)]
@@ -79,6 +81,8 @@ struct HtmlEmail<'a> {
     placed: String,
     lines: &'a [Line],
     total: String,
+    /// The order's status page, when the event names it.
+    status_link: Option<&'a str>,
 }
 
 impl EmailKind {
@@ -108,7 +112,14 @@ pub fn render(
     order: &OrderSnapshot,
     refund: Option<&RefundFacts>,
     currency: Currency,
+    public_url: &str,
 ) -> Result<RenderedEmail, askama::Error> {
+    // The token is random URL-safe text; anything else (a hand-made event) gets no link.
+    let status_link = order
+        .status_token
+        .as_deref()
+        .filter(|token| !token.is_empty() && token.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        .map(|token| format!("{public_url}/orders/{token}"));
     let number = order.number.as_str();
     // Orders record their currency; format with it when it is one we know.
     let currency = Currency::parse(&order.currency).unwrap_or(currency);
@@ -150,6 +161,7 @@ pub fn render(
         placed: placed.clone(),
         lines: &lines,
         total: total.clone(),
+        status_link: status_link.as_deref(),
     }
     .render()?;
     let html = HtmlEmail {
@@ -161,6 +173,7 @@ pub fn render(
         placed,
         lines: &lines,
         total,
+        status_link: status_link.as_deref(),
     }
     .render()?;
     Ok(RenderedEmail { recipient: order.customer.email.clone(), subject, text, html })

@@ -86,6 +86,7 @@ pub fn place_order(
         // Beside the lines, for the event: its snapshot describes each line's product.
         let mut descriptions = Vec::with_capacity(request.items.len());
         let order_id = OrderId::new();
+        let status_token = new_status_token();
         for (index, (product_id, quantity)) in request.items.iter().enumerate() {
             match products.iter().find(|product| product.id == *product_id) {
                 None => unknown.push(FieldError::new(format!("items[{index}].product_id"), "no such product")),
@@ -132,6 +133,7 @@ pub fn place_order(
             placed_at: drawn.placed_at,
             total_minor: total,
             currency: currency.code(),
+            status_token: &status_token,
         };
         let event = DomainEvent::from(OrderPlaced {
             version: PayloadVersion::CURRENT,
@@ -152,6 +154,7 @@ pub fn place_order(
             name: &request.name,
             total_minor: total,
             currency: currency.code(),
+            status_token: &status_token,
         };
         let order = store::insert_placed_order(conn, &new_order, &lines, outbox::Publication::of(&event))?;
         let customer =
@@ -165,6 +168,15 @@ pub fn place_order(
         inventory::reserve(conn, order_id, &stock)?;
         Ok(PlacedOrder { order, customer, lines })
     })
+}
+
+/// 256 random bits, URL-safe: the link to an order's status page cannot be guessed.
+fn new_status_token() -> String {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 #[cfg(test)]

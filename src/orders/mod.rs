@@ -33,7 +33,7 @@ pub use refunds::{
 };
 pub use seed::seed_orders;
 pub use snapshot::snapshot;
-pub use view::{EventSummary, NotificationSummary, OrderDetails, order_details};
+pub use view::{EventSummary, NotificationSummary, OrderDetails, order_details, order_for_status_page};
 
 use crate::error::{AppError, FieldError};
 use crate::ids::OrderId;
@@ -143,6 +143,17 @@ pub struct OrderFilter {
 }
 
 /// Orders newest first, one index range per page (fast at millions of orders).
+/// The order as it stands now, for a caller deciding what to do with it.
+pub fn find_order(conn: &mut PgConnection, order_id: OrderId) -> Result<Order, OrdersError> {
+    crate::as_module!(conn, Module::Orders);
+    crate::schema::orders::table
+        .find(order_id)
+        .select(Order::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or(OrdersError::NotFound(order_id))
+}
+
 pub fn list_orders(
     conn: &mut PgConnection,
     filter: OrderFilter,

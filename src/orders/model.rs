@@ -87,6 +87,9 @@ pub struct Order {
     pub updated_at: DateTime<Utc>,
     /// When it left the warehouse, once it has.
     pub shipped_at: Option<DateTime<Utc>>,
+    /// Opens the order's status page for its customer (`/orders/{status_token}`): random, and
+    /// not the id, which the API takes to cancel and pay the order.
+    pub status_token: String,
 }
 
 impl Order {

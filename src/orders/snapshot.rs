@@ -40,6 +40,7 @@ pub(super) fn of<'a>(
         placed_at: order.created_at,
         total_minor: order.total_minor,
         currency: &order.currency,
+        status_token: &order.status_token,
     };
     of_parts(&placed, (&customer.name, &customer.email), lines)
 }
@@ -50,6 +51,7 @@ pub(super) struct Placed<'a> {
     pub placed_at: chrono::DateTime<chrono::Utc>,
     pub total_minor: i64,
     pub currency: &'a str,
+    pub status_token: &'a str,
 }
 
 /// The snapshot of an order from its parts; `customer` is (name, e-mail address).
@@ -76,5 +78,6 @@ pub(super) fn of_parts<'a>(
             .collect(),
         total_minor: order.total_minor,
         currency: order.currency.to_owned(),
+        status_token: Some(order.status_token.to_owned()),
     }
 }

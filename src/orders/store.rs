@@ -103,8 +103,8 @@ pub fn insert_placed_order(
              ON CONFLICT (email) DO UPDATE SET name = EXCLUDED.name
              RETURNING id
          ), placed AS (
-             INSERT INTO orders (id, number, customer_id, status, total_minor, currency)
-             SELECT $3, $4, customer.id, $5, $6, $7 FROM customer
+             INSERT INTO orders (id, number, customer_id, status, total_minor, currency, status_token)
+             SELECT $3, $4, customer.id, $5, $6, $7, $19 FROM customer
              RETURNING *
          ), lines AS (
              INSERT INTO order_lines (order_id, line_no, product_id, sku, name, unit_price_minor, quantity,
@@ -135,6 +135,7 @@ pub fn insert_placed_order(
     .bind::<Text, _>(event.aggregate_kind)
     .bind::<SqlUuid, _>(event.aggregate_id)
     .bind::<Jsonb, _>(event.payload)
+    .bind::<Text, _>(order.status_token)
     .get_result(conn)
 }
 
@@ -146,6 +147,7 @@ pub struct NewOrder<'a> {
     pub name: &'a str,
     pub total_minor: i64,
     pub currency: &'a str,
+    pub status_token: &'a str,
 }
 
 /// Locks the order for a status change. `NO KEY UPDATE`: rows that merely reference the order

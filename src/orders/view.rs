@@ -121,17 +121,37 @@ pub fn order_details(
     emails_here: bool,
 ) -> Result<OrderDetails, OrdersError> {
     crate::as_module!(conn, Module::Orders);
+    details_of(conn, Wanted::Id(order_id), emails_here)?.ok_or(OrdersError::NotFound(order_id))
+}
+
+/// The order whose status page `status_token` opens, for its customer: `None` for a token that
+/// opens none. Its e-mails are not part of it.
+pub fn order_for_status_page(conn: &mut PgConnection, status_token: &str) -> Result<Option<OrderDetails>, OrdersError> {
+    crate::as_module!(conn, Module::Orders);
+    details_of(conn, Wanted::StatusToken(status_token), false)
+}
+
+enum Wanted<'a> {
+    Id(OrderId),
+    StatusToken(&'a str),
+}
+
+fn details_of(
+    conn: &mut PgConnection,
+    wanted: Wanted<'_>,
+    emails_here: bool,
+) -> Result<Option<OrderDetails>, OrdersError> {
     use crate::schema::{
         customers, events, notifications, order_lines, order_refund_lines, orders, payment_refunds, payments,
     };
     crate::db::read_only_snapshot(conn, |conn| {
-        let (order, customer) = orders::table
-            .inner_join(customers::table)
-            .filter(orders::id.eq(order_id))
-            .select((Order::as_select(), Customer::as_select()))
-            .first(conn)
-            .optional()?
-            .ok_or(OrdersError::NotFound(order_id))?;
+        let query = orders::table.inner_join(customers::table).select((Order::as_select(), Customer::as_select()));
+        let found = match wanted {
+            Wanted::Id(order_id) => query.filter(orders::id.eq(order_id)).first(conn).optional()?,
+            Wanted::StatusToken(token) => query.filter(orders::status_token.eq(token)).first(conn).optional()?,
+        };
+        let Some((order, customer)) = found else { return Ok(None) };
+        let order_id = order.id;
         // Lines with what was refunded of them, and payments with their refunds: one query each,
         // whatever the number of lines, payments or refunds.
         let rows: Vec<(OrderLine, Option<RefundLine>)> = order_lines::table
@@ -179,7 +199,7 @@ pub fn order_details(
             .order(events::id.asc())
             .select(EventSummary::as_select())
             .load(conn)?;
-        Ok(OrderDetails {
+        Ok(Some(OrderDetails {
             order,
             customer,
             lines,
@@ -188,6 +208,6 @@ pub fn order_details(
             notifications,
             notifications_unavailable: None,
             events,
-        })
+        }))
     })
 }

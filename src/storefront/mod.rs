@@ -10,7 +10,7 @@ use crate::kernel::{Call, Module, TableAccess, Use};
 
 pub const TABLES: TableAccess = TableAccess {
     module: Module::Storefront,
-    owns: &["carts", "cart_lines"],
+    owns: &["carts", "cart_lines", "checkout_attempts"],
     reads: &[
         Use {
             table: "products",
@@ -31,7 +31,56 @@ pub const CALLS: &[Call] = &[
         reason: "the grid and product pages are kept in the catalog cache, forgotten when the catalog changes",
     },
     Call {
+        module: Module::Inventory,
+        reason: "checkout tells the shopper which lines the inventory module found short, and how many are left",
+    },
+    Call { module: Module::Payments, reason: "checkout reads the card by the payments module's rules" },
+    Call {
         module: Module::Orders,
         reason: "checkout places and pays the cart's order through the orders module; the status page shows it",
     },
 ];
+
+mod cache;
+mod cart;
+mod checkout;
+mod page;
+pub mod pages;
+mod picture;
+mod shopper;
+mod store;
+
+pub use cache::ShopCache;
+pub use shopper::CART_COOKIE;
+
+use crate::background::BackgroundTasks;
+use crate::db::Db;
+
+/// Removes carts left untouched for `idle` (30 days unless configured), now and then.
+pub fn start_removing_idle_carts(tasks: &mut BackgroundTasks, db: &Db, idle: std::time::Duration) {
+    let db = db.clone();
+    let idle = chrono::Duration::from_std(idle).unwrap_or(chrono::Duration::days(30));
+    tasks.spawn("idle-cart-removal", move |stop| {
+        loop {
+            // In batches, so that no statement holds many rows locked for long.
+            let removed = db.run_blocking(Module::Storefront.op("remove_idle_carts"), |conn| {
+                let mut removed = 0;
+                loop {
+                    let batch = store::remove_idle(conn, chrono::Utc::now() - idle, 500)?;
+                    removed += batch;
+                    if batch < 500 {
+                        return Ok::<_, diesel::result::Error>(removed);
+                    }
+                }
+            });
+            match removed {
+                Ok(0) => {}
+                Ok(count) => log::info!("removed {count} cart(s) idle for {} days", idle.num_days()),
+                Err(error) => log::warn!("removing idle carts failed, will retry: {error}"),
+            }
+            if stop.wait(std::time::Duration::from_secs(3600)) {
+                return;
+            }
+        }
+    });
+}

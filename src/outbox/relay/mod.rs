@@ -343,6 +343,7 @@ mod tests {
                 lines: Vec::new(),
                 total_minor: 0,
                 currency: "EUR".into(),
+                status_token: None,
             },
         });
         let created_at = chrono::DateTime::from_timestamp(1_780_000_000, 250_000_000).unwrap();
