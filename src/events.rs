@@ -503,6 +503,7 @@ mod tests {
                     }],
                     "total_minor": 2580,
                     "currency": "EUR",
+                    "status_token": "6Qf2xX9n",
                 },
             })
         );

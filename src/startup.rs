@@ -131,13 +131,18 @@ impl Application {
     }
 
     /// Starts serving on `listener` with a prepared database.
-    pub fn start(config: Config, listener: TcpListener, prepared: Prepared) -> Result<Application, StartupError> {
+    pub fn start(mut config: Config, listener: TcpListener, prepared: Prepared) -> Result<Application, StartupError> {
         let Prepared { db, secrets } = prepared;
         let keys = Arc::new(Keys {
             cookies: Key::from(&secrets.cookies),
             cursors: crate::pagination::CursorKey::new(&secrets.cursors),
         });
         let port = listener.local_addr()?.port();
+        // Without AGORA_PUBLIC_URL, e-mails link to the address this process serves: the port
+        // it was given (AGORA_BIND may ask for any free one), on a host a browser can open.
+        if config.public_url == format!("http://{}", config.bind) {
+            config.public_url = format!("http://{}", local_address(&config.bind, port));
+        }
         let catalog = CatalogCache::new(&config.catalog_cache);
         let broker = config.broker.as_ref().filter(|_| config.outbox.run_in_server).map(BrokerHealth::new);
         let state = AppState {

@@ -19,7 +19,7 @@ use std::sync::{Mutex, PoisonError};
 
 use crate::kernel::{Call, Module, TableAccess};
 
-const MARGIN: f64 = 12.0;
+const MARGIN: f64 = 10.0;
 const TEXT_PADDING: f64 = 10.0;
 const HEADER_MIN: f64 = 30.0;
 const ROW_MIN: f64 = 24.0;

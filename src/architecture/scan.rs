@@ -87,7 +87,7 @@ pub struct TableUse {
 
 /// The folders and files that are modules; everything else under `src/` is infrastructure.
 pub const MODULES: &[&str] =
-    &["catalog", "inventory", "orders", "payments", "notifications", "outbox", "idempotency", "admin"];
+    &["catalog", "inventory", "orders", "payments", "notifications", "outbox", "idempotency", "admin", "storefront"];
 
 pub fn module_of(path: &str) -> Option<String> {
     let first = path.split('/').next().unwrap_or_default();

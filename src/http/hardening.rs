@@ -25,11 +25,11 @@ pub async fn harden(
     request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let is_page = request.path().starts_with("/admin");
+    let face = Face::of(request.path());
     let hsts = request.app_data::<web::Data<AppState>>().is_some_and(|state| state.config.cookie_secure);
     let uri_bytes = request.uri().path_and_query().map_or(0, |target| target.as_str().len());
     if uri_bytes > MAX_URI_BYTES {
-        let response = error_response(is_page, AppError::uri_too_long());
+        let response = error_response(face, AppError::uri_too_long());
         return Ok(request.into_response(response));
     }
     let is_head = request.method() == Method::HEAD;
@@ -42,7 +42,7 @@ pub async fn harden(
     );
     if (status.is_client_error() || status.is_server_error()) && empty && !is_head {
         let (request, old) = response.into_parts();
-        let mut filled = error_response(is_page, AppError::for_status(status));
+        let mut filled = error_response(face, AppError::for_status(status));
         for (name, value) in old.headers() {
             if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
                 filled.headers_mut().insert(name.clone(), value.clone());
@@ -65,6 +65,30 @@ pub async fn harden(
     Ok(response)
 }
 
-fn error_response(is_page: bool, error: AppError) -> HttpResponse {
-    if is_page { PageError(error).error_response() } else { error.error_response() }
+/// Who reads an answer: an admin's browser, a shopper's, or a program.
+#[derive(Clone, Copy)]
+enum Face {
+    Admin,
+    Shop,
+    Api,
+}
+
+impl Face {
+    fn of(path: &str) -> Face {
+        if path.starts_with("/admin") {
+            Face::Admin
+        } else if crate::storefront::pages::is_shop_path(path) {
+            Face::Shop
+        } else {
+            Face::Api
+        }
+    }
+}
+
+fn error_response(face: Face, error: AppError) -> HttpResponse {
+    match face {
+        Face::Admin => PageError(error).error_response(),
+        Face::Shop => crate::storefront::ShopError(error).error_response(),
+        Face::Api => error.error_response(),
+    }
 }

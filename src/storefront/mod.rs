@@ -51,31 +51,37 @@ mod shopper;
 mod store;
 
 pub use cache::ShopCache;
+pub use page::ShopError;
 pub use shopper::CART_COOKIE;
 
 use crate::background::BackgroundTasks;
 use crate::db::Db;
 
+/// Removes the carts left untouched for `idle`, in batches; returns how many went.
+pub fn remove_idle_carts(conn: &mut diesel::PgConnection, idle: std::time::Duration) -> diesel::QueryResult<usize> {
+    crate::as_module!(conn, Module::Storefront);
+    let idle_since = chrono::Utc::now() - chrono::Duration::from_std(idle).unwrap_or(chrono::Duration::days(30));
+    // In batches, so that no statement holds many rows locked for long.
+    let mut removed = 0;
+    loop {
+        let batch = store::remove_idle(conn, idle_since, 500)?;
+        removed += batch;
+        if batch < 500 {
+            return Ok(removed);
+        }
+    }
+}
+
 /// Removes carts left untouched for `idle` (30 days unless configured), now and then.
 pub fn start_removing_idle_carts(tasks: &mut BackgroundTasks, db: &Db, idle: std::time::Duration) {
     let db = db.clone();
-    let idle = chrono::Duration::from_std(idle).unwrap_or(chrono::Duration::days(30));
     tasks.spawn("idle-cart-removal", move |stop| {
         loop {
-            // In batches, so that no statement holds many rows locked for long.
-            let removed = db.run_blocking(Module::Storefront.op("remove_idle_carts"), |conn| {
-                let mut removed = 0;
-                loop {
-                    let batch = store::remove_idle(conn, chrono::Utc::now() - idle, 500)?;
-                    removed += batch;
-                    if batch < 500 {
-                        return Ok::<_, diesel::result::Error>(removed);
-                    }
-                }
-            });
+            let removed =
+                db.run_blocking(Module::Storefront.op("remove_idle_carts"), |conn| remove_idle_carts(conn, idle));
             match removed {
                 Ok(0) => {}
-                Ok(count) => log::info!("removed {count} cart(s) idle for {} days", idle.num_days()),
+                Ok(count) => log::info!("removed {count} cart(s) idle for {} days", idle.as_secs() / 86_400),
                 Err(error) => log::warn!("removing idle carts failed, will retry: {error}"),
             }
             if stop.wait(std::time::Duration::from_secs(3600)) {

@@ -36,6 +36,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/orders/{token}").route(web::get().to(super::checkout::status)));
 }
 
+/// Whether `path` is one of the shop's pages (their errors are pages in the shop's layout).
+pub fn is_shop_path(path: &str) -> bool {
+    path == "/"
+        || ["/products/", "/orders/", "/cart/"].iter().any(|prefix| path.starts_with(prefix))
+        || path == "/cart"
+        || path == "/checkout"
+}
+
 /// Fewer than this many left is worth telling the shopper.
 pub const FEW_LEFT: i32 = 5;
 

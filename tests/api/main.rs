@@ -38,4 +38,5 @@ mod smtp;
 mod split;
 mod split_faults;
 mod stopping;
+mod storefront;
 mod topology;
