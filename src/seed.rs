@@ -127,6 +127,7 @@ fn seed_in(
             description: Some(description.to_owned()),
             price_minor: price,
             low_stock_threshold: Some(i64::from(threshold)),
+            category: None,
         };
         let product =
             db.run_blocking(Module::Catalog.op("seed_product"), |conn| catalog::create_product(conn, draft))?;
