@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod cache;
+pub mod category_pages;
 pub mod listing;
 mod model;
 pub mod pages;

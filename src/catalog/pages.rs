@@ -1,5 +1,6 @@
 //! Admin pages for products: list with search, create, edit, activate/deactivate, and each
-//! product's page with its category, stock and recent movements.
+//! product's page with its category, stock and recent movements. The categories' own page is in
+//! [`super::category_pages`].
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
@@ -20,7 +21,8 @@ use crate::kernel::Module;
 use crate::money::Currency;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/products").route(web::get().to(list)).route(web::post().to(create)))
+    cfg.configure(super::category_pages::configure)
+        .service(web::resource("/products").route(web::get().to(list)).route(web::post().to(create)))
         .service(web::resource("/products/new").route(web::get().to(new_form)))
         .service(web::resource("/products/{id}").route(web::get().to(show)).route(web::post().to(update)))
         .service(web::resource("/products/{id}/edit").route(web::get().to(edit_form)))

@@ -425,3 +425,75 @@ fn the_product_list_shows_one_categorys_products_when_asked() {
     let problem = app.get("/api/products?category=Kitchen").problem(422);
     assert_eq!(invalid_fields(&problem), vec!["category"]);
 }
+
+#[test]
+fn admin_pages_create_categories_and_put_products_in_them() {
+    let app = TestApp::spawn();
+    let mut browser = app.signed_in_browser();
+    let page = browser.get("/admin/categories");
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("No categories yet") && page.body.contains(r#"href="/admin/categories""#));
+
+    let invalid = browser.submit("/admin/categories", "/admin/categories", &[("slug", "Desk Lamps"), ("name", " ")]);
+    assert_eq!(invalid.status, 422, "{}", invalid.body);
+    assert!(invalid.body.contains("2 fields need correcting"), "{}", invalid.body);
+    assert!(invalid.body.contains(r#"id="slug-error""#) && invalid.body.contains(r#"id="name-error""#));
+    assert!(invalid.body.contains(r#"aria-invalid="true" aria-describedby="slug-error""#));
+    assert!(invalid.body.contains(r#"value="Desk Lamps""#), "the form keeps what was typed");
+
+    let created =
+        browser.submit("/admin/categories", "/admin/categories", &[("slug", " kitchen "), ("name", "Kitchen")]);
+    assert_eq!(created.status, 303, "{}", created.body);
+    let page = browser.get("/admin/categories");
+    assert!(page.body.contains("Category Kitchen (kitchen) created"), "{}", page.body);
+    assert_eq!(app.get("/api/categories").ok_json(200)["items"], json!([{"slug": "kitchen", "name": "Kitchen"}]));
+
+    let taken = browser.submit("/admin/categories", "/admin/categories", &[("slug", "kitchen"), ("name", "")]);
+    assert_eq!(taken.status, 422);
+    assert!(taken.body.contains("kitchen is taken by another category") && taken.body.contains(r#"id="name-error""#));
+
+    let form = browser.get("/admin/products/new");
+    assert!(
+        form.body.contains(r#"<option value="">No category</option>"#)
+            && form.body.contains(r#"<option value="kitchen">Kitchen</option>"#)
+    );
+    let fields = |price, category| {
+        [
+            ("sku", "MUG-001"),
+            ("name", "Mug"),
+            ("description", ""),
+            ("price", price),
+            ("low_stock_threshold", "3"),
+            ("category", category),
+        ]
+    };
+    let unknown = browser.submit("/admin/products/new", "/admin/products", &fields("x", "garden"));
+    assert_eq!(unknown.status, 422);
+    assert!(
+        unknown.body.contains("choose one of the categories listed") && unknown.body.contains("enter an amount"),
+        "every message at once"
+    );
+    assert!(unknown.body.contains(r#"aria-describedby="category-error""#));
+
+    let created = browser.submit("/admin/products/new", "/admin/products", &fields("12.50", "kitchen"));
+    assert_eq!(created.status, 303, "{}", created.body);
+    let location = created.header("location").unwrap().to_owned();
+    let id = location.rsplit('/').next().unwrap();
+    assert_eq!(app.get(&format!("/api/products/{id}")).ok_json(200)["category"], "kitchen");
+    assert!(browser.get(&location).body.contains("Kitchen"), "the product's page names its category");
+    let edit = browser.get(&format!("/admin/products/{id}/edit"));
+    assert!(edit.body.contains(r#"<option value="kitchen" selected>Kitchen</option>"#), "{}", edit.body);
+    assert!(browser.get("/admin/products").body.contains("<td>Kitchen</td>"));
+
+    let edited = browser.submit(
+        &format!("/admin/products/{id}/edit"),
+        &format!("/admin/products/{id}"),
+        &[("name", "Mug"), ("description", ""), ("price", "12.50"), ("low_stock_threshold", "3"), ("category", "")],
+    );
+    assert_eq!(edited.status, 303, "{}", edited.body);
+    assert_eq!(
+        app.get(&format!("/api/products/{id}")).ok_json(200)["category"],
+        json!(null),
+        "No category takes it out"
+    );
+}
