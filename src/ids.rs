@@ -61,6 +61,10 @@ uuid_id!(
     ProductId
 );
 uuid_id!(
+    /// The id of a category of products (`categories.id`).
+    CategoryId
+);
+uuid_id!(
     /// The id of an order (`orders.id`).
     OrderId
 );

@@ -187,6 +187,13 @@ pub fn or_null(mut object: Object) -> Object {
     object
 }
 
+/// For a field where `null` says something absence does not (`"category": null` takes a product
+/// out of its category, no `category` leaves it there): a present field is `Some`, even `null`,
+/// and with `#[serde(default)]` an absent one is `None`.
+pub fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(deserializer).map(Some)
+}
+
 /// Serde helpers that accept a JSON number with no fractional part (`-229.0`) as the whole
 /// number it is: JSON Schema's `integer` allows it, and so does the document.
 pub mod whole_number {
@@ -321,6 +328,20 @@ mod tests {
                 assert_eq!(regex.is_match(sample), rule.check(sample).is_ok(), "{rule:?} {sample:?} against {pattern}");
             }
         }
+    }
+
+    #[derive(serde::Deserialize)]
+    struct Patch {
+        #[serde(default, deserialize_with = "present")]
+        category: Option<Option<String>>,
+    }
+
+    #[test]
+    fn a_present_null_is_told_apart_from_an_absent_field() {
+        let parse = |json: &str| serde_json::from_str::<Patch>(json).unwrap().category;
+        assert_eq!(parse(r#"{}"#), None);
+        assert_eq!(parse(r#"{"category": null}"#), Some(None));
+        assert_eq!(parse(r#"{"category": "desk"}"#), Some(Some("desk".to_owned())));
     }
 
     #[derive(serde::Deserialize)]

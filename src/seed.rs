@@ -6,7 +6,7 @@ use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 use rand::Rng;
 
-use crate::catalog::{self, ProductDraft};
+use crate::catalog::{self, CategoryDraft, ProductDraft};
 use crate::config::Config;
 use crate::db::Db;
 use crate::error::AppError;
@@ -23,32 +23,36 @@ pub struct SeedPlan {
 /// The plan for the first start of an empty database.
 pub const FIRST_START: SeedPlan = SeedPlan { products: 24, customers: 12, orders: 30 };
 
-/// (SKU, name, price in minor units, stock received, low-stock threshold, description)
-const DEMO_PRODUCTS: &[(&str, &str, i64, i32, i32, &str)] = &[
-    ("MUG-CLASSIC", "Classic stoneware mug", 1290, 120, 10, "350 ml, dishwasher safe."),
-    ("MUG-TRAVEL", "Insulated travel mug", 2490, 45, 8, "Keeps coffee hot for 6 hours."),
-    ("TEE-BLACK-M", "Organic cotton T-shirt, black, M", 1990, 60, 10, "Heavyweight jersey."),
-    ("TEE-WHITE-L", "Organic cotton T-shirt, white, L", 1990, 4, 10, "Heavyweight jersey."),
-    ("HOOD-GREY-M", "Zip hoodie, grey, M", 4990, 25, 5, "Brushed fleece inside."),
-    ("CAP-NAVY", "Baseball cap, navy", 1790, 3, 5, "Adjustable strap."),
-    ("BAG-TOTE", "Canvas tote bag", 1490, 200, 20, "Carries 15 kg."),
-    ("NOTE-A5-DOT", "A5 notebook, dotted", 990, 150, 20, "120 g paper, 192 pages."),
-    ("NOTE-A4-LINE", "A4 notebook, lined", 1290, 80, 15, "100 g paper, 160 pages."),
-    ("PEN-FOUNTAIN", "Fountain pen, steel nib", 3490, 30, 5, "Medium nib, converter included."),
-    ("PEN-GEL-3", "Gel pens, pack of 3", 590, 2, 10, "Black, blue, red."),
-    ("STICKER-SET", "Sticker set", 490, 300, 30, "Twelve vinyl stickers."),
-    ("POSTER-A2", "Architecture poster, A2", 2290, 40, 5, "Matte, 200 g paper."),
-    ("BOTTLE-750", "Steel water bottle, 750 ml", 2790, 55, 10, "Double-walled."),
-    ("SOCKS-2P", "Wool socks, two pairs", 1590, 7, 8, "Merino blend."),
-    ("KEYRING", "Brass keyring", 890, 90, 10, "Engraved logo."),
-    ("BEANIE-RED", "Knit beanie, red", 2190, 18, 5, "Recycled wool."),
-    ("UMBRELLA", "Compact umbrella", 2990, 12, 5, "Windproof to 80 km/h."),
-    ("APRON", "Kitchen apron", 2590, 22, 5, "Waxed canvas."),
-    ("COASTER-4", "Cork coasters, set of 4", 1190, 65, 10, "Heat resistant."),
-    ("CANDLE-CEDAR", "Cedar scented candle", 1890, 0, 5, "40 hours of burn time."),
-    ("PUZZLE-1000", "Jigsaw puzzle, 1000 pieces", 2490, 16, 4, "Illustrated city map."),
-    ("DESK-MAT", "Felt desk mat", 3290, 9, 4, "80 x 30 cm."),
-    ("LAMP-CLIP", "Clip-on reading lamp", 3990, 11, 3, "USB-C, three brightness levels."),
+/// (slug, name) of the demo categories, each named by some demo product below.
+const DEMO_CATEGORIES: &[(&str, &str)] =
+    &[("kitchen", "Kitchen"), ("clothing", "Clothing"), ("desk", "Desk"), ("travel", "Travel"), ("home", "Home")];
+
+/// (SKU, name, price in minor units, stock received, low-stock threshold, description, category slug)
+const DEMO_PRODUCTS: &[(&str, &str, i64, i32, i32, &str, &str)] = &[
+    ("MUG-CLASSIC", "Classic stoneware mug", 1290, 120, 10, "350 ml, dishwasher safe.", "kitchen"),
+    ("MUG-TRAVEL", "Insulated travel mug", 2490, 45, 8, "Keeps coffee hot for 6 hours.", "travel"),
+    ("TEE-BLACK-M", "Organic cotton T-shirt, black, M", 1990, 60, 10, "Heavyweight jersey.", "clothing"),
+    ("TEE-WHITE-L", "Organic cotton T-shirt, white, L", 1990, 4, 10, "Heavyweight jersey.", "clothing"),
+    ("HOOD-GREY-M", "Zip hoodie, grey, M", 4990, 25, 5, "Brushed fleece inside.", "clothing"),
+    ("CAP-NAVY", "Baseball cap, navy", 1790, 3, 5, "Adjustable strap.", "clothing"),
+    ("BAG-TOTE", "Canvas tote bag", 1490, 200, 20, "Carries 15 kg.", "travel"),
+    ("NOTE-A5-DOT", "A5 notebook, dotted", 990, 150, 20, "120 g paper, 192 pages.", "desk"),
+    ("NOTE-A4-LINE", "A4 notebook, lined", 1290, 80, 15, "100 g paper, 160 pages.", "desk"),
+    ("PEN-FOUNTAIN", "Fountain pen, steel nib", 3490, 30, 5, "Medium nib, converter included.", "desk"),
+    ("PEN-GEL-3", "Gel pens, pack of 3", 590, 2, 10, "Black, blue, red.", "desk"),
+    ("STICKER-SET", "Sticker set", 490, 300, 30, "Twelve vinyl stickers.", "desk"),
+    ("POSTER-A2", "Architecture poster, A2", 2290, 40, 5, "Matte, 200 g paper.", "home"),
+    ("BOTTLE-750", "Steel water bottle, 750 ml", 2790, 55, 10, "Double-walled.", "travel"),
+    ("SOCKS-2P", "Wool socks, two pairs", 1590, 7, 8, "Merino blend.", "clothing"),
+    ("KEYRING", "Brass keyring", 890, 90, 10, "Engraved logo.", "travel"),
+    ("BEANIE-RED", "Knit beanie, red", 2190, 18, 5, "Recycled wool.", "clothing"),
+    ("UMBRELLA", "Compact umbrella", 2990, 12, 5, "Windproof to 80 km/h.", "travel"),
+    ("APRON", "Kitchen apron", 2590, 22, 5, "Waxed canvas.", "kitchen"),
+    ("COASTER-4", "Cork coasters, set of 4", 1190, 65, 10, "Heat resistant.", "kitchen"),
+    ("CANDLE-CEDAR", "Cedar scented candle", 1890, 0, 5, "40 hours of burn time.", "home"),
+    ("PUZZLE-1000", "Jigsaw puzzle, 1000 pieces", 2490, 16, 4, "Illustrated city map.", "home"),
+    ("DESK-MAT", "Felt desk mat", 3290, 9, 4, "80 x 30 cm.", "desk"),
+    ("LAMP-CLIP", "Clip-on reading lamp", 3990, 11, 3, "USB-C, three brightness levels.", "desk"),
 ];
 
 /// Any fixed number; the same in every agora process.
@@ -110,10 +114,14 @@ fn seed_in(
     } else {
         (0..4).map(|_| char::from(b'A' + rng.random_range(0..26u8))).collect()
     };
+    if plan.products > 0 {
+        db.run_blocking(Module::Catalog.op("seed_categories"), seed_categories)?;
+    }
     let mut products: Vec<(ProductId, i32)> = Vec::new();
     progress.stage("products", u64::from(plan.products));
     for index in 0..plan.products as usize {
-        let (base_sku, name, price, stock, threshold, description) = DEMO_PRODUCTS[index % DEMO_PRODUCTS.len()];
+        let (base_sku, name, price, stock, threshold, description, category) =
+            DEMO_PRODUCTS[index % DEMO_PRODUCTS.len()];
         let round = index / DEMO_PRODUCTS.len();
         let sku = match (tag.is_empty(), round) {
             (true, 0) => base_sku.to_owned(),
@@ -127,6 +135,7 @@ fn seed_in(
             description: Some(description.to_owned()),
             price_minor: price,
             low_stock_threshold: Some(i64::from(threshold)),
+            category: Some(category.to_owned()),
         };
         let product =
             db.run_blocking(Module::Catalog.op("seed_product"), |conn| catalog::create_product(conn, draft))?;
@@ -169,4 +178,14 @@ fn seed_in(
         })?;
     }
     Ok(format!("{} products with stock, {} customers, {orders}", plan.products, plan.customers))
+}
+
+/// The demo categories a later seed finds in place are kept as they are.
+fn seed_categories(conn: &mut PgConnection) -> Result<(), catalog::CatalogError> {
+    for (slug, name) in DEMO_CATEGORIES {
+        if catalog::category_by_slug(conn, slug)?.is_none() {
+            catalog::create_category(conn, CategoryDraft { slug: (*slug).to_owned(), name: (*name).to_owned() })?;
+        }
+    }
+    Ok(())
 }

@@ -15,6 +15,7 @@ use crate::error::AppError;
 pub enum Section {
     Dashboard,
     Products,
+    Categories,
     Inventory,
     Orders,
     Customers,
@@ -27,8 +28,9 @@ pub enum Section {
 }
 
 impl Section {
-    const NAVIGATION: [Section; 8] = [
+    const NAVIGATION: [Section; 9] = [
         Section::Products,
+        Section::Categories,
         Section::Inventory,
         Section::Orders,
         Section::Customers,
@@ -42,6 +44,7 @@ impl Section {
         match self {
             Section::Dashboard => "Dashboard",
             Section::Products => "Products",
+            Section::Categories => "Categories",
             Section::Inventory => "Inventory",
             Section::Orders => "Orders",
             Section::Customers => "Customers",
@@ -57,6 +60,7 @@ impl Section {
         match self {
             Section::Dashboard => "/admin",
             Section::Products => "/admin/products",
+            Section::Categories => "/admin/categories",
             Section::Inventory => "/admin/inventory",
             Section::Orders => "/admin/orders",
             Section::Customers => "/admin/customers",
@@ -75,6 +79,7 @@ impl Section {
         let first = path.trim_start_matches("/admin").trim_start_matches('/').split('/').next().unwrap_or("");
         match first {
             "products" => Section::Products,
+            "categories" => Section::Categories,
             "inventory" => Section::Inventory,
             "orders" => Section::Orders,
             "customers" => Section::Customers,

@@ -1,4 +1,4 @@
-//! JSON handlers for products.
+//! JSON handlers for products and categories.
 
 use actix_web::{HttpRequest, HttpResponse, get, patch, post, web};
 use chrono::{DateTime, Utc};
@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::Object;
 
 use super::cache::{Change, ListKey};
-use super::{ListCursor, Product, ProductDraft, ProductPatch, model};
+use super::{Category, CategoryDraft, ListCursor, ProductDraft, ProductPatch, ProductWithCategory, model};
 use crate::error::{AppError, ProblemDetails};
 use crate::http::admin_token::AdminToken;
 use crate::http::problems::{
@@ -22,7 +22,12 @@ use crate::money::Currency;
 use crate::pagination::{List, Page, PageQuery};
 
 pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
-    cfg.service(list_products).service(get_product).service(create_product).service(update_product);
+    cfg.service(list_products)
+        .service(get_product)
+        .service(create_product)
+        .service(update_product)
+        .service(list_categories)
+        .service(create_category);
 }
 
 /// A product as the API shows it.
@@ -38,12 +43,15 @@ pub struct ProductView {
     /// Inactive products are hidden from the list and cannot be ordered.
     pub active: bool,
     pub low_stock_threshold: i32,
+    /// The slug of the category the product sits in; `null` for none.
+    #[schema(schema_with = optional_slug_schema, required = true)]
+    pub category: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
 impl ProductView {
-    pub fn new(product: Product, currency: Currency) -> Self {
+    pub fn new(ProductWithCategory { product, category }: ProductWithCategory, currency: Currency) -> Self {
         ProductView {
             id: product.id,
             sku: product.sku,
@@ -53,6 +61,7 @@ impl ProductView {
             currency: currency.code(),
             active: product.active,
             low_stock_threshold: product.low_stock_threshold,
+            category: category.map(|category| category.slug),
             created_at: product.created_at,
             updated_at: product.updated_at,
         }
@@ -65,13 +74,20 @@ pub struct ProductSearch {
     /// Case-insensitive substring of the name or the SKU; empty means every product.
     #[param(schema_with = search_schema)]
     q: Option<String>,
+    /// Only the products of the category with this slug; a slug no category has lists none.
+    #[param(schema_with = slug_schema)]
+    category: Option<String>,
 }
 
 fn search_schema() -> Object {
     input::SEARCH.schema()
 }
 
-/// Active products by name; `q` searches name and SKU.
+fn slug_schema() -> Object {
+    model::SLUG.schema()
+}
+
+/// Active products by name; `q` searches name and SKU, `category` picks one category's.
 #[utoipa::path(
     tag = "catalog",
     params(ProductSearch, PageQuery, IfNoneMatch),
@@ -95,11 +111,15 @@ pub async fn list_products(
     page: web::Query<PageQuery>,
 ) -> Result<HttpResponse, AppError> {
     let (limit, after) = (page.limit()?, page.cursor::<ListCursor>(&state.keys.cursors, List::Products)?);
-    let search = match search.into_inner().q {
+    let ProductSearch { q, category } = search.into_inner();
+    let search = match q {
         None => None,
         Some(q) => Some(input::SEARCH.check(&q).map_err(|message| AppError::invalid("q", message))?.to_owned()),
     };
-    let key = ListKey { query: search.clone(), cursor: page.into_inner().cursor, limit };
+    if let Some(slug) = &category {
+        model::SLUG.check(slug).map_err(|message| AppError::invalid("category", message))?;
+    }
+    let key = ListKey { query: search.clone(), category: category.clone(), cursor: page.into_inner().cursor, limit };
     let (db, currency, keys) = (state.db.clone(), state.config.currency, state.keys.clone());
     let representation = state
         .catalog
@@ -109,7 +129,14 @@ pub async fn list_products(
                     // The date first: a change committing in between makes the page newer than
                     // its date, which costs a client a full answer, never a stale 304.
                     let last_change = super::last_change(conn)?;
-                    let page = super::list_products(conn, search.as_deref(), false, after.clone(), limit)?;
+                    let page = super::list_products(
+                        conn,
+                        search.as_deref(),
+                        category.as_deref(),
+                        false,
+                        after.clone(),
+                        limit,
+                    )?;
                     Ok::<_, super::CatalogError>((page, last_change))
                 })
                 .await?;
@@ -159,7 +186,9 @@ pub async fn get_product(
         .catalog
         .product(id, |read_after| async move {
             let product = db
-                .read(Module::Catalog.op("get_product"), read_after, move |conn| super::get_product(conn, id))
+                .read(Module::Catalog.op("get_product"), read_after, move |conn| {
+                    super::get_product_with_category(conn, id)
+                })
                 .await?;
             product_representation(product, currency)
         })
@@ -167,8 +196,8 @@ pub async fn get_product(
     Ok(validators::respond(&request, &representation, &state.catalog.cache_control))
 }
 
-fn product_representation(product: Product, currency: Currency) -> Result<Representation, AppError> {
-    let last_modified = product.updated_at.into();
+fn product_representation(product: ProductWithCategory, currency: Currency) -> Result<Representation, AppError> {
+    let last_modified = product.product.updated_at.into();
     let body = serde_json::to_vec(&ProductView::new(product, currency)).map_err(AppError::internal)?;
     Ok(Representation::new(body, last_modified))
 }
@@ -202,6 +231,14 @@ pub struct CreateProduct {
     #[serde(default, deserialize_with = "whole_number::optional")]
     #[schema(schema_with = threshold_schema)]
     low_stock_threshold: Option<i64>,
+    /// The slug of an existing category to put the product in; absent or `null` for none.
+    #[serde(default)]
+    #[schema(schema_with = optional_slug_schema)]
+    category: Option<String>,
+}
+
+fn optional_slug_schema() -> Object {
+    input::or_null(model::SLUG.schema())
 }
 
 fn sku_schema() -> Object {
@@ -259,12 +296,18 @@ pub async fn create_product(
         description: body.description,
         price_minor: body.price_minor,
         low_stock_threshold: body.low_stock_threshold,
+        category: body.category,
     };
-    let product =
-        state.db.run(Module::Catalog.op("create_product"), move |conn| super::create_product(conn, draft)).await?;
+    let product = state
+        .db
+        .run(Module::Catalog.op("create_product"), move |conn| {
+            let product = super::create_product(conn, draft)?;
+            super::with_category(conn, product)
+        })
+        .await?;
     forget_cached(&state, Change::Added).await;
     Ok(HttpResponse::Created()
-        .insert_header(("Location", format!("/api/products/{}", product.id)))
+        .insert_header(("Location", format!("/api/products/{}", product.product.id)))
         .json(ProductView::new(product, state.config.currency)))
 }
 
@@ -285,9 +328,14 @@ pub struct UpdateProduct {
     #[serde(default, deserialize_with = "whole_number::optional")]
     #[schema(schema_with = threshold_schema)]
     low_stock_threshold: Option<i64>,
+    /// The slug of an existing category to move the product to; `null` takes it out of its
+    /// category; absent leaves it where it is.
+    #[serde(default, deserialize_with = "input::present")]
+    #[schema(schema_with = optional_slug_schema)]
+    category: Option<Option<String>>,
 }
 
-/// Changes any of name, description, price, active, threshold. Products are never deleted.
+/// Changes any of name, description, price, active, threshold, category. Products are never deleted.
 #[utoipa::path(
     tag = "catalog",
     security(("admin_token" = [])),
@@ -316,9 +364,95 @@ pub async fn update_product(
         price_minor: body.price_minor,
         active: body.active,
         low_stock_threshold: body.low_stock_threshold,
+        category: body.category,
     };
-    let product =
-        state.db.run(Module::Catalog.op("update_product"), move |conn| super::update_product(conn, id, patch)).await?;
+    let product = state
+        .db
+        .run(Module::Catalog.op("update_product"), move |conn| {
+            let product = super::update_product(conn, id, patch)?;
+            super::with_category(conn, product)
+        })
+        .await?;
     forget_cached(&state, Change::Products(vec![id])).await;
     Ok(web::Json(ProductView::new(product, state.config.currency)))
+}
+
+/// A category as the API shows it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CategoryView {
+    /// What products and links name the category by.
+    #[schema(schema_with = slug_schema)]
+    pub slug: String,
+    #[schema(schema_with = category_name_schema)]
+    pub name: String,
+}
+
+impl From<Category> for CategoryView {
+    fn from(category: Category) -> Self {
+        CategoryView { slug: category.slug, name: category.name }
+    }
+}
+
+fn category_name_schema() -> Object {
+    model::CATEGORY_NAME.schema()
+}
+
+/// Every category: there are few, so the list comes in one answer, without a cursor.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CategoryList {
+    pub items: Vec<CategoryView>,
+}
+
+/// Every category, by name.
+#[utoipa::path(
+    tag = "catalog",
+    responses(
+        (status = 200, description = "Every category, by name", body = CategoryList),
+        Unavailable,
+    )
+)]
+#[get("/categories")]
+pub async fn list_categories(state: web::Data<AppState>) -> Result<web::Json<CategoryList>, AppError> {
+    let categories = state.db.run(Module::Catalog.op("list_categories"), super::categories).await?;
+    Ok(web::Json(CategoryList { items: categories.into_iter().map(CategoryView::from).collect() }))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCategory {
+    /// At most 40 lower-case letters or digits, in words joined by single dashes; unique.
+    #[schema(schema_with = slug_schema)]
+    slug: String,
+    /// One line, 1 to 80 characters, trimmed.
+    #[schema(schema_with = category_name_schema)]
+    name: String,
+}
+
+/// Creates a category.
+#[utoipa::path(
+    tag = "catalog",
+    security(("admin_token" = [])),
+    request_body = CreateCategory,
+    responses(
+        (status = 201, description = "Created", body = CategoryView),
+        MalformedJson,
+        Unauthorized,
+        (status = 409, description = "The slug is taken by another category", body = ProblemDetails, content_type = "application/problem+json"),
+        InvalidFields,
+        Unavailable,
+    )
+)]
+#[post("/categories")]
+pub async fn create_category(
+    _admin: AdminToken,
+    state: web::Data<AppState>,
+    body: web::Json<CreateCategory>,
+) -> Result<HttpResponse, AppError> {
+    let CreateCategory { slug, name } = body.into_inner();
+    let draft = CategoryDraft { slug, name };
+    let category =
+        state.db.run(Module::Catalog.op("create_category"), move |conn| super::create_category(conn, draft)).await?;
+    // Pages that name the categories (the shop's) are cached with the products.
+    forget_cached(&state, Change::Everything).await;
+    Ok(HttpResponse::Created().json(CategoryView::from(category)))
 }

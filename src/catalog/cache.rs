@@ -3,7 +3,8 @@
 //!
 //! This is the caching pattern of sharing data, with the database telling every process what to
 //! forget: a trigger on `products` NOTIFYs `agora_catalog` from the transaction that changes a
-//! product, so the message arrives when (and only if) it commits, whoever made the change. Each
+//! product, so the message arrives when (and only if) it commits, whoever made the change; one on
+//! `categories` tells every process to forget everything, since cached pages name categories. Each
 //! process LISTENs and drops what changed; the process that made a change also drops it at once,
 //! so that it reads its own writes. Entries also expire after a TTL, the safety net for a bug in
 //! this scheme. While the listener is not connected the cache is bypassed: nothing tells it
@@ -43,10 +44,12 @@ pub struct CacheSettings {
     pub client_max_age: Duration,
 }
 
-/// A page of the public product list: search text, cursor and page size, as asked.
+/// A page of the public product list: search text, category, cursor and page size, as asked.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ListKey {
     pub query: Option<String>,
+    /// A category's slug.
+    pub category: Option<String>,
     pub cursor: Option<String>,
     pub limit: i64,
 }

@@ -2,7 +2,7 @@
 
 use diesel::prelude::*;
 
-use super::Product;
+use super::{Category, Product, ProductWithCategory};
 use crate::admin::listing::{COUNT_CAP, Column, Numbered, PER_PAGE, Sort};
 use crate::kernel::Module;
 
@@ -59,15 +59,20 @@ pub fn admin_products(
     shown: Shown,
     sort: Sort,
     page: i64,
-) -> QueryResult<Numbered<Product>> {
+) -> QueryResult<Numbered<ProductWithCategory>> {
     crate::as_module!(conn, Module::Catalog);
-    use crate::schema::products;
+    use crate::schema::{categories, products};
     let counted = matching!(products::table.select(products::id).into_boxed(), text, shown)
         .limit(COUNT_CAP + 1)
         .load::<uuid::Uuid>(conn)?
         .len() as i64;
     let query = matching!(
-        products::table.select(Product::as_select()).limit(PER_PAGE).offset(Numbered::<()>::offset(page)).into_boxed(),
+        products::table
+            .left_join(categories::table)
+            .select((Product::as_select(), Option::<Category>::as_select()))
+            .limit(PER_PAGE)
+            .offset(Numbered::<()>::offset(page))
+            .into_boxed(),
         text,
         shown
     );
@@ -79,5 +84,7 @@ pub fn admin_products(
         (_, true) => query.order((products::name.desc(), products::id.desc())),
         (_, false) => query.order((products::name.asc(), products::id.asc())),
     };
-    Ok(Numbered::new(query.load(conn)?, page, counted))
+    let rows: Vec<(Product, Option<Category>)> = query.load(conn)?;
+    let products = rows.into_iter().map(|(product, category)| ProductWithCategory { product, category }).collect();
+    Ok(Numbered::new(products, page, counted))
 }

@@ -1,11 +1,13 @@
-//! Catalog: products (SKU, name, description, price, active). The module's public face.
+//! Catalog: products (SKU, name, description, price, active) and the categories they sit in.
+//! The module's public face.
 //!
 //! Other modules read `products` directly (orders prices lines from it; inventory and
-//! notifications read names and SKUs): that is the shared-database pattern, declared in
-//! [`crate::architecture::declarations`].
+//! notifications read names and SKUs; the storefront reads `categories` too): that is the
+//! shared-database pattern, declared in [`crate::architecture::declarations`].
 
 pub mod api;
 pub mod cache;
+pub mod category_pages;
 pub mod listing;
 mod model;
 pub mod pages;
@@ -14,7 +16,10 @@ mod store;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
-pub use model::{DEFAULT_LOW_STOCK_THRESHOLD, NewProduct, Product, ProductChanges, ProductDraft, ProductPatch};
+pub use model::{
+    Category, CategoryDraft, DEFAULT_LOW_STOCK_THRESHOLD, NewProduct, Product, ProductChanges, ProductDraft,
+    ProductPatch, ProductWithCategory,
+};
 
 use crate::error::{AppError, FieldError};
 use crate::ids::ProductId;
@@ -40,7 +45,9 @@ pub enum CatalogError {
     NotFound(ProductId),
     #[error("a product with SKU {0} already exists")]
     DuplicateSku(String),
-    #[error("invalid product")]
+    #[error("a category with slug {0} already exists")]
+    DuplicateCategorySlug(String),
+    #[error("invalid fields")]
     Invalid(Vec<FieldError>),
     #[error(transparent)]
     Database(#[from] DieselError),
@@ -54,6 +61,10 @@ impl From<CatalogError> for AppError {
                 AppError::conflict("duplicate-sku", format!("A product with SKU {sku} already exists."))
                     .with("sku", sku)
             }
+            CatalogError::DuplicateCategorySlug(slug) => {
+                AppError::conflict("duplicate-category-slug", format!("A category with slug {slug} already exists."))
+                    .with("slug", slug)
+            }
             CatalogError::Invalid(errors) => AppError::validation(errors),
             CatalogError::Database(error) => error.into(),
         }
@@ -63,7 +74,7 @@ impl From<CatalogError> for AppError {
 /// Creates a product and starts tracking its stock (at zero), in one transaction.
 pub fn create_product(conn: &mut PgConnection, draft: ProductDraft) -> Result<Product, CatalogError> {
     crate::as_module!(conn, Module::Catalog);
-    let new_product = draft.validate().map_err(CatalogError::Invalid)?;
+    let new_product = draft.validate(|slug| store::category_id_by_slug(conn, slug))?.map_err(CatalogError::Invalid)?;
     conn.transaction(|conn| {
         let product = store::insert(conn, &new_product).map_err(|error| match error {
             DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
@@ -78,11 +89,61 @@ pub fn create_product(conn: &mut PgConnection, draft: ProductDraft) -> Result<Pr
 
 pub fn update_product(conn: &mut PgConnection, id: ProductId, patch: ProductPatch) -> Result<Product, CatalogError> {
     crate::as_module!(conn, Module::Catalog);
-    let changes = patch.validate().map_err(CatalogError::Invalid)?;
+    let changes = patch.validate(|slug| store::category_id_by_slug(conn, slug))?.map_err(CatalogError::Invalid)?;
     if changes.is_empty() {
         return get_product(conn, id);
     }
     store::update(conn, id, &changes)?.ok_or(CatalogError::NotFound(id))
+}
+
+/// The product with its category, as the API and the admin pages show it.
+pub fn get_product_with_category(conn: &mut PgConnection, id: ProductId) -> Result<ProductWithCategory, CatalogError> {
+    crate::as_module!(conn, Module::Catalog);
+    store::find_with_category(conn, id)?.ok_or(CatalogError::NotFound(id))
+}
+
+/// A product just written, with its category: one lookup by key, none without a category.
+pub fn with_category(conn: &mut PgConnection, product: Product) -> Result<ProductWithCategory, CatalogError> {
+    crate::as_module!(conn, Module::Catalog);
+    let category = match product.category_id {
+        None => None,
+        Some(category_id) => store::find_category(conn, category_id)?,
+    };
+    Ok(ProductWithCategory { product, category })
+}
+
+/// Every category, by name.
+pub fn categories(conn: &mut PgConnection) -> QueryResult<Vec<Category>> {
+    crate::as_module!(conn, Module::Catalog);
+    store::categories(conn)
+}
+
+pub fn category_by_slug(conn: &mut PgConnection, slug: &str) -> QueryResult<Option<Category>> {
+    crate::as_module!(conn, Module::Catalog);
+    // A slug that breaks the rule names no category; asking would only cost a round trip, or an
+    // error for text PostgreSQL cannot store.
+    if model::parse_slug(slug).is_err() {
+        return Ok(None);
+    }
+    store::category_by_slug(conn, slug)
+}
+
+/// Creates a category; its slug is unique.
+pub fn create_category(conn: &mut PgConnection, draft: CategoryDraft) -> Result<Category, CatalogError> {
+    crate::as_module!(conn, Module::Catalog);
+    let new_category = draft.validate().map_err(CatalogError::Invalid)?;
+    store::insert_category(conn, &new_category).map_err(|error| match error {
+        DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+            CatalogError::DuplicateCategorySlug(new_category.slug.clone())
+        }
+        other => other.into(),
+    })
+}
+
+/// Whether some category already has this slug (the form says so with the other messages).
+pub fn slug_taken(conn: &mut PgConnection, slug: &str) -> QueryResult<bool> {
+    crate::as_module!(conn, Module::Catalog);
+    Ok(model::parse_slug(slug).is_ok() && store::category_id_by_slug(conn, slug)?.is_some())
 }
 
 /// Whether some product already has this SKU (the form says so before anything is saved).
@@ -111,15 +172,17 @@ pub fn last_change(conn: &mut PgConnection) -> Result<Option<chrono::DateTime<ch
 /// Sort key of the product list, carried in cursors.
 pub type ListCursor = (String, ProductId);
 
+/// A page of products by name; `category` is a category's slug (a slug no category has lists none).
 pub fn list_products(
     conn: &mut PgConnection,
     query: Option<&str>,
+    category: Option<&str>,
     include_inactive: bool,
     after: Option<ListCursor>,
     limit: i64,
-) -> Result<Keyset<Product>, CatalogError> {
+) -> Result<Keyset<ProductWithCategory>, CatalogError> {
     crate::as_module!(conn, Module::Catalog);
-    let filter = store::ListFilter { query, include_inactive };
+    let filter = store::ListFilter { query, include_inactive, category };
     let rows = store::list(conn, &filter, after, limit + 1)?;
-    Ok(Keyset::from_rows(rows, limit, |product| (product.name.clone(), product.id)))
+    Ok(Keyset::from_rows(rows, limit, |listed| (listed.product.name.clone(), listed.product.id)))
 }

@@ -1,5 +1,6 @@
 //! Admin pages for products: list with search, create, edit, activate/deactivate, and each
-//! product's page with its stock and recent movements.
+//! product's page with its category, stock and recent movements. The categories' own page is in
+//! [`super::category_pages`].
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
@@ -7,7 +8,7 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::listing::{PRODUCT_COLUMNS, Shown};
-use super::{CatalogError, Product, ProductDraft, ProductPatch};
+use super::{CatalogError, Category, Product, ProductDraft, ProductPatch, ProductWithCategory};
 use crate::admin::listing::{self, ListQuery, Numbered, Sort};
 use crate::admin::page::see_other;
 use crate::admin::page::{Confirmation, FormErrors, Layout, PageError, Section, render, render_with_status};
@@ -20,7 +21,8 @@ use crate::kernel::Module;
 use crate::money::Currency;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/products").route(web::get().to(list)).route(web::post().to(create)))
+    cfg.configure(super::category_pages::configure)
+        .service(web::resource("/products").route(web::get().to(list)).route(web::post().to(create)))
         .service(web::resource("/products/new").route(web::get().to(new_form)))
         .service(web::resource("/products/{id}").route(web::get().to(show)).route(web::post().to(update)))
         .service(web::resource("/products/{id}/edit").route(web::get().to(edit_form)))
@@ -34,7 +36,7 @@ struct ListPage {
     layout: Layout,
     query: String,
     shown: Shown,
-    products: Numbered<Product>,
+    products: Numbered<ProductWithCategory>,
     sort: Sort,
     currency: Currency,
 }
@@ -52,7 +54,7 @@ impl ListPage {
         self.href(self.sort.toggled(key), 1)
     }
 
-    fn numbered(&self) -> &Numbered<Product> {
+    fn numbered(&self) -> &Numbered<ProductWithCategory> {
         &self.products
     }
 
@@ -108,6 +110,9 @@ pub struct ProductForm {
     description: String,
     price: String,
     low_stock_threshold: String,
+    /// A category's slug, empty for none; absent leaves the product's category as it is.
+    #[serde(default)]
+    category: Option<String>,
 }
 
 impl CsrfProtected for ProductForm {
@@ -117,7 +122,7 @@ impl CsrfProtected for ProductForm {
 }
 
 impl ProductForm {
-    fn from_product(product: &Product, currency: Currency) -> Self {
+    fn from_product(product: &Product, category: Option<&Category>, currency: Currency) -> Self {
         ProductForm {
             csrf_token: String::new(),
             sku: product.sku.clone(),
@@ -125,12 +130,25 @@ impl ProductForm {
             description: product.description.clone(),
             price: currency.to_decimal(product.price_minor),
             low_stock_threshold: product.low_stock_threshold.to_string(),
+            category: Some(category.map(|category| category.slug.clone()).unwrap_or_default()),
         }
+    }
+
+    /// The chosen category's slug: `Some(None)` for "No category", `None` when the form had no
+    /// choice to make.
+    fn chosen_category(&self) -> Option<Option<String>> {
+        self.category.as_deref().map(str::trim).map(|slug| (!slug.is_empty()).then(|| slug.to_owned()))
     }
 
     /// Checks every field, collecting one message per field that is wrong, so the form shows
     /// them all at once; returns the numbers when they are numbers.
-    fn check(&self, currency: Currency, creating: bool, errors: &mut FormErrors) -> (Option<i64>, Option<i64>) {
+    fn check(
+        &self,
+        currency: Currency,
+        creating: bool,
+        categories: &[Category],
+        errors: &mut FormErrors,
+    ) -> (Option<i64>, Option<i64>) {
         let mut note = |field: &str, result: Result<String, String>| {
             if let Err(message) = result {
                 errors.push(field, message);
@@ -153,6 +171,12 @@ impl ProductForm {
             Some(Err(message)) => errors.push("low_stock_threshold", message),
             Some(Ok(_)) => {}
         }
+        // Said with the other messages; saving checks it again against the database.
+        if let Some(Some(slug)) = self.chosen_category()
+            && !categories.iter().any(|category| category.slug == slug)
+        {
+            errors.push("category", "choose one of the categories listed");
+        }
         (price, threshold)
     }
 }
@@ -166,9 +190,14 @@ struct FormPage {
     form: ProductForm,
     errors: FormErrors,
     currency: Currency,
+    categories: Vec<Category>,
 }
 
 impl FormPage {
+    fn is_chosen(&self, category: &Category) -> bool {
+        self.form.category.as_deref().map(str::trim) == Some(category.slug.as_str())
+    }
+
     fn sku_pattern(&self) -> String {
         super::model::SKU.html()
     }
@@ -180,6 +209,7 @@ impl FormPage {
             "description" => "Description",
             "price" => "Price",
             "low_stock_threshold" => "Low-stock threshold",
+            "category" => "Category",
             _ => "Field",
         }
     }
@@ -194,7 +224,13 @@ async fn new_form(state: web::Data<AppState>, admin: Admin) -> Result<HttpRespon
         form,
         errors: FormErrors::default(),
         currency: state.config.currency,
+        categories: categories(&state).await?,
     })
+}
+
+/// The categories a product can be put in, for the form's choice.
+async fn categories(state: &AppState) -> Result<Vec<Category>, AppError> {
+    state.db.run(Module::Catalog.op("list_categories"), super::categories).await
 }
 
 /// Moves messages about `price_minor` to the `price` field the form shows.
@@ -226,14 +262,16 @@ async fn create(
     CsrfForm(form): CsrfForm<ProductForm>,
 ) -> Result<HttpResponse, PageError> {
     let currency = state.config.currency;
+    let categories = categories(&state).await?;
     let mut errors = FormErrors::default();
-    let (price_minor, low_stock_threshold) = form.check(currency, true, &mut errors);
+    let (price_minor, low_stock_threshold) = form.check(currency, true, &categories, &mut errors);
     let draft = ProductDraft {
         sku: form.sku.trim().to_owned(),
         name: form.name.clone(),
         description: Some(form.description.clone()),
         price_minor: price_minor.unwrap_or_default(),
         low_stock_threshold,
+        category: form.chosen_category().flatten(),
     };
     let valid = errors.is_empty();
     // The inner result is the domain outcome, shown in the form; the outer one is a failure.
@@ -258,7 +296,7 @@ async fn create(
     }
     render_with_status(
         StatusCode::UNPROCESSABLE_ENTITY,
-        &FormPage { layout: admin.layout(Section::Products), product_id: None, form, errors, currency },
+        &FormPage { layout: admin.layout(Section::Products), product_id: None, form, errors, currency, categories },
     )
 }
 
@@ -267,6 +305,7 @@ async fn create(
 struct ShowPage {
     layout: Layout,
     product: Product,
+    category: Option<Category>,
     stock: StockLevel,
     movements: Vec<Movement>,
     currency: Currency,
@@ -274,10 +313,10 @@ struct ShowPage {
 
 async fn show(state: web::Data<AppState>, admin: Admin, id: web::Path<ProductId>) -> Result<HttpResponse, PageError> {
     let id = id.into_inner();
-    let (product, stock, movements) = state
+    let (ProductWithCategory { product, category }, stock, movements) = state
         .db
         .run(Module::Catalog.op("product_page"), move |conn| -> Result<_, AppError> {
-            let product = super::get_product(conn, id)?;
+            let product = super::get_product_with_category(conn, id)?;
             let stock = crate::inventory::stock_level(conn, id)?;
             let movements = crate::inventory::movements(conn, id, None, 10)?.items;
             Ok((product, stock, movements))
@@ -286,6 +325,7 @@ async fn show(state: web::Data<AppState>, admin: Admin, id: web::Path<ProductId>
     render(&ShowPage {
         layout: admin.layout(Section::Products),
         product,
+        category,
         stock,
         movements,
         currency: state.config.currency,
@@ -298,14 +338,20 @@ async fn edit_form(
     id: web::Path<ProductId>,
 ) -> Result<HttpResponse, PageError> {
     let id = id.into_inner();
-    let product = state.db.run(Module::Catalog.op("get_product"), move |conn| super::get_product(conn, id)).await?;
+    let (ProductWithCategory { product, category }, categories) = state
+        .db
+        .run(Module::Catalog.op("get_product"), move |conn| -> Result<_, AppError> {
+            Ok((super::get_product_with_category(conn, id)?, super::categories(conn)?))
+        })
+        .await?;
     let currency = state.config.currency;
     render(&FormPage {
         layout: admin.layout(Section::Products),
         product_id: Some(id),
-        form: ProductForm::from_product(&product, currency),
+        form: ProductForm::from_product(&product, category.as_ref(), currency),
         errors: FormErrors::default(),
         currency,
+        categories,
     })
 }
 
@@ -317,8 +363,9 @@ async fn update(
 ) -> Result<HttpResponse, PageError> {
     let id = id.into_inner();
     let currency = state.config.currency;
+    let categories = categories(&state).await?;
     let mut errors = FormErrors::default();
-    if let (Some(price_minor), Some(low_stock_threshold)) = form.check(currency, false, &mut errors)
+    if let (Some(price_minor), Some(low_stock_threshold)) = form.check(currency, false, &categories, &mut errors)
         && errors.is_empty()
     {
         let patch = ProductPatch {
@@ -327,6 +374,7 @@ async fn update(
             price_minor: Some(price_minor),
             active: None,
             low_stock_threshold: Some(low_stock_threshold),
+            category: form.chosen_category(),
         };
         let updated = state
             .db
@@ -345,7 +393,7 @@ async fn update(
     }
     render_with_status(
         StatusCode::UNPROCESSABLE_ENTITY,
-        &FormPage { layout: admin.layout(Section::Products), product_id: Some(id), form, errors, currency },
+        &FormPage { layout: admin.layout(Section::Products), product_id: Some(id), form, errors, currency, categories },
     )
 }
 

@@ -1,11 +1,11 @@
-//! Diesel queries on `products`.
+//! Diesel queries on `products` and `categories`.
 
 use diesel::dsl::sql;
 use diesel::prelude::*;
 use diesel::sql_types::{Bool, Text, Uuid as SqlUuid};
 
-use super::model::{NewProduct, Product, ProductChanges};
-use crate::ids::ProductId;
+use super::model::{Category, NewCategory, NewProduct, Product, ProductChanges, ProductWithCategory};
+use crate::ids::{CategoryId, ProductId};
 
 pub fn insert(conn: &mut PgConnection, product: &NewProduct) -> QueryResult<Product> {
     use crate::schema::products::dsl::*;
@@ -15,6 +15,21 @@ pub fn insert(conn: &mut PgConnection, product: &NewProduct) -> QueryResult<Prod
 pub fn find(conn: &mut PgConnection, product_id: ProductId) -> QueryResult<Option<Product>> {
     use crate::schema::products::dsl::*;
     products.find(product_id).select(Product::as_select()).first(conn).optional()
+}
+
+pub fn find_with_category(conn: &mut PgConnection, product_id: ProductId) -> QueryResult<Option<ProductWithCategory>> {
+    use crate::schema::{categories, products};
+    products::table
+        .left_join(categories::table)
+        .filter(products::id.eq(product_id))
+        .select((Product::as_select(), Option::<Category>::as_select()))
+        .first(conn)
+        .optional()
+        .map(|found| found.map(with_category))
+}
+
+fn with_category((product, category): (Product, Option<Category>)) -> ProductWithCategory {
+    ProductWithCategory { product, category }
 }
 
 pub fn last_change(conn: &mut PgConnection) -> QueryResult<Option<chrono::DateTime<chrono::Utc>>> {
@@ -49,6 +64,8 @@ pub struct ListFilter<'a> {
     /// Substring of the name or the SKU, case-insensitive.
     pub query: Option<&'a str>,
     pub include_inactive: bool,
+    /// Only the products of the category with this slug (none, for a slug no category has).
+    pub category: Option<&'a str>,
 }
 
 /// Products by (name, id), from just after `after`: one index range scan per page.
@@ -57,15 +74,24 @@ pub fn list(
     filter: &ListFilter<'_>,
     after: Option<(String, ProductId)>,
     limit: i64,
-) -> QueryResult<Vec<Product>> {
+) -> QueryResult<Vec<ProductWithCategory>> {
+    use crate::schema::categories;
     use crate::schema::products::dsl::*;
-    let mut query = products.select(Product::as_select()).order((name.asc(), id.asc())).limit(limit).into_boxed();
+    let mut query = products
+        .left_join(categories::table)
+        .select((Product::as_select(), Option::<Category>::as_select()))
+        .order((name.asc(), id.asc()))
+        .limit(limit)
+        .into_boxed();
     if !filter.include_inactive {
         query = query.filter(active.eq(true));
     }
     if let Some(text) = filter.query.map(str::trim).filter(|text| !text.is_empty()) {
         let pattern = crate::input::like_containing(text);
         query = query.filter(name.ilike(pattern.clone()).or(sku.ilike(pattern)));
+    }
+    if let Some(wanted) = filter.category {
+        query = query.filter(categories::slug.eq(wanted));
     }
     if let Some((after_name, after_id)) = after {
         // A row comparison, which PostgreSQL answers from the (name, id) index directly.
@@ -77,5 +103,31 @@ pub fn list(
                 .sql(")"),
         );
     }
-    query.load(conn)
+    Ok(query.load(conn)?.into_iter().map(with_category).collect())
+}
+
+pub fn insert_category(conn: &mut PgConnection, category: &NewCategory) -> QueryResult<Category> {
+    use crate::schema::categories::dsl::*;
+    diesel::insert_into(categories).values(category).returning(Category::as_returning()).get_result(conn)
+}
+
+/// Every category by name (there are few: the shop's aisles, not its products).
+pub fn categories(conn: &mut PgConnection) -> QueryResult<Vec<Category>> {
+    use crate::schema::categories::dsl::*;
+    categories.select(Category::as_select()).order((name.asc(), slug.asc())).load(conn)
+}
+
+pub fn category_by_slug(conn: &mut PgConnection, wanted: &str) -> QueryResult<Option<Category>> {
+    use crate::schema::categories::dsl::*;
+    categories.filter(slug.eq(wanted)).select(Category::as_select()).first(conn).optional()
+}
+
+pub fn category_id_by_slug(conn: &mut PgConnection, wanted: &str) -> QueryResult<Option<CategoryId>> {
+    use crate::schema::categories::dsl::*;
+    categories.filter(slug.eq(wanted)).select(id).first(conn).optional()
+}
+
+pub fn find_category(conn: &mut PgConnection, category_id: CategoryId) -> QueryResult<Option<Category>> {
+    use crate::schema::categories::dsl::*;
+    categories.find(category_id).select(Category::as_select()).first(conn).optional()
 }

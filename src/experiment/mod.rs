@@ -266,6 +266,7 @@ fn shared_transaction(
             description: None,
             price_minor: 1000,
             low_stock_threshold: Some(0),
+            category: None,
         };
         let product =
             db.run_blocking(Module::Catalog.op("experiment_product"), |conn| catalog::create_product(conn, draft))?;

@@ -21,7 +21,7 @@ use super::state::AppState;
     modifiers(&AdminBearer),
     tags(
         (name = "health", description = "Liveness and readiness"),
-        (name = "catalog", description = "Products"),
+        (name = "catalog", description = "Products and their categories"),
         (name = "inventory", description = "Stock levels and the stock ledger"),
         (name = "orders", description = "Checkout and the order lifecycle"),
         (name = "payments", description = "Card payments through the simulated gateway"),

@@ -31,6 +31,7 @@ fn signing_in_opens_the_admin_shell_with_every_section() {
     assert_eq!(shell.status, 200);
     for (label, href) in [
         ("Products", "/admin/products"),
+        ("Categories", "/admin/categories"),
         ("Inventory", "/admin/inventory"),
         ("Orders", "/admin/orders"),
         ("Payments", "/admin/payments"),

@@ -254,3 +254,246 @@ fn admin_pages_create_edit_and_deactivate_products() {
     let list = browser.get("/admin/products?q=big");
     assert!(list.body.contains("Big mug") && list.body.contains("inactive"), "{}", list.body);
 }
+
+/// The fields a 422 problem names, in order.
+fn invalid_fields(problem: &serde_json::Value) -> Vec<&str> {
+    problem["errors"].as_array().unwrap().iter().map(|error| error["field"].as_str().unwrap()).collect()
+}
+
+#[test]
+fn a_created_category_answers_201_and_the_list_shows_every_category_by_name() {
+    let app = TestApp::spawn();
+    assert_eq!(app.get("/api/categories").ok_json(200), json!({"items": []}));
+    let created = app.admin_post_json("/api/categories", &json!({"slug": "kitchen", "name": " Kitchen "})).ok_json(201);
+    assert_eq!(created, json!({"slug": "kitchen", "name": "Kitchen"}), "the name is trimmed");
+    app.admin_post_json("/api/categories", &json!({"slug": "desk-lamps", "name": "Desk lamps"})).ok_json(201);
+    app.admin_post_json("/api/categories", &json!({"slug": "garden", "name": "Garden"})).ok_json(201);
+
+    let list = app.get("/api/categories").ok_json(200);
+    assert_eq!(
+        list,
+        json!({"items": [
+            {"slug": "desk-lamps", "name": "Desk lamps"},
+            {"slug": "garden", "name": "Garden"},
+            {"slug": "kitchen", "name": "Kitchen"},
+        ]})
+    );
+}
+
+#[test]
+fn a_taken_category_slug_is_a_conflict() {
+    let app = TestApp::spawn();
+    app.admin_post_json("/api/categories", &json!({"slug": "kitchen", "name": "Kitchen"})).ok_json(201);
+    let problem = app.admin_post_json("/api/categories", &json!({"slug": "kitchen", "name": "Cooking"})).problem(409);
+    assert_eq!(problem["type"], "/problems/duplicate-category-slug");
+    assert_eq!(problem["slug"], "kitchen");
+    assert_eq!(app.get("/api/categories").ok_json(200)["items"], json!([{"slug": "kitchen", "name": "Kitchen"}]));
+}
+
+#[test]
+fn invalid_categories_are_refused_with_every_field_named_and_nothing_created() {
+    let app = TestApp::spawn();
+    let problem = app.admin_post_json("/api/categories", &json!({"slug": "Desk Lamps", "name": " "})).problem(422);
+    assert_eq!(invalid_fields(&problem), vec!["slug", "name"]);
+    for slug in ["desk--lamps", "-desk", "desk-", "küche", "", &"a".repeat(41)] {
+        let problem = app.admin_post_json("/api/categories", &json!({"slug": slug, "name": "Desk"})).problem(422);
+        assert_eq!(invalid_fields(&problem), vec!["slug"], "{slug:?}");
+    }
+    let problem = app.admin_post_json("/api/categories", &json!({"slug": "desk", "name": "x".repeat(81)})).problem(422);
+    assert_eq!(invalid_fields(&problem), vec!["name"]);
+    app.admin_post_json("/api/categories", &json!({"slug": "desk", "name": "Desk", "colour": "red"})).problem(400);
+    app.post_json("/api/categories", &json!({"slug": "desk", "name": "Desk"})).problem(401);
+    assert_eq!(app.get("/api/categories").ok_json(200)["items"], json!([]));
+}
+
+#[test]
+fn a_product_is_put_in_a_category_when_created_and_moved_or_taken_out_by_a_patch() {
+    let app = TestApp::spawn();
+    app.admin_post_json("/api/categories", &json!({"slug": "kitchen", "name": "Kitchen"})).ok_json(201);
+    app.admin_post_json("/api/categories", &json!({"slug": "travel", "name": "Travel"})).ok_json(201);
+    let product = app
+        .admin_post_json(
+            "/api/products",
+            &json!({"sku": "MUG-001", "name": "Mug", "price_minor": 1290, "category": "kitchen"}),
+        )
+        .ok_json(201);
+    assert_eq!(product["category"], "kitchen");
+    let id = product["id"].as_str().unwrap();
+    let path = format!("/api/products/{id}");
+    assert_eq!(app.get(&path).ok_json(200)["category"], "kitchen");
+
+    let moved = app.admin_patch_json(&path, &json!({"category": "travel"})).ok_json(200);
+    assert_eq!(moved["category"], "travel");
+    assert_ne!(moved["updated_at"], product["updated_at"], "a change of category alone is saved");
+    assert_eq!(app.get(&path).ok_json(200)["category"], "travel", "no cached copy shows the old category");
+
+    let repriced = app.admin_patch_json(&path, &json!({"price_minor": 1490})).ok_json(200);
+    assert_eq!(repriced["category"], "travel", "a patch without category leaves it");
+
+    let taken_out = app.admin_patch_json(&path, &json!({"category": null})).ok_json(200);
+    assert_eq!(taken_out["category"], json!(null));
+    assert_eq!(app.get(&path).ok_json(200)["category"], json!(null));
+
+    let uncategorised = app.create_product("CAP-001", 990);
+    assert_eq!(uncategorised["category"], json!(null), "the category is optional");
+    let explicit_null = app
+        .admin_post_json(
+            "/api/products",
+            &json!({"sku": "CAP-002", "name": "Cap", "price_minor": 990, "category": null}),
+        )
+        .ok_json(201);
+    assert_eq!(explicit_null["category"], json!(null));
+}
+
+#[test]
+fn an_unknown_or_malformed_category_is_a_field_error_and_changes_nothing() {
+    let app = TestApp::spawn();
+    app.admin_post_json("/api/categories", &json!({"slug": "kitchen", "name": "Kitchen"})).ok_json(201);
+
+    let problem = app
+        .admin_post_json(
+            "/api/products",
+            &json!({"sku": "MUG-001", "name": "Mug", "price_minor": 1290, "category": "garden"}),
+        )
+        .problem(422);
+    assert_eq!(invalid_fields(&problem), vec!["category"]);
+    assert!(problem["errors"][0]["message"].as_str().unwrap().contains("garden"), "{problem}");
+    let problem = app
+        .admin_post_json(
+            "/api/products",
+            &json!({"sku": "MUG-001", "name": "", "price_minor": 0, "category": "garden"}),
+        )
+        .problem(422);
+    assert_eq!(invalid_fields(&problem), vec!["name", "price_minor", "category"], "every field at once");
+    let problem = app
+        .admin_post_json(
+            "/api/products",
+            &json!({"sku": "MUG-001", "name": "Mug", "price_minor": 1, "category": "Kitchen"}),
+        )
+        .problem(422);
+    assert_eq!(invalid_fields(&problem), vec!["category"]);
+    assert_eq!(app.get("/api/products").ok_json(200)["items"], json!([]), "nothing created");
+
+    let product = app
+        .admin_post_json(
+            "/api/products",
+            &json!({"sku": "MUG-001", "name": "Mug", "price_minor": 1290, "category": "kitchen"}),
+        )
+        .ok_json(201);
+    let path = format!("/api/products/{}", product["id"].as_str().unwrap());
+    let problem = app.admin_patch_json(&path, &json!({"category": "garden", "price_minor": 1490})).problem(422);
+    assert_eq!(invalid_fields(&problem), vec!["category"]);
+    let problem = app.admin_patch_json(&path, &json!({"category": "a\u{0}b", "name": " "})).problem(422);
+    assert_eq!(invalid_fields(&problem), vec!["name", "category"]);
+    let unchanged = app.get(&path).ok_json(200);
+    assert_eq!((unchanged["category"].as_str(), unchanged["price_minor"].as_i64()), (Some("kitchen"), Some(1290)));
+}
+
+#[test]
+fn the_product_list_shows_one_categorys_products_when_asked() {
+    let app = TestApp::spawn();
+    app.admin_post_json("/api/categories", &json!({"slug": "kitchen", "name": "Kitchen"})).ok_json(201);
+    app.admin_post_json("/api/categories", &json!({"slug": "travel", "name": "Travel"})).ok_json(201);
+    for (sku, category) in [
+        ("MUG-001", json!("kitchen")),
+        ("BAG-001", json!("travel")),
+        ("APRON-1", json!("kitchen")),
+        ("CAP-001", json!(null)),
+    ] {
+        app.admin_post_json(
+            "/api/products",
+            &json!({"sku": sku, "name": sku, "price_minor": 100, "category": category}),
+        )
+        .ok_json(201);
+    }
+    let listed = |query: &str| -> Vec<(String, serde_json::Value)> {
+        app.get(&format!("/api/products{query}")).ok_json(200)["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|product| (product["sku"].as_str().unwrap().to_owned(), product["category"].clone()))
+            .collect()
+    };
+    assert_eq!(
+        listed("?category=kitchen"),
+        vec![("APRON-1".into(), json!("kitchen")), ("MUG-001".into(), json!("kitchen"))]
+    );
+    assert_eq!(listed("").len(), 4, "every product without the filter, each with its category");
+    assert!(listed("").contains(&("CAP-001".into(), json!(null))));
+    assert_eq!(listed("?category=garden"), vec![], "a slug no category has lists nothing");
+    assert_eq!(listed("?category=kitchen&q=mug"), vec![("MUG-001".into(), json!("kitchen"))]);
+    let problem = app.get("/api/products?category=Kitchen").problem(422);
+    assert_eq!(invalid_fields(&problem), vec!["category"]);
+}
+
+#[test]
+fn admin_pages_create_categories_and_put_products_in_them() {
+    let app = TestApp::spawn();
+    let mut browser = app.signed_in_browser();
+    let page = browser.get("/admin/categories");
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("No categories yet") && page.body.contains(r#"href="/admin/categories""#));
+
+    let invalid = browser.submit("/admin/categories", "/admin/categories", &[("slug", "Desk Lamps"), ("name", " ")]);
+    assert_eq!(invalid.status, 422, "{}", invalid.body);
+    assert!(invalid.body.contains("2 fields need correcting"), "{}", invalid.body);
+    assert!(invalid.body.contains(r#"id="slug-error""#) && invalid.body.contains(r#"id="name-error""#));
+    assert!(invalid.body.contains(r#"aria-invalid="true" aria-describedby="slug-error""#));
+    assert!(invalid.body.contains(r#"value="Desk Lamps""#), "the form keeps what was typed");
+
+    let created =
+        browser.submit("/admin/categories", "/admin/categories", &[("slug", " kitchen "), ("name", "Kitchen")]);
+    assert_eq!(created.status, 303, "{}", created.body);
+    let page = browser.get("/admin/categories");
+    assert!(page.body.contains("Category Kitchen (kitchen) created"), "{}", page.body);
+    assert_eq!(app.get("/api/categories").ok_json(200)["items"], json!([{"slug": "kitchen", "name": "Kitchen"}]));
+
+    let taken = browser.submit("/admin/categories", "/admin/categories", &[("slug", "kitchen"), ("name", "")]);
+    assert_eq!(taken.status, 422);
+    assert!(taken.body.contains("kitchen is taken by another category") && taken.body.contains(r#"id="name-error""#));
+
+    let form = browser.get("/admin/products/new");
+    assert!(
+        form.body.contains(r#"<option value="">No category</option>"#)
+            && form.body.contains(r#"<option value="kitchen">Kitchen</option>"#)
+    );
+    let fields = |price, category| {
+        [
+            ("sku", "MUG-001"),
+            ("name", "Mug"),
+            ("description", ""),
+            ("price", price),
+            ("low_stock_threshold", "3"),
+            ("category", category),
+        ]
+    };
+    let unknown = browser.submit("/admin/products/new", "/admin/products", &fields("x", "garden"));
+    assert_eq!(unknown.status, 422);
+    assert!(
+        unknown.body.contains("choose one of the categories listed") && unknown.body.contains("enter an amount"),
+        "every message at once"
+    );
+    assert!(unknown.body.contains(r#"aria-describedby="category-error""#));
+
+    let created = browser.submit("/admin/products/new", "/admin/products", &fields("12.50", "kitchen"));
+    assert_eq!(created.status, 303, "{}", created.body);
+    let location = created.header("location").unwrap().to_owned();
+    let id = location.rsplit('/').next().unwrap();
+    assert_eq!(app.get(&format!("/api/products/{id}")).ok_json(200)["category"], "kitchen");
+    assert!(browser.get(&location).body.contains("Kitchen"), "the product's page names its category");
+    let edit = browser.get(&format!("/admin/products/{id}/edit"));
+    assert!(edit.body.contains(r#"<option value="kitchen" selected>Kitchen</option>"#), "{}", edit.body);
+    assert!(browser.get("/admin/products").body.contains("<td>Kitchen</td>"));
+
+    let edited = browser.submit(
+        &format!("/admin/products/{id}/edit"),
+        &format!("/admin/products/{id}"),
+        &[("name", "Mug"), ("description", ""), ("price", "12.50"), ("low_stock_threshold", "3"), ("category", "")],
+    );
+    assert_eq!(edited.status, 303, "{}", edited.body);
+    assert_eq!(
+        app.get(&format!("/api/products/{id}")).ok_json(200)["category"],
+        json!(null),
+        "No category takes it out"
+    );
+}

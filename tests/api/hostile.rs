@@ -35,6 +35,9 @@ fn a_nul_byte_or_a_control_character_in_any_text_is_a_422_naming_the_field() {
         let mut cases: Vec<(String, Value, &str)> = vec![
             ("/api/products".into(), product("name", hostile), "name"),
             ("/api/products".into(), product("sku", hostile), "sku"),
+            ("/api/products".into(), product("category", hostile), "category"),
+            ("/api/categories".into(), json!({"slug": hostile, "name": "Kitchen"}), "slug"),
+            ("/api/categories".into(), json!({"slug": "kitchen", "name": hostile}), "name"),
         ];
         if !single_line_only {
             cases.push(("/api/products".into(), product("description", hostile), "description"));
@@ -46,6 +49,15 @@ fn a_nul_byte_or_a_control_character_in_any_text_is_a_422_naming_the_field() {
         }
         let response = app.admin_patch_json(&format!("/api/products/{mug}"), &json!({"name": hostile}));
         assert_eq!(response.problem(422)["errors"][0]["field"], "name");
+        let response = app.admin_patch_json(&format!("/api/products/{mug}"), &json!({"category": hostile}));
+        assert_eq!(response.problem(422)["errors"][0]["field"], "category");
+        let problem = app
+            .get(&format!(
+                "/api/products?category={}",
+                hostile.replace('\u{0}', "%00").replace('\u{7}', "%07").replace("\r\n", "%0D%0A")
+            ))
+            .problem(422);
+        assert_eq!(problem["errors"][0]["field"], "category");
 
         let mut order = order_body("ada@example.com", &[(&mug, 1)]);
         order["customer"]["name"] = hostile.into();
@@ -300,9 +312,13 @@ fn hostile_text_in_the_admin_pages_gets_a_readable_4xx_page() {
             ("description", "a\u{0}b"),
             ("price", "1.00"),
             ("low_stock_threshold", "5"),
+            ("category", "kitchen\u{0}"),
         ],
     );
     assert_eq!(form.status, 422, "{}", form.body);
+    let category =
+        browser.submit("/admin/categories", "/admin/categories", &[("slug", "a\u{0}b"), ("name", "Kitchen\u{0}")]);
+    assert_eq!(category.status, 422, "{}", category.body);
     let adjustment = browser.submit(
         &format!("/admin/inventory/{product}"),
         &format!("/admin/inventory/{product}/adjustments"),
@@ -347,6 +363,7 @@ fn admin_pages(product: &str, order: &str) -> Vec<String> {
         format!("/admin/products/{product}"),
         format!("/admin/products/{product}/edit"),
         "/admin/products/new".into(),
+        "/admin/categories".into(),
         "/admin/inventory".into(),
         format!("/admin/inventory/{product}"),
         "/admin/orders".into(),

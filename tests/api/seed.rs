@@ -8,6 +8,8 @@ use crate::helpers::{TestApp, assert_ledger_matches_levels};
 fn the_first_start_seeds_products_with_stock_and_orders_in_every_status() {
     let app = TestApp::spawn_with(|config| config.seed = SeedMode::Demo);
     assert_eq!(app.count("SELECT count(*) FROM products"), 24);
+    assert_eq!(app.count("SELECT count(*) FROM categories"), 5);
+    assert_eq!(app.count("SELECT count(*) FROM products WHERE category_id IS NULL"), 0, "every product in a category");
     assert_eq!(app.count("SELECT count(DISTINCT status) FROM orders"), 6, "every status");
     assert!(app.count("SELECT count(*) FROM inventory_levels l JOIN products p ON p.id = l.product_id WHERE l.on_hand - l.reserved <= p.low_stock_threshold") >= 3, "some low stock");
     assert!(app.count("SELECT count(*) FROM inventory_levels WHERE on_hand - reserved > 20") >= 10, "most in stock");
@@ -31,6 +33,8 @@ fn agora_seed_adds_more_demo_data_beside_what_is_there() {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(String::from_utf8_lossy(&output.stdout).contains("30 products with stock, 5 customers, 12 orders"));
     assert_eq!(app.count("SELECT count(*) FROM products"), 54);
+    assert_eq!(app.count("SELECT count(*) FROM categories"), 5, "the categories found are kept");
+    assert_eq!(app.count("SELECT count(*) FROM products WHERE category_id IS NULL"), 0);
     assert_eq!(app.count("SELECT count(*) FROM orders"), 30 + 12);
     assert_ledger_matches_levels(&mut app.connect());
 }

@@ -69,6 +69,7 @@ pub const ADMIN_PAGES: &[AdminPage] = &[
     AdminPage::at("/admin/products/{id}").of(PRODUCT),
     AdminPage::at("/admin/products/{id}/edit").of(PRODUCT),
     AdminPage::at("/admin/products/{id}/deactivate").of(PRODUCT),
+    AdminPage::at("/admin/categories"),
     AdminPage::at("/admin/inventory"),
     AdminPage::at("/admin/inventory/{id}").of(STOCK),
     AdminPage::at("/admin/orders"),
