@@ -235,6 +235,15 @@ impl Chrome {
         self.run(&format!("type into field {name:?}"), field.send_keys(value));
     }
 
+    /// Types `value` into the form field that `css` finds first, replacing what it held (for
+    /// pages with several fields of one name, such as a cart's quantities).
+    pub fn fill_in(&self, css: &str, value: &str) {
+        let path = self.current_path();
+        let field = self.run(&format!("find field {css:?} on {path}"), self.client().find(Locator::Css(css)));
+        self.run(&format!("clear field {css:?}"), field.clear());
+        self.run(&format!("type into field {css:?}"), field.send_keys(value));
+    }
+
     /// Clicks the visible button (or submit input) that reads `text`, and waits for the page it loads.
     pub fn click_button(&self, text: &str) {
         let path = self.current_path();

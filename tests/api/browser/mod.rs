@@ -9,6 +9,7 @@
 mod axe;
 mod chrome;
 mod flows;
+mod shop;
 
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
