@@ -69,7 +69,7 @@ pub fn respond(request: &HttpRequest, representation: &Representation, cache_con
 }
 
 /// Weak comparison, as If-None-Match asks: `W/"x"` matches `"x"`; `*` matches anything.
-fn any_tag_matches(tags: &HeaderValue, etag: &str) -> bool {
+pub fn any_tag_matches(tags: &HeaderValue, etag: &str) -> bool {
     let Ok(tags) = tags.to_str() else { return false };
     tags.split(',').map(str::trim).any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
 }

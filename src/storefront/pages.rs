@@ -262,11 +262,9 @@ fn load_grid(conn: &mut diesel::PgConnection, query: &GridQuery) -> Result<GridV
 /// A page with an `ETag` of its body: 304 when the client's copy is the same.
 fn validated(request: &HttpRequest, html: String, cache_control: &'static str) -> HttpResponse {
     let representation = crate::http::validators::Representation::new(html.into_bytes(), std::time::SystemTime::now());
-    let current =
-        request.headers().get(header::IF_NONE_MATCH).and_then(|tags| tags.to_str().ok()).is_some_and(|tags| {
-            let etag = representation.etag.to_str().unwrap_or_default();
-            tags.split(',').map(str::trim).any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
-        });
+    let current = request.headers().get(header::IF_NONE_MATCH).is_some_and(|tags| {
+        crate::http::validators::any_tag_matches(tags, representation.etag.to_str().unwrap_or_default())
+    });
     let mut response = if current { HttpResponse::NotModified() } else { HttpResponse::Ok() };
     response
         .insert_header((header::ETAG, representation.etag.clone()))
