@@ -135,6 +135,13 @@ pub fn subscribe(conn: &mut PgConnection, subscriptions: &[Subscription]) -> Que
         })
         .collect();
     conn.transaction(|conn| {
+        // Processes starting together each replace the set: one after the other, or the second's
+        // delete finds none of the rows the first is inserting and its insert collides with them.
+        // The mode conflicts with itself and with writers, not with the readers that publish.
+        diesel::connection::SimpleConnection::batch_execute(
+            conn,
+            "LOCK TABLE outbox_subscriptions IN SHARE ROW EXCLUSIVE MODE",
+        )?;
         diesel::delete(outbox_subscriptions).execute(conn)?;
         diesel::insert_into(outbox_subscriptions).values(&rows).execute(conn)?;
         Ok(())

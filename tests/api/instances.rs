@@ -268,3 +268,22 @@ fn an_instance_killed_under_load_is_taken_out_and_loses_no_acknowledged_order_or
         failures_seen.into_inner().unwrap()
     );
 }
+
+/// Instances started together each make the installation's outbox subscriptions theirs: one after
+/// another, none failing on the rows another is inserting (which once stopped an instance of
+/// `deploy/cluster` from starting).
+#[test]
+fn processes_starting_together_set_the_outbox_subscriptions_one_after_another() {
+    let database = TestDatabase::migrated();
+    let subscriptions = [agora::events::ORDER_EMAILS_SUBSCRIPTION, agora::events::BROKER_RELAY_SUBSCRIPTION];
+    let expected: usize = subscriptions.iter().map(|subscription| subscription.events.len()).sum();
+    for round in 0..20 {
+        let starts = concurrently(6, |_| {
+            let mut conn = database.connect();
+            agora::outbox::subscribe(&mut conn, &subscriptions).map_err(|error| error.to_string())
+        });
+        assert!(starts.iter().all(Result::is_ok), "round {round}: {starts:?}");
+        let rows: i64 = agora::schema::outbox_subscriptions::table.count().get_result(&mut database.connect()).unwrap();
+        assert_eq!(rows as usize, expected);
+    }
+}
