@@ -13,6 +13,7 @@ use crate::error::AppError;
 use crate::http::state::AppState;
 use crate::ids::ProductId;
 use crate::kernel::Module;
+use crate::orders::OrderStatus;
 
 /// The most of one product a cart line holds (as an order line does).
 pub const MAX_QUANTITY: i32 = 1000;
@@ -45,7 +46,14 @@ pub async fn show(state: web::Data<AppState>, request: HttpRequest) -> Result<Ht
                 if cart.closed_at.is_some() {
                     return Ok(None);
                 }
-                store::cart_lines(conn, cart.id).map(|lines| Some((cart, lines)))
+                // An order placed from this cart and still unpaid holds stock for it (checkout
+                // gives that back before placing the cart as it is now): what is left for others
+                // says nothing of this cart then.
+                let held = match cart.order_id {
+                    Some(order_id) => crate::orders::find_order(conn, order_id)?.status == OrderStatus::PendingPayment,
+                    None => false,
+                };
+                Ok::<_, AppError>(Some((held, store::cart_lines(conn, cart.id)?)))
             })
             .await?
     } else {
@@ -54,10 +62,7 @@ pub async fn show(state: web::Data<AppState>, request: HttpRequest) -> Result<Ht
     let currency = state.config.currency;
     let lines: Vec<LineShown> = match lines {
         None => Vec::new(),
-        Some((cart, lines)) => {
-            let held = cart.current_order().is_some();
-            lines.into_iter().map(|line| LineShown::new(line, currency, held)).collect()
-        }
+        Some((held, lines)) => lines.into_iter().map(|line| LineShown::new(line, currency, held)).collect(),
     };
     let page = CartPage {
         layout: ShopLayout::default(),

@@ -23,21 +23,22 @@ use crate::kernel::Module;
 use crate::orders::{self, Order, OrderDetails, OrderStatus, OrdersError, PaymentAttempt, PlaceOrder};
 use crate::payments::{Card, CardGateway, DeclineCode};
 
-/// What the checkout form holds, as typed.
-#[derive(Debug, Default, Deserialize)]
+/// What the checkout form holds, as typed. No `Debug`: it holds a whole card number, which must
+/// never reach a log line.
+#[derive(Default, Deserialize)]
 pub struct CheckoutForm {
     #[serde(default)]
     csrf_token: String,
     #[serde(default)]
-    pub name: String,
+    name: String,
     #[serde(default)]
-    pub email: String,
+    email: String,
     #[serde(default)]
     card_number: String,
     #[serde(default)]
-    pub exp_month: String,
+    exp_month: String,
     #[serde(default)]
-    pub exp_year: String,
+    exp_year: String,
     #[serde(default)]
     cvc: String,
 }
@@ -72,7 +73,8 @@ fn cart_state(
     if cart.closed_at.is_some() {
         return Ok(None);
     }
-    let awaiting = match cart.current_order() {
+    // An unpaid order of this cart holds its stock; placing the cart gives that back first.
+    let unpaid = match cart.order_id {
         Some(order_id) => {
             Some(orders::find_order(conn, order_id)?).filter(|order| order.status == OrderStatus::PendingPayment)
         }
@@ -80,9 +82,10 @@ fn cart_state(
     };
     let lines = store::cart_lines(conn, cart.id)?
         .into_iter()
-        .map(|line| LineShown::new(line, currency, awaiting.is_some()))
+        .map(|line| LineShown::new(line, currency, unpaid.is_some()))
         .collect();
-    Ok(Some(CartState { lines, awaiting: awaiting.map(|order| order.display_number()) }))
+    let awaiting = unpaid.filter(|order| cart.current_order() == Some(order.id)).map(|order| order.display_number());
+    Ok(Some(CartState { lines, awaiting }))
 }
 
 fn page<'a>(

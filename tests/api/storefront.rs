@@ -521,3 +521,28 @@ fn many_shoppers_at_once_each_get_their_own_cart() {
     }
     assert_eq!(app.count("SELECT count(*) FROM carts"), 6);
 }
+
+#[test]
+fn stock_held_by_the_carts_own_unpaid_order_is_not_counted_against_it() {
+    let app = TestApp::spawn();
+    let mug = app.product_with_stock("MUG-001", 1290, 3);
+    let mut browser = shopper(&app);
+    add_to_cart(&mut browser, "MUG-001", 3);
+    // Declined: the order waits, holding all three.
+    assert_eq!(checkout(&mut browser, "4000000000000002").status, 402);
+    assert_eq!(app.stock(&mug)["available"], 0);
+    assert!(!text_of(&browser.get("/cart").body).contains("Out of stock"));
+
+    // The shopper takes one fewer; the unpaid order gives way to the cart as it is now.
+    let token = extract_csrf_token(&browser.get("/cart").body);
+    let changed = browser.post_form(&format!("/cart/lines/{mug}"), &[("csrf_token", &token), ("quantity", "2")]);
+    assert_eq!(changed.status, 303);
+    let cart = text_of(&browser.get("/cart").body);
+    assert!(!cart.contains("Out of stock") && !cart.contains(" left"), "{cart}");
+    let checkout_page = text_of(&browser.get("/checkout").body);
+    assert!(!checkout_page.contains("waits for payment"), "that order is not this cart's any more: {checkout_page}");
+    assert_eq!(checkout(&mut browser, "4242424242424242").status, 303);
+    assert_eq!(app.count("SELECT count(*) FROM orders WHERE status = 'cancelled'"), 1);
+    assert_eq!(app.count("SELECT count(*) FROM orders WHERE status = 'paid' AND total_minor = 2580"), 1);
+    assert_eq!(app.stock(&mug)["available"], 1);
+}
