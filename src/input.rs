@@ -179,6 +179,36 @@ pub fn like_containing(text: &str) -> String {
     pattern
 }
 
+/// Field messages of a page's form that did not validate, for showing each next to its field
+/// when the form is shown again (the admin pages' and the shop's).
+#[derive(Debug, Default)]
+pub struct FormErrors(pub Vec<crate::error::FieldError>);
+
+impl FormErrors {
+    pub fn get(&self, field: &str) -> Option<&str> {
+        self.0.iter().find(|error| error.field == field).map(|error| error.message.as_str())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn push(&mut self, field: &str, message: impl Into<String>) {
+        self.0.push(crate::error::FieldError::new(field, message));
+    }
+
+    /// The attributes that tie an input to its message for assistive technology, or nothing.
+    /// Field names are identifiers chosen by the code, never typed by a user, so the result is
+    /// safe to write unescaped.
+    pub fn aria(&self, field: &str) -> String {
+        if self.get(field).is_some() {
+            format!(r#" aria-invalid="true" aria-describedby="{field}-error""#)
+        } else {
+            String::new()
+        }
+    }
+}
+
 /// The schema of an optional field that also accepts `null` (serde reads both as absent).
 pub fn or_null(mut object: Object) -> Object {
     if let SchemaType::Type(single) = object.schema_type {

@@ -118,34 +118,7 @@ impl Layout {
     }
 }
 
-/// Field messages of a form that did not validate, for re-rendering it.
-#[derive(Debug, Default)]
-pub struct FormErrors(pub Vec<crate::error::FieldError>);
-
-impl FormErrors {
-    pub fn get(&self, field: &str) -> Option<&str> {
-        self.0.iter().find(|error| error.field == field).map(|error| error.message.as_str())
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub fn push(&mut self, field: &str, message: impl Into<String>) {
-        self.0.push(crate::error::FieldError::new(field, message));
-    }
-
-    /// The attributes that tie an input to its message for assistive technology, or nothing.
-    /// Field names are identifiers chosen by the code, never typed by a user, so the result is
-    /// safe to write unescaped.
-    pub fn aria(&self, field: &str) -> String {
-        if self.get(field).is_some() {
-            format!(r#" aria-invalid="true" aria-describedby="{field}-error""#)
-        } else {
-            String::new()
-        }
-    }
-}
+pub use crate::input::FormErrors;
 
 /// 303 See Other to `location`: where a form post sends the browser next.
 pub fn see_other(location: &str) -> HttpResponse {

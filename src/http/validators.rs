@@ -19,20 +19,23 @@ pub struct Representation {
 
 impl Representation {
     pub fn new(body: Vec<u8>, last_modified: SystemTime) -> Representation {
-        // SipHash of the body and its length: a tenth of SHA-256's cost on a cache miss, and a
-        // collision (a 304 for a changed body) is a 1-in-2^64 event. Processes built by another
-        // Rust release may hash differently; that costs a 200 where a 304 would do, never a
-        // wrong answer.
-        let mut hasher = std::hash::DefaultHasher::new();
-        body.hash(&mut hasher);
-        let etag = format!("\"{:x}-{:016x}\"", body.len(), hasher.finish());
         Representation {
+            etag: etag_of(&body),
             body: Bytes::from(body),
-            etag: HeaderValue::from_str(&etag).expect("hex digits are a valid header value"),
             last_modified,
             last_modified_header: http_date(last_modified),
         }
     }
+}
+
+/// A strong `ETag` of `body`. SipHash of the body and its length: a tenth of SHA-256's cost, and
+/// a collision (a 304 for a changed body) is a 1-in-2^64 event. Processes built by another Rust
+/// release may hash differently; that costs a 200 where a 304 would do, never a wrong answer.
+pub fn etag_of(body: &[u8]) -> HeaderValue {
+    let mut hasher = std::hash::DefaultHasher::new();
+    body.hash(&mut hasher);
+    let etag = format!("\"{:x}-{:016x}\"", body.len(), hasher.finish());
+    HeaderValue::from_str(&etag).expect("hex digits are a valid header value")
 }
 
 /// `Cache-Control` for answers any cache may keep for `max_age`.

@@ -183,20 +183,44 @@ pub async fn change(
     product_id: web::Path<ProductId>,
     form: web::Form<QuantityForm>,
 ) -> Result<HttpResponse, ShopError> {
-    let shopper = Shopper::of(&request);
-    check_csrf(&state, &shopper, &form.csrf_token)?;
     let quantity = parse_quantity(&form.quantity, 0)?;
-    let product_id = product_id.into_inner();
+    edit_line(&state, &request, product_id.into_inner(), &form.csrf_token, Some(quantity)).await
+}
+
+pub async fn remove(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    product_id: web::Path<ProductId>,
+    form: web::Form<ButtonForm>,
+) -> Result<HttpResponse, ShopError> {
+    edit_line(&state, &request, product_id.into_inner(), &form.csrf_token, None).await
+}
+
+/// Sets the quantity of a line of the shopper's cart (`Some(0)` removes it; a line the cart does
+/// not have is a 404), or removes it (`None`: removing what is not there leaves the cart as the
+/// shopper wanted it), with the cart's row locked and its revision bumped.
+async fn edit_line(
+    state: &AppState,
+    request: &HttpRequest,
+    product_id: ProductId,
+    csrf_token: &str,
+    quantity: Option<i32>,
+) -> Result<HttpResponse, ShopError> {
+    let shopper = Shopper::of(request);
+    check_csrf(state, &shopper, csrf_token)?;
     let digest = shopper.digest();
+    let operation = if quantity.is_some() { "change_cart_line" } else { "remove_cart_line" };
     state
         .db
-        .run(Module::Storefront.op("change_cart_line"), move |conn| {
+        .run(Module::Storefront.op(operation), move |conn| {
             diesel::Connection::transaction(conn, |conn| {
-                let cart = open_cart(conn, &digest)?;
-                let changed = if quantity == 0 {
-                    store::remove_line(conn, cart.id, product_id)?
-                } else {
-                    store::set_quantity(conn, cart.id, product_id, quantity)?
+                let Some(cart) = store::open_cart_for_change(conn, &digest)? else {
+                    return Err(AppError::not_found("Your cart is empty: there is nothing to change."));
+                };
+                let changed = match quantity {
+                    Some(quantity) if quantity > 0 => store::set_quantity(conn, cart.id, product_id, quantity)?,
+                    Some(_) => store::remove_line(conn, cart.id, product_id)?,
+                    None => return Ok(store::remove_line(conn, cart.id, product_id).map(|_| ())?),
                 };
                 if changed == 0 {
                     return Err(AppError::not_found("That product is not in your cart."));
@@ -206,36 +230,4 @@ pub async fn change(
         })
         .await?;
     Ok(see_other("/cart"))
-}
-
-pub async fn remove(
-    state: web::Data<AppState>,
-    request: HttpRequest,
-    product_id: web::Path<ProductId>,
-    form: web::Form<ButtonForm>,
-) -> Result<HttpResponse, ShopError> {
-    let shopper = Shopper::of(&request);
-    check_csrf(&state, &shopper, &form.csrf_token)?;
-    let product_id = product_id.into_inner();
-    let digest = shopper.digest();
-    state
-        .db
-        .run(Module::Storefront.op("remove_cart_line"), move |conn| {
-            diesel::Connection::transaction(conn, |conn| {
-                let cart = open_cart(conn, &digest)?;
-                // Removing what is not there leaves the cart as the shopper wanted it.
-                store::remove_line(conn, cart.id, product_id)?;
-                Ok::<_, AppError>(())
-            })
-        })
-        .await?;
-    Ok(see_other("/cart"))
-}
-
-/// The shopper's cart for a change to a line it has: locked, its revision bumped.
-fn open_cart(conn: &mut diesel::PgConnection, digest: &[u8]) -> Result<store::Cart, AppError> {
-    match store::lock_cart(conn, digest)? {
-        Some(cart) if cart.closed_at.is_none() => Ok(store::cart_for_change(conn, digest)?),
-        _ => Err(AppError::not_found("Your cart is empty: there is nothing to change.")),
-    }
 }

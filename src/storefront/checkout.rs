@@ -88,6 +88,14 @@ fn cart_state(
     Ok(Some(CartState { lines, awaiting }))
 }
 
+/// The shopper's open cart as checkout shows it, unless it is empty.
+async fn open_cart(state: &AppState, digest: [u8; 32]) -> Result<Option<CartState>, AppError> {
+    let currency = state.config.currency;
+    let cart =
+        state.db.run(Module::Storefront.op("show_checkout"), move |conn| cart_state(conn, &digest, currency)).await?;
+    Ok(cart.filter(|cart| !cart.lines.is_empty()))
+}
+
 fn page<'a>(
     state: &AppState,
     shopper: &Shopper,
@@ -113,10 +121,8 @@ pub async fn show(state: web::Data<AppState>, request: HttpRequest) -> Result<Ht
         return Ok(see_other("/cart"));
     }
     let digest = shopper.digest();
-    let currency = state.config.currency;
-    let cart =
-        state.db.run(Module::Storefront.op("show_checkout"), move |conn| cart_state(conn, &digest, currency)).await?;
-    match cart.filter(|cart| !cart.lines.is_empty()) {
+    let cart = open_cart(&state, digest).await?;
+    match cart {
         None => Ok(see_other("/cart")),
         Some(cart) => render_with_status(
             StatusCode::OK,
@@ -202,11 +208,8 @@ pub async fn submit(
     let (name, email, card) = match validate(&form) {
         Ok(valid) => valid,
         Err(errors) => {
-            let cart = state
-                .db
-                .run(Module::Storefront.op("show_checkout"), move |conn| cart_state(conn, &digest, currency))
-                .await?;
-            let Some(cart) = cart.filter(|cart| !cart.lines.is_empty()) else { return Ok(see_other("/cart")) };
+            let cart = open_cart(&state, digest).await?;
+            let Some(cart) = cart else { return Ok(see_other("/cart")) };
             return render_with_status(StatusCode::UNPROCESSABLE_ENTITY, &page(&state, &shopper, cart, &form, errors));
         }
     };
@@ -221,10 +224,7 @@ pub async fn submit(
         Placing::Empty => return Ok(see_other("/cart")),
         Placing::Done(token) => return Ok(see_other(&format!("/orders/{token}?confirmation"))),
         Placing::Short(shortages) => {
-            let cart = state
-                .db
-                .run(Module::Storefront.op("show_checkout"), move |conn| cart_state(conn, &digest, currency))
-                .await?;
+            let cart = open_cart(&state, digest).await?;
             let Some(mut cart) = cart else { return Ok(see_other("/cart")) };
             // The lines say what is left as of the refusal, whatever the cart read just now.
             for shortage in shortages {
@@ -255,10 +255,7 @@ pub async fn submit(
     match paid {
         Paid::Paid(token) => Ok(see_other(&format!("/orders/{token}?confirmation"))),
         Paid::Declined(code) => {
-            let cart = state
-                .db
-                .run(Module::Storefront.op("show_checkout"), move |conn| cart_state(conn, &digest, currency))
-                .await?;
+            let cart = open_cart(&state, digest).await?;
             let Some(cart) = cart else { return Ok(see_other("/cart")) };
             let mut errors = FormErrors::default();
             errors.push(

@@ -4,7 +4,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use askama::Template;
 
-use crate::error::{AppError, FieldError};
+use crate::error::AppError;
 
 /// What the shop's layout (`storefront/templates/base.html`) shows around every page.
 #[derive(Debug, Default)]
@@ -73,33 +73,7 @@ pub fn see_other(location: &str) -> HttpResponse {
     HttpResponse::SeeOther().insert_header(("Location", location)).finish()
 }
 
-/// Field messages of a form that did not validate, for showing each next to its field.
-#[derive(Debug, Default)]
-pub struct FormErrors(pub Vec<FieldError>);
-
-impl FormErrors {
-    pub fn get(&self, field: &str) -> Option<&str> {
-        self.0.iter().find(|error| error.field == field).map(|error| error.message.as_str())
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub fn push(&mut self, field: &str, message: impl Into<String>) {
-        self.0.push(FieldError::new(field, message));
-    }
-
-    /// The attributes that tie an input to its message for assistive technology, or nothing.
-    /// Field names are chosen by the code, never typed by a user: safe to write unescaped.
-    pub fn aria(&self, field: &str) -> String {
-        if self.get(field).is_some() {
-            format!(r#" aria-invalid="true" aria-describedby="{field}-error""#)
-        } else {
-            String::new()
-        }
-    }
-}
+pub use crate::input::FormErrors;
 
 /// Bad paths, query strings and form bodies on the shop's pages get a page in its layout.
 pub fn path_config() -> actix_web::web::PathConfig {

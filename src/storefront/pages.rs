@@ -261,19 +261,16 @@ fn load_grid(conn: &mut diesel::PgConnection, query: &GridQuery) -> Result<GridV
 
 /// A page with an `ETag` of its body: 304 when the client's copy is the same.
 fn validated(request: &HttpRequest, html: String, cache_control: &'static str) -> HttpResponse {
-    let representation = crate::http::validators::Representation::new(html.into_bytes(), std::time::SystemTime::now());
-    let current = request.headers().get(header::IF_NONE_MATCH).is_some_and(|tags| {
-        crate::http::validators::any_tag_matches(tags, representation.etag.to_str().unwrap_or_default())
-    });
+    let etag = crate::http::validators::etag_of(html.as_bytes());
+    let current = request
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|tags| crate::http::validators::any_tag_matches(tags, etag.to_str().unwrap_or_default()));
     let mut response = if current { HttpResponse::NotModified() } else { HttpResponse::Ok() };
     response
-        .insert_header((header::ETAG, representation.etag.clone()))
+        .insert_header((header::ETAG, etag))
         .insert_header((header::CACHE_CONTROL, HeaderValue::from_static(cache_control)));
-    if current {
-        response.finish()
-    } else {
-        response.content_type("text/html; charset=utf-8").body(representation.body)
-    }
+    if current { response.finish() } else { response.content_type("text/html; charset=utf-8").body(html) }
 }
 
 #[derive(Template)]

@@ -88,20 +88,6 @@ pub fn categories(conn: &mut PgConnection) -> QueryResult<Vec<Category>> {
     diesel::sql_query("SELECT id, slug, name FROM categories ORDER BY name, slug").load(conn)
 }
 
-/// `%` and `_` match themselves in a search, not any text.
-fn like_pattern(text: &str) -> String {
-    let mut pattern = String::with_capacity(text.len() + 2);
-    pattern.push('%');
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            pattern.push('\\');
-        }
-        pattern.push(c);
-    }
-    pattern.push('%');
-    pattern
-}
-
 /// A page of active products with their availability, in one query across the catalog's and
 /// the inventory's tables. `None` as the category's id: every category. Returns one card more
 /// than a page when there is a next page.
@@ -133,7 +119,7 @@ pub fn grid(conn: &mut PgConnection, query: &GridQuery, category_id: Option<uuid
     };
     diesel::sql_query(sql)
         .bind::<Nullable<SqlUuid>, _>(category_id)
-        .bind::<Nullable<Text>, _>(query.search.as_deref().map(like_pattern))
+        .bind::<Nullable<Text>, _>(query.search.as_deref().map(crate::input::like_containing))
         .bind::<BigInt, _>(PAGE_SIZE + 1)
         .bind::<Nullable<Text>, _>(after_name)
         .bind::<Nullable<BigInt>, _>(after_price)
@@ -228,6 +214,17 @@ pub fn cart_for_change(conn: &mut PgConnection, token_sha256: &[u8]) -> QueryRes
     ))
     .bind::<Bytea, _>(token_sha256)
     .get_result(conn)
+}
+
+/// The shopper's open cart for a change to a line it has: its revision bumped and its row locked,
+/// in one statement; `None` without an open cart.
+pub fn open_cart_for_change(conn: &mut PgConnection, token_sha256: &[u8]) -> QueryResult<Option<Cart>> {
+    diesel::sql_query(format!(
+        "UPDATE carts SET revision = revision + 1 WHERE token_sha256 = $1 AND closed_at IS NULL RETURNING {CART_COLUMNS}"
+    ))
+    .bind::<Bytea, _>(token_sha256)
+    .get_result(conn)
+    .optional()
 }
 
 /// A line of a cart with what the catalog and the inventory say of its product now.
@@ -367,12 +364,6 @@ pub fn remove_idle(conn: &mut PgConnection, idle_since: DateTime<Utc>, batch: i6
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn search_text_matches_itself() {
-        assert_eq!(like_pattern("50%_off\\"), "%50\\%\\_off\\\\%");
-        assert_eq!(like_pattern("mug"), "%mug%");
-    }
 
     #[test]
     fn sorts_read_back_what_they_write() {
